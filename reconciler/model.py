@@ -1,0 +1,436 @@
+"""The data of democtl: the demo file, the reconciler settings and the status file.
+
+Owns the pydantic models and the rules a single document must satisfy on its own.
+Rules that need more than one document (file name, duplicates, profile maximum,
+capacity, history) live in `validate.py`. Imports nothing from the rest of the
+package and does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+API_VERSION = "demos.splits.network/v1"
+STATUS_SCHEMA_VERSION = 1
+
+DEMO_ID_PATTERN = r"^demo-[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+DEMO_ID_MAX = 32
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+# Characters that could confuse a later stage: control characters (newlines
+# included) and template delimiters. Realistic punctuation stays valid.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TEMPLATE_DELIMITERS = ("{{", "}}", "{%", "%}", "{#", "#}")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90m`, `2h`, `1d`, `1h30m` into a positive timedelta."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not text.strip() or not any(match.groupdict().values()):
+        raise ValueError(f"{text!r} is not a duration like 90m, 2h, 1d or 1h30m")
+    parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
+    delta = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    if delta <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return delta
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of parse_duration, for messages: 1d2h, 90m -> 1h30m."""
+    minutes = int(delta.total_seconds() // 60)
+    negative = minutes < 0
+    minutes = abs(minutes)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    text = (
+        "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (mins, "m")) if n) or "0m"
+    )
+    return f"-{text}" if negative else text
+
+
+def _safe_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain newlines or control characters")
+    for delimiter in _TEMPLATE_DELIMITERS:
+        if delimiter in value:
+            raise ValueError(f"must not contain the template delimiter {delimiter!r}")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _duration_text(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must be RFC 3339 with a time zone, e.g. 2026-12-01T18:00:00Z")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ValueError("must be an https:// URL")
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    for delimiter in _TEMPLATE_DELIMITERS:
+        if delimiter in value:
+            raise ValueError(f"must not contain the template delimiter {delimiter!r}")
+    return value
+
+
+SafeText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_safe_text)]
+
+
+def _number_as_text(value: object) -> object:
+    # `ttl: 0` or `ttl: 2` parse as numbers; report them with the duration rule
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Duration = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_duration_text)]
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+DemoId = Annotated[
+    str, StringConstraints(pattern=DEMO_ID_PATTERN, min_length=6, max_length=DEMO_ID_MAX)
+]
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DemoType(StrEnum):
+    RECRUITING_AGENCY = "recruiting-agency"
+    ENTERPRISE = "enterprise"
+    STARTUP = "startup"
+
+
+class SeedSize(StrEnum):
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+def validate_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Kubernetes label rules: optional DNS-subdomain prefix, name <= 63, value <= 63."""
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+            raise ValueError(f"label key {key!r}: prefix must be a DNS subdomain")
+        if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+            raise ValueError(
+                f"label key {key!r}: name must be 1-63 characters of [A-Za-z0-9-_.], "
+                "starting and ending alphanumeric"
+            )
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_NAME.match(value):
+            raise ValueError(
+                f"label {key!r}: value {value!r} must be at most 63 characters of "
+                "[A-Za-z0-9-_.], starting and ending alphanumeric"
+            )
+    return labels
+
+
+class DemoMetadata(StrictModel):
+    name: DemoId
+    labels: Annotated[dict[str, str], Field(max_length=16), AfterValidator(validate_labels)] = (
+        Field(default_factory=dict)
+    )
+
+
+class Branding(StrictModel):
+    companyName: Annotated[SafeText, StringConstraints(max_length=80)] | None = None
+    primaryColor: Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    logoUrl: (
+        Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] | None
+    ) = None
+
+
+class Seed(StrictModel):
+    size: SeedSize = SeedSize.SMALL
+
+
+class DemoSpec(StrictModel):
+    type: DemoType
+    profile: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] = "small"
+    owner: Annotated[SafeText, StringConstraints(max_length=254)]
+    ttl: Duration | None = None
+    expiresAt: AwareDatetime | None = None
+    branding: Branding | None = None
+    seed: Seed = Field(default_factory=Seed)
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> DemoSpec:
+        if self.ttl is not None and self.expiresAt is not None:
+            raise ValueError("set ttl or expiresAt, not both")
+        return self
+
+
+class Demo(StrictModel):
+    apiVersion: Literal["demos.splits.network/v1"]
+    kind: Literal["Demo"]
+    metadata: DemoMetadata
+    spec: DemoSpec
+
+    @property
+    def id(self) -> str:
+        return self.metadata.name
+
+    def spec_hash(self) -> str:
+        """A short, stable hash of the desired state, recorded in the status file."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def _quantity(value: str | int | float) -> str:
+    from reconciler.quantity import parse_quantity
+
+    parse_quantity(str(value))
+    return str(value)
+
+
+Quantity = Annotated[str | int | float, AfterValidator(_quantity)]
+
+
+class Profile(StrictModel):
+    cpu: Quantity
+    memory: Quantity
+    pods: Annotated[int, Field(gt=0, le=1000)]
+    defaultTtl: Duration
+    maxTtl: Duration
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Profile:
+        if parse_duration(self.defaultTtl) > parse_duration(self.maxTtl):
+            raise ValueError("defaultTtl must not exceed maxTtl")
+        return self
+
+    @property
+    def cpu_cores(self) -> Decimal:
+        from reconciler.quantity import parse_quantity
+
+        return parse_quantity(str(self.cpu))
+
+    @property
+    def memory_bytes(self) -> Decimal:
+        from reconciler.quantity import parse_quantity
+
+        return parse_quantity(str(self.memory))
+
+
+class Capacity(StrictModel):
+    totalCpu: Quantity
+    totalMemory: Quantity
+    reservedForProduction: Annotated[float, Field(ge=0, lt=100)] = 30
+    maxConcurrentDemos: Annotated[int, Field(ge=0)] = 20
+
+
+class Urls(StrictModel):
+    portal: str = "{id}.portal.{domain}"
+    candidate: str = "{id}.candidate.{domain}"
+    api: str = "{id}.api.{domain}"
+
+    @field_validator("portal", "candidate", "api")
+    @classmethod
+    def _has_id(cls, value: str) -> str:
+        if "{id}" not in value:
+            raise ValueError("URL pattern must contain {id}")
+        try:
+            value.format(id="demo-x", domain="example.com")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"URL pattern may only use {{id}} and {{domain}}: {exc}") from exc
+        return value
+
+
+class Chart(StrictModel):
+    repository: str
+    name: str
+    version: str
+
+
+class SupabaseSettings(StrictModel):
+    organization: str
+    region: str = "us-east-1"
+    size: str = "micro"
+    projectPrefix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,20}$")] = (
+        "democtl-"
+    )
+    apiUrl: str = "https://api.supabase.com"
+    provisionTimeout: Duration = "10m"
+
+
+class CloudflareSettings(StrictModel):
+    zone: str
+    zoneId: str | None = None
+    target: str
+    recordType: Literal["CNAME", "A", "AAAA"] = "CNAME"
+    proxied: bool = True
+    apiUrl: str | None = None
+
+
+class KubernetesSettings(StrictModel):
+    secretName: str = "supabase-credentials"
+    ingressNamespace: str = "ingress-nginx"
+    ingressClass: str = "nginx"
+    fluxNamespace: str = "flux-system"
+    argoNamespace: str = "argocd"
+
+
+class GitSettings(StrictModel):
+    branch: str = "main"
+    committerName: str = "democtl"
+    committerEmail: str = "democtl@localhost"
+    lockTtl: Duration = "15m"
+
+
+class SafetySettings(StrictModel):
+    massDeleteShare: Annotated[float, Field(gt=0, le=1)] = 0.5
+    massDeleteMinimum: Annotated[int, Field(ge=1)] = 3
+    orphanGracePeriod: Duration = "1h"
+    maxAttempts: Annotated[int, Field(ge=1)] = 5
+
+
+class Settings(StrictModel):
+    apiVersion: Literal["demos.splits.network/v1"]
+    kind: Literal["ReconcilerSettings"]
+    domain: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]
+    urls: Urls = Field(default_factory=Urls)
+    gitops: Literal["flux", "argo"] = "flux"
+    chart: Chart
+    profiles: dict[str, Profile]
+    capacity: Capacity
+    supabase: SupabaseSettings
+    cloudflare: CloudflareSettings
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    clerk: dict[DemoType, str]
+    git: GitSettings = Field(default_factory=GitSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+
+    @field_validator("profiles")
+    @classmethod
+    def _has_small(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        if "small" not in value:
+            raise ValueError("a profile named 'small' is required (the default profile)")
+        return value
+
+    @field_validator("clerk")
+    @classmethod
+    def _every_type(cls, value: dict[DemoType, str]) -> dict[DemoType, str]:
+        missing = [t.value for t in DemoType if t not in value]
+        if missing:
+            raise ValueError(f"a Clerk publishable key is required for {', '.join(missing)}")
+        return value
+
+    def url_for(self, kind: Literal["portal", "candidate", "api"], demo_id: str) -> str:
+        pattern: str = getattr(self.urls, kind)
+        return pattern.format(id=demo_id, domain=self.domain)
+
+    def hosts(self, demo_id: str) -> dict[str, str]:
+        return {k: self.url_for(k, demo_id) for k in ("portal", "candidate", "api")}
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    CREATING = "creating"
+    READY = "ready"
+    DEGRADED = "degraded"
+    DESTROYING = "destroying"
+    FAILED = "failed"
+
+
+class Condition(StrictModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    lastTransitionTime: datetime
+
+
+class SupabaseStatus(StrictModel):
+    projectRef: str | None = None
+    url: str | None = None
+    anonKey: str | None = None
+    migrations: list[str] = Field(default_factory=list)
+    seeded: bool = False
+
+
+class DnsRecordStatus(StrictModel):
+    name: str
+    type: str
+    content: str
+    id: str | None = None
+
+
+class HealthChecks(StrictModel):
+    kubernetes: bool = False
+    supabase: bool = False
+    portal: bool = False
+    candidate: bool = False
+    apiGateway: bool = False
+
+    @property
+    def all_passing(self) -> bool:
+        return all(self.model_dump().values())
+
+
+class DemoStatus(StrictModel):
+    """The observed state of one demo, as written to `status/<id>.yaml`.
+
+    Only discrete facts live here; it must not change when nothing changed.
+    """
+
+    apiVersion: Literal["demos.splits.network/v1"] = "demos.splits.network/v1"
+    kind: Literal["DemoStatus"] = "DemoStatus"
+    schemaVersion: Literal[1] = 1
+    id: DemoId
+    namespace: str
+    demoType: DemoType
+    profile: str
+    phase: Phase
+    createdBy: str
+    createdAt: datetime
+    expiresAt: datetime
+    specHash: str
+    urls: dict[str, str] = Field(default_factory=dict)
+    supabase: SupabaseStatus = Field(default_factory=SupabaseStatus)
+    dns: list[DnsRecordStatus] = Field(default_factory=list)
+    healthChecks: HealthChecks = Field(default_factory=HealthChecks)
+    conditions: list[Condition] = Field(default_factory=list)
+    attempts: Annotated[int, Field(ge=0)] = 0
+    queuePosition: int | None = None
+    message: str = ""
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def demo_status_dict(status: DemoStatus) -> dict[str, Any]:
+    """The status as plain data in a stable field order, for YAML and JSON output."""
+    return status.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,191 @@
+"""The small Protocols every provider adapter implements, and the values they exchange.
+
+Adapters know nothing of demos' TTLs, expiry or phases: they list, create, adopt
+and delete resources that carry democtl's ownership mark, and convert vendor
+errors into `ProviderError` at their edge. The planner imports only the value
+types from here, never an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retryable` says whether a later attempt may succeed.
+
+    The message carries the provider, the operation, the demo id and the upstream
+    message, and never a token or password.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        operation: str,
+        message: str,
+        *,
+        demo_id: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.upstream_message = message
+        self.demo_id = demo_id
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status_code = status_code
+        where = f"{provider} {operation}" + (f" for {demo_id}" if demo_id else "")
+        super().__init__(f"{where}: {message}")
+
+
+class RateLimited(ProviderError):
+    """The provider refused for rate limiting; leave the rest for a later cycle."""
+
+
+class NotReady(ProviderError):
+    """The resource exists but cannot take this operation yet (e.g. a project still coming up)."""
+
+
+# --- Supabase -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    ref: str
+    name: str
+    status: str  # UNKNOWN, COMING_UP, ACTIVE_HEALTHY, INIT_FAILED, REMOVED, ...
+    demo_id: str  # parsed from the managed name
+    region: str = ""
+    created_at: datetime | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ACTIVE_HEALTHY"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in TERMINAL_PROJECT_FAILURES
+
+
+TERMINAL_PROJECT_FAILURES = frozenset(
+    {"INIT_FAILED", "REMOVED", "INACTIVE", "GOING_DOWN", "PAUSE_FAILED", "RESTORE_FAILED"}
+)
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    anon: str
+    service_role: str = field(repr=False)
+
+
+class SupabaseProvider(Protocol):
+    def project_name(self, demo_id: str) -> str:
+        """The deterministic, managed name of a demo's project (prefix + id)."""
+
+    def list_projects(self) -> list[Project]:
+        """Every managed project (name carries the prefix), in one listing."""
+
+    def create_project(self, demo_id: str, db_pass: str) -> Project: ...
+
+    def get_project(self, ref: str) -> Project | None: ...
+
+    def is_healthy(self, ref: str) -> bool:
+        """Status ACTIVE_HEALTHY and `/health` reports the services healthy."""
+
+    def run_sql(self, ref: str, query: str) -> list[dict[str, object]]: ...
+
+    def api_keys(self, ref: str) -> ApiKeys: ...
+
+    def delete_project(self, ref: str) -> None:
+        """Delete; a project already gone is success; one still coming up raises NotReady."""
+
+    def project_url(self, ref: str) -> str:
+        """The project's API URL (https://<ref>.supabase.co, or the emulator's)."""
+
+
+# --- DNS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    id: str
+    name: str
+    type: str
+    content: str
+    proxied: bool
+    ttl: int
+    comment: str
+    demo_id: str | None  # parsed from the ownership comment; None when not ours
+
+
+@dataclass(frozen=True)
+class DesiredRecord:
+    demo_id: str
+    name: str
+    type: str
+    content: str
+    proxied: bool
+
+
+class DnsProvider(Protocol):
+    def list_records(self) -> list[DnsRecord]:
+        """Every record of the zone that carries democtl's ownership comment."""
+
+    def ensure_records(self, demo_id: str, desired: list[DesiredRecord]) -> list[DnsRecord]:
+        """Create or update one demo's records (adopting on 'already exists'), return them."""
+
+    def delete_records(self, demo_id: str, records: list[DnsRecord]) -> None:
+        """Delete the given managed records; a record already gone is success."""
+
+
+# --- Kubernetes -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamespaceState:
+    name: str
+    demo_id: str | None
+    phase: str  # Active | Terminating
+    pods_ready: int = 0
+    pods_expected: int = 0
+    restarts: int = 0
+    release_ready: bool = False
+    release_message: str = ""
+    secret_present: bool = False
+    cpu_used: str = "0"
+    memory_used: str = "0"
+    pods_quota: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.phase == "Active"
+            and self.pods_expected > 0
+            and self.pods_ready >= self.pods_expected
+            and self.release_ready
+        )
+
+
+class ClusterProvider(Protocol):
+    def list_namespaces(self) -> list[NamespaceState]:
+        """Every namespace labelled app.kubernetes.io/managed-by=democtl, with its health."""
+
+    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Server-side apply of an Opaque Secret; the namespace must exist."""
+
+    def delete_secret(self, namespace: str, name: str) -> None: ...
+
+    def node_allocatable(self) -> tuple[str, str]:
+        """Sum of the nodes' allocatable cpu and memory, as Kubernetes quantities."""
+
+
+class HttpProber(Protocol):
+    def probe(self, url: str) -> bool:
+        """GET the URL (a demo's health endpoint); True on a 2xx answer."""

@@ -1,0 +1,76 @@
+"""Read-only access to the files of a state repository's working tree.
+
+Reads `reconciler.yaml` and `demos/*.yaml` as bytes and hands them to the
+validators. Never writes: every write under demos/, status/ and rendered/
+belongs to `gitstate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.model import Settings
+from reconciler.validate import (
+    DEMOS_DIR,
+    SETTINGS_FILE,
+    LoadedDemo,
+    Problem,
+    load_demo,
+    load_settings,
+)
+from reconciler.yamlfile import MAX_BYTES
+
+
+@dataclass
+class SettingsResult:
+    settings: Settings | None
+    problems: list[Problem]
+
+
+def read_bounded(path: Path) -> bytes:
+    """Read at most one byte past the limit, so a huge file costs nothing to refuse."""
+    with path.open("rb") as handle:
+        return handle.read(MAX_BYTES + 1)
+
+
+def read_settings(root: Path) -> SettingsResult:
+    path = root / SETTINGS_FILE
+    if not path.is_file():
+        return SettingsResult(
+            None, [Problem(SETTINGS_FILE, None, "", f"not found in {root} (is --repo right?)")]
+        )
+    settings, problems = load_settings(SETTINGS_FILE, read_bounded(path))
+    return SettingsResult(settings, problems)
+
+
+def demo_paths(root: Path) -> list[str]:
+    folder = root / DEMOS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(
+        f"{DEMOS_DIR}/{p.name}"
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in {".yaml", ".yml"}
+    )
+
+
+def relative_demo_path(root: Path, given: str) -> str:
+    """The repository-relative path of a file named on the command line."""
+    candidate = Path(given)
+    absolute = candidate if candidate.is_absolute() else Path.cwd() / candidate
+    try:
+        return absolute.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return given
+
+
+def read_demo(root: Path, rel_path: str) -> LoadedDemo:
+    if ".." in Path(rel_path).parts:
+        return LoadedDemo(
+            rel_path, None, [Problem(rel_path, None, "", "paths with '..' are not allowed")]
+        )
+    path = root / rel_path
+    if not path.is_file():
+        return LoadedDemo(rel_path, None, [Problem(rel_path, None, "", "no such file")])
+    return load_demo(rel_path, read_bounded(path))
