@@ -9,6 +9,7 @@ and counts requests per route for tests and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -181,10 +182,8 @@ class EmulatorServer:
                     if fault == "timeout":
                         time.sleep(emulator.faults.timeout_seconds)
                     self.close_connection = True
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     return
                 if fault == "rate_limit":
                     response = Response(
