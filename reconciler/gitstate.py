@@ -6,6 +6,7 @@ parts, status files, commits, pushes and the lock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,3 +47,42 @@ def creation_times(repo_path: Path) -> dict[str, datetime]:
                 # log is newest first: the first addition seen is the latest one
                 times.setdefault(path.stem, when)
     return times
+
+
+# --- working-tree writes ------------------------------------------------------------
+
+
+def write_files(root: Path, writes: Mapping[str, bytes | None]) -> list[str]:
+    """Write (bytes) or remove (None) repository-relative files; touch only what differs.
+
+    Returns the paths that changed, sorted. Empty folders left behind are removed.
+    This is the one place that writes under demos/, status/ and rendered/.
+    """
+    changed: list[str] = []
+    for rel in sorted(writes):
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise ValueError(f"refusing to write outside the repository: {rel}")
+        path = root / rel
+        content = writes[rel]
+        if content is None:
+            if path.exists():
+                path.unlink()
+                changed.append(rel)
+                _prune_empty_parents(root, path.parent)
+            continue
+        if path.is_file() and path.read_bytes() == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)  # atomic: a crash never leaves a half-written file
+        changed.append(rel)
+    return changed
+
+
+def _prune_empty_parents(root: Path, folder: Path) -> None:
+    root = root.resolve()
+    folder = folder.resolve()
+    while folder != root and root in folder.parents and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent

@@ -103,6 +103,13 @@ class SupabaseProvider(Protocol):
 
     def api_keys(self, ref: str) -> ApiKeys: ...
 
+    def set_db_password(self, ref: str, password: str) -> None:
+        """PATCH /v1/projects/{ref}/database/password.
+
+        The password given at creation is never stored; whoever writes the Secret
+        sets a fresh one first, so a crash between create and Secret leaks nothing.
+        """
+
     def delete_project(self, ref: str) -> None:
         """Delete; a project already gone is success; one still coming up raises NotReady."""
 
