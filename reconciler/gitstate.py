@@ -353,11 +353,12 @@ def commit_cycle(
     paths = sorted(writes)
     if not paths:
         return None
-    for rel in paths:
-        if (root / rel).exists():
-            _must(repo, "add", "--", rel)
-        else:
-            _must(repo, "rm", "--cached", "--ignore-unmatch", "--quiet", "--", rel)
+    present = [rel for rel in paths if (root / rel).exists()]
+    absent = [rel for rel in paths if rel not in set(present)]
+    if present:
+        _must(repo, "add", "--", *present)
+    if absent:
+        _must(repo, "rm", "--cached", "--ignore-unmatch", "--quiet", "--", *absent)
     base = ["HEAD"] if repo.head.is_valid() else []
     differing = _must(repo, "diff", "--cached", "--name-only", *base, "--", *paths).split()
     if not differing:
