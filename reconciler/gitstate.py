@@ -22,12 +22,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import git
 
-from reconciler.model import DEMO_ID_PATTERN, Demo, DemoStatus, GitSettings, Settings
+from reconciler.model import (
+    DEMO_ID_PATTERN,
+    Demo,
+    DemoStatus,
+    GitSettings,
+    Settings,
+    parse_duration,
+)
 from reconciler.statusfile import STATUS_DIR, read_status, status_path
 from reconciler.validate import DEMOS_DIR, LoadedDemo, Problem, check_repository
 from reconciler.workspace import demo_paths, read_bounded, read_demo, read_settings
@@ -354,7 +362,7 @@ def commit_cycle(
     if not paths:
         return None
     present = [rel for rel in paths if (root / rel).exists()]
-    absent = [rel for rel in paths if rel not in set(present)]
+    absent = [rel for rel in paths if not (root / rel).exists()]
     if present:
         _must(repo, "add", "--", *present)
     if absent:
@@ -634,14 +642,14 @@ def _read_remote_lock(repo: git.Repo, remote: str, ttl: timedelta) -> _LockRecor
     sha = _must(repo, "rev-parse", "--verify", _SEEN_LOCK_REF).strip()
     body = _must(repo, "log", "-1", "--format=%B", sha)
     try:
-        data = json.loads(body[body.index("{") :])
+        data = json.loads(body.split("\n\n", 1)[1])
         return _LockRecord(
             sha,
             str(data["holder"]),
             str(data["token"]),
             datetime.fromisoformat(str(data["expiresAt"])),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError):
         # not ours or from a newer format: held until its commit time plus our ttl
         when = datetime.fromtimestamp(int(_must(repo, "log", "-1", "--format=%ct", sha)), UTC)
         log.warning(
@@ -674,7 +682,7 @@ def _lock_commit(
         "acquiredAt": acquired.astimezone(UTC).isoformat(),
         "expiresAt": expires.astimezone(UTC).isoformat(),
     }
-    message = f"democtl lock: {holder}\n\n{json.dumps(record, sort_keys=True)}\n"
+    message = f"democtl lock: {_one_line(holder)}\n\n{json.dumps(record, sort_keys=True)}\n"
     return _must(
         repo, "commit-tree", _empty_tree(repo), "-m", message, env=identity.env(acquired)
     ).strip()
@@ -876,8 +884,6 @@ def _edit_event(repo: git.Repo, entry: _LogEntry, path: str) -> tuple[str, str]:
 
 
 def _later(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
-    from reconciler.model import parse_duration
-
     try:
         if before.get("ttl") and after.get("ttl"):
             return parse_duration(str(after["ttl"])) > parse_duration(str(before["ttl"]))
@@ -919,8 +925,9 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
         ids = [v for k, v in entry.trailers if k == "Demo-Id"]
         actions = [v for k, v in entry.trailers if k == "Demo-Action"]
         if ids:
-            for demo, action in zip(ids, actions + [""] * (len(ids) - len(actions)), strict=True):
-                event(demo, action or "updated", "")
+            for demo, action in zip_longest(ids, actions, fillvalue=""):
+                if demo:
+                    event(demo, action or "updated", "")
             continue
         for status, path in entry.files:
             pure = PurePosixPath(path)
