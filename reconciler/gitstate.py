@@ -321,7 +321,7 @@ def commit_message(changes: Sequence[DemoChange], changed_paths: Sequence[str] =
     if not ordered:
         count = len(changed_paths)
         return f"democtl: {count} file{'s' if count != 1 else ''} updated\n"
-    parts = [f"{c.demo_id}: {_one_line(c.action)}" for c in ordered]
+    parts = [f"{_one_line(c.demo_id)}: {_one_line(c.action)}" for c in ordered]
     ids = {c.demo_id for c in ordered}
     if len(ordered) == 1:
         subject = parts[0]
@@ -330,13 +330,14 @@ def commit_message(changes: Sequence[DemoChange], changed_paths: Sequence[str] =
     else:
         subject = f"{len(ids)} demos updated"
     body = [
-        f"- {c.demo_id}: {_one_line(c.action)}" + (f" ({_one_line(c.detail)})" if c.detail else "")
+        f"- {_one_line(c.demo_id)}: {_one_line(c.action)}"
+        + (f" ({_one_line(c.detail)})" if c.detail else "")
         for c in ordered
     ]
     trailers = [
         line
         for c in ordered
-        for line in (f"Demo-Id: {c.demo_id}", f"Demo-Action: {_one_line(c.action)}")
+        for line in (f"Demo-Id: {_one_line(c.demo_id)}", f"Demo-Action: {_one_line(c.action)}")
     ]
     return "\n".join([subject, "", *body, "", *trailers]) + "\n"
 

@@ -512,3 +512,31 @@ def test_history_tells_the_story(tmp_path: Path) -> None:
         ("expired, removed", "", "democtl"),
     ]
     assert gitstate.history(work, "demo-zz") == []
+
+
+def test_held_lock_is_released_when_the_block_fails(tmp_path: Path) -> None:
+    origin, work = origin_and_clone(tmp_path)
+    with pytest.raises(RuntimeError), gitstate.held_lock(work, "cycle", NOW, TTL) as lock:
+        assert git(origin, "rev-parse", "refs/democtl/lock").strip() == lock.sha
+        raise RuntimeError("apply failed")
+    assert git(origin, "for-each-ref", "refs/democtl/") == ""
+
+
+def test_sync_refuses_a_detached_head(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    git(work, "checkout", "--quiet", "--detach")
+    with pytest.raises(SyncError, match="detached"):
+        sync(work)
+
+
+def test_history_reports_hand_edited_status_and_deletions(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    commit_as(work, when=T1, files={"demos/demo-a.yaml": demo_yaml("demo-a")})
+    commit_as(work, BOB, T2, {"status/demo-a.yaml": "phase: ready\n"}, message="poke")
+    commit_as(work, BOB, T3, {"demos/demo-a.yaml": None}, message="Remove demo-a")
+    events = [(e.action, e.author, e.subject) for e in gitstate.history(work)]
+    assert events == [
+        ("added", "Alice Example", "change"),
+        ("status edited", "Bob Example", "poke"),
+        ("deleted", "Bob Example", "Remove demo-a"),
+    ]
