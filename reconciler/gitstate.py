@@ -559,7 +559,7 @@ def push(
         log.info("pushed %s to %s/%s", head[:12], remote, branch)
         return PushResult(True, False, head, f"pushed {head[:12]} to {remote}/{branch}")
     if not _rejected(out + err):
-        raise PushError(f"git push to {remote}/{branch} failed: {(err or out).strip()}")
+        raise PushError(f"git push to {remote}/{branch} failed: {_git_said(out, err)}")
     new_head = sync(root, remote, branch, identity)
     log.info("push rejected: %s/%s moved to %s; planning again", remote, branch, new_head[:12])
     return PushResult(
@@ -570,11 +570,24 @@ def push(
     )
 
 
+def _git_said(out: str, err: str) -> str:
+    """Git's stderr plus the porcelain status lines, on one line, for an error message."""
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+    lines += [ln.strip() for ln in out.splitlines() if ln.startswith("!")]
+    return " | ".join(lines) or "no output"
+
+
 def _rejected(output: str) -> bool:
-    markers = ("[rejected]", "fetch first", "non-fast-forward", "stale info", "[remote rejected]")
-    return any(
-        line.startswith("!") and any(m in line for m in markers) for line in output.split("\n")
-    )
+    """The ref moved under us (a lost race), as opposed to a refusal by policy or hook."""
+    moved = ("cannot lock ref", "failed to update ref", "incorrect old value", "but expected")
+    for line in output.split("\n"):
+        if not line.startswith("!"):
+            continue
+        if "[rejected]" in line:  # fetch first, non-fast-forward, stale info
+            return True
+        if "[remote rejected]" in line and any(m in line for m in moved):
+            return True
+    return False
 
 
 def push_with_replan(
@@ -698,7 +711,7 @@ def _cas_lock(repo: git.Repo, remote: str, new: str | None, expected: str | None
         return True
     if _rejected(out + err):
         return False
-    raise GitStateError(f"cannot update the lock on {remote}: {(err or out).strip()}")
+    raise GitStateError(f"cannot update the lock on {remote}: {_git_said(out, err)}")
 
 
 def _token(holder: str, now: datetime) -> str:

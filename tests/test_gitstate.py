@@ -540,3 +540,13 @@ def test_history_reports_hand_edited_status_and_deletions(tmp_path: Path) -> Non
         ("status edited", "Bob Example", "poke"),
         ("deleted", "Bob Example", "Remove demo-a"),
     ]
+
+
+def test_push_refused_by_a_hook_is_an_error_not_a_replan(tmp_path: Path) -> None:
+    origin, work = origin_and_clone(tmp_path)
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'branch is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    commit_cycle(work, {"status/demo-a.yaml": b"x\n"}, [DemoChange("demo-a", "ready")])
+    with pytest.raises(gitstate.PushError, match=r"branch is protected.*pre-receive hook declined"):
+        push(work)
