@@ -44,6 +44,7 @@ from reconciler.yamlfile import YamlError, load_document
 log = logging.getLogger(__name__)
 
 RENDERED_DIR = "rendered"
+_OWNED_PREFIXES = (f"{STATUS_DIR}/", f"{RENDERED_DIR}/")  # written only by democtl
 LOCK_REF = "refs/democtl/lock"
 _SEEN_LOCK_REF = "refs/democtl/seen-lock"
 
@@ -490,8 +491,10 @@ def sync(
     Fast-forwards when local is behind. Commits that exist only locally are
     dropped when every one of them is democtl's own (a cycle whose push failed:
     its actions are idempotent and the next plan repeats what is still needed).
-    Refuses, with SyncError, to drop anything else: uncommitted changes to
-    tracked files, or unpushed commits by someone else. Never merges, never forces.
+    Uncommitted files under status/ and rendered/ (an interrupted cycle's) are
+    discarded. Refuses, with SyncError, to drop anything else: uncommitted
+    changes to other tracked files, or unpushed commits by someone else. Never
+    merges, never forces.
     """
     repo = _repo(root)
     current = _current_branch(repo)
@@ -505,13 +508,28 @@ def sync(
     if status != 0:
         raise SyncError(f"git fetch {remote} {branch} failed: {err.strip()}")
     remote_sha = _must(repo, "rev-parse", "--verify", tracking).strip()
-    dirty = _must(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
-    if dirty:
-        listed = ", ".join(line[3:] for line in dirty[:5])
+    dirty = [
+        line[3:]
+        for line in _must(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
+    ]
+    foreign_dirt = [rel for rel in dirty if not rel.startswith(_OWNED_PREFIXES)]
+    if foreign_dirt:
         raise SyncError(
-            f"{root} has uncommitted changes to tracked files ({listed}); commit, stash "
-            "or discard them: democtl only moves a clean branch"
+            f"{root} has uncommitted changes to tracked files ({', '.join(foreign_dirt[:5])}); "
+            "commit, stash or discard them: democtl only moves a clean branch"
         )
+    # what a cycle that crashed before its commit left in democtl's own folders is
+    # rebuilt by the next cycle; it must not be read back as if it were committed
+    leftovers = _must(repo, "clean", "-n", "-d", "-q", "--", *_OWNED_PREFIXES).splitlines()
+    if dirty or leftovers:
+        log.warning(
+            "discarding %d uncommitted file(s) under status/ and rendered/ left by an "
+            "interrupted cycle",
+            len(dirty) + len(leftovers),
+        )
+        _must(repo, "clean", "-f", "-d", "-q", "--", *_OWNED_PREFIXES)
+        if dirty and repo.head.is_valid():
+            _must(repo, "reset", "--quiet", "--hard", "HEAD")
     if not repo.head.is_valid():
         _must(repo, "reset", "--quiet", "--hard", remote_sha)
         return remote_sha

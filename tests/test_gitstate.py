@@ -550,3 +550,18 @@ def test_push_refused_by_a_hook_is_an_error_not_a_replan(tmp_path: Path) -> None
     commit_cycle(work, {"status/demo-a.yaml": b"x\n"}, [DemoChange("demo-a", "ready")])
     with pytest.raises(gitstate.PushError, match=r"branch is protected.*pre-receive hook declined"):
         push(work)
+
+
+def test_sync_discards_what_an_interrupted_cycle_left(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    commit_cycle(work, {"status/demo-a.yaml": b"committed\n"}, [DemoChange("demo-a", "ready")])
+    push(work)
+    # crash between write and commit: a modified status and a new rendered file
+    gitstate.write_files(
+        work, {"status/demo-a.yaml": b"half\n", "rendered/demo-a/ns.yaml": b"kind: Namespace\n"}
+    )
+    (work / "scratch.txt").write_text("not ours, untracked: left alone\n")
+    sync(work)
+    assert (work / "status/demo-a.yaml").read_bytes() == b"committed\n"
+    assert not (work / "rendered").exists()
+    assert (work / "scratch.txt").exists()
