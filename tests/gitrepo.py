@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.model import Condition, DemoStatus, DnsRecordStatus, Phase, SupabaseStatus
+
 PROJECT = Path(__file__).resolve().parent.parent
 BASE_TIME = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 PERSON = ("Alice Example", "alice@splits.network")
@@ -124,3 +126,29 @@ def demo_yaml(demo_id: str, ttl: str | None = "2h", owner: str = "alice@splits.n
 
 def log_subjects(repo: Path, ref: str = "HEAD") -> list[str]:
     return git(repo, "log", "--format=%s", ref).splitlines()
+
+
+STATUS_TIME = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def make_status(demo_id: str = "demo-acme01", phase: Phase = Phase.READY) -> DemoStatus:
+    """A complete status (created at STATUS_TIME, 2h ttl) for tests that need one."""
+    return DemoStatus(
+        id=demo_id,
+        namespace=demo_id,
+        demoType="enterprise",
+        profile="small",
+        phase=phase,
+        createdBy="alice@splits.network",
+        createdAt=STATUS_TIME,
+        expiresAt=datetime(2026, 11, 25, 11, 0, tzinfo=UTC),
+        specHash="sha256:0123456789abcdef",
+        urls={"portal": f"https://{demo_id}.portal.demo.splits.network"},
+        supabase=SupabaseStatus(projectRef="abcdefghijklmnopqrst", migrations=["0001_init"]),
+        dns=[DnsRecordStatus(name=f"{demo_id}.portal.x", type="CNAME", content="lb.x")],
+        conditions=[
+            Condition(
+                type="Ready", status="True", reason="AllHealthy", lastTransitionTime=STATUS_TIME
+            )
+        ],
+    )

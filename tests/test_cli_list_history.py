@@ -12,8 +12,7 @@ from reconciler.cli import cli
 from reconciler.gitstate import DemoChange, commit_cycle, removal_writes
 from reconciler.model import Phase
 from reconciler.statusfile import status_bytes
-from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, origin_and_clone
-from tests.test_statusfile import make_status
+from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, make_status, origin_and_clone
 
 T1 = BASE_TIME + timedelta(hours=1)
 BOB = ("Bob Example", "bob@splits.network")

@@ -37,9 +37,10 @@ from tests.gitrepo import (
     commit_as,
     demo_yaml,
     git,
+    make_status,
     origin_and_clone,
+    sample_settings,
 )
-from tests.test_statusfile import make_status
 
 T1 = BASE_TIME + timedelta(hours=1)
 T2 = BASE_TIME + timedelta(hours=2)
@@ -565,3 +566,23 @@ def test_sync_discards_what_an_interrupted_cycle_left(tmp_path: Path) -> None:
     assert (work / "status/demo-a.yaml").read_bytes() == b"committed\n"
     assert not (work / "rendered").exists()
     assert (work / "scratch.txt").exists()
+
+
+def test_committer_identity_comes_from_settings(tmp_path: Path) -> None:
+    settings = (
+        sample_settings()
+        .replace(b"committerName: democtl", b"committerName: demo-bot")
+        .replace(b"committerEmail: democtl@localhost", b"committerEmail: bot@x.io")
+    )
+    _, work = origin_and_clone(tmp_path, files={"reconciler.yaml": settings})
+    identity = Identity.from_settings(load_state(work, NOW).settings)
+    assert identity == Identity("demo-bot", "bot@x.io")
+    assert Identity.from_settings(None) == Identity("democtl", "democtl@localhost")
+    change = [DemoChange("demo-a", "ready")]
+    commit_cycle(work, {"status/demo-a.yaml": b"x\n"}, change, identity)
+    who = git(work, "log", "-1", "--format=%an %ae %cn %ce")
+    assert who == "demo-bot bot@x.io demo-bot bot@x.io\n"
+    with pytest.raises(SyncError, match="democtl did not make"):
+        sync(work)  # the default identity does not recognise the commit as its own
+    sync(work, identity=identity)  # its own unpushed commit: dropped
+    assert not (work / "status/demo-a.yaml").exists()

@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from reconciler.model import Condition, DemoStatus, DnsRecordStatus, Phase, SupabaseStatus
 from reconciler.statusfile import read_status, status_bytes
 from reconciler.validate import Problem
-
-T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-
-
-def make_status(demo_id: str = "demo-acme01", phase: Phase = Phase.READY) -> DemoStatus:
-    return DemoStatus(
-        id=demo_id,
-        namespace=demo_id,
-        demoType="enterprise",
-        profile="small",
-        phase=phase,
-        createdBy="alice@splits.network",
-        createdAt=T0,
-        expiresAt=datetime(2026, 11, 25, 11, 0, tzinfo=UTC),
-        specHash="sha256:0123456789abcdef",
-        urls={"portal": f"https://{demo_id}.portal.demo.splits.network"},
-        supabase=SupabaseStatus(projectRef="abcdefghijklmnopqrst", migrations=["0001_init"]),
-        dns=[DnsRecordStatus(name=f"{demo_id}.portal.x", type="CNAME", content="lb.x")],
-        conditions=[
-            Condition(type="Ready", status="True", reason="AllHealthy", lastTransitionTime=T0)
-        ],
-    )
+from tests.gitrepo import make_status
 
 
 def test_round_trip_and_byte_stable() -> None:
