@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -236,6 +236,100 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
+    )
+
+
+# --- gitstate: list and history -----------------------------------------------------
+
+if TYPE_CHECKING:  # the module is imported where used, like creation_times above
+    from reconciler import gitstate
+
+
+def _load_state_or_exit(ctx: Context) -> tuple[gitstate.State, Settings]:
+    from reconciler import gitstate
+
+    state = gitstate.load_state(ctx.repo, ctx.now)
+    if state.settings is None:
+        for problem in state.settings_problems:
+            click.echo(str(problem), err=True)
+        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
+    return state, state.settings
+
+
+@cli.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@common_options
+def list_demos(fmt: str, ctx: Context) -> None:
+    """Every demo: id, type, profile, owner, phase, expires in (from --now) and URLs."""
+    from reconciler.inventory import demo_rows
+
+    state, settings = _load_state_or_exit(ctx)
+    rows = demo_rows(
+        settings,
+        state.demos,
+        state.statuses,
+        untrusted=state.untrusted_status,
+        created_at=state.created_at,
+        now=ctx.now,
+    )
+    if fmt == "json":
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no demos")
+        return
+    click.echo(
+        table(
+            [("ID", "TYPE", "PROFILE", "OWNER", "PHASE", "EXPIRES IN", "URLS")]
+            + [
+                (
+                    r.id,
+                    r.type,
+                    r.profile,
+                    r.owner,
+                    r.phase,
+                    r.expires_in,
+                    " ".join(r.urls) + (f"  ({r.note})" if r.note else ""),
+                )
+                for r in rows
+            ]
+        )
+    )
+
+
+@cli.command()
+@click.argument("demo_id", required=False, metavar="[ID]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@common_options
+def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
+    """The audit trail from git: added, extended, ready, removed; by whom and when."""
+    from reconciler import gitstate
+
+    try:
+        events = gitstate.history(ctx.repo, demo_id)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps([e.as_dict() for e in events], indent=2))
+        return
+    if not events:
+        click.echo(f"no history for {demo_id}" if demo_id else "no history")
+        return
+    click.echo(
+        table(
+            [("TIME", "DEMO", "ACTION", "DETAIL", "BY", "COMMIT")]
+            + [
+                (
+                    e.as_dict()["time"],
+                    e.demo_id,
+                    e.action,
+                    e.detail,
+                    f"{e.author} <{e.email}>",
+                    e.commit[:12],
+                )
+                for e in events
+            ]
+        )
     )
 
 

@@ -1,0 +1,127 @@
+"""What `democtl list` shows: one row per demo, from its file, its status and the clock.
+
+Pure: takes the loaded demo files, statuses and creation times (as `gitstate.load_state`
+returns them) and `now`; imports the model and validate, never git.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.model import DemoStatus, Settings, format_duration
+from reconciler.validate import LoadedDemo, demo_start, expiry_of
+
+PHASE_NEW = "new"  # a valid demo file the reconciler has not acted on yet
+PHASE_INVALID = "invalid"  # a demo file with problems: reported, never acted on
+PHASE_UNKNOWN = "unknown"  # a status file that could not be trusted; it will be rebuilt
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    id: str
+    type: str
+    profile: str
+    owner: str
+    phase: str
+    expires_at: datetime | None
+    expires_in: str
+    urls: tuple[str, ...]
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "profile": self.profile,
+            "owner": self.owner,
+            "phase": self.phase,
+            "expiresAt": _rfc3339(self.expires_at),
+            "expiresIn": self.expires_in,
+            "urls": list(self.urls),
+            "note": self.note,
+        }
+
+
+def _rfc3339(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when else None
+
+
+def expires_in(expires_at: datetime | None, now: datetime) -> str:
+    if expires_at is None:
+        return "-"
+    left = expires_at - now
+    if left.total_seconds() <= 0:
+        return f"expired {format_duration(-left)} ago" if -left.total_seconds() >= 60 else "expired"
+    return format_duration(left)
+
+
+def demo_rows(
+    settings: Settings,
+    demos: Sequence[LoadedDemo],
+    statuses: Mapping[str, DemoStatus],
+    *,
+    untrusted: Set[str],
+    created_at: Mapping[str, datetime],
+    now: datetime,
+) -> list[DemoRow]:
+    """One row per demo file and per status without a file (a demo being torn down), by id."""
+    rows: dict[str, DemoRow] = {}
+    for item in demos:
+        status = statuses.get(item.id)
+        demo = item.demo
+        if demo is None or not item.valid:
+            rows[item.id] = DemoRow(
+                item.id,
+                status.demoType.value if status else "-",
+                status.profile if status else "-",
+                status.createdBy if status else "-",
+                PHASE_INVALID,
+                status.expiresAt if status else None,
+                expires_in(status.expiresAt if status else None, now),
+                tuple(status.urls.values()) if status else (),
+                f"{len(item.problems)} problem(s); run democtl validate",
+            )
+            continue
+        expiry = (
+            expiry_of(demo, settings, demo_start(demo.id, created_at, now))
+            if demo.spec.profile in settings.profiles
+            else None
+        )
+        if status is not None:
+            phase, urls = status.phase.value, tuple(status.urls.values())
+        else:
+            phase = PHASE_UNKNOWN if item.id in untrusted else PHASE_NEW
+            urls = tuple(f"https://{host}" for host in settings.hosts(demo.id).values())
+        rows[item.id] = DemoRow(
+            demo.id,
+            demo.spec.type.value,
+            demo.spec.profile,
+            demo.spec.owner,
+            phase,
+            expiry,
+            expires_in(expiry, now),
+            urls,
+            "" if item.id in created_at else "not on the main branch yet",
+        )
+    for demo_id, status in statuses.items():
+        if demo_id not in rows:
+            rows[demo_id] = DemoRow(
+                demo_id,
+                status.demoType.value,
+                status.profile,
+                status.createdBy,
+                status.phase.value,
+                status.expiresAt,
+                expires_in(status.expiresAt, now),
+                tuple(status.urls.values()),
+                "demo file removed; teardown pending",
+            )
+    for demo_id in untrusted:
+        if demo_id not in rows:
+            rows[demo_id] = DemoRow(
+                demo_id, "-", "-", "-", PHASE_UNKNOWN, None, "-", (), "status file unreadable"
+            )
+    return [rows[k] for k in sorted(rows)]
