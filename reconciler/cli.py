@@ -22,7 +22,7 @@ import click
 from reconciler.capacity import capacity_report
 from reconciler.clock import parse_now, real_now
 from reconciler.model import Demo, Settings
-from reconciler.quantity import format_cpu, format_memory
+from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 from reconciler.validate import LoadedDemo, Problem, check_repository
 from reconciler.workspace import (
     demo_paths,
@@ -102,14 +102,22 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @common_options
 def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
-    """Check the settings and demo files; report every problem with file, line and field."""
+    """Check the settings and demo files; report every problem with file, line and field.
+
+    Exit 0 when clean, 1 when a demo file has a problem, 2 when the settings are
+    unusable (the demo files' own problems are still reported then).
+    """
     settings_result = read_settings(ctx.repo)
-    if settings_result.settings is None:
-        _print_problems(settings_result.problems, fmt)
-        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
     settings = settings_result.settings
     paths = [relative_demo_path(ctx.repo, f) for f in files] if files else demo_paths(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in paths]
+    if settings is None:
+        own = sorted(
+            (p for item in loaded for p in item.problems),
+            key=lambda p: (p.file, p.line or 0, p.field),
+        )
+        _print_problems([*settings_result.problems, *own], fmt)
+        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
     problems = check_repository(loaded, settings, creation_times(ctx.repo), ctx.now)
     _print_problems(problems, fmt)
     if fmt == "text":
@@ -188,23 +196,23 @@ def capacity(fmt: str, ctx: Context) -> None:
         return
     rows = [
         ("", "cpu", "memory", "demos"),
-        ("total", format_cpu(report.total_cpu), format_memory(report.total_memory), ""),
+        ("total", display_cpu(report.total_cpu), display_memory(report.total_memory), ""),
         (
             f"allocatable ({100 - report.reserved_percent:g}%)",
-            format_cpu(report.allocatable_cpu),
-            format_memory(report.allocatable_memory),
+            display_cpu(report.allocatable_cpu),
+            display_memory(report.allocatable_memory),
             str(report.max_concurrent),
         ),
         (
             "used",
-            format_cpu(report.used_cpu),
-            format_memory(report.used_memory),
+            display_cpu(report.used_cpu),
+            display_memory(report.used_memory),
             str(report.live_demos),
         ),
         (
             "free",
-            format_cpu(report.free_cpu),
-            format_memory(report.free_memory),
+            display_cpu(report.free_cpu),
+            display_memory(report.free_memory),
             str(max(report.max_concurrent - report.live_demos, 0)),
         ),
     ]
@@ -216,8 +224,8 @@ def capacity(fmt: str, ctx: Context) -> None:
             + [
                 (
                     f.profile,
-                    format_cpu(f.cpu),
-                    format_memory(f.memory),
+                    display_cpu(f.cpu),
+                    display_memory(f.memory),
                     str(f.max_demos),
                     str(f.more),
                 )
