@@ -174,7 +174,10 @@ LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE
 class DemoMetadata(StrictModel):
     name: DemoId
     labels: Annotated[
-        dict[LabelKey, LabelValue], Field(max_length=16), AfterValidator(validate_labels)
+        dict[LabelKey, LabelValue],
+        # pydantic renders key patterns as patternProperties; this makes other keys errors
+        Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+        AfterValidator(validate_labels),
     ] = Field(default_factory=dict)
 
 
