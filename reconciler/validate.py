@@ -34,6 +34,7 @@ from reconciler.yamlfile import Document, YamlError, load_document
 
 DEMOS_DIR = "demos"
 SETTINGS_FILE = "reconciler.yaml"
+CAPACITY_MESSAGE = "would exceed cluster capacity"
 
 
 @dataclass(frozen=True, order=True)
@@ -423,8 +424,7 @@ def check_repository(
                     item.path,
                     item.line_of("spec", "profile"),
                     "spec.profile",
-                    "would exceed cluster capacity; the demo would wait as pending "
-                    "(see democtl capacity)",
+                    f"{CAPACITY_MESSAGE}; the demo would wait as pending (see democtl capacity)",
                 )
             )
     problems = [p for item in loaded for p in item.problems]
