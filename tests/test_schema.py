@@ -88,3 +88,12 @@ def test_schema_refuses_what_the_model_refuses(change: Any, keyword: str) -> Non
     errors = list(schema_validator().iter_errors(data))
     assert [e.validator for e in errors] == [keyword]
     assert load_demo("demos/demo-acme01.yaml", yaml.safe_dump(data).encode()).demo is None
+
+
+def test_readme_example_is_a_valid_demo() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    section = readme.split("## The demo file", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = load_demo("demos/demo-acme01.yaml", example.encode())
+    assert loaded.problems == []
+    assert list(schema_validator().iter_errors(as_json(yaml.safe_load(example)))) == []
