@@ -123,7 +123,13 @@ def _number_as_text(value: object) -> object:
     return str(value) if isinstance(value, int | float) else value
 
 
-Duration = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_duration_text)]
+Duration = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_duration_text),
+    # editors see the shape too; the validator above also refuses zero and huge values
+    Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?$", "examples": ["90m", "2h"]}),
+]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 DemoId = Annotated[
     str, StringConstraints(pattern=DEMO_ID_PATTERN, min_length=6, max_length=DEMO_ID_MAX)
@@ -185,7 +191,13 @@ class Branding(StrictModel):
     companyName: Annotated[SafeText, StringConstraints(max_length=80)] | None = None
     primaryColor: Annotated[str, StringConstraints(pattern=COLOR_PATTERN)] | None = None
     logoUrl: (
-        Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] | None
+        Annotated[
+            str,
+            StringConstraints(max_length=2048),
+            AfterValidator(_https_url),
+            Field(json_schema_extra={"pattern": "^https://[^\\s]+$"}),
+        ]
+        | None
     ) = None
 
 

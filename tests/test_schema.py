@@ -80,6 +80,12 @@ def test_sample_is_valid_by_the_json_schema_and_the_model(path: Path) -> None:
             lambda d: d["metadata"].update(labels={"team": "a b"}), "pattern", id="bad-label-value"
         ),
         pytest.param(lambda d: d["spec"].pop("owner"), "required", id="missing-owner"),
+        pytest.param(lambda d: d["spec"].update(ttl="soon"), "anyOf", id="bad-ttl"),
+        pytest.param(
+            lambda d: d["spec"]["branding"].update(logoUrl="http://x.example/a.svg"),
+            "anyOf",  # optional fields: the pattern sits inside anyOf
+            id="logo-not-https",
+        ),
     ],
 )
 def test_schema_refuses_what_the_model_refuses(change: Any, keyword: str) -> None:
