@@ -182,13 +182,22 @@ def _known_path(data: Any, loc: Iterable[str | int]) -> tuple[str | int, ...]:
 def problems_from_validation(
     rel_path: str, document: Document, error: ValidationError
 ) -> list[Problem]:
-    problems = []
+    """One problem per field and rule; a union's type errors become one `must be a or b`."""
+    by_field: dict[tuple[int | None, str], list[tuple[str, str]]] = {}
     for item in error.errors():
         path = _known_path(document.data, item["loc"])
-        problems.append(
-            Problem(rel_path, document.line_of(path), dotted(path), _message(item, path))
-        )
-    return sorted(set(problems), key=lambda p: (p.line or 0, p.field, p.message))
+        key = (document.line_of(path), dotted(path))
+        by_field.setdefault(key, []).append((item["type"], _message(item, path)))
+    problems = []
+    for (line, field_name), found in by_field.items():
+        if len(found) > 1 and all(kind in _TYPE_RULES for kind, _ in found):
+            kinds = sorted({m.removeprefix("must be ") for _, m in found}, reverse=True)
+            if "a number" in kinds:  # a whole number is a number
+                kinds = [k for k in kinds if k != "a whole number"]
+            problems.append(Problem(rel_path, line, field_name, "must be " + " or ".join(kinds)))
+        else:
+            problems.extend(Problem(rel_path, line, field_name, m) for _, m in found)
+    return _sorted(problems)
 
 
 def _raw(document: Document | None, *path: str) -> Any:

@@ -707,6 +707,13 @@ def test_text_output_format(repo: Path) -> None:
             id="bad-duration",
         ),
         pytest.param(
+            lambda t: t.replace('    cpu: "2"', "    cpu: [2]"),
+            19,
+            "profiles.small.cpu",
+            "must be a string or a number",
+            id="union-type-error-once",
+        ),
+        pytest.param(
             lambda t: t.replace("kind: ReconcilerSettings", "kind: Demo"),
             5,
             "kind",
