@@ -708,7 +708,7 @@ def test_text_output_format(repo: Path) -> None:
         ),
         pytest.param(
             lambda t: t.replace('    cpu: "2"', "    cpu: [2]"),
-            19,
+            18,
             "profiles.small.cpu",
             "must be a string or a number",
             id="union-type-error-once",
