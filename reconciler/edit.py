@@ -11,6 +11,7 @@ here (the CLI reads, `gitstate.write_files` writes). Imports the model and
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +25,7 @@ from ruamel.yaml.timestamp import TimeStamp
 from reconciler.model import (
     API_VERSION,
     DEMO_ID_MAX,
+    DURATION_MAX,
     Demo,
     DemoType,
     Settings,
@@ -187,6 +189,8 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
 
     `start` is when the file landed on main (the demo's clock), not now.
     """
+    if not math.isfinite(hours) or hours * 3600 > DURATION_MAX.total_seconds():
+        raise EditError(f"--hours must be a number of hours up to {DURATION_MAX.days * 24}")
     delta = timedelta(minutes=round(hours * 60))
     if delta < timedelta(minutes=1):
         raise EditError("--hours must add at least one minute")

@@ -383,6 +383,8 @@ def test_extend_counts_the_maximum_from_when_the_file_landed(repo: Path) -> None
         pytest.param(["../etc", "--hours", "1"], 2, "is not a demo id", id="bad-id"),
         pytest.param(["demo-acme01", "--hours", "0"], 2, "--hours", id="zero-hours"),
         pytest.param(["demo-acme01", "--hours", "x"], 2, "--hours", id="bad-hours"),
+        pytest.param(["demo-acme01", "--hours", "nan"], 1, "--hours must be", id="nan-hours"),
+        pytest.param(["demo-acme01", "--hours", "1e308"], 1, "--hours must be", id="huge-hours"),
     ],
 )
 def test_extend_bad_arguments(repo: Path, args: list[str], code: int, message: str) -> None:
