@@ -273,13 +273,13 @@ def _apply_edit(
         for problem in errors:
             click.echo(str(problem), err=True)
         fail(f"refusing to write {edit.path}: the result would be invalid")
-    click.echo(edit.summary)
     if branch is not None:
         try:
             gitstate.start_branch(ctx.repo, branch)
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
     gitstate.write_files(ctx.repo, {edit.path: edit.after})
+    click.echo(edit.summary)
     before = (edit.before or b"").decode("utf-8").splitlines(keepends=True)
     after = (edit.after or b"").decode("utf-8").splitlines(keepends=True)
     diff = difflib.unified_diff(before, after, f"a/{edit.path}", f"b/{edit.path}")

@@ -219,7 +219,11 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
             raise EditError(
                 f"{demo.id}: ttl {format_duration(new_ttl)} would exceed the maximum of "
                 f"{profile.maxTtl} for profile {demo.spec.profile!r} "
-                f"(at most {format_duration(maximum - current)} more)"
+                + (
+                    f"(at most {format_duration(maximum - current)} more)"
+                    if maximum > current
+                    else "(already at the maximum)"
+                )
             )
         _set_after(spec, "ttl", format_duration(new_ttl), ("owner", "profile", "type"))
         summary = (
