@@ -34,11 +34,19 @@ DEMO_ID_PATTERN = r"^demo-[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 DEMO_ID_MAX = 32
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+# Far beyond any profile's maximum, yet small enough that `start + ttl` never overflows.
+DURATION_MAX = timedelta(days=366)
 # Characters that could confuse a later stage: control characters (newlines
 # included) and template delimiters. Realistic punctuation stays valid.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TEMPLATE_DELIMITERS = ("{{", "}}", "{%", "%}", "{#", "#}")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_SUBDOMAIN_PART = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL_PART = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+# Kubernetes label rules as patterns, so the JSON schema carries them to editors too.
+LABEL_KEY_PATTERN = rf"^({_SUBDOMAIN_PART}(\.{_SUBDOMAIN_PART})*/)?{_LABEL_PART}$"
+LABEL_VALUE_PATTERN = rf"^({_LABEL_PART})?$"
+COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -48,9 +56,14 @@ def parse_duration(text: str) -> timedelta:
     if not match or not text.strip() or not any(match.groupdict().values()):
         raise ValueError(f"{text!r} is not a duration like 90m, 2h, 1d or 1h30m")
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
-    delta = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    try:
+        delta = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    except OverflowError:
+        delta = DURATION_MAX + timedelta(days=1)
     if delta <= timedelta(0):
         raise ValueError(f"{text!r} must be longer than zero")
+    if delta > DURATION_MAX:
+        raise ValueError(f"{text!r} is longer than {DURATION_MAX.days}d")
     return delta
 
 
@@ -105,10 +118,18 @@ SafeText = Annotated[str, StringConstraints(min_length=1), AfterValidator(_safe_
 
 def _number_as_text(value: object) -> object:
     # `ttl: 0` or `ttl: 2` parse as numbers; report them with the duration rule
-    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a duration like 90m, 2h, 1d or 1h30m")
+    return str(value) if isinstance(value, int | float) else value
 
 
-Duration = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_duration_text)]
+Duration = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_duration_text),
+    # editors see the shape too; the validator above also refuses zero and huge values
+    Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?$", "examples": ["90m", "2h"]}),
+]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 DemoId = Annotated[
     str, StringConstraints(pattern=DEMO_ID_PATTERN, min_length=6, max_length=DEMO_ID_MAX)
@@ -152,18 +173,31 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+LabelKey = Annotated[str, StringConstraints(max_length=253 + 1 + 63, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
 class DemoMetadata(StrictModel):
     name: DemoId
-    labels: Annotated[dict[str, str], Field(max_length=16), AfterValidator(validate_labels)] = (
-        Field(default_factory=dict)
-    )
+    labels: Annotated[
+        dict[LabelKey, LabelValue],
+        # pydantic renders key patterns as patternProperties; this makes other keys errors
+        Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+        AfterValidator(validate_labels),
+    ] = Field(default_factory=dict)
 
 
 class Branding(StrictModel):
     companyName: Annotated[SafeText, StringConstraints(max_length=80)] | None = None
-    primaryColor: Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    primaryColor: Annotated[str, StringConstraints(pattern=COLOR_PATTERN)] | None = None
     logoUrl: (
-        Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] | None
+        Annotated[
+            str,
+            StringConstraints(max_length=2048),
+            AfterValidator(_https_url),
+            Field(json_schema_extra={"pattern": "^https://[^\\s]+$"}),
+        ]
+        | None
     ) = None
 
 

@@ -7,7 +7,7 @@ planner stay free of provider libraries.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 _SUFFIXES: dict[str, Decimal] = {
     "": Decimal(1),
@@ -48,4 +48,20 @@ def format_memory(num_bytes: Decimal) -> str:
         unit = _SUFFIXES[suffix]
         if num_bytes >= unit and num_bytes % unit == 0:
             return f"{int(num_bytes / unit)}{suffix}"
+    return str(int(num_bytes))
+
+
+def display_cpu(cores: Decimal) -> str:
+    """Cores for people: `2`, `44.8`, `0.25` (two decimals at most, floored, never overstating)."""
+    hundredths = (cores * 100).to_integral_value(rounding=ROUND_FLOOR) / 100
+    text = f"{hundredths:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def display_memory(num_bytes: Decimal) -> str:
+    """Memory for people: `4Gi`, `179.2Gi`, `512Mi` (binary suffixes, as display_cpu)."""
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        unit = _SUFFIXES[suffix]
+        if num_bytes >= unit:
+            return display_cpu(num_bytes / unit) + suffix
     return str(int(num_bytes))

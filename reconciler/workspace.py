@@ -51,7 +51,7 @@ def demo_paths(root: Path) -> list[str]:
     return sorted(
         f"{DEMOS_DIR}/{p.name}"
         for p in folder.iterdir()
-        if p.is_file() and p.suffix in {".yaml", ".yml"}
+        if (p.is_file() or p.is_symlink()) and p.suffix.lower() in {".yaml", ".yml"}
     )
 
 
@@ -71,6 +71,11 @@ def read_demo(root: Path, rel_path: str) -> LoadedDemo:
             rel_path, None, [Problem(rel_path, None, "", "paths with '..' are not allowed")]
         )
     path = root / rel_path
+    if path.is_symlink():
+        # a link could make the reconciler read (and quote) files outside the repository
+        return LoadedDemo(
+            rel_path, None, [Problem(rel_path, None, "", "symbolic links are not allowed")]
+        )
     if not path.is_file():
         return LoadedDemo(rel_path, None, [Problem(rel_path, None, "", "no such file")])
     return load_demo(rel_path, read_bounded(path))

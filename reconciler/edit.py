@@ -1,0 +1,283 @@
+"""Editing demo files the way a person would: create, extend, expire; comments and layout kept.
+
+Owns the text of `democtl create`, `extend` and `delete`. Documents are edited
+with ruamel.yaml's round-trip mode, so comments, key order, quoting and flow
+style survive an edit. Pure: takes and returns bytes; the clock, the random
+token and the settings come from the caller, and nothing is read or written
+here (the CLI reads, `gitstate.write_files` writes). Imports the model and
+`validate`, which checks every result before anyone writes it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.timestamp import TimeStamp
+
+from reconciler.model import (
+    API_VERSION,
+    DEMO_ID_MAX,
+    DURATION_MAX,
+    Demo,
+    DemoType,
+    Settings,
+    format_duration,
+    parse_duration,
+)
+from reconciler.validate import (
+    CAPACITY_MESSAGE,
+    DEMOS_DIR,
+    LoadedDemo,
+    Problem,
+    check_repository,
+    expiry_of,
+    load_demo,
+)
+
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/demo.schema.json"
+TYPE_ABBREVIATIONS = {
+    DemoType.RECRUITING_AGENCY: "rec",
+    DemoType.ENTERPRISE: "ent",
+    DemoType.STARTUP: "start",
+}
+
+
+class EditError(ValueError):
+    """An edit democtl refuses to make: the message says which rule and why."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One file's change: `after` is None when the file is to be removed."""
+
+    path: str
+    before: bytes | None
+    after: bytes | None
+    summary: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def demo_path(demo_id: str) -> str:
+    return f"{DEMOS_DIR}/{demo_id}.yaml"
+
+
+def generate_id(demo_type: DemoType, token: str) -> str:
+    """`demo-<type abbreviation>-<token>`; the caller brings the randomness (e.g. 6 hex digits)."""
+    demo_id = f"demo-{TYPE_ABBREVIATIONS[demo_type]}-{token.lower()}"
+    if len(demo_id) > DEMO_ID_MAX:
+        raise EditError(f"generated id {demo_id!r} is longer than {DEMO_ID_MAX} characters")
+    return demo_id
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip: comments, order, quotes and flow style survive
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap a long line someone wrote
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _dump(data: Any) -> bytes:
+    out = io.StringIO()
+    _yaml().dump(data, out)
+    return out.getvalue().encode("utf-8")
+
+
+def _timestamp(value: datetime) -> TimeStamp:
+    """A datetime that ruamel writes as RFC 3339 (`2026-11-25T14:00:00Z`), keeping its offset."""
+    offset = value.utcoffset() or timedelta(0)
+    if offset:
+        sign = "-" if offset < timedelta(0) else "+"
+        minutes = abs(int(offset.total_seconds())) // 60
+        name = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    else:
+        name = "Z"
+    stamp = TimeStamp(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        tzinfo=timezone(offset, name),
+    )
+    stamp._yaml = {"t": True, "tz": name, "delta": offset}
+    return stamp
+
+
+def new_demo(
+    demo_id: str,
+    demo_type: DemoType,
+    owner: str,
+    settings: Settings,
+    *,
+    profile: str = "small",
+    ttl: str | None = None,
+    company: str | None = None,
+) -> bytes:
+    """The text of a new demo file, with the schema comment editors use to check it as typed.
+
+    `ttl` defaults to the profile's default, written out so that the file says what happens.
+    """
+    if profile not in settings.profiles:
+        known = ", ".join(sorted(settings.profiles))
+        raise EditError(f"unknown profile {profile!r}; known profiles: {known}")
+    spec = CommentedMap()
+    spec["type"] = demo_type.value
+    spec["profile"] = profile
+    spec["owner"] = owner
+    spec["ttl"] = ttl if ttl is not None else settings.profiles[profile].defaultTtl
+    if company is not None:
+        spec["branding"] = CommentedMap(companyName=company)
+    document = CommentedMap()
+    document["apiVersion"] = API_VERSION
+    document["kind"] = "Demo"
+    document["metadata"] = CommentedMap(name=demo_id)
+    document["spec"] = spec
+    return f"{SCHEMA_COMMENT}\n".encode() + _dump(document)
+
+
+def _load(path: str, before: bytes) -> tuple[Demo, CommentedMap]:
+    """The demo as validated and as an editable tree; a broken file is not edited."""
+    loaded = load_demo(path, before)
+    if loaded.demo is None:
+        details = "; ".join(str(p) for p in loaded.problems)
+        raise EditError(f"{path} has problems; fix them first: {details}")
+    try:
+        tree = _yaml().load(before.decode("utf-8"))
+    except YAMLError as exc:  # pragma: no cover - load_demo accepted it already
+        raise EditError(f"{path}: {exc}") from None
+    if not isinstance(tree, CommentedMap) or not isinstance(tree.get("spec"), CommentedMap):
+        raise EditError(f"{path}: expected a mapping with a spec")  # pragma: no cover
+    return loaded.demo, tree
+
+
+def _set_after(spec: CommentedMap, key: str, value: Any, after: Sequence[str]) -> None:
+    """Set `key`, or insert it after the first of `after` present, else at the end."""
+    if key in spec:
+        spec[key] = value
+        return
+    keys = list(spec.keys())
+    anchor = next((k for k in after if k in spec), None)
+    position = keys.index(anchor) + 1 if anchor is not None else len(keys)
+    spec.insert(position, key, value)
+
+
+def _rename(spec: CommentedMap, old: str, new: str, value: Any) -> None:
+    """Replace `old` by `new` in the same place, carrying its comments along."""
+    position = list(spec.keys()).index(old)
+    comment = spec.ca.items.pop(old, None)
+    del spec[old]
+    spec.insert(position, new, value)
+    if comment is not None:
+        spec.ca.items[new] = comment
+
+
+def extend(path: str, before: bytes, hours: float, settings: Settings, start: datetime) -> Edit:
+    """Raise `ttl` (or move `expiresAt`) by `hours`, never past the profile's maximum from `start`.
+
+    `start` is when the file landed on main (the demo's clock), not now.
+    """
+    if not math.isfinite(hours) or hours * 3600 > DURATION_MAX.total_seconds():
+        raise EditError(f"--hours must be a number of hours up to {DURATION_MAX.days * 24}")
+    delta = timedelta(minutes=round(hours * 60))
+    if delta < timedelta(minutes=1):
+        raise EditError("--hours must add at least one minute")
+    demo, tree = _load(path, before)
+    spec = tree["spec"]
+    profile = settings.profiles.get(demo.spec.profile)
+    if profile is None:
+        raise EditError(f"{path}: unknown profile {demo.spec.profile!r}")
+    maximum = parse_duration(profile.maxTtl)
+    latest = start + maximum
+    if demo.spec.expiresAt is not None:
+        new_end = demo.spec.expiresAt + delta
+        if new_end - start > maximum:
+            raise EditError(
+                f"{demo.id}: expiresAt {new_end.isoformat()} would be "
+                f"{format_duration(new_end - start)} after the demo's start; the maximum for "
+                f"profile {demo.spec.profile!r} is {profile.maxTtl} "
+                f"(at most until {latest.isoformat()})"
+            )
+        spec["expiresAt"] = _timestamp(new_end.astimezone(demo.spec.expiresAt.tzinfo))
+        summary = f"{demo.id}: expiresAt {demo.spec.expiresAt.isoformat()} -> {new_end.isoformat()}"
+    else:
+        current = parse_duration(demo.spec.ttl or profile.defaultTtl)
+        new_ttl = current + delta
+        if new_ttl > maximum:
+            raise EditError(
+                f"{demo.id}: ttl {format_duration(new_ttl)} would exceed the maximum of "
+                f"{profile.maxTtl} for profile {demo.spec.profile!r} "
+                + (
+                    f"(at most {format_duration(maximum - current)} more)"
+                    if maximum > current
+                    else "(already at the maximum)"
+                )
+            )
+        _set_after(spec, "ttl", format_duration(new_ttl), ("owner", "profile", "type"))
+        summary = (
+            f"{demo.id}: ttl {demo.spec.ttl or format_duration(current) + ' (default)'} -> "
+            f"{format_duration(new_ttl)} (expires {(start + new_ttl).isoformat()})"
+        )
+    return Edit(path, before, _dump(tree), summary)
+
+
+def expire(
+    path: str,
+    before: bytes,
+    settings: Settings,
+    created_at: Mapping[str, datetime],
+    now: datetime,
+) -> Edit:
+    """`democtl delete`: set `expiresAt` to now, so the reconciler tears the demo down.
+
+    A file that never landed on main has nothing running; it is removed instead.
+    An already expired demo is left as it is.
+    """
+    demo, tree = _load(path, before)
+    if demo.id not in created_at:
+        return Edit(path, before, None, f"{demo.id}: never landed on main; removing the file")
+    ends = expiry_of(demo, settings, created_at[demo.id])
+    if ends <= now:
+        return Edit(path, before, before, f"{demo.id}: already expired at {ends.isoformat()}")
+    spec = tree["spec"]
+    stamp = _timestamp(now.astimezone(UTC).replace(microsecond=0))
+    if "ttl" in spec:
+        _rename(spec, "ttl", "expiresAt", stamp)
+    else:
+        _set_after(spec, "expiresAt", stamp, ("owner", "profile", "type"))
+    return Edit(
+        path, before, _dump(tree), f"{demo.id}: expiresAt -> {stamp.isoformat()} (expires now)"
+    )
+
+
+def check_edit(
+    edit: Edit,
+    others: Sequence[LoadedDemo],
+    settings: Settings,
+    created_at: Mapping[str, datetime],
+    now: datetime,
+) -> tuple[list[Problem], list[Problem]]:
+    """The edited file's problems among all the others: (errors, warnings).
+
+    Waiting for capacity is a warning: the file is valid and the demo queues.
+    """
+    if edit.after is None:
+        return [], []
+    target = load_demo(edit.path, edit.after)
+    loaded = [o for o in others if o.path != edit.path] + [target]
+    check_repository(loaded, settings, created_at, now)
+    errors = [p for p in target.problems if not p.message.startswith(CAPACITY_MESSAGE)]
+    warnings = [p for p in target.problems if p.message.startswith(CAPACITY_MESSAGE)]
+    return errors, warnings
