@@ -210,7 +210,7 @@ class CloudflareEmulator:
             "activated_on": _EPOCH.isoformat().replace("+00:00", "Z"),
             "account": {"id": _hex_id("account", self.zone_name), "name": "democtl local"},
             "meta": {"step": 4, "cdn_only": False, "dns_only": False, "foundation_dns": False},
-            "owner": {"id": None, "name": None, "type": "user"},
+            "owner": {"id": _hex_id("user", self.zone_name), "name": "democtl", "type": "user"},
             "permissions": ["#dns_records:edit", "#dns_records:read", "#zone:read"],
         }
         return {"zone": zone, "records": {}, "sequence": 0}
@@ -230,7 +230,8 @@ class CloudflareEmulator:
         """The zone and its records, sorted by name and type (for `democtl local inspect`)."""
         with self._lock:
             records = sorted(
-                self._state["records"].values(), key=lambda r: (r["name"], r["type"], r["id"])
+                (_public(r) for r in self._state["records"].values()),
+                key=lambda r: (r["name"], r["type"], r["id"]),
             )
             return {
                 "zone": {"id": self.zone_id, "name": self.zone_name},
@@ -240,9 +241,7 @@ class CloudflareEmulator:
     def seed_record(self, **fields: Any) -> dict[str, Any]:
         """Create a record directly (foreign records in tests, fixtures), with the API's rules."""
         with self._lock:
-            state = copy.deepcopy(self._state)
-            record = self._create(state, fields)
-            self._state = state
+            record = self._create(self._state, fields)
             self._save()
             return copy.deepcopy(record)
 
@@ -304,7 +303,7 @@ class CloudflareEmulator:
             if request.method == "POST":
                 return self._write(lambda state: self._create(state, _object_body(request)))
         elif record_id == "batch" and request.method == "POST":
-            return self._write(lambda state: self._batch(state, _object_body(request)))
+            return self._write(lambda state: self._batch(state, _object_body(request)), atomic=True)
         elif request.method == "GET":
             return _ok(copy.deepcopy(self._get(self._state, record_id)))
         elif request.method == "PATCH":
@@ -319,9 +318,10 @@ class CloudflareEmulator:
             return self._write(lambda state: {"id": self._delete(state, record_id)["id"]})
         raise ApiError(405, NO_ROUTE, "Method not allowed for this URI")
 
-    def _write(self, change: Callable[[dict[str, Any]], Any]) -> Response:
-        # All or nothing: work on a copy, keep it only if every step succeeded.
-        state = copy.deepcopy(self._state)
+    def _write(self, change: Callable[[dict[str, Any]], Any], atomic: bool = False) -> Response:
+        # Single changes validate before they mutate; a batch is all or nothing, so it
+        # works on a copy kept only if every step succeeded.
+        state = copy.deepcopy(self._state) if atomic else self._state
         result = change(state)
         self._state = state
         self._save()

@@ -163,18 +163,20 @@ class CloudflareDns:
             except cloudflare.BadRequestError as exc:
                 if not _codes(exc) & DUPLICATE_CODES:
                     raise
-                # Either our own create went through although its answer was lost (the
-                # SDK retried the POST), or someone else holds the name: read again.
-                log.info(
-                    "%s: dns record already exists (%s), looking it up", demo_id, _message(exc)
-                )
-                changes = self._diff(desired, self._owned(demo_id), mark)
-                for wanted, _body in changes.posts:
-                    self._refuse_foreign(demo_id, wanted)
-                if not changes.writes:
-                    log.info("%s: adopted existing dns records", demo_id)
-                    return _sorted(changes.unchanged)
-                applied = self._apply(demo_id, changes)
+                duplicate = _message(exc)
+            else:
+                return _sorted(changes.unchanged + applied)
+            # Out of the except block, so no SDK exception rides along as context.
+            # Either our own create went through although its answer was lost (the SDK
+            # retried the POST), or someone else holds the name: read again.
+            log.info("%s: dns record exists (%s), looking it up", demo_id, duplicate)
+            changes = self._diff(desired, self._owned(demo_id), mark)
+            for wanted, _body in changes.posts:
+                self._refuse_foreign(demo_id, wanted)
+            if not changes.writes:
+                log.info("%s: adopted existing dns records", demo_id)
+                return _sorted(changes.unchanged)
+            applied = self._apply(demo_id, changes)
         return _sorted(changes.unchanged + applied)
 
     def delete_records(self, demo_id: str, records: list[DnsRecord]) -> None:
@@ -199,15 +201,19 @@ class CloudflareDns:
     @property
     def zone_id(self) -> str:
         """The zone's id, looked up by name once when not configured."""
+        return self._zone(None)
+
+    def _zone(self, demo_id: str | None) -> str:
         if self._zone_id is None:
-            with self._edge("resolve zone", None):
+            with self._edge("resolve zone", demo_id):
                 page = self._client.zones.list(name=self.zone, per_page=5)
             ids = [z.id for z in page.result if z.name.lower() == self.zone]
             if not ids:
                 raise ProviderError(
                     PROVIDER,
                     "resolve zone",
-                    f"zone {self.zone} not found (or not visible to the token)",
+                    f"zone {self.zone} not found or not visible to the token",
+                    demo_id=demo_id,
                 )
             self._zone_id = ids[0]
         return self._zone_id
@@ -224,7 +230,7 @@ class CloudflareDns:
         comment: record_list_params.Comment | None = None,
         name: str | None = None,
     ) -> list[DnsRecord]:
-        zone_id = self.zone_id
+        zone_id = self._zone(demo_id)
         records: dict[str, DnsRecord] = {}
         with self._edge(operation, demo_id):
             page = self._client.dns.records.list(
@@ -300,7 +306,7 @@ class CloudflareDns:
         return changes
 
     def _apply(self, demo_id: str, changes: _Changes) -> list[DnsRecord]:
-        zone_id = self.zone_id
+        zone_id = self._zone(demo_id)
         records = self._client.dns.records
         if self._use_batch and changes.writes > 1:
             try:
@@ -332,7 +338,7 @@ class CloudflareDns:
         return self._apply_singly(demo_id, changes)
 
     def _apply_singly(self, demo_id: str, changes: _Changes) -> list[DnsRecord]:
-        zone_id = self.zone_id
+        zone_id = self._zone(demo_id)
         records = self._client.dns.records
         done: list[DnsRecord] = []
         for record in changes.deletes:
