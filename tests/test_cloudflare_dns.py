@@ -36,10 +36,17 @@ WRITES = (
 )
 
 
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[CloudflareEmulator]:
-    with CloudflareEmulator(tmp_path / "state", zone_name=ZONE, api_token=TOKEN) as emu:
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudflareEmulator]:
+    state = tmp_path_factory.mktemp("cloudflare")
+    with CloudflareEmulator(state, zone_name=ZONE, api_token=TOKEN) as emu:
         yield emu
+
+
+@pytest.fixture
+def emulator(running: CloudflareEmulator) -> CloudflareEmulator:
+    running.reset()
+    return running
 
 
 @pytest.fixture
@@ -437,6 +444,18 @@ def test_environment_credentials_and_proxies_are_ignored(
     assert {c["auth"] for c in emulator.calls} == {"bearer"}
 
 
+def test_state_persists_for_the_next_command(emulator: CloudflareEmulator, tmp_path: Path) -> None:
+    with CloudflareEmulator(tmp_path, zone_name=ZONE) as first:
+        dns = CloudflareDns(TOKEN, ZONE, base_url=first.api_url, max_retries=0)
+        created = dns.ensure_records("demo-a", desired("demo-a"))
+        dns.close()
+    with CloudflareEmulator(tmp_path, zone_name=ZONE) as second:
+        dns = CloudflareDns(TOKEN, ZONE, base_url=second.api_url, max_retries=0)
+        assert dns.list_records() == created
+        dns.close()
+        assert second.inspect()["zone"]["id"] == first.zone_id
+
+
 def test_unknown_zone_is_a_clear_error(emulator: CloudflareEmulator) -> None:
     dns = CloudflareDns(TOKEN, "nope.example.org", base_url=emulator.api_url, max_retries=0)
     with pytest.raises(ProviderError, match=r"zone nope\.example\.org not found"):
@@ -447,7 +466,6 @@ def test_the_token_never_reaches_errors_or_logs(
     emulator: CloudflareEmulator,
     make_dns: Callable[..., CloudflareDns],
     caplog: pytest.LogCaptureFixture,
-    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     dns = make_dns(max_retries=1)
@@ -476,5 +494,5 @@ def test_the_token_never_reaches_errors_or_logs(
         assert error.__context__ is None or error.__suppress_context__
     assert TOKEN not in caplog.text and "SECRET" not in caplog.text
     assert TOKEN not in repr(dns)
-    state = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
-    assert state and TOKEN not in state
+    state = emulator.state_path.read_text()
+    assert ZONE in state and TOKEN not in state

@@ -180,6 +180,17 @@ class CloudflareEmulator:
     def set_faults(self, faults: Faults) -> None:
         self.server.set_faults(faults)
 
+    def reset(self) -> None:
+        """An empty zone, no faults, zeroed counters: one running emulator, many tests."""
+        with self._lock:
+            self._state = {"zone": self._state["zone"], "records": {}, "sequence": 0}
+            self._lose_responses.clear()
+            self.calls.clear()
+            self._save()
+        self.server.set_faults(Faults())
+        self.server.requests.clear()
+        self.server.faults_injected.clear()
+
     def lose_responses(self, route: str, count: int = 1) -> None:
         """Apply the next `count` requests on `route` (e.g. "POST /zones/{zone_id}/dns_records")
         but drop their answers, as a connection lost after the server committed."""
@@ -218,7 +229,7 @@ class CloudflareEmulator:
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self._state, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(self._state, sort_keys=True))
         os.replace(tmp, self.state_path)
 
     def _now(self, state: dict[str, Any]) -> str:
