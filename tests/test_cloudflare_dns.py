@@ -232,6 +232,17 @@ def test_unproxied_records_converge_too(emulator: CloudflareEmulator, dns: Cloud
     assert writes(emulator) == before
 
 
+def test_addresses_compare_in_canonical_form(
+    emulator: CloudflareEmulator, dns: CloudflareDns
+) -> None:
+    wanted = [DesiredRecord("demo-a", f"demo-a.portal.{ZONE}", "AAAA", "2001:DB8:0:0::1", False)]
+    [record] = dns.ensure_records("demo-a", wanted)
+    assert record.content == "2001:db8::1"
+    before = writes(emulator)
+    dns.ensure_records("demo-a", wanted)
+    assert writes(emulator) == before
+
+
 def test_a_record_someone_gave_a_ttl_is_set_back_to_automatic(
     emulator: CloudflareEmulator, dns: CloudflareDns
 ) -> None:

@@ -21,6 +21,7 @@ May import: the standard library, `httpx`, `cloudflare` and `reconciler.provider
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Iterator
@@ -258,7 +259,8 @@ class CloudflareDns:
     def _refuse_foreign(self, demo_id: str, wanted: DesiredRecord) -> None:
         name = self._fqdn(wanted.name)
         for other in self._list("look up record", demo_id, name=name):
-            if other.demo_id == demo_id:
+            clashes = other.type == wanted.type or "CNAME" in {other.type, wanted.type}
+            if other.demo_id == demo_id or not clashes:
                 continue
             owner = f"comment {other.comment!r}" if other.comment else "no comment"
             raise ProviderError(
@@ -446,7 +448,12 @@ def _typed(body: dict[str, Any]) -> Any:
 
 
 def _host(content: str) -> str:
-    return content.lower().rstrip(".")
+    """Content as Cloudflare stores it: hostnames lower-case without the root dot,
+    addresses in canonical form (so "2001:db8:0::1" is not a change every cycle)."""
+    try:
+        return str(ipaddress.ip_address(content))
+    except ValueError:
+        return content.lower().rstrip(".")
 
 
 def _codes(exc: cloudflare.APIError) -> set[int]:
