@@ -4,7 +4,6 @@ against the upstream OpenAPI spec (../shared/specs), batch against the SDK's typ
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,10 +20,16 @@ ZONE = "demo.example.com"
 TOKEN = "cf-contract-token-0123456789"
 
 
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[CloudflareEmulator]:
-    with CloudflareEmulator(tmp_path / "state", zone_name=ZONE) as emu:
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudflareEmulator]:
+    with CloudflareEmulator(tmp_path_factory.mktemp("cloudflare"), zone_name=ZONE) as emu:
         yield emu
+
+
+@pytest.fixture
+def emulator(running: CloudflareEmulator) -> CloudflareEmulator:
+    running.reset()
+    return running
 
 
 class Recorder:
@@ -208,3 +213,41 @@ def test_adapter_requests_match_the_spec(emulator: CloudflareEmulator) -> None:
     for c in calls:
         check_request(c["method"], c["path"], c["query"], c["body"])
         assert c["auth"] == "bearer"
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        pytest.param({"name": f"a.{ZONE}"}, ["a"], id="name-alias-exact"),
+        pytest.param({"name.exact": f"A.{ZONE}"}, ["a"], id="name-exact-case-insensitive"),
+        pytest.param({"name.startswith": "b"}, ["b1", "b2"], id="name-startswith"),
+        pytest.param({"name.contains": "2"}, ["b2"], id="name-contains"),
+        pytest.param({"type": "TXT"}, ["b2"], id="type"),
+        pytest.param({"comment.exact": "Team=Web"}, ["a"], id="comment-exact-case-insensitive"),
+        pytest.param({"comment.startswith": "team="}, ["a", "b1"], id="comment-startswith"),
+        pytest.param({"comment.contains": "ops"}, ["b1"], id="comment-contains"),
+        pytest.param({"comment.absent": ""}, ["b2"], id="comment-absent"),
+        pytest.param({"comment.present": ""}, ["a", "b1"], id="comment-present"),
+        pytest.param(
+            {"type": "TXT", "comment.contains": "web", "match": "any"}, ["a", "b2"], id="match-any"
+        ),
+        pytest.param({"proxied": "true"}, ["a"], id="proxied"),
+    ],
+)
+def test_emulator_list_filters(
+    emulator: CloudflareEmulator, query: dict[str, str], expected: list[str]
+) -> None:
+    emulator.seed_record(
+        type="CNAME", name="a", content="x.example.net", proxied=True, comment="team=web"
+    )
+    emulator.seed_record(type="A", name="b1", content="198.51.100.1", comment="team=ops")
+    emulator.seed_record(type="TXT", name="b2", content="hello")
+    http = httpx.Client(
+        base_url=emulator.api_url, headers={"Authorization": "Bearer t"}, trust_env=False
+    )
+    response = http.get(f"/zones/{emulator.zone_id}/dns_records", params=query)
+    body = response.json()
+    assert response.status_code == 200, body
+    # The SDK-era filters (name.exact, ...) postdate the 2024 contract; the envelope does not.
+    check_response("GET", f"/client/v4/zones/{emulator.zone_id}/dns_records", 200, body)
+    assert sorted(r["name"].removesuffix(f".{ZONE}") for r in body["result"]) == expected

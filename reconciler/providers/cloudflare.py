@@ -106,7 +106,7 @@ class CloudflareDns:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
         self.zone = zone.lower().rstrip(".")
-        self._zone_id = zone_id
+        self._zone_id = zone_id or None
         self._per_page = per_page
         self._use_batch = use_batch
         self._secret = token
@@ -130,6 +130,12 @@ class CloudflareDns:
 
     def close(self) -> None:
         self._client.close()
+
+    def __enter__(self) -> CloudflareDns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- DnsProvider ----------------------------------------------------------------
 
