@@ -59,6 +59,9 @@ class Response:
     status: int = 200
     body: Any = None  # bytes are sent as they are; anything else as JSON
     headers: dict[str, str] = field(default_factory=dict)
+    # The emulator applied the request but the answer is lost (connection closed
+    # unanswered): how a client meets "my create went through, I never heard back".
+    drop: bool = False
 
     def encoded(self) -> bytes:
         if self.body is None:
@@ -154,6 +157,9 @@ class EmulatorServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes; with Nagle on, the body waits for
+            # the client's delayed ACK (~40 ms a request on loopback).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # tests read counters, not access logs
@@ -198,6 +204,11 @@ class EmulatorServer:
                         response = emulator.handler(request)
                     except Exception as exc:  # an emulator bug must not hang the client
                         response = Response(500, emulator.error_body(500, f"emulator error: {exc}"))
+                if response.drop:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 payload = response.encoded()
                 self.send_response(response.status)
                 headers = {"Content-Type": "application/json", **response.headers}
