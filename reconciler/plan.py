@@ -508,7 +508,12 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
         "check kubernetes, supabase, portal, candidate and API gateway",
         project_ref=project.ref if project else None,
         namespace=namespace_of(demo_id),
-        namespace_healthy=namespace.healthy if namespace else False,
+        # None: the listing failed, so the previous answer stands
+        namespace_healthy=namespace.healthy
+        if namespace
+        else None
+        if sight.namespaces is None
+        else False,
         health_urls=health_urls(settings, demo_id),
     )
     steps = [a.kind.value for a in actions if a.kind.changes_something]

@@ -135,20 +135,31 @@ def _phase_and_message(
             )
         reason = "RateLimited" if outcome.rate_limited else "ProvisioningError"
         return (before if live and before else Phase.CREATING), outcome.error, reason
-    waiting = item.waiting or (outcome.waiting if outcome else None)
     failing = failing_checks(health)
-    if waiting is None and not failing and outcome is not None and outcome.completed:
+    checked = outcome is not None and outcome.health is not None
+    if live and previous is not None:
+        # a running demo is judged by its health checks alone
+        if not checked:
+            return previous.phase, previous.message, _reason_of(previous.phase)
+        if failing:
+            return (
+                Phase.DEGRADED,
+                f"{', '.join(failing)} health check failing",
+                "HealthCheckFailing",
+            )
         return Phase.READY, "all health checks pass", "Ready"
-    if live and failing and outcome is not None and outcome.health is not None:
-        checks = ", ".join(failing)
-        return Phase.DEGRADED, f"{checks} health check failing", "HealthCheckFailing"
-    if live and waiting is None and outcome is None:
-        return before or Phase.READY, previous.message if previous else "", "Ready"
+    waiting = item.waiting or (outcome.waiting if outcome else None)
+    if waiting is None and checked and not failing and outcome is not None and outcome.completed:
+        return Phase.READY, "all health checks pass", "Ready"
     if waiting:
         return Phase.CREATING, f"waiting: {waiting}", "Provisioning"
-    if failing:
+    if failing and checked:
         return Phase.CREATING, f"waiting for health checks: {', '.join(failing)}", "Provisioning"
     return Phase.CREATING, item.reason, "Provisioning"
+
+
+def _reason_of(phase: Phase) -> str:
+    return {Phase.READY: "Ready", Phase.DEGRADED: "HealthCheckFailing"}.get(phase, "Provisioning")
 
 
 def _conditions(
@@ -166,8 +177,8 @@ def _conditions(
             previous,
             READY,
             status=ready,
-            reason=reason,
-            message=message if ready == "False" else "",
+            reason=reason if ready == "False" else "Ready",
+            message=message if ready == "False" else "all health checks pass",
             now=now,
         ),
         _condition(
@@ -255,6 +266,10 @@ def next_status(  # noqa: PLR0917 (one cycle's facts, in the loop's order)
         if outcome is not None and outcome.health is not None
         else (previous.healthChecks if previous else HealthChecks())
     )
+    check = next((a for a in plan_item.actions if a.kind == ActionKind.CHECK_HEALTH), None)
+    if check is not None and check.namespace_healthy is None and previous is not None:
+        # the namespace listing failed: keep the last known answer rather than flap
+        health = health.model_copy(update={"kubernetes": previous.healthChecks.kubernetes})
     phase, message, reason = _phase_and_message(
         plan_item, outcome, previous, health=health, attempts=attempts, settings=settings
     )
