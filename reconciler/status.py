@@ -304,8 +304,8 @@ def change_summary(old: DemoStatus | None, new: DemoStatus | None) -> str | None
         return new.phase.value
     changed = [
         name
-        for name in ("supabase", "dns", "healthChecks", "expiresAt", "specHash", "queuePosition")
-        if getattr(old, name) != getattr(new, name)
+        for name in DemoStatus.model_fields
+        if name not in ("conditions", "message") and getattr(old, name) != getattr(new, name)
     ]
     if not changed and old.message != new.message:
         return f"{new.phase.value}: {new.message}"
