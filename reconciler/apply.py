@@ -289,9 +289,7 @@ class _Executor:
         except ProviderError as exc:
             log.info("%s: supabase health check failed: %s", action.demo_id, exc)
             supabase_ok = False
-        probes = {
-            check: self.providers.prober.probe(url) for check, url in action.health_urls.items()
-        }
+        probes = {check: self.providers.prober.probe(url) for check, url in action.health_urls}
         return HealthChecks(
             kubernetes=bool(action.namespace_healthy),
             supabase=supabase_ok,

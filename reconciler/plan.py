@@ -19,7 +19,7 @@ The safety rules live here, because this is where "delete" is decided:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -107,7 +107,7 @@ class Action:
     queue_position: int | None = None
     namespace: str | None = None
     namespace_healthy: bool | None = None
-    health_urls: Mapping[str, str] = field(default_factory=dict)  # HealthChecks field -> URL
+    health_urls: tuple[tuple[str, str], ...] = ()  # (HealthChecks field, URL)
     demo_type: str | None = None
     seed_size: str | None = None
     company_name: str | None = None
@@ -219,12 +219,12 @@ def desired_records(settings: Settings, demo_id: str) -> tuple[DesiredRecord, ..
     )
 
 
-def health_urls(settings: Settings, demo_id: str) -> dict[str, str]:
-    """HealthChecks field -> the https health endpoint probed for it."""
-    return {
-        check: f"https://{settings.url_for(host, demo_id)}/health"
+def health_urls(settings: Settings, demo_id: str) -> tuple[tuple[str, str], ...]:
+    """(HealthChecks field, the https health endpoint probed for it)."""
+    return tuple(
+        (check, f"https://{settings.url_for(host, demo_id)}/health")
         for check, host in _HEALTH_HOSTS.items()
-    }
+    )
 
 
 def _record_key(name: str, type_: str, content: str, proxied: bool) -> tuple[str, str, str, bool]:
@@ -701,8 +701,8 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
             and status.specHash == demo.spec_hash()
             and (status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts)
         ):
+            # the message it failed with stays as it is, so a failed demo writes nothing
             reason = status.message or f"gave up after {status.attempts} attempts"
-            reason += "; change the demo file to try again"
             plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
             continue
         if demo_id in queue:

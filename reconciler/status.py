@@ -113,7 +113,8 @@ def _phase_and_message(
     if item.intent == Intent.QUEUE:
         return Phase.PENDING, item.reason, "WaitingForCapacity"
     if item.intent == Intent.FAIL:
-        return Phase.FAILED, item.reason, "Failed"
+        stalled = previous.condition(STALLED) if previous and before == Phase.FAILED else None
+        return Phase.FAILED, item.reason, stalled.reason if stalled else "Failed"
     if item.intent == Intent.TEARDOWN:
         if outcome is not None and outcome.error:
             return Phase.DESTROYING, f"{item.reason}; {outcome.error}", "TeardownRetrying"

@@ -232,6 +232,7 @@ CASES = [
     pytest.param([], S, world(A, B, C), {}, {A: "hold:", B: "hold:", C: "hold:"}, id="mass-deletion-is-refused"),
     pytest.param([], S, world(A, B, C), {"allow_mass_delete": True}, {A: TEARDOWN, B: TEARDOWN, C: TEARDOWN}, id="mass-deletion-allowed-explicitly"),
     pytest.param([file(i, expires=PAST) for i in (A, B, C)], S, world(A, B, C), {}, {A: TEARDOWN, B: TEARDOWN, C: TEARDOWN}, id="expired-demos-do-not-count-as-mass-deletion"),
+    pytest.param([], {i: status(i, Phase.DESTROYING, provisioned=False) for i in (A, B, C)}, Observed(), {}, {A: "teardown: remove-files", B: "teardown: remove-files", C: "teardown: remove-files"}, id="allowed-teardown-is-not-refused-on-the-next-cycle"),
     pytest.param([file(C)], {A: status(A), C: status(C)}, world(A, C), {}, {A: TEARDOWN, C: CHECK}, id="deletion-below-the-minimum-goes-ahead"),
 ]  # fmt: skip
 

@@ -12,7 +12,7 @@ from reconciler.model import DemoStatus, HealthChecks, Phase
 from reconciler.plan import ActionKind, Observed, plan
 from reconciler.status import change_summary, next_status
 from reconciler.validate import LoadedDemo
-from tests.test_plan import NOW, SETTINGS, A, broken, file, status, world
+from tests.test_plan import NOW, SETTINGS, A, broken, file, project, status, world
 
 T1, T2, T3 = NOW, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
 HEALTHY = HealthChecks(kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True)
@@ -195,3 +195,20 @@ def test_queue_position_is_recorded() -> None:
 def test_change_summary(old: DemoStatus, update: dict[str, object], expected: str) -> None:
     assert change_summary(old, old.model_copy(update=update)) == expected
     assert change_summary(old, old) is None
+
+
+@pytest.mark.parametrize(
+    "previous, observed, outcome",
+    [
+        pytest.param(status(A, Phase.CREATING), world(projects=[project(A, "INIT_FAILED")]), None, id="init-failed"),
+        pytest.param(status(A, Phase.CREATING, attempts=4), world(A), Outcome(A, error="supabase migrate: syntax error"), id="attempts-exhausted"),
+    ],
+)  # fmt: skip
+def test_failed_demo_stays_failed_without_writes(
+    previous: DemoStatus, observed: Observed, outcome: Outcome | None
+) -> None:
+    failed = step(file(A), previous, observed, outcome, T1)
+    assert failed is not None and failed.phase == Phase.FAILED
+    again = step(file(A), failed, observed, None, T2)
+    assert again == failed
+    assert again.condition("Stalled").status == "True"  # type: ignore[union-attr]
