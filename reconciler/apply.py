@@ -270,6 +270,7 @@ class _Executor:
         keys = run.keys or supabase.api_keys(ref)
         url = run.project_url or supabase.project_url(ref)
         password = self.password_factory()
+        run.project_ref = ref
         supabase.set_db_password(ref, password)
         self.providers.cluster.apply_secret(
             action.namespace or action.demo_id,

@@ -476,7 +476,11 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
             waiting.append(f"secret: {sight.blind['kubernetes']}")
         elif namespace is None or namespace.phase != "Active":
             waiting.append(f"secret: namespace {namespace_of(demo_id)} is not there yet")
-        elif fetching or not namespace.secret_present:
+        elif (
+            fetching
+            or not namespace.secret_present
+            or (status is not None and status.secretProjectRef != ref)
+        ):
             add(
                 ActionKind.WRITE_SECRET,
                 "write the database credentials Secret with a fresh password",

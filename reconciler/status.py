@@ -276,11 +276,20 @@ def next_status(  # noqa: PLR0917 (one cycle's facts, in the loop's order)
     )
     if phase == Phase.READY:
         attempts = 0
+    supabase = _supabase(previous.supabase if previous else SupabaseStatus(), outcome)
+    secret_ref = previous.secretProjectRef if previous else None
+    if outcome is not None and ActionKind.WRITE_SECRET in outcome.done:
+        secret_ref = outcome.project_ref
+    elif outcome is not None and outcome.failed_action == ActionKind.WRITE_SECRET:
+        secret_ref = None  # the password may have changed without the Secret: write again
+    if supabase.projectRef is None:
+        secret_ref = None
     queue = next((a.queue_position for a in plan_item.actions if a.kind == ActionKind.QUEUE), None)
     status = DemoStatus(
         **spec,
         phase=phase,
-        supabase=_supabase(previous.supabase if previous else SupabaseStatus(), outcome),
+        supabase=supabase,
+        secretProjectRef=secret_ref,
         dns=_dns(list(previous.dns) if previous else [], outcome),
         healthChecks=health,
         conditions=_conditions(phase, message, reason, previous, now),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -332,3 +332,22 @@ def test_unexpected_exception_is_recorded_not_raised() -> None:
     outcomes = apply(result, providers, SETTINGS, password_factory=lambda: "pw")
     assert outcomes[0].error == "internal error in seed: KeyError"
     assert outcomes[0].failed_action == K.SEED
+
+
+def test_secret_write_failing_after_the_password_changed_is_retried() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    # a Secret from an earlier attempt is there, so only the status knows it is stale
+    world.cluster.namespaces[A] = replace(world.cluster.namespaces[A], secret_present=True)
+    world.cluster.fail_on[("apply_secret", A)] = ProviderError(
+        "kubernetes", "apply secret", "503 Service Unavailable", demo_id=A, retryable=True
+    )
+    _, first = cycle(world, repo)
+    assert first[0].failed_action == K.WRITE_SECRET
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None and repo.statuses[A].secretProjectRef is None
+    _, second = cycle(world, repo)
+    assert K.WRITE_SECRET in second[0].done
+    secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
+    assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref]
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].secretProjectRef == ref

@@ -107,6 +107,7 @@ def status(
         dns=[DnsRecordStatus(name=r.name, type=r.type, content=r.content) for r in _want(demo_id)]
         if done
         else [],
+        secretProjectRef=ref(demo_id) if done else None,
         attempts=attempts,
         message=message,
     )
@@ -184,6 +185,7 @@ CASES = [
     pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False)}, world(projects=[project(A, "COMING_UP", age=timedelta(minutes=2))]), {}, {A: "provision: wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-coming-up-is-waited-for"),
     pytest.param([file(A)], {}, world(projects=[project(A)]), {}, {A: "provision: render-namespace migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-left-by-a-crash-is-adopted"),
     pytest.param([file(A)], {A: status(A, Phase.CREATING)}, world(A, secret=False), {}, {A: "provision: write-secret check-health"}, id="missing-secret-is-written-once-namespace-exists"),
+    pytest.param([file(A)], {A: status(A).model_copy(update={"secretProjectRef": None})}, world(A), {}, {A: "provision: write-secret check-health"}, id="secret-after-a-failed-write-is-written-again"),
     pytest.param([file(A)], {A: status(A, Phase.CREATING)}, Observed(world(A).projects, records(A)[:1], (namespace(A),)), {}, {A: "provision: ensure-dns check-health"}, id="missing-dns-record-is-ensured"),
     pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(B, projects=[project(A)], namespaces=[namespace(A)]), {}, {A: "provision: ensure-dns check-health", B: CHECK}, id="dns-records-deleted-by-hand-come-back"),
     pytest.param([file(A)], {A: status(A, Phase.CREATING)}, world(projects=[project(A, "INIT_FAILED")]), {}, {A: "fail:"}, id="init-failed-project-fails-the-demo"),
