@@ -96,6 +96,7 @@ class Outcome:
     failed_action: ActionKind | None = None
     retryable: bool = False
     rate_limited: bool = False
+    retry_after: float | None = None  # seconds, when the provider said (Retry-After)
     orphan: bool = False
 
     @property
@@ -169,7 +170,11 @@ class _Executor:
                 "%s: rate limited at %s, left for the next cycle: %s", demo_id, _k(current), exc
             )
             return run.outcome(
-                error=str(exc), failed_action=_kind(current), retryable=True, rate_limited=True
+                error=str(exc),
+                failed_action=_kind(current),
+                retryable=True,
+                rate_limited=True,
+                retry_after=exc.retry_after,
             )
         except ProviderError as exc:
             log.warning("%s: %s failed: %s", demo_id, _k(current), exc)

@@ -219,7 +219,7 @@ def test_rate_limited_demo_is_left_for_the_next_cycle() -> None:
         retry_after=30,
     )  # fmt: skip
     _, outcomes = cycle(world, repo)
-    assert outcomes[0].rate_limited and outcomes[0].retryable
+    assert outcomes[0].rate_limited and outcomes[0].retryable and outcomes[0].retry_after == 30
     assert outcomes[0].failed_action == K.ENSURE_DNS
     assert K.CHECK_HEALTH not in outcomes[0].done  # the rest waits
     assert repo.statuses[A].attempts == 0
