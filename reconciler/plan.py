@@ -19,9 +19,10 @@ The safety rules live here, because this is where "delete" is decided:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal
 
 from reconciler.capacity import admit_in_order
@@ -136,6 +137,7 @@ class DemoPlan:
     reason: str
     waiting: str | None = None  # a step that cannot run this cycle, and why
     expires_at: datetime | None = None
+    demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:
@@ -301,15 +303,27 @@ class _Sight:
         )
 
     def projects_of(self, demo_id: str) -> list[Project]:
-        return sorted((p for p in self.projects or () if p.demo_id == demo_id), key=lambda p: p.ref)
+        return self._by_demo[0].get(demo_id, [])
 
     def records_of(self, demo_id: str) -> list[DnsRecord]:
-        return sorted(
-            (r for r in self.records or () if r.demo_id == demo_id), key=lambda r: (r.name, r.id)
-        )
+        return self._by_demo[1].get(demo_id, [])
 
     def namespace_of(self, demo_id: str) -> NamespaceState | None:
-        return next((n for n in self.namespaces or () if n.demo_id == demo_id), None)
+        return self._by_demo[2].get(demo_id)
+
+    @cached_property
+    def _by_demo(
+        self,
+    ) -> tuple[dict[str, list[Project]], dict[str, list[DnsRecord]], dict[str, NamespaceState]]:
+        projects: dict[str, list[Project]] = {}
+        for p in sorted(self.projects or (), key=lambda p: p.ref):
+            projects.setdefault(p.demo_id, []).append(p)
+        records: dict[str, list[DnsRecord]] = {}
+        for r in sorted(self.records or (), key=lambda r: (r.name, r.id)):
+            if r.demo_id:
+                records.setdefault(r.demo_id, []).append(r)
+        namespaces = {n.demo_id: n for n in self.namespaces or () if n.demo_id}
+        return projects, records, namespaces
 
 
 @dataclass
@@ -731,4 +745,5 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
     if ctx.may_delete and not verdict.tripped:
         orphans, notes = _orphans(ctx, set(files) | set(statuses))
         warnings.extend(notes)
+    plans = [replace(item, demo=valid.get(item.demo_id)) for item in plans]
     return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems)
