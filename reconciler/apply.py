@@ -159,6 +159,7 @@ class _Executor:
         current: Action | None = None
         try:
             for current in actions:
+                log.debug("%s: %s", demo_id, current)
                 self.step(run, current)
                 run.done.append(current.kind)
         except _Stop:
@@ -373,6 +374,7 @@ def apply(
     def work(unit: tuple[str, tuple[Action, ...], bool]) -> Outcome:
         demo_id, actions, orphan = unit
         outcome = executor.run(actions, demo_id, orphan)
+        log.info("%s: %s", demo_id, _summary(outcome))
         if on_progress is not None:
             with lock:  # one line at a time
                 on_progress(demo_id, _summary(outcome))

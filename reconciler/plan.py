@@ -523,11 +523,14 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
             records=tuple(sight.records_of(demo_id)),
         )
 
-    if fetching or spec_changed:
+    # while creating, a cycle may have stopped before rendering: render again (same bytes
+    # write nothing)
+    creating = status is not None and status.phase == Phase.CREATING
+    if fetching or spec_changed or creating:
         add(
             ActionKind.RENDER_RELEASE,
             "render the release with the Supabase URL and anon key"
-            if fetching
+            if fetching or creating
             else "the spec changed: render the release again",
         )
     namespace = sight.namespace_of(demo_id)

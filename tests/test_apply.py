@@ -9,6 +9,7 @@ real loop would run it.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -278,10 +279,15 @@ def test_concurrency_bound_is_respected() -> None:
     assert len(outcomes) == len(ids) and all(o.error is None for o in outcomes)
 
 
-def test_no_secret_reaches_outcomes_or_status() -> None:
+def test_no_secret_reaches_outcomes_status_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     world, repo = World(), Repo()
     new_demo(world, repo)
+    world.dns.fail_on[("ensure_records", A)] = ProviderError(
+        "cloudflare", "create record", "500", demo_id=A
+    )
     progress: list[tuple[str, str]] = []
+    cycle(world, repo)
     _, outcomes = cycle(world, repo, on_progress=lambda i, line: progress.append((i, line)))
     secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
     assert set(secret) == {
@@ -295,16 +301,12 @@ def test_no_secret_reaches_outcomes_or_status() -> None:
     # the Secret's password is the one set last, not the throwaway one given at creation
     assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref] == "PASSWORD-SECRET-1"
     seen = repr(outcomes) + str(outcomes) + repo.statuses[A].model_dump_json() + repr(progress)
+    seen += caplog.text
+    assert "demo-a: ensure-dns failed: cloudflare create record for demo-a: 500" in caplog.text
     for value in ("PASSWORD-SECRET", "SERVICE-ROLE-SECRET"):
         assert value not in seen
     assert repo.statuses[A].supabase.anonKey == secret["SUPABASE_ANON_KEY"]
-    assert progress == [
-        (
-            A,
-            "render-namespace, ensure-project, migrate, seed, fetch-keys, write-secret, "
-            "ensure-dns, render-release",
-        )
-    ]
+    assert progress == [(A, "ensure-dns, render-release")]
 
 
 def test_health_failure_degrades_a_ready_demo_and_recovery_restores_it() -> None:
