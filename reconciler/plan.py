@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from reconciler.capacity import admit_in_order
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
@@ -123,6 +123,19 @@ class Action:
     seed_size: str | None = None
     company_name: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
+        data["reason"] = self.reason
+        if self.project_ref:
+            data["projectRef"] = self.project_ref
+        if self.queue_position is not None:
+            data["queuePosition"] = self.queue_position
+        if self.records:
+            data["records"] = [r.name for r in self.records]
+        if self.desired:
+            data["desired"] = [r.name for r in self.desired]
+        return data
+
     def __str__(self) -> str:
         target = f" {self.project_ref}" if self.project_ref else ""
         return f"{self.kind.value}{target}: {self.reason}"
@@ -162,6 +175,28 @@ class Plan:
     @property
     def changes_something(self) -> bool:
         return bool(self.orphans) or any(d.changes_something for d in self.demos)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data in a stable order, for `democtl plan --format json`."""
+        return {
+            "changes": self.changes_something,
+            "demos": [
+                {
+                    "id": d.demo_id,
+                    "phase": d.phase_before.value if d.phase_before else None,
+                    "intent": d.intent.value,
+                    "reason": d.reason,
+                    "waiting": d.waiting,
+                    "expiresAt": d.expires_at.isoformat() if d.expires_at else None,
+                    "actions": [a.as_dict() for a in d.actions],
+                }
+                for d in self.demos
+            ],
+            "orphans": [a.as_dict() for a in self.orphans],
+            "refusals": list(self.refusals),
+            "warnings": list(self.warnings),
+            "problems": [p.as_dict() for p in self.problems],
+        }
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Each expected value reads `intent: action action ...` per demo id, plus `orphans
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -379,3 +380,26 @@ def test_desired_records_follow_settings() -> None:
 def test_plan_is_deterministic() -> None:
     args = ([file(B), file(A)], {}, {C: status(C)}, world(C), NOW)
     assert plan(SETTINGS, *args) == plan(SETTINGS, *args)  # type: ignore[arg-type]
+
+
+def test_plan_as_data() -> None:
+    result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, Observed(), NOW)
+    data = result.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["changes"] is True
+    assert data["demos"][2] == {
+        "id": C,
+        "phase": None,
+        "intent": "queue",
+        "reason": "cluster capacity is full: position 1 in the queue",
+        "waiting": None,
+        "expiresAt": "2026-11-25T14:00:00+00:00",
+        "actions": [
+            {
+                "kind": "queue",
+                "demo": C,
+                "reason": "cluster capacity is full: position 1 in the queue",
+                "queuePosition": 1,
+            }
+        ],
+    }
