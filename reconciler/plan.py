@@ -18,6 +18,7 @@ The safety rules live here, because this is where "delete" is decided:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,7 +27,15 @@ from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.capacity import admit_in_order
-from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
+from reconciler.model import (
+    DEMO_ID_MAX,
+    DEMO_ID_PATTERN,
+    Demo,
+    DemoStatus,
+    Phase,
+    Settings,
+    parse_duration,
+)
 from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
 from reconciler.validate import LoadedDemo, Problem, expiry_of
 
@@ -282,6 +291,11 @@ def records_match(observed: Sequence[DnsRecord], desired: Sequence[DesiredRecord
     have = {_record_key(r.name, r.type, r.content, r.proxied) for r in observed}
     want = {_record_key(r.name, r.type, r.content, r.proxied) for r in desired}
     return want <= have
+
+
+def _is_demo_id(text: str) -> bool:
+    """Only what parses as one of our ids is ever collected; anything odd is left alone."""
+    return len(text) <= DEMO_ID_MAX and re.fullmatch(DEMO_ID_PATTERN, text) is not None
 
 
 def _is_capacity_problem(problem: Problem) -> bool:
@@ -603,9 +617,11 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
     doomed_projects: set[str] = set()
     if sight.projects is not None:
         for project in sorted(sight.projects, key=lambda p: (p.demo_id, p.ref)):
-            if not project.demo_id or project.demo_id in known:
+            if project.demo_id in known:
                 continue
-            if project.created_at is None:
+            if not _is_demo_id(project.demo_id):
+                notes.append(f"project {project.ref} ({project.name}): not a demo id, kept")
+            elif project.created_at is None:
                 notes.append(f"{project.demo_id}: orphan project {project.ref} kept: age unknown")
             elif ctx.now - project.created_at < grace:
                 notes.append(
@@ -626,7 +642,7 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
     if sight.records is not None and sight.projects is not None:
         by_demo: dict[str, list[DnsRecord]] = {}
         for record in sight.records:
-            if record.demo_id and record.demo_id not in known:
+            if record.demo_id and record.demo_id not in known and _is_demo_id(record.demo_id):
                 by_demo.setdefault(record.demo_id, []).append(record)
         for demo_id, records in sorted(by_demo.items()):
             # records carry no age: their project stands in for it

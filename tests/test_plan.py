@@ -225,6 +225,7 @@ CASES = [
     pytest.param([], {}, world(projects=[project(D, age=timedelta(minutes=10))], extra_records=records(D)), {}, {}, id="orphan-records-stay-with-their-young-project"),
     pytest.param([], {}, Observed(None, records(D), ()), {}, {}, id="orphan-records-kept-when-projects-unseen"),
     pytest.param([broken(D)], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {D: "hold: report-invalid"}, id="resources-of-an-invalid-file-are-not-orphans"),
+    pytest.param([], {}, world(projects=[Project("ref-odd", "democtl-Odd_Name", "ACTIVE_HEALTHY", "Odd_Name", "", NOW - timedelta(days=9))], extra_records=[DnsRecord("y", "odd.splits.network", "CNAME", "a", True, 1, "democtl", "odd..id")]), {}, {}, id="managed-name-without-a-demo-id-is-never-touched"),
     pytest.param([], {}, world(extra_records=[DnsRecord("x", "www.splits.network", "CNAME", "a", True, 1, "", None)]), {}, {}, id="foreign-record-is-never-touched"),
     # duplicates
     pytest.param([file(A)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-zzz")]), {}, {A: "provision: delete-duplicate-project check-health"}, id="duplicate-is-reduced-to-the-one-in-status"),
