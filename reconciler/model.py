@@ -454,6 +454,8 @@ class DemoStatus(StrictModel):
     specHash: str
     urls: dict[str, str] = Field(default_factory=dict)
     supabase: SupabaseStatus = Field(default_factory=SupabaseStatus)
+    # the project whose credentials the Kubernetes Secret holds; None after a failed write
+    secretProjectRef: str | None = None
     dns: list[DnsRecordStatus] = Field(default_factory=list)
     healthChecks: HealthChecks = Field(default_factory=HealthChecks)
     conditions: list[Condition] = Field(default_factory=list)

@@ -1,0 +1,803 @@
+"""Pure planning: from desired demos, status files and observed provider state to actions.
+
+Owns `plan()`, the `Plan`/`DemoPlan`/`Action` values it returns, the desired DNS
+records of a demo and the mass-deletion guard. Pure: no I/O, no clock (the time
+is a parameter), no randomness, no logging. May import the model, validation,
+capacity and the provider value types; never an adapter, git, httpx, cloudflare,
+kubernetes or psycopg.
+
+The safety rules live here, because this is where "delete" is decided:
+- a provider whose listing failed, or came back empty while status files say
+  resources exist on it, gets no delete (and no create that relies on absence);
+- a failed load of demos/ deletes nothing anywhere;
+- deleted demo files are torn down only below the mass-deletion threshold;
+- an invalid file of a live demo leaves it running (until its last valid expiry);
+- orphans are deleted only after a grace period, duplicates only when the
+  status names the one to keep.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, Literal
+
+from reconciler.capacity import admit_in_order
+from reconciler.model import (
+    DEMO_ID_MAX,
+    DEMO_ID_PATTERN,
+    Demo,
+    DemoStatus,
+    Phase,
+    Settings,
+    parse_duration,
+)
+from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
+from reconciler.validate import LoadedDemo, Problem, expiry_of
+
+# --- values -----------------------------------------------------------------------------
+
+
+class ActionKind(StrEnum):
+    """The steps, in the order a demo's actions run.
+
+    Provider steps are executed by `apply`. Three are for the writer of the cycle
+    (the loop), which apply only marks done: RENDER_NAMESPACE (render the demo's
+    namespace side now, before Supabase values exist), RENDER_RELEASE (render
+    everything with the Supabase URL and anon key from the status), REMOVE_FILES
+    (remove demos/<id>.yaml, status/<id>.yaml and rendered/<id>/). QUEUE and
+    REPORT_* only inform; CHECK_HEALTH and WAIT_PROJECT only read.
+    """
+
+    QUEUE = "queue"
+    RENDER_NAMESPACE = "render-namespace"
+    ENSURE_PROJECT = "ensure-project"
+    WAIT_PROJECT = "wait-project"
+    MIGRATE = "migrate"
+    SEED = "seed"
+    FETCH_KEYS = "fetch-keys"
+    WRITE_SECRET = "write-secret"  # noqa: S105 (an action name)
+    ENSURE_DNS = "ensure-dns"
+    RENDER_RELEASE = "render-release"
+    CHECK_HEALTH = "check-health"
+    DELETE_DNS = "delete-dns"
+    DELETE_PROJECT = "delete-project"
+    DELETE_DUPLICATE_PROJECT = "delete-duplicate-project"
+    REMOVE_FILES = "remove-files"
+    DELETE_ORPHAN_PROJECT = "delete-orphan-project"
+    DELETE_ORPHAN_RECORDS = "delete-orphan-records"
+    REPORT_CONFLICT = "report-conflict"
+    REPORT_INVALID = "report-invalid"
+
+    @property
+    def changes_something(self) -> bool:
+        """False for kinds that only look or report: a plan of only these is a no-op."""
+        return self not in _READ_ONLY
+
+    @property
+    def deletes(self) -> bool:
+        return self in _DELETES
+
+
+_READ_ONLY = frozenset(
+    {
+        ActionKind.QUEUE,
+        ActionKind.WAIT_PROJECT,
+        ActionKind.CHECK_HEALTH,
+        ActionKind.REPORT_CONFLICT,
+        ActionKind.REPORT_INVALID,
+    }
+)
+_DELETES = frozenset(
+    {
+        ActionKind.DELETE_DNS,
+        ActionKind.DELETE_PROJECT,
+        ActionKind.DELETE_DUPLICATE_PROJECT,
+        ActionKind.REMOVE_FILES,
+        ActionKind.DELETE_ORPHAN_PROJECT,
+        ActionKind.DELETE_ORPHAN_RECORDS,
+    }
+)
+
+
+class Intent(StrEnum):
+    """What the plan means for a demo's lifecycle; `status.next_status` turns it into a phase."""
+
+    QUEUE = "queue"  # waits for capacity: pending
+    PROVISION = "provision"  # create what is missing, then check health: creating/ready/degraded
+    TEARDOWN = "teardown"  # expired or deleted: destroying, then the files go
+    FAIL = "fail"  # gave up until the spec changes: failed
+    HOLD = "hold"  # touch nothing (invalid file, conflict, refused): phase unchanged
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step. Carries what the executor needs; `reason` is for people."""
+
+    kind: ActionKind
+    demo_id: str
+    reason: str
+    project_ref: str | None = None
+    records: tuple[DnsRecord, ...] = ()
+    desired: tuple[DesiredRecord, ...] = ()
+    queue_position: int | None = None
+    namespace: str | None = None
+    namespace_healthy: bool | None = None
+    health_urls: tuple[tuple[str, str], ...] = ()  # (HealthChecks field, URL)
+    demo_type: str | None = None
+    seed_size: str | None = None
+    company_name: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
+        data["reason"] = self.reason
+        if self.project_ref:
+            data["projectRef"] = self.project_ref
+        if self.queue_position is not None:
+            data["queuePosition"] = self.queue_position
+        if self.records:
+            data["records"] = [r.name for r in self.records]
+        if self.desired:
+            data["desired"] = [r.name for r in self.desired]
+        return data
+
+    def __str__(self) -> str:
+        target = f" {self.project_ref}" if self.project_ref else ""
+        return f"{self.kind.value}{target}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    demo_id: str
+    phase_before: Phase | None
+    intent: Intent
+    actions: tuple[Action, ...]
+    reason: str
+    waiting: str | None = None  # a step that cannot run this cycle, and why
+    expires_at: datetime | None = None
+    demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
+
+    @property
+    def kinds(self) -> tuple[ActionKind, ...]:
+        return tuple(a.kind for a in self.actions)
+
+    @property
+    def changes_something(self) -> bool:
+        return any(a.kind.changes_something for a in self.actions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    demos: tuple[DemoPlan, ...]
+    orphans: tuple[Action, ...] = ()
+    refusals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    def for_demo(self, demo_id: str) -> DemoPlan | None:
+        return next((d for d in self.demos if d.demo_id == demo_id), None)
+
+    @property
+    def changes_something(self) -> bool:
+        return bool(self.orphans) or any(d.changes_something for d in self.demos)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data in a stable order, for `democtl plan --format json`."""
+        return {
+            "changes": self.changes_something,
+            "demos": [
+                {
+                    "id": d.demo_id,
+                    "phase": d.phase_before.value if d.phase_before else None,
+                    "intent": d.intent.value,
+                    "reason": d.reason,
+                    "waiting": d.waiting,
+                    "expiresAt": d.expires_at.isoformat() if d.expires_at else None,
+                    "actions": [a.as_dict() for a in d.actions],
+                }
+                for d in self.demos
+            ],
+            "orphans": [a.as_dict() for a in self.orphans],
+            "refusals": list(self.refusals),
+            "warnings": list(self.warnings),
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One listing per provider; None means that listing failed this cycle."""
+
+    projects: tuple[Project, ...] | None = ()
+    records: tuple[DnsRecord, ...] | None = ()
+    namespaces: tuple[NamespaceState, ...] | None = ()
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    tripped: bool
+    message: str
+
+
+def check_mass_deletion(
+    live_ids: Sequence[str],
+    vanished_ids: Sequence[str],
+    share: float,
+    minimum: int,
+    allow: bool,
+) -> GuardVerdict:
+    """Refuse to tear down more than `share` of the live demos at once (at least `minimum`).
+
+    A stand-in for `guard.check_mass_deletion`, same signature.
+    """
+    live, vanished = len(set(live_ids)), len(set(vanished_ids))
+    if vanished == 0:
+        return GuardVerdict(False, "")
+    over = vanished >= minimum and vanished > share * max(live, 1)
+    detail = (
+        f"{vanished} of {live} live demos lost their demo file "
+        f"({', '.join(sorted(set(vanished_ids)))}); the limit is {share:.0%} "
+        f"once at least {minimum} would go"
+    )
+    if not over:
+        return GuardVerdict(False, "")
+    if allow:
+        return GuardVerdict(False, f"mass deletion allowed: {detail}")
+    return GuardVerdict(
+        True, f"mass deletion refused: {detail}; rerun with --allow-mass-delete if intended"
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+_HEALTH_HOSTS: dict[str, Literal["portal", "candidate", "api"]] = {
+    "portal": "portal",
+    "candidate": "candidate",
+    "apiGateway": "api",
+}
+
+
+def namespace_of(demo_id: str) -> str:
+    """A demo's namespace is named after it (ids are valid namespace names)."""
+    return demo_id
+
+
+def desired_records(settings: Settings, demo_id: str) -> tuple[DesiredRecord, ...]:
+    """The DNS records a demo needs: portal, candidate and API hosts, sorted by name."""
+    cf = settings.cloudflare
+    return tuple(
+        DesiredRecord(demo_id, host, cf.recordType, cf.target, cf.proxied)
+        for host in sorted(settings.hosts(demo_id).values())
+    )
+
+
+def health_urls(settings: Settings, demo_id: str) -> tuple[tuple[str, str], ...]:
+    """(HealthChecks field, the https health endpoint probed for it)."""
+    return tuple(
+        (check, f"https://{settings.url_for(host, demo_id)}/health")
+        for check, host in _HEALTH_HOSTS.items()
+    )
+
+
+def _record_key(name: str, type_: str, content: str, proxied: bool) -> tuple[str, str, str, bool]:
+    return (name.lower().rstrip("."), type_.upper(), content.lower().rstrip("."), proxied)
+
+
+def records_match(observed: Sequence[DnsRecord], desired: Sequence[DesiredRecord]) -> bool:
+    have = {_record_key(r.name, r.type, r.content, r.proxied) for r in observed}
+    want = {_record_key(r.name, r.type, r.content, r.proxied) for r in desired}
+    return want <= have
+
+
+def _is_demo_id(text: str) -> bool:
+    """Only what parses as one of our ids is ever collected; anything odd is left alone."""
+    return len(text) <= DEMO_ID_MAX and re.fullmatch(DEMO_ID_PATTERN, text) is not None
+
+
+def _is_capacity_problem(problem: Problem) -> bool:
+    # validate.check_repository flags demos beyond capacity; here that means "queue", not "invalid"
+    return problem.field == "spec.profile" and problem.message.startswith("would exceed")
+
+
+def _valid_demo(loaded: LoadedDemo, settings: Settings) -> Demo | None:
+    demo = loaded.demo
+    if demo is None or any(not _is_capacity_problem(p) for p in loaded.problems):
+        return None
+    if demo.spec.profile not in settings.profiles:
+        return None
+    return demo
+
+
+@dataclass(frozen=True)
+class _Sight:
+    """What one cycle may conclude from each provider's listing."""
+
+    projects: tuple[Project, ...] | None
+    records: tuple[DnsRecord, ...] | None
+    namespaces: tuple[NamespaceState, ...] | None
+    blind: Mapping[str, str]  # provider -> why it cannot be trusted this cycle
+
+    @classmethod
+    def of(cls, observed: Observed, statuses: Mapping[str, DemoStatus]) -> _Sight:
+        blind: dict[str, str] = {}
+        settled = [s for s in statuses.values() if s.phase != Phase.DESTROYING]
+        claims = {
+            "supabase": [s.id for s in settled if s.supabase.projectRef],
+            "dns": [s.id for s in settled if s.dns],
+            "kubernetes": [s.id for s in settled if s.phase in (Phase.READY, Phase.DEGRADED)],
+        }
+        listings: dict[str, tuple[object, ...] | None] = {
+            "supabase": observed.projects,
+            "dns": observed.records,
+            "kubernetes": observed.namespaces,
+        }
+        for provider, listing in listings.items():
+            if listing is None:
+                blind[provider] = f"the {provider} listing failed this cycle"
+            elif not listing and claims[provider]:
+                ids = ", ".join(sorted(claims[provider])[:3])
+                blind[provider] = (
+                    f"the {provider} listing came back empty while status files say resources "
+                    f"exist ({ids}{'...' if len(claims[provider]) > 3 else ''}); not trusted"
+                )
+        return cls(
+            projects=None if "supabase" in blind else observed.projects,
+            records=None if "dns" in blind else observed.records,
+            namespaces=None if "kubernetes" in blind else observed.namespaces,
+            blind=blind,
+        )
+
+    def projects_of(self, demo_id: str) -> list[Project]:
+        return self._by_demo[0].get(demo_id, [])
+
+    def records_of(self, demo_id: str) -> list[DnsRecord]:
+        return self._by_demo[1].get(demo_id, [])
+
+    def namespace_of(self, demo_id: str) -> NamespaceState | None:
+        return self._by_demo[2].get(demo_id)
+
+    @cached_property
+    def _by_demo(
+        self,
+    ) -> tuple[dict[str, list[Project]], dict[str, list[DnsRecord]], dict[str, NamespaceState]]:
+        projects: dict[str, list[Project]] = {}
+        for p in sorted(self.projects or (), key=lambda p: p.ref):
+            projects.setdefault(p.demo_id, []).append(p)
+        records: dict[str, list[DnsRecord]] = {}
+        for r in sorted(self.records or (), key=lambda r: (r.name, r.id)):
+            if r.demo_id:
+                records.setdefault(r.demo_id, []).append(r)
+        namespaces = {n.demo_id: n for n in self.namespaces or () if n.demo_id}
+        return projects, records, namespaces
+
+
+@dataclass
+class _Context:
+    settings: Settings
+    sight: _Sight
+    now: datetime
+    may_delete: bool
+    known_migrations: tuple[str, ...] | None
+
+
+# --- per-demo decisions -----------------------------------------------------------------
+
+
+def _teardown(
+    ctx: _Context, demo_id: str, status: DemoStatus | None, why: str, expires: datetime | None
+) -> DemoPlan:
+    phase = status.phase if status else None
+    if not ctx.may_delete:
+        return DemoPlan(demo_id, phase, Intent.HOLD, (), f"{why}, but {_NO_DELETE}", None, expires)
+    actions: list[Action] = []
+    blocked: list[str] = []
+    if ctx.sight.records is None:
+        blocked.append(ctx.sight.blind["dns"])
+    elif records := ctx.sight.records_of(demo_id):
+        actions.append(
+            Action(
+                ActionKind.DELETE_DNS,
+                demo_id,
+                f"{why}: delete its DNS records",
+                records=tuple(records),
+            )
+        )
+    if ctx.sight.projects is None:
+        blocked.append(ctx.sight.blind["supabase"])
+    else:
+        actions.extend(
+            Action(
+                ActionKind.DELETE_PROJECT,
+                demo_id,
+                f"{why}: delete its Supabase project",
+                project_ref=p.ref,
+            )
+            for p in ctx.sight.projects_of(demo_id)
+        )
+    if not actions and not blocked:
+        actions.append(
+            Action(
+                ActionKind.REMOVE_FILES,
+                demo_id,
+                f"{why}: DNS records and Supabase project are gone, remove its files",
+            )
+        )
+    waiting = "; ".join(blocked) or None
+    return DemoPlan(demo_id, phase, Intent.TEARDOWN, tuple(actions), why, waiting, expires)
+
+
+_NO_DELETE = "nothing is deleted this cycle (demos/ failed to load or the guard refused)"
+
+
+def _hold(
+    demo_id: str, status: DemoStatus | None, reason: str, kind: ActionKind | None = None
+) -> DemoPlan:
+    actions = (Action(kind, demo_id, reason),) if kind else ()
+    return DemoPlan(demo_id, status.phase if status else None, Intent.HOLD, actions, reason)
+
+
+def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: datetime) -> DemoPlan:
+    demo_id = demo.id
+    settings, sight = ctx.settings, ctx.sight
+    phase = status.phase if status else None
+    spec_changed = status is not None and status.specHash != demo.spec_hash()
+    actions: list[Action] = []
+    waiting: list[str] = []
+
+    def add(kind: ActionKind, reason: str, **data: object) -> None:
+        actions.append(Action(kind, demo_id, reason, **data))  # type: ignore[arg-type]
+
+    if status is None or status.phase == Phase.PENDING:
+        add(ActionKind.RENDER_NAMESPACE, "admitted: render its namespace so the cluster starts now")
+
+    status_ref = status.supabase.projectRef if status else None
+    project: Project | None = None
+    supabase_ok = sight.projects is not None
+    if not supabase_ok:
+        waiting.append(sight.blind["supabase"])
+    else:
+        projects = sight.projects_of(demo_id)
+        if len(projects) > 1:
+            keep = next((p for p in projects if p.ref == status_ref), None)
+            refs = ", ".join(p.ref for p in projects)
+            if keep is None:
+                reason = (
+                    f"{len(projects)} managed Supabase projects for this demo ({refs}) and no "
+                    "status naming one: touching none, resolve by hand"
+                )
+                return _hold(demo_id, status, reason, ActionKind.REPORT_CONFLICT)
+            project = keep
+            for other in projects:
+                if other.ref == keep.ref:
+                    continue
+                if ctx.may_delete:
+                    add(
+                        ActionKind.DELETE_DUPLICATE_PROJECT,
+                        f"duplicate of {keep.ref}, which the status names",
+                        project_ref=other.ref,
+                    )
+                else:
+                    waiting.append(f"duplicate project {other.ref} kept: {_NO_DELETE}")
+        elif projects:
+            project = projects[0]
+
+    if project is not None and project.failed:
+        if spec_changed and status is not None and status.phase == Phase.FAILED:
+            if not ctx.may_delete:
+                return _hold(demo_id, status, f"failed project {project.ref}: {_NO_DELETE}")
+            add(
+                ActionKind.DELETE_PROJECT,
+                f"project is {project.status}; the spec changed, so start again",
+                project_ref=project.ref,
+            )
+            return DemoPlan(
+                demo_id,
+                phase,
+                Intent.PROVISION,
+                tuple(actions),
+                "retry after a spec change",
+                f"waiting for failed project {project.ref} to go",
+                expires,
+            )
+        reason = f"Supabase project {project.ref} is {project.status}"
+        return DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires)
+
+    if project is not None and not project.healthy and project.created_at is not None:
+        timeout = parse_duration(settings.supabase.provisionTimeout)
+        if ctx.now - project.created_at > timeout:
+            reason = (
+                f"Supabase project {project.ref} still {project.status} after "
+                f"{settings.supabase.provisionTimeout}"
+            )
+            return DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires)
+
+    same = project is not None and project.healthy and project.ref == status_ref
+    recorded = status.supabase if status and same else None
+    fetching = False
+    if supabase_ok:
+        ref = project.ref if project else None
+        if project is None:
+            add(ActionKind.ENSURE_PROJECT, "no Supabase project yet: adopt by name or create")
+        if project is None or not project.healthy:
+            add(ActionKind.WAIT_PROJECT, "wait until the project is healthy", project_ref=ref)
+        known = ctx.known_migrations
+        if (
+            recorded is None
+            or (known is not None and not set(known) <= set(recorded.migrations))
+            or (known is None and not recorded.migrations)
+        ):
+            add(ActionKind.MIGRATE, "apply the schema migrations", project_ref=ref)
+        if recorded is None or not recorded.seeded:
+            add(
+                ActionKind.SEED,
+                f"load the {demo.spec.type.value} demo data ({demo.spec.seed.size.value})",
+                project_ref=ref,
+                demo_type=demo.spec.type.value,
+                seed_size=demo.spec.seed.size.value,
+                company_name=demo.spec.branding.companyName if demo.spec.branding else None,
+            )
+        if recorded is None or not recorded.url or not recorded.anonKey:
+            fetching = True
+            add(ActionKind.FETCH_KEYS, "read the project URL and API keys", project_ref=ref)
+
+        namespace = sight.namespace_of(demo_id)
+        if sight.namespaces is None:
+            waiting.append(f"secret: {sight.blind['kubernetes']}")
+        elif namespace is None or namespace.phase != "Active":
+            waiting.append(f"secret: namespace {namespace_of(demo_id)} is not there yet")
+        elif (
+            fetching
+            or not namespace.secret_present
+            or (status is not None and status.secretProjectRef != ref)
+        ):
+            add(
+                ActionKind.WRITE_SECRET,
+                "write the database credentials Secret with a fresh password",
+                project_ref=ref,
+                namespace=namespace_of(demo_id),
+            )
+
+    desired = desired_records(settings, demo_id)
+    if sight.records is None:
+        waiting.append(f"dns: {sight.blind['dns']}")
+    elif not records_match(sight.records_of(demo_id), desired):
+        add(
+            ActionKind.ENSURE_DNS,
+            "create or update its DNS records",
+            desired=desired,
+            records=tuple(sight.records_of(demo_id)),
+        )
+
+    # while creating, a cycle may have stopped before rendering: render again (same bytes
+    # write nothing)
+    creating = status is not None and status.phase == Phase.CREATING
+    if fetching or spec_changed or creating:
+        add(
+            ActionKind.RENDER_RELEASE,
+            "render the release with the Supabase URL and anon key"
+            if fetching or creating
+            else "the spec changed: render the release again",
+        )
+    namespace = sight.namespace_of(demo_id)
+    add(
+        ActionKind.CHECK_HEALTH,
+        "check kubernetes, supabase, portal, candidate and API gateway",
+        project_ref=project.ref if project else None,
+        namespace=namespace_of(demo_id),
+        # None: the listing failed, so the previous answer stands
+        namespace_healthy=namespace.healthy
+        if namespace
+        else None
+        if sight.namespaces is None
+        else False,
+        health_urls=health_urls(settings, demo_id),
+    )
+    steps = [a.kind.value for a in actions if a.kind.changes_something]
+    reason = ("provision: " + ", ".join(steps)) if steps else "up to date: check health"
+    return DemoPlan(
+        demo_id,
+        phase,
+        Intent.PROVISION,
+        tuple(actions),
+        reason,
+        "; ".join(waiting) or None,
+        expires,
+    )
+
+
+def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
+    actions: list[Action] = []
+    notes: list[str] = []
+    grace = parse_duration(ctx.settings.safety.orphanGracePeriod)
+    sight = ctx.sight
+    doomed_projects: set[str] = set()
+    if sight.projects is not None:
+        for project in sorted(sight.projects, key=lambda p: (p.demo_id, p.ref)):
+            if project.demo_id in known:
+                continue
+            if not _is_demo_id(project.demo_id):
+                notes.append(f"project {project.ref} ({project.name}): not a demo id, kept")
+            elif project.created_at is None:
+                notes.append(f"{project.demo_id}: orphan project {project.ref} kept: age unknown")
+            elif ctx.now - project.created_at < grace:
+                notes.append(
+                    f"{project.demo_id}: orphan project {project.ref} kept: younger than "
+                    f"the grace period ({ctx.settings.safety.orphanGracePeriod})"
+                )
+            else:
+                doomed_projects.add(project.ref)
+                actions.append(
+                    Action(
+                        ActionKind.DELETE_ORPHAN_PROJECT,
+                        project.demo_id,
+                        "managed project with no demo file and no status, older than "
+                        f"{ctx.settings.safety.orphanGracePeriod}",
+                        project_ref=project.ref,
+                    )
+                )
+    if sight.records is not None and sight.projects is not None:
+        by_demo: dict[str, list[DnsRecord]] = {}
+        for record in sight.records:
+            if record.demo_id and record.demo_id not in known and _is_demo_id(record.demo_id):
+                by_demo.setdefault(record.demo_id, []).append(record)
+        for demo_id, records in sorted(by_demo.items()):
+            # records carry no age: their project stands in for it
+            alive = [p for p in sight.projects_of(demo_id) if p.ref not in doomed_projects]
+            if alive:
+                notes.append(f"{demo_id}: orphan DNS records kept while project {alive[0].ref} is")
+                continue
+            actions.append(
+                Action(
+                    ActionKind.DELETE_ORPHAN_RECORDS,
+                    demo_id,
+                    "managed DNS records with no demo file, no status and no project",
+                    records=tuple(sorted(records, key=lambda r: (r.name, r.id))),
+                )
+            )
+    return actions, notes
+
+
+# --- the plan ---------------------------------------------------------------------------
+
+
+def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
+    settings: Settings,
+    demos: Sequence[LoadedDemo],
+    created_at: Mapping[str, datetime],
+    statuses: Mapping[str, DemoStatus],
+    observed: Observed,
+    now: datetime,
+    *,
+    allow_mass_delete: bool = False,
+    demos_load_failed: bool = False,
+    known_migrations: Sequence[str] | None = None,
+) -> Plan:
+    """Decide, for every demo and every managed resource, what this cycle does and why.
+
+    `known_migrations` (the names the templates ship) lets a live demo pick up a new
+    migration; without it, a demo is migrated once, when no migration is recorded.
+    """
+    sight = _Sight.of(observed, statuses)
+    refusals: list[str] = []
+    warnings = [f"{provider}: {why}" for provider, why in sorted(sight.blind.items())]
+    if demos_load_failed:
+        refusals.append("demos/ could not be loaded: nothing is deleted this cycle")
+
+    files = {loaded.id: loaded for loaded in demos}
+    valid = {i: d for i, loaded in files.items() if (d := _valid_demo(loaded, settings))}
+    problems = tuple(p for loaded in demos for p in loaded.problems if not _is_capacity_problem(p))
+
+    vanished = (
+        []
+        if demos_load_failed
+        else sorted(
+            i for i, s in statuses.items() if i not in files and s.phase != Phase.DESTROYING
+        )
+    )
+    verdict = check_mass_deletion(
+        list(statuses),
+        vanished,
+        settings.safety.massDeleteShare,
+        settings.safety.massDeleteMinimum,
+        allow_mass_delete,
+    )
+    if verdict.tripped:
+        refusals.append(verdict.message)
+    elif verdict.message:
+        warnings.append(verdict.message)
+
+    ctx = _Context(
+        settings,
+        sight,
+        now,
+        may_delete=not demos_load_failed,
+        known_migrations=tuple(known_migrations) if known_migrations is not None else None,
+    )
+
+    def start(demo_id: str) -> datetime:
+        return created_at.get(demo_id, now)
+
+    expiry = {i: expiry_of(d, settings, start(i)) for i, d in valid.items()}
+    expired = {i for i, when in expiry.items() if when <= now}
+
+    # capacity: live demos keep their place, the rest queue by creation time
+    live = sorted(
+        (s for s in statuses.values() if s.phase != Phase.PENDING),
+        key=lambda s: (s.createdAt, s.id),
+    )
+    candidates = sorted(
+        (
+            i
+            for i in valid
+            if i not in expired and (i not in statuses or statuses[i].phase == Phase.PENDING)
+        ),
+        key=lambda i: (start(i), i),
+    )
+    admitted = set(
+        admit_in_order(
+            settings,
+            [(s.id, s.profile) for s in live] + [(i, valid[i].spec.profile) for i in candidates],
+        )
+    )
+    queue = [i for i in candidates if i not in admitted]
+
+    plans: list[DemoPlan] = []
+    for demo_id in sorted(set(files) | set(statuses)):
+        status = statuses.get(demo_id)
+        phase = status.phase if status else None
+        demo = valid.get(demo_id)
+        if demo_id not in files:
+            if demos_load_failed:
+                plans.append(_hold(demo_id, status, f"demo file not loaded: {_NO_DELETE}"))
+            elif verdict.tripped and demo_id in vanished:
+                plans.append(_hold(demo_id, status, f"demo file deleted, but {verdict.message}"))
+            else:
+                plans.append(_teardown(ctx, demo_id, status, "demo file deleted", None))
+            continue
+        if demo is None:
+            loaded = files[demo_id]
+            detail = "; ".join(str(p) for p in loaded.problems) or "invalid demo file"
+            if status is not None and status.expiresAt <= now:
+                why = f"expired at {status.expiresAt.isoformat()} (last valid expiry; file invalid)"
+                plans.append(_teardown(ctx, demo_id, status, why, status.expiresAt))
+                continue
+            reason = (
+                f"invalid demo file, the running demo is left as it is: {detail}"
+                if status is not None
+                else f"invalid demo file: {detail}"
+            )
+            plans.append(_hold(demo_id, status, reason, ActionKind.REPORT_INVALID))
+            continue
+        expires = expiry[demo_id]
+        if demo_id in expired:
+            plans.append(
+                _teardown(ctx, demo_id, status, f"expired at {expires.isoformat()}", expires)
+            )
+            continue
+        if (
+            status is not None
+            and status.specHash == demo.spec_hash()
+            and (status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts)
+        ):
+            # the message it failed with stays as it is, so a failed demo writes nothing
+            reason = status.message or f"gave up after {status.attempts} attempts"
+            plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
+            continue
+        if demo_id in queue:
+            position = queue.index(demo_id) + 1
+            reason = f"cluster capacity is full: position {position} in the queue"
+            action = Action(ActionKind.QUEUE, demo_id, reason, queue_position=position)
+            plans.append(DemoPlan(demo_id, phase, Intent.QUEUE, (action,), reason, None, expires))
+            continue
+        plans.append(_provision(ctx, demo, status, expires))
+
+    orphans: list[Action] = []
+    if ctx.may_delete and not verdict.tripped:
+        orphans, notes = _orphans(ctx, set(files) | set(statuses))
+        warnings.extend(notes)
+    plans = [replace(item, demo=valid.get(item.demo_id)) for item in plans]
+    return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems)

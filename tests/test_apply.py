@@ -1,0 +1,355 @@
+# ruff: noqa: E501  (tables keep one case per line)
+"""Applying plans to in-memory fakes: idempotency per action kind, isolation, bounds, secrets.
+
+`cycle()` is a miniature of the reconcile loop (observe -> plan -> apply -> status)
+so that "the second run changes nothing" is checked through the planner, as the
+real loop would run it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from reconciler.apply import Outcome, apply, outcome_for
+from reconciler.model import DemoStatus, Phase
+from reconciler.plan import ActionKind, Plan, plan
+from reconciler.providers.base import DnsRecord, Project, ProviderError, RateLimited
+from reconciler.status import next_status
+from reconciler.validate import LoadedDemo
+from tests.fakes import PREFIX, World
+from tests.test_plan import NOW, SETTINGS, file
+
+A, B, C, D = "demo-a", "demo-b", "demo-c", "demo-d"
+
+
+@dataclass
+class Repo:
+    """The demo files and status files a cycle reads and writes."""
+
+    files: dict[str, LoadedDemo] = field(default_factory=dict)
+    statuses: dict[str, DemoStatus] = field(default_factory=dict)
+    passwords: Callable[[], str] = field(
+        default_factory=lambda: (f"PASSWORD-SECRET-{n}" for n in itertools.count()).__next__
+    )
+
+
+def cycle(
+    world: World, repo: Repo, now: datetime = NOW, **options: object
+) -> tuple[Plan, list[Outcome]]:
+    result = plan(SETTINGS, list(repo.files.values()), {}, repo.statuses, world.observe(), now)
+    outcomes = apply(
+        result, world.providers(), SETTINGS, password_factory=repo.passwords, **options
+    )  # type: ignore[arg-type]
+    for item in result.demos:
+        loaded = repo.files.get(item.demo_id)
+        new = next_status(
+            loaded.demo if loaded else None,
+            repo.statuses.get(item.demo_id),
+            item,
+            outcome_for(outcomes, item),
+            SETTINGS,
+            {},
+            now,
+        )
+        if new is None:
+            repo.statuses.pop(item.demo_id, None)
+            if ActionKind.REMOVE_FILES in item.kinds:
+                repo.files.pop(item.demo_id, None)
+                world.cluster.namespaces.pop(item.demo_id, None)  # Flux prunes
+        else:
+            repo.statuses[item.demo_id] = new
+    return result, outcomes
+
+
+def done(outcomes: list[Outcome]) -> set[ActionKind]:
+    return {k for o in outcomes for k in o.done}
+
+
+# --- scenarios: each sets up a world in which the first cycle performs the given kinds ----
+
+
+def new_demo(world: World, repo: Repo) -> None:
+    repo.files[A] = file(A)
+    world.cluster.sync(A)  # Flux already made the namespace
+
+
+def coming_up(world: World, repo: Repo) -> None:
+    new_demo(world, repo)
+    world.supabase.projects["ref-old"] = Project(
+        "ref-old", PREFIX + A, "ACTIVE_HEALTHY", A, "", NOW - timedelta(minutes=1)
+    )
+
+
+def ready(world: World, repo: Repo, demo_id: str = A) -> None:
+    repo.files[demo_id] = file(demo_id)
+    world.cluster.sync(demo_id)
+    cycle(world, repo)
+    assert repo.statuses[demo_id].phase == Phase.READY
+    world.forget_calls()
+
+
+def expired(world: World, repo: Repo) -> None:
+    ready(world, repo)
+    repo.files[A] = file(A, expires=NOW + timedelta(minutes=5))
+
+
+def duplicate(world: World, repo: Repo) -> None:
+    ready(world, repo)
+    world.supabase.projects["ref-dup"] = Project("ref-dup", PREFIX + A, "ACTIVE_HEALTHY", A)
+
+
+def orphans(world: World, repo: Repo) -> None:
+    world.supabase.projects["ref-orphan"] = Project(
+        "ref-orphan", PREFIX + D, "ACTIVE_HEALTHY", D, "", NOW - timedelta(hours=3)
+    )
+    world.dns.records["rec-orphan"] = DnsRecord(
+        "rec-orphan", "demo-d.portal.demo.splits.network", "CNAME", "x", True, 1, "c", D
+    )
+
+
+LATER = NOW + timedelta(hours=1)
+K = ActionKind
+
+
+@pytest.mark.parametrize(
+    "setup, now, kinds",
+    [
+        pytest.param(new_demo, NOW, {K.ENSURE_PROJECT, K.WAIT_PROJECT, K.MIGRATE, K.SEED, K.FETCH_KEYS, K.WRITE_SECRET, K.ENSURE_DNS, K.RENDER_NAMESPACE, K.RENDER_RELEASE, K.CHECK_HEALTH}, id="provisioning"),
+        pytest.param(coming_up, NOW, {K.MIGRATE, K.SEED, K.FETCH_KEYS, K.WRITE_SECRET, K.ENSURE_DNS}, id="adopting-a-project"),
+        pytest.param(expired, LATER, {K.DELETE_DNS, K.DELETE_PROJECT}, id="teardown"),
+        pytest.param(duplicate, NOW, {K.DELETE_DUPLICATE_PROJECT}, id="duplicate"),
+        pytest.param(orphans, NOW, {K.DELETE_ORPHAN_PROJECT, K.DELETE_ORPHAN_RECORDS}, id="orphans"),
+    ],
+)  # fmt: skip
+def test_second_run_makes_no_calls_that_change_anything(
+    setup: Callable[[World, Repo], None], now: datetime, kinds: set[ActionKind]
+) -> None:
+    world, repo = World(), Repo()
+    setup(world, repo)
+    _, first = cycle(world, repo, now)
+    assert kinds <= done(first)
+    assert all(o.error is None for o in first), first
+    world.forget_calls()
+    before = dict(repo.statuses)
+    second_plan, second = cycle(world, repo, now)
+    assert world.mutations() == []
+    assert not {k for k in kinds & done(second) if k.changes_something}
+    if not any(K.REMOVE_FILES in d.kinds for d in second_plan.demos):
+        assert repo.statuses == before
+
+
+def test_teardown_ends_with_files_removed_and_nothing_left() -> None:
+    world, repo = World(), Repo()
+    expired(world, repo)
+    cycle(world, repo, LATER)
+    assert repo.statuses[A].phase == Phase.DESTROYING
+    result, _ = cycle(world, repo, LATER)
+    assert result.for_demo(A).kinds == (K.REMOVE_FILES,)  # type: ignore[union-attr]
+    assert repo.statuses == {} and repo.files == {}
+    assert world.supabase.projects == {} and world.dns.records == {}
+    world.forget_calls()
+    third, outcomes = cycle(world, repo, LATER)
+    assert third.demos == () and outcomes == [] and world.mutations() == []
+
+
+def test_adopting_never_creates_a_second_project() -> None:
+    world, repo = World(), Repo()
+    world.supabase.comes_up_healthy = False
+    new_demo(world, repo)
+    _, first = cycle(world, repo)
+    assert first[0].waiting is not None and first[0].waiting.endswith("is COMING_UP")
+    assert repo.statuses[A].phase == Phase.CREATING
+    world.supabase.bring_up()
+    cycle(world, repo)
+    assert [c[0] for c in world.supabase.calls].count("create_project") == 1
+    assert repo.statuses[A].phase == Phase.READY
+
+
+def test_create_conflict_adopts_by_name() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    existing = Project("ref-late", PREFIX + A, "ACTIVE_HEALTHY", A)
+    original = world.supabase.create_project
+
+    def racing_create(demo_id: str, db_pass: str) -> Project:
+        # the project appears between the listing and the create (a crash mid-request)
+        world.supabase.projects["ref-late"] = existing
+        return original(demo_id, db_pass)
+
+    world.supabase.create_project = racing_create  # type: ignore[method-assign]
+    _, outcomes = cycle(world, repo)
+    assert ("create_project", (A,)) in world.supabase.calls
+    assert outcomes[0].project_ref == "ref-late" and outcomes[0].error is None
+    assert list(world.supabase.projects) == ["ref-late"]
+
+
+def test_one_demos_failure_does_not_stop_another() -> None:
+    world, repo = World(), Repo()
+    for demo_id in (A, B, C):
+        repo.files[demo_id] = file(demo_id)
+        world.cluster.sync(demo_id)
+    world.supabase.fail_on[("create_project", B)] = ProviderError(
+        "supabase", "create project", "organization quota exceeded", demo_id=B
+    )
+    _, outcomes = cycle(world, repo)
+    by_id = {o.demo_id: o for o in outcomes}
+    assert by_id[B].error == "supabase create project for demo-b: organization quota exceeded"
+    assert by_id[B].failed_action == K.ENSURE_PROJECT and not by_id[B].retryable
+    assert by_id[B].done == (K.RENDER_NAMESPACE,)
+    assert by_id[A].error is None and by_id[C].error is None
+    assert {i: s.phase for i, s in repo.statuses.items()} == {
+        A: Phase.READY,
+        B: Phase.CREATING,
+        C: Phase.READY,
+    }
+    assert repo.statuses[B].attempts == 1
+
+
+def test_rate_limited_demo_is_left_for_the_next_cycle() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    world.dns.fail_on[("ensure_records", A)] = RateLimited(
+        "cloudflare", "create record", "429 Too Many Requests", demo_id=A, retryable=True,
+        retry_after=30,
+    )  # fmt: skip
+    _, outcomes = cycle(world, repo)
+    assert outcomes[0].rate_limited and outcomes[0].retryable and outcomes[0].retry_after == 30
+    assert outcomes[0].failed_action == K.ENSURE_DNS
+    assert K.CHECK_HEALTH not in outcomes[0].done  # the rest waits
+    assert repo.statuses[A].attempts == 0
+    assert repo.statuses[A].condition("Reconciling").reason == "RateLimited"  # type: ignore[union-attr]
+    cycle(world, repo)
+    assert repo.statuses[A].phase == Phase.READY
+
+
+def test_repeated_permanent_failures_end_in_failed() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    for _ in range(SETTINGS.safety.maxAttempts):
+        world.database.fail_on[("migrate", A)] = ProviderError(
+            "supabase", "migrate", "syntax error at line 3", demo_id=A
+        )
+        cycle(world, repo)
+    status = repo.statuses[A]
+    assert status.phase == Phase.FAILED and status.attempts == SETTINGS.safety.maxAttempts
+    assert status.message == "gave up after 5 attempts: supabase migrate for demo-a: syntax error at line 3"  # fmt: skip
+    world.forget_calls()
+    result, _ = cycle(world, repo)
+    assert result.for_demo(A).actions == ()  # type: ignore[union-attr]
+    assert world.mutations() == []
+
+
+def test_concurrency_bound_is_respected() -> None:
+    world, repo = World(), Repo()
+    ids = [f"demo-n{n:02d}" for n in range(12)]
+    for demo_id in ids:
+        repo.files[demo_id] = file(demo_id)
+    limit, entered, inside, peak, opened = 3, 0, 0, 0, 0
+    cond = threading.Condition()
+
+    def gate() -> None:
+        # hold each create until `limit` are inside together, so overlap is certain
+        nonlocal entered, inside, peak, opened
+        with cond:
+            entered += 1
+            inside += 1
+            peak = max(peak, inside)
+            mine = opened
+            if inside >= limit:
+                opened += 1
+                cond.notify_all()
+            cond.wait_for(lambda: opened > mine or entered == len(ids), timeout=5)
+            cond.notify_all()
+            inside -= 1
+
+    def gated_create(demo_id: str, db_pass: str, create=world.supabase.create_project) -> Project:  # type: ignore[no-untyped-def]
+        gate()
+        return create(demo_id, db_pass)  # type: ignore[no-any-return]
+
+    world.supabase.create_project = gated_create  # type: ignore[method-assign]
+    _, outcomes = cycle(world, repo, concurrency=limit)
+    assert peak == limit
+    assert len(outcomes) == len(ids) and all(o.error is None for o in outcomes)
+
+
+def test_no_secret_reaches_outcomes_status_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    world.dns.fail_on[("ensure_records", A)] = ProviderError(
+        "cloudflare", "create record", "500", demo_id=A
+    )
+    progress: list[tuple[str, str]] = []
+    cycle(world, repo)
+    _, outcomes = cycle(world, repo, on_progress=lambda i, line: progress.append((i, line)))
+    secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
+    assert set(secret) == {
+        "SUPABASE_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "SUPABASE_DB_PASSWORD",
+    }
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None
+    # the Secret's password is the one set last, not the throwaway one given at creation
+    assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref] == "PASSWORD-SECRET-1"
+    seen = repr(outcomes) + str(outcomes) + repo.statuses[A].model_dump_json() + repr(progress)
+    seen += caplog.text
+    assert "demo-a: ensure-dns failed: cloudflare create record for demo-a: 500" in caplog.text
+    for value in ("PASSWORD-SECRET", "SERVICE-ROLE-SECRET"):
+        assert value not in seen
+    assert repo.statuses[A].supabase.anonKey == secret["SUPABASE_ANON_KEY"]
+    assert progress == [(A, "ensure-dns, render-release")]
+
+
+def test_health_failure_degrades_a_ready_demo_and_recovery_restores_it() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    world.prober.failing = {"portal"}
+    cycle(world, repo)
+    assert repo.statuses[A].phase == Phase.DEGRADED
+    assert repo.statuses[A].message == "portal health check failing"
+    world.prober.failing = set()
+    cycle(world, repo)
+    assert repo.statuses[A].phase == Phase.READY
+
+
+def test_unexpected_exception_is_recorded_not_raised() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+
+    def broken_seed(*args: object) -> bool:
+        raise KeyError("boom")
+
+    providers = world.providers()
+    object.__setattr__(providers, "seed", broken_seed)
+    result = plan(SETTINGS, list(repo.files.values()), {}, {}, world.observe(), NOW)
+    outcomes = apply(result, providers, SETTINGS, password_factory=lambda: "pw")
+    assert outcomes[0].error == "internal error in seed: KeyError"
+    assert outcomes[0].failed_action == K.SEED
+
+
+def test_secret_write_failing_after_the_password_changed_is_retried() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    # a Secret from an earlier attempt is there, so only the status knows it is stale
+    world.cluster.namespaces[A] = replace(world.cluster.namespaces[A], secret_present=True)
+    world.cluster.fail_on[("apply_secret", A)] = ProviderError(
+        "kubernetes", "apply secret", "503 Service Unavailable", demo_id=A, retryable=True
+    )
+    _, first = cycle(world, repo)
+    assert first[0].failed_action == K.WRITE_SECRET
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None and repo.statuses[A].secretProjectRef is None
+    _, second = cycle(world, repo)
+    assert K.WRITE_SECRET in second[0].done
+    secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
+    assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref]
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].secretProjectRef == ref

@@ -1,0 +1,406 @@
+# ruff: noqa: E501  (truth tables keep one case per line)
+"""The planner as truth tables: (demo files, status files, observed state) -> actions per demo.
+
+Each expected value reads `intent: action action ...` per demo id, plus `orphans`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.model import Demo, DemoStatus, DnsRecordStatus, Phase, Settings, SupabaseStatus
+from reconciler.plan import (
+    ActionKind,
+    Intent,
+    Observed,
+    Plan,
+    check_mass_deletion,
+    desired_records,
+    plan,
+)
+from reconciler.providers.base import DnsRecord, NamespaceState, Project
+from reconciler.validate import LoadedDemo, Problem
+from reconciler.workspace import read_settings
+
+PROJECT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+BORN = NOW - timedelta(minutes=30)
+
+
+def settings_with(**capacity: object) -> Settings:
+    base = read_settings(PROJECT).settings
+    assert base is not None
+    data = base.model_dump(mode="json")
+    data["capacity"].update(capacity)
+    return Settings.model_validate(data)
+
+
+SETTINGS = settings_with()
+
+
+# --- builders -------------------------------------------------------------------------
+
+
+def demo(demo_id: str, *, expires: datetime | None = None, **spec: Any) -> Demo:
+    body: dict[str, Any] = {"type": "enterprise", "owner": "alice@splits.network"}
+    body |= {"expiresAt": expires} if expires else {"ttl": "2h"}
+    body |= spec
+    return Demo.model_validate(
+        {
+            "apiVersion": "demos.splits.network/v1",
+            "kind": "Demo",
+            "metadata": {"name": demo_id},
+            "spec": body,
+        }
+    )
+
+
+def file(demo_id: str, **kw: Any) -> LoadedDemo:
+    return LoadedDemo(f"demos/{demo_id}.yaml", demo(demo_id, **kw))
+
+
+def broken(demo_id: str) -> LoadedDemo:
+    problem = Problem(f"demos/{demo_id}.yaml", 7, "spec.ttl", "'2x' is not a duration")
+    return LoadedDemo(f"demos/{demo_id}.yaml", None, [problem])
+
+
+def ref(demo_id: str) -> str:
+    return "ref-" + demo_id[5:]
+
+
+def status(
+    demo_id: str,
+    phase: Phase = Phase.READY,
+    *,
+    provisioned: bool = True,
+    expires: datetime | None = None,
+    spec_hash: str | None = None,
+    attempts: int = 0,
+    message: str = "",
+    created: datetime = BORN,
+) -> DemoStatus:
+    done = provisioned and phase != Phase.PENDING
+    return DemoStatus(
+        id=demo_id,
+        namespace=demo_id,
+        demoType="enterprise",
+        profile="small",
+        phase=phase,
+        createdBy="alice@splits.network",
+        createdAt=created,
+        expiresAt=expires or created + timedelta(hours=2),
+        specHash=spec_hash or demo(demo_id).spec_hash(),
+        supabase=SupabaseStatus(
+            projectRef=ref(demo_id),
+            url=f"https://{ref(demo_id)}.supabase.co",
+            anonKey="anon",
+            migrations=["0001_schema.sql"],
+            seeded=True,
+        )
+        if done
+        else SupabaseStatus(),
+        dns=[DnsRecordStatus(name=r.name, type=r.type, content=r.content) for r in _want(demo_id)]
+        if done
+        else [],
+        secretProjectRef=ref(demo_id) if done else None,
+        attempts=attempts,
+        message=message,
+    )
+
+
+def _want(demo_id: str) -> tuple[Any, ...]:
+    return desired_records(SETTINGS, demo_id)
+
+
+def project(
+    demo_id: str,
+    state: str = "ACTIVE_HEALTHY",
+    *,
+    ref_: str | None = None,
+    age: timedelta | None = timedelta(minutes=30),
+) -> Project:
+    created = NOW - age if age is not None else None
+    return Project(ref_ or ref(demo_id), "democtl-" + demo_id, state, demo_id, "us-east-1", created)
+
+
+def records(demo_id: str) -> tuple[DnsRecord, ...]:
+    return tuple(
+        DnsRecord(f"rec-{r.name}", r.name, r.type, r.content, r.proxied, 1, "democtl", demo_id)
+        for r in _want(demo_id)
+    )
+
+
+def namespace(demo_id: str, *, secret: bool = True, healthy: bool = True) -> NamespaceState:
+    pods = 3 if healthy else 0
+    return NamespaceState(demo_id, demo_id, "Active", pods, 3, 0, healthy, "", secret)
+
+
+def world(
+    *ids: str,
+    projects: Sequence[Project] = (),
+    extra_records: Sequence[DnsRecord] = (),
+    namespaces: Sequence[NamespaceState] = (),
+    secret: bool = True,
+) -> Observed:
+    """Everything of the given demos exists and is healthy, plus the extras."""
+    return Observed(
+        projects=tuple(project(i) for i in ids) + tuple(projects),
+        records=tuple(r for i in ids for r in records(i)) + tuple(extra_records),
+        namespaces=tuple(namespace(i, secret=secret) for i in ids) + tuple(namespaces),
+    )
+
+
+def summary(result: Plan) -> dict[str, str]:
+    lines = {
+        d.demo_id: f"{d.intent.value}: {' '.join(a.kind.value for a in d.actions)}".rstrip()
+        for d in result.demos
+    }
+    if result.orphans:
+        lines["orphans"] = " ".join(f"{a.kind.value}:{a.demo_id}" for a in result.orphans)
+    return lines
+
+
+NEW = (
+    "provision: render-namespace ensure-project wait-project migrate seed fetch-keys "
+    "ensure-dns render-release check-health"
+)
+CHECK = "provision: check-health"
+TEARDOWN = "teardown: delete-dns delete-project"
+PAST = NOW - timedelta(minutes=1)
+LATER = NOW + timedelta(hours=3)
+
+A, B, C, D = "demo-a", "demo-b", "demo-c", "demo-d"
+S = {s.id: s for s in [status(A), status(B), status(C)]}  # three live demos
+
+
+CASES = [
+    # lifecycle
+    pytest.param([file(A)], {}, Observed(), {}, {A: NEW}, id="new-demo-is-provisioned"),
+    pytest.param([file(A)], {A: status(A)}, world(A), {}, {A: CHECK}, id="converged-demo-only-checks-health"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False)}, world(projects=[project(A, "COMING_UP", age=timedelta(minutes=2))]), {}, {A: "provision: wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-coming-up-is-waited-for"),
+    pytest.param([file(A)], {}, world(projects=[project(A)]), {}, {A: "provision: render-namespace migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-left-by-a-crash-is-adopted"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING)}, world(A, secret=False), {}, {A: "provision: write-secret render-release check-health"}, id="missing-secret-is-written-once-namespace-exists"),
+    pytest.param([file(A)], {A: status(A).model_copy(update={"secretProjectRef": None})}, world(A), {}, {A: "provision: write-secret check-health"}, id="secret-after-a-failed-write-is-written-again"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING)}, Observed(world(A).projects, records(A)[:1], (namespace(A),)), {}, {A: "provision: ensure-dns render-release check-health"}, id="missing-dns-record-is-ensured"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(B, projects=[project(A)], namespaces=[namespace(A)]), {}, {A: "provision: ensure-dns check-health", B: CHECK}, id="dns-records-deleted-by-hand-come-back"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING)}, world(projects=[project(A, "INIT_FAILED")]), {}, {A: "fail:"}, id="init-failed-project-fails-the-demo"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False)}, world(projects=[project(A, "COMING_UP", age=timedelta(minutes=11))]), {}, {A: "fail:"}, id="project-stuck-coming-up-times-out"),
+    pytest.param([file(A)], {A: status(A, Phase.FAILED)}, world(projects=[project(A, "INIT_FAILED")]), {}, {A: "fail:"}, id="failed-demo-is-not-retried"),
+    pytest.param([file(A)], {A: status(A, Phase.FAILED, spec_hash="sha256:older")}, world(projects=[project(A, "INIT_FAILED")]), {}, {A: "provision: delete-project"}, id="failed-demo-retries-after-spec-change"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False, attempts=5)}, Observed(), {}, {A: "fail:"}, id="attempts-exhausted-fails-the-demo"),
+    pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False, attempts=5, spec_hash="sha256:older")}, Observed(), {}, {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="attempts-reset-by-spec-change"),
+    pytest.param([file(A, seed={"size": "large"})], {A: status(A)}, world(A), {}, {A: "provision: render-release check-health"}, id="changed-spec-rerenders-the-release"),
+    # expiry
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A), {}, {A: TEARDOWN}, id="expired-demo-is-torn-down"),
+    pytest.param([file(A, expires=PAST)], {A: status(A, Phase.DESTROYING, provisioned=False)}, Observed(), {}, {A: "teardown: remove-files"}, id="expired-demo-files-go-once-resources-are-gone"),
+    pytest.param([file(A, expires=PAST)], {}, Observed(), {}, {A: "teardown: remove-files"}, id="demo-expired-before-it-ran-is-removed"),
+    pytest.param([file(A, expires=LATER)], {A: status(A, expires=PAST)}, world(A), {}, {A: "provision: render-release check-health"}, id="extended-demo-is-not-torn-down"),
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-dup")]), {}, {A: "teardown: delete-dns delete-project delete-project"}, id="teardown-deletes-every-project-of-the-demo"),
+    # deleted files and invalid files
+    pytest.param([], {A: status(A)}, world(A), {}, {A: TEARDOWN}, id="deleted-demo-is-torn-down"),
+    pytest.param([], {A: status(A, Phase.DESTROYING, provisioned=False)}, Observed(), {}, {A: "teardown: remove-files"}, id="deleted-demo-status-goes-once-resources-are-gone"),
+    pytest.param([broken(A)], {A: status(A)}, world(A), {}, {A: "hold: report-invalid"}, id="invalid-file-of-live-demo-leaves-it-running"),
+    pytest.param([broken(A)], {}, Observed(), {}, {A: "hold: report-invalid"}, id="invalid-new-file-is-reported"),
+    pytest.param([broken(A)], {A: status(A, expires=PAST)}, world(A), {}, {A: TEARDOWN}, id="invalid-file-past-last-valid-expiry-is-torn-down"),
+    # failed or suspicious listings
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, Observed(None, records(A), (namespace(A),)), {}, {A: "teardown: delete-dns"}, id="failed-project-listing-deletes-no-project"),
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, Observed((project(A),), None, (namespace(A),)), {}, {A: "teardown: delete-project"}, id="failed-dns-listing-deletes-no-record"),
+    pytest.param([file(A)], {A: status(A)}, Observed((project(A),), records(A), None), {}, {A: CHECK}, id="failed-namespace-listing-writes-no-secret"),
+    pytest.param([file(A)], {A: status(A)}, Observed(None, records(A), (namespace(A),)), {}, {A: CHECK}, id="failed-project-listing-creates-no-project"),
+    pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((), records(A) + records(B), (namespace(A), namespace(B))), {}, {A: "teardown: delete-dns", B: "provision: check-health"}, id="empty-project-listing-is-not-trusted"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: CHECK, B: CHECK}, id="empty-dns-listing-recreates-nothing"),
+    pytest.param([], {A: status(A)}, Observed(None, None, None), {}, {A: "teardown:"}, id="all-listings-failed-deletes-nothing"),
+    # orphans
+    pytest.param([], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {"orphans": "delete-orphan-project:demo-d"}, id="old-orphan-project-is-deleted"),
+    pytest.param([], {}, world(projects=[project(D, age=timedelta(minutes=10))]), {}, {}, id="young-orphan-project-is-kept"),
+    pytest.param([], {}, world(projects=[project(D, age=None)]), {}, {}, id="orphan-project-of-unknown-age-is-kept"),
+    pytest.param([], {}, world(extra_records=records(D)), {}, {"orphans": "delete-orphan-records:demo-d"}, id="orphan-records-without-project-are-deleted"),
+    pytest.param([], {}, world(projects=[project(D, age=timedelta(hours=2))], extra_records=records(D)), {}, {"orphans": "delete-orphan-project:demo-d delete-orphan-records:demo-d"}, id="orphan-records-go-with-their-old-project"),
+    pytest.param([], {}, world(projects=[project(D, age=timedelta(minutes=10))], extra_records=records(D)), {}, {}, id="orphan-records-stay-with-their-young-project"),
+    pytest.param([], {}, Observed(None, records(D), ()), {}, {}, id="orphan-records-kept-when-projects-unseen"),
+    pytest.param([broken(D)], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {D: "hold: report-invalid"}, id="resources-of-an-invalid-file-are-not-orphans"),
+    pytest.param([], {}, world(projects=[Project("ref-odd", "democtl-Odd_Name", "ACTIVE_HEALTHY", "Odd_Name", "", NOW - timedelta(days=9))], extra_records=[DnsRecord("y", "odd.splits.network", "CNAME", "a", True, 1, "democtl", "odd..id")]), {}, {}, id="managed-name-without-a-demo-id-is-never-touched"),
+    pytest.param([], {}, world(extra_records=[DnsRecord("x", "www.splits.network", "CNAME", "a", True, 1, "", None)]), {}, {}, id="foreign-record-is-never-touched"),
+    # duplicates
+    pytest.param([file(A)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-zzz")]), {}, {A: "provision: delete-duplicate-project check-health"}, id="duplicate-is-reduced-to-the-one-in-status"),
+    pytest.param([file(A)], {}, world(projects=[project(A), project(A, ref_="ref-zzz")]), {}, {A: "hold: report-conflict"}, id="duplicates-without-status-are-reported"),
+    # demos/ failed to load, mass-deletion guard
+    pytest.param([], {A: status(A), B: status(B)}, world(A, B, projects=[project(D, age=timedelta(hours=5))]), {"demos_load_failed": True}, {A: "hold:", B: "hold:"}, id="failed-load-deletes-nothing"),
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A), {"demos_load_failed": True}, {A: "hold:"}, id="failed-load-keeps-even-expired-demos"),
+    pytest.param([], S, world(A, B, C), {}, {A: "hold:", B: "hold:", C: "hold:"}, id="mass-deletion-is-refused"),
+    pytest.param([], S, world(A, B, C), {"allow_mass_delete": True}, {A: TEARDOWN, B: TEARDOWN, C: TEARDOWN}, id="mass-deletion-allowed-explicitly"),
+    pytest.param([file(i, expires=PAST) for i in (A, B, C)], S, world(A, B, C), {}, {A: TEARDOWN, B: TEARDOWN, C: TEARDOWN}, id="expired-demos-do-not-count-as-mass-deletion"),
+    pytest.param([], {i: status(i, Phase.DESTROYING, provisioned=False) for i in (A, B, C)}, Observed(), {}, {A: "teardown: remove-files", B: "teardown: remove-files", C: "teardown: remove-files"}, id="allowed-teardown-is-not-refused-on-the-next-cycle"),
+    pytest.param([file(C)], {A: status(A), C: status(C)}, world(A, C), {}, {A: TEARDOWN, C: CHECK}, id="deletion-below-the-minimum-goes-ahead"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("demos, statuses, observed, options, expected", CASES)
+def test_plan(
+    demos: list[LoadedDemo],
+    statuses: dict[str, DemoStatus],
+    observed: Observed,
+    options: dict[str, bool],
+    expected: dict[str, str],
+) -> None:
+    assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW, **options)) == expected
+
+
+# capacity: 2 small demos fit; live demos keep their place whatever their age
+CAPACITY = settings_with(maxConcurrentDemos=2)
+OLD, OLDER = NOW - timedelta(minutes=50), NOW - timedelta(minutes=55)
+
+
+@pytest.mark.parametrize(
+    "statuses, expected",
+    [
+        pytest.param({}, {A: "provision", B: "provision", C: "queue 1", D: "queue 2"}, id="first-come-first-served"),
+        pytest.param({D: status(D)}, {A: "provision", B: "queue 1", C: "queue 2", D: "provision"}, id="live-demo-keeps-its-place"),
+        pytest.param({C: status(C), D: status(D)}, {A: "queue 1", B: "queue 2", C: "provision", D: "provision"}, id="full-cluster-queues-all-new"),
+        pytest.param({A: status(A, Phase.PENDING)}, {A: "provision", B: "provision", C: "queue 1", D: "queue 2"}, id="pending-demo-is-admitted-in-order"),
+    ],
+)  # fmt: skip
+def test_capacity_queue(statuses: dict[str, DemoStatus], expected: dict[str, str]) -> None:
+    created = {A: OLDER, B: OLD, C: BORN, D: NOW}
+    demos = [file(i) for i in (A, B, C, D)]
+    result = plan(CAPACITY, demos, created, statuses, world(*statuses), NOW)
+
+    def short(item: Any) -> str:
+        if item.intent == Intent.QUEUE:
+            return f"queue {item.actions[0].queue_position}"
+        return str(item.intent.value)
+
+    assert {d.demo_id: short(d) for d in result.demos} == expected
+
+
+def test_queued_demo_says_its_position() -> None:
+    result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, Observed(), NOW)
+    item = result.for_demo(C)
+    assert item is not None
+    assert item.reason == "cluster capacity is full: position 1 in the queue"
+
+
+def test_converged_plan_changes_nothing() -> None:
+    result = plan(SETTINGS, [file(A)], {}, {A: status(A)}, world(A), NOW)
+    assert not result.changes_something
+    assert result.refusals == () and result.warnings == ()
+
+
+def test_every_action_has_a_reason() -> None:
+    results = [plan(SETTINGS, c.values[0], {}, c.values[1], c.values[2], NOW, **c.values[3]) for c in CASES]  # type: ignore[arg-type]  # fmt: skip
+    results.append(plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, Observed(), NOW))
+    actions = [a for r in results for d in r.demos for a in d.actions] + [
+        a for r in results for a in r.orphans
+    ]
+    assert {a.kind for a in actions} == set(ActionKind)
+    assert all(a.reason for a in actions)
+
+
+@pytest.mark.parametrize(
+    "observed, statuses, warning",
+    [
+        pytest.param(Observed(None, (), ()), {}, "supabase: the supabase listing failed", id="failed-listing"),
+        pytest.param(Observed((), (), ()), {A: status(A)}, "supabase: the supabase listing came back empty", id="empty-listing"),
+        pytest.param(Observed((), records(A), ()), {A: status(A)}, "kubernetes: the kubernetes listing came back empty", id="empty-namespaces"),
+    ],
+)  # fmt: skip
+def test_untrusted_listing_is_reported(
+    observed: Observed, statuses: dict[str, DemoStatus], warning: str
+) -> None:
+    result = plan(SETTINGS, [file(i) for i in statuses], {}, statuses, observed, NOW)
+    assert any(w.startswith(warning) for w in result.warnings), result.warnings
+
+
+def test_refusals_say_why() -> None:
+    refused = plan(SETTINGS, [], {}, S, world(A, B, C), NOW)
+    assert refused.refusals == (
+        "mass deletion refused: 3 of 3 live demos lost their demo file (demo-a, demo-b, "
+        "demo-c); the limit is 50% once at least 3 would go; rerun with --allow-mass-delete "
+        "if intended",
+    )
+    failed = plan(SETTINGS, [], {}, S, world(A, B, C), NOW, demos_load_failed=True)
+    assert failed.refusals == ("demos/ could not be loaded: nothing is deleted this cycle",)
+
+
+def test_invalid_files_are_reported_as_problems() -> None:
+    result = plan(SETTINGS, [broken(A)], {}, {A: status(A)}, world(A), NOW)
+    assert [str(p) for p in result.problems] == [
+        "demos/demo-a.yaml:7: spec.ttl: '2x' is not a duration"
+    ]
+    item = result.for_demo(A)
+    assert item is not None and "left as it is" in item.reason
+
+
+def test_capacity_problem_from_validate_means_queue_not_invalid() -> None:
+    loaded = file(C)
+    loaded.problems.append(Problem("demos/demo-c.yaml", 9, "spec.profile", "would exceed cluster capacity; the demo would wait as pending (see democtl capacity)"))  # fmt: skip
+    result = plan(CAPACITY, [file(A), file(B), loaded], {}, {}, Observed(), NOW)
+    item = result.for_demo(C)
+    assert item is not None and item.intent == Intent.QUEUE
+
+
+def test_namespace_not_synced_is_a_wait_not_an_action() -> None:
+    result = plan(SETTINGS, [file(A)], {}, {}, Observed(), NOW)
+    item = result.for_demo(A)
+    assert item is not None
+    assert item.waiting == "secret: namespace demo-a is not there yet"
+
+
+@pytest.mark.parametrize(
+    "live, vanished, allow, tripped",
+    [
+        pytest.param(10, 2, False, False, id="below-minimum"),
+        pytest.param(10, 5, False, False, id="at-share"),
+        pytest.param(10, 6, False, True, id="over-share"),
+        pytest.param(10, 6, True, False, id="over-share-allowed"),
+        pytest.param(3, 3, False, True, id="everything"),
+        pytest.param(0, 0, False, False, id="nothing"),
+    ],
+)
+def test_mass_deletion_guard(live: int, vanished: int, allow: bool, tripped: bool) -> None:
+    ids = [f"demo-{n}" for n in range(live)]
+    verdict = check_mass_deletion(ids, ids[:vanished], 0.5, 3, allow)
+    assert verdict.tripped is tripped
+    assert bool(verdict.message) is (vanished > 5 or (live == 3 and vanished == 3))
+
+
+def test_desired_records_follow_settings() -> None:
+    assert [(r.name, r.type, r.content, r.proxied) for r in desired_records(SETTINGS, A)] == [
+        ("demo-a.api.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
+        ("demo-a.candidate.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
+        ("demo-a.portal.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
+    ]
+
+
+def test_plan_is_deterministic() -> None:
+    args = ([file(B), file(A)], {}, {C: status(C)}, world(C), NOW)
+    assert plan(SETTINGS, *args) == plan(SETTINGS, *args)  # type: ignore[arg-type]
+
+
+def test_plan_as_data() -> None:
+    result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, Observed(), NOW)
+    data = result.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["changes"] is True
+    assert data["demos"][2] == {
+        "id": C,
+        "phase": None,
+        "intent": "queue",
+        "reason": "cluster capacity is full: position 1 in the queue",
+        "waiting": None,
+        "expiresAt": "2026-11-25T14:00:00+00:00",
+        "actions": [
+            {
+                "kind": "queue",
+                "demo": C,
+                "reason": "cluster capacity is full: position 1 in the queue",
+                "queuePosition": 1,
+            }
+        ],
+    }

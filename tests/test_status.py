@@ -1,0 +1,214 @@
+# ruff: noqa: E501  (tables keep one case per line)
+"""Status computation: phases, conditions whose time moves only on a change, and no-op equality."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from reconciler.apply import Outcome
+from reconciler.model import DemoStatus, HealthChecks, Phase
+from reconciler.plan import ActionKind, Observed, plan
+from reconciler.status import change_summary, next_status
+from reconciler.validate import LoadedDemo
+from tests.test_plan import NOW, SETTINGS, A, broken, file, project, status, world
+
+T1, T2, T3 = NOW, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
+HEALTHY = HealthChecks(kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True)
+PORTAL_DOWN = HEALTHY.model_copy(update={"portal": False})
+K = ActionKind
+
+
+def step(
+    loaded: LoadedDemo | None,
+    previous: DemoStatus | None,
+    observed: Observed,
+    outcome: Outcome | None,
+    when: object = T1,
+) -> DemoStatus | None:
+    statuses = {A: previous} if previous else {}
+    result = plan(SETTINGS, [loaded] if loaded else [], {}, statuses, observed, when)  # type: ignore[arg-type]
+    item = result.for_demo(A)
+    assert item is not None
+    return next_status(loaded.demo if loaded else None, previous, item, outcome, SETTINGS, {}, when)  # type: ignore[arg-type]
+
+
+def checked(health: HealthChecks = HEALTHY, **facts: object) -> Outcome:
+    return Outcome(A, done=(K.CHECK_HEALTH,), health=health, **facts)  # type: ignore[arg-type]
+
+
+def ready_status() -> DemoStatus:
+    new = step(file(A), status(A, Phase.CREATING), world(A), checked())
+    assert new is not None and new.phase == Phase.READY
+    return new
+
+
+def times(s: DemoStatus | None) -> dict[str, object]:
+    assert s is not None
+    return {c.type: (c.status, c.lastTransitionTime) for c in s.conditions}
+
+
+def test_nothing_changed_returns_the_previous_status() -> None:
+    first = ready_status()
+    again = step(file(A), first, world(A), checked(), T2)
+    assert again == first
+    assert change_summary(first, again) is None
+
+
+def test_condition_time_moves_only_when_its_status_does() -> None:
+    first = ready_status()
+    assert times(first) == {
+        "Ready": ("True", T1),
+        "Reconciling": ("False", T1),
+        "Stalled": ("False", T1),
+    }
+    degraded = step(file(A), first, world(A), checked(PORTAL_DOWN), T2)
+    assert degraded is not None and degraded.phase == Phase.DEGRADED
+    assert times(degraded) == {
+        "Ready": ("False", T2),
+        "Reconciling": ("False", T1),
+        "Stalled": ("False", T1),
+    }
+    worse = step(
+        file(A),
+        degraded,
+        world(A),
+        checked(PORTAL_DOWN.model_copy(update={"candidate": False})),
+        T3,
+    )
+    assert worse is not None and worse.message == "portal, candidate health check failing"
+    assert times(worse) == times(degraded)  # the message changed, the status did not
+    assert worse.condition("Ready").message == "portal, candidate health check failing"  # type: ignore[union-attr]
+
+
+def test_new_demo_starts_creating_with_its_facts() -> None:
+    outcome = Outcome(
+        A,
+        done=(K.RENDER_NAMESPACE, K.ENSURE_PROJECT),
+        project_ref="ref-x",
+        waiting="project ref-x is COMING_UP",
+    )
+    new = step(file(A), None, Observed(), outcome)
+    assert new is not None
+    assert (new.phase, new.supabase.projectRef, new.attempts) == (Phase.CREATING, "ref-x", 0)
+    assert new.message == "waiting: secret: namespace demo-a is not there yet"
+    assert new.urls == {
+        "portal": "https://demo-a.portal.demo.splits.network",
+        "candidate": "https://demo-a.candidate.demo.splits.network",
+        "api": "https://demo-a.api.demo.splits.network",
+    }
+    assert new.expiresAt == NOW + timedelta(hours=2)
+    assert times(new) == {
+        "Ready": ("False", T1),
+        "Reconciling": ("True", T1),
+        "Stalled": ("False", T1),
+    }
+
+
+def test_a_new_project_ref_resets_the_recorded_progress() -> None:
+    old = status(A, Phase.CREATING)
+    new = step(
+        file(A), old, world(A), Outcome(A, project_ref="ref-new", migrations=("0001_schema.sql",))
+    )
+    assert new is not None
+    assert (new.supabase.projectRef, new.supabase.seeded, new.supabase.anonKey) == (
+        "ref-new",
+        False,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "loaded, previous, observed, outcome, phase, stalled",
+    [
+        pytest.param(file(A), None, Observed(), None, Phase.CREATING, "False", id="dry-run-of-a-new-demo-is-creating"),
+        pytest.param(file(A), status(A, Phase.CREATING), world(A), checked(PORTAL_DOWN), Phase.CREATING, "False", id="unhealthy-new-demo-keeps-creating"),
+        pytest.param(file(A), status(A), world(A), checked(PORTAL_DOWN), Phase.DEGRADED, "False", id="unhealthy-ready-demo-is-degraded"),
+        pytest.param(file(A), status(A, Phase.DEGRADED), world(A), checked(), Phase.READY, "False", id="recovered-demo-is-ready"),
+        pytest.param(file(A), status(A), world(A), Outcome(A, error="supabase is_healthy: 500", retryable=True), Phase.READY, "False", id="transient-error-keeps-a-ready-demo-ready"),
+        pytest.param(file(A, expires=NOW), status(A), world(A), Outcome(A, done=(K.DELETE_DNS,)), Phase.DESTROYING, "False", id="expired-demo-is-destroying"),
+        pytest.param(file(A), status(A, Phase.CREATING), world(projects=[]) , None, Phase.CREATING, "False", id="queued-or-waiting-stays-creating"),
+        pytest.param(broken(A), status(A), world(A), None, Phase.READY, "True", id="invalid-file-stalls-but-keeps-ready"),
+        pytest.param(file(A), status(A, Phase.CREATING, provisioned=False, attempts=5), Observed(), None, Phase.FAILED, "True", id="exhausted-attempts-fail"),
+    ],
+)  # fmt: skip
+def test_phase(
+    loaded: LoadedDemo,
+    previous: DemoStatus | None,
+    observed: Observed,
+    outcome: Outcome | None,
+    phase: Phase,
+    stalled: str,
+) -> None:
+    new = step(loaded, previous, observed, outcome)
+    assert new is not None and new.phase == phase
+    assert new.condition("Stalled").status == stalled  # type: ignore[union-attr]
+
+
+def test_removed_files_mean_no_status() -> None:
+    gone = step(
+        file(A, expires=NOW),
+        status(A, Phase.DESTROYING, provisioned=False),
+        Observed(),
+        Outcome(A, done=(K.REMOVE_FILES,)),
+    )
+    assert gone is None
+    assert change_summary(status(A, Phase.DESTROYING), None) == "removed"
+
+
+def test_invalid_new_file_has_no_status() -> None:
+    assert step(broken(A), None, Observed(), None) is None
+
+
+def test_teardown_clears_the_deleted_facts() -> None:
+    new = step(
+        file(A, expires=NOW), status(A), world(A), Outcome(A, done=(K.DELETE_DNS, K.DELETE_PROJECT))
+    )
+    assert new is not None
+    assert (new.dns, new.supabase.projectRef) == ([], None)
+
+
+def test_queue_position_is_recorded() -> None:
+    from tests.test_plan import CAPACITY
+
+    statuses = {"demo-x": status("demo-x"), "demo-y": status("demo-y")}
+    result = plan(CAPACITY, [file(A)], {}, statuses, world("demo-x", "demo-y"), NOW)
+    item = result.for_demo(A)
+    assert item is not None
+    new = next_status(file(A).demo, None, item, None, SETTINGS, {}, NOW)
+    assert new is not None and (new.phase, new.queuePosition) == (Phase.PENDING, 1)
+    assert change_summary(None, new) == "pending (queue position 1)"
+
+
+@pytest.mark.parametrize(
+    "old, update, expected",
+    [
+        pytest.param(status(A, Phase.CREATING), {"phase": Phase.READY}, "ready", id="ready"),
+        pytest.param(status(A), {"phase": Phase.DEGRADED, "message": "portal health check failing"}, "degraded: portal health check failing", id="degraded"),
+        pytest.param(status(A), {"phase": Phase.FAILED, "message": "project INIT_FAILED"}, "failed: project INIT_FAILED", id="failed"),
+        pytest.param(status(A), {"phase": Phase.DESTROYING}, "destroying", id="destroying"),
+        pytest.param(status(A, Phase.CREATING), {"message": "waiting: project ref-a is COMING_UP"}, "creating: waiting: project ref-a is COMING_UP", id="message-only"),
+        pytest.param(status(A, Phase.CREATING), {"attempts": 1, "dns": []}, "creating (dns, attempts updated)", id="other-fields"),
+    ],
+)  # fmt: skip
+def test_change_summary(old: DemoStatus, update: dict[str, object], expected: str) -> None:
+    assert change_summary(old, old.model_copy(update=update)) == expected
+    assert change_summary(old, old) is None
+
+
+@pytest.mark.parametrize(
+    "previous, observed, outcome",
+    [
+        pytest.param(status(A, Phase.CREATING), world(projects=[project(A, "INIT_FAILED")]), None, id="init-failed"),
+        pytest.param(status(A, Phase.CREATING, attempts=4), world(A), Outcome(A, error="supabase migrate: syntax error"), id="attempts-exhausted"),
+    ],
+)  # fmt: skip
+def test_failed_demo_stays_failed_without_writes(
+    previous: DemoStatus, observed: Observed, outcome: Outcome | None
+) -> None:
+    failed = step(file(A), previous, observed, outcome, T1)
+    assert failed is not None and failed.phase == Phase.FAILED
+    again = step(file(A), failed, observed, None, T2)
+    assert again == failed
+    assert again.condition("Stalled").status == "True"  # type: ignore[union-attr]
