@@ -1,0 +1,121 @@
+"""Turning plans and cycle results into text, markdown and JSON for people and CI.
+
+Pure formatting: takes the planner's values and the statuses, returns strings or
+plain data. The CLI prints what this returns; nothing here prints or reads files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from reconciler.apply import Outcome
+from reconciler.model import DemoStatus, format_duration
+from reconciler.plan import DemoPlan, Plan
+
+
+def _actions(item: DemoPlan) -> str:
+    return ", ".join(a.kind.value for a in item.actions) or "nothing"
+
+
+def _phase(item: DemoPlan) -> str:
+    return item.phase_before.value if item.phase_before else "new"
+
+
+def _expires(item: DemoPlan, now: datetime) -> str:
+    if item.expires_at is None:
+        return ""
+    delta = item.expires_at - now
+    return f"in {format_duration(delta)}" if delta.total_seconds() > 0 else "expired"
+
+
+def plan_text(plan: Plan, now: datetime) -> str:
+    lines: list[str] = []
+    for item in plan.demos:
+        expires = _expires(item, now)
+        head = f"{item.demo_id} ({_phase(item)}, {item.intent.value}"
+        head += f", expires {expires})" if expires else ")"
+        lines.append(f"{head}: {item.reason}")
+        lines.extend(f"  - {a.kind.value}: {a.reason}" for a in item.actions)
+        if item.waiting:
+            lines.append(f"  waiting: {item.waiting}")
+    for action in plan.orphans:
+        lines.append(f"orphan {action.demo_id}: {action.kind.value}: {action.reason}")
+    lines.extend(f"REFUSED: {r}" for r in plan.refusals)
+    lines.extend(f"warning: {w}" for w in plan.warnings)
+    lines.extend(f"invalid: {p}" for p in plan.problems)
+    if not plan.changes_something:
+        lines.append("No changes: every demo is up to date.")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(plan: Plan, now: datetime) -> str:
+    """A pull-request comment or $GITHUB_STEP_SUMMARY: a table, then what needs a human."""
+    changing = [d for d in plan.demos if d.changes_something]
+    lines = ["### democtl plan", ""]
+    if plan.refusals:
+        lines += [f"> [!CAUTION]\n> {_cell(r)}" for r in plan.refusals] + [""]
+    if plan.demos:
+        lines += ["| demo | phase | will | expires | why |", "|---|---|---|---|---|"]
+        for item in plan.demos:
+            lines.append(
+                f"| `{item.demo_id}` | {_phase(item)} | {_cell(_actions(item))} | "
+                f"{_expires(item, now)} | {_cell(item.reason)}"
+                + (f" (waiting: {_cell(item.waiting)})" if item.waiting else "")
+                + " |"
+            )
+        lines.append("")
+    if plan.orphans:
+        lines += ["**Orphaned resources to delete**", ""]
+        lines += [f"- `{a.demo_id}`: {a.kind.value}: {_cell(a.reason)}" for a in plan.orphans]
+        lines.append("")
+    if plan.problems:
+        lines += ["**Invalid files** (left untouched; running demos keep running)", ""]
+        lines += [f"- `{p}`" for p in plan.problems]
+        lines.append("")
+    if plan.warnings:
+        lines += [f"- :warning: {_cell(w)}" for w in plan.warnings] + [""]
+    total = len(plan.demos)
+    lines.append(
+        f"{total} demo(s): {len(changing)} with changes, {total - len(changing)} up to date"
+        + (f", {len(plan.orphans)} orphan deletion(s)" if plan.orphans else "")
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def result_rows(
+    plan: Plan,
+    outcomes: Sequence[Outcome],
+    statuses: Mapping[str, DemoStatus],
+    now: datetime,
+) -> list[tuple[str, ...]]:
+    """The summary table at the end of a reconcile: one row per demo."""
+    by_id = {o.demo_id: o for o in outcomes if not o.orphan}
+    rows: list[tuple[str, ...]] = [("demo", "phase", "expires", "result", "portal")]
+    for item in plan.demos:
+        status = statuses.get(item.demo_id)
+        outcome = by_id.get(item.demo_id)
+        if outcome is None:
+            result = "up to date" if not item.actions else "not run"
+        elif outcome.error:
+            result = f"FAILED: {outcome.error}"
+        elif outcome.waiting:
+            result = f"waiting: {outcome.waiting}"
+        else:
+            result = ", ".join(k.value for k in outcome.done if k.changes_something) or "checked"
+        if status is None:
+            phase, expires, portal = "removed", "", ""
+        else:
+            phase = status.phase.value
+            left = status.expiresAt - now
+            expires = f"in {format_duration(left)}" if left.total_seconds() > 0 else "expired"
+            portal = status.urls.get("portal", "")
+            if status.queuePosition:
+                phase += f" (#{status.queuePosition} in queue)"
+        rows.append((item.demo_id, phase, expires, result, portal))
+    return rows
