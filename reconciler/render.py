@@ -141,6 +141,8 @@ def yaml_quote(value: object) -> str:
 
 
 def _yq(value: object) -> _Quoted:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here, naming the missing variable
     return _Quoted(yaml_quote(value))
 
 
