@@ -361,10 +361,71 @@ def _kustomization(files: Iterable[str]) -> str:
     )
 
 
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAG = "tag:yaml.org,2002:"
+_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+
+
 def parse_documents(text: str) -> list[Any]:
-    """Every document of a rendered file, through the safe loader (C-accelerated when present)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
+    """Every non-empty document of a rendered file, parsed as `yaml.safe_load_all` would.
+
+    The C parser builds the node tree; the common node kinds (str, int, bool, null,
+    plain mappings and sequences) are converted here directly, which is several
+    times faster than PyYAML's generic constructor, and every other node (floats,
+    timestamps, merge keys, unknown tags such as `!!python/object`) goes to the
+    SafeConstructor itself, which builds it or refuses it exactly as safe_load does.
+    One difference, on purpose: a recursive structure (`&a [*a]`) is refused.
+    """
+    loader = _Loader(text)
+    try:
+        docs = []
+        while loader.check_node():
+            node = loader.get_node()
+            value = _construct(loader, node, set()) if node is not None else None
+            if value is not None:
+                docs.append(value)
+        return docs
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, active: set[int]) -> Any:
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        value = node.value
+        if tag == _TAG + "str":
+            return value
+        if tag == _TAG + "null":
+            return None
+        if tag == _TAG + "bool" and value.lower() in {"true", "false"}:
+            return value.lower() == "true"
+        if tag == _TAG + "int" and _DECIMAL.match(value):
+            return int(value)
+        return loader.construct_object(node, deep=True)
+    if id(node) in active:
+        raise yaml.constructor.ConstructorError(
+            None, None, "recursive structures are not allowed", node.start_mark
+        )
+    if isinstance(node, yaml.MappingNode) and tag == _TAG + "map":
+        if any(key.tag == _TAG + "merge" for key, _ in node.value):
+            return loader.construct_object(node, deep=True)
+        active.add(id(node))
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _construct(loader, key_node, active)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "found an unhashable key", key_node.start_mark
+                )
+            mapping[key] = _construct(loader, value_node, active)
+        active.discard(id(node))
+        return mapping
+    if isinstance(node, yaml.SequenceNode) and tag == _TAG + "seq":
+        active.add(id(node))
+        items = [_construct(loader, item, active) for item in node.value]
+        active.discard(id(node))
+        return items
+    return loader.construct_object(node, deep=True)
 
 
 def render_demo(
@@ -378,10 +439,23 @@ def render_demo(
 
     Raises RenderError when a rendered document does not parse or has the wrong shape.
     """
+    files, _ = render_demo_documents(demo, settings, expires_at=expires_at, status=status)
+    return files
+
+
+def render_demo_documents(
+    demo: Demo,
+    settings: Settings,
+    *,
+    expires_at: datetime,
+    status: DemoStatus | None,
+) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """`render_demo`, plus the parsed objects, so that schema validation need not parse again."""
     context = _context(demo, settings, expires_at, status)
     env = environment()
     labels = context["labels"]
     out: dict[str, bytes] = {}
+    objects: list[dict[str, Any]] = []
     for file, expect in _expected_files(settings, context).items():
         try:
             text = env.get_template(expect.template).render(context)
@@ -393,13 +467,27 @@ def render_demo(
             raise RenderError(demo.id, file, f"does not parse as YAML: {exc}") from None
         _check(demo.id, file, expect, docs, labels)
         out[file] = text.encode()
+        objects.extend(docs)
     kustomization = _kustomization(out)
     docs = parse_documents(kustomization)
     if len(docs) != 1 or docs[0].get("resources") != sorted(out):
         raise RenderError(demo.id, "kustomization.yaml", "does not list the rendered files")
     out["kustomization.yaml"] = kustomization.encode()
+    objects.extend(docs)
     logger.debug("%s: rendered %d files for %s", demo.id, len(out), settings.gitops)
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items())), objects
+
+
+def template_texts(
+    demo: Demo, settings: Settings, *, expires_at: datetime, status: DemoStatus | None
+) -> dict[str, str]:
+    """The bare template output, unchecked and unparsed: the floor the benchmark compares to."""
+    context = _context(demo, settings, expires_at, status)
+    env = environment()
+    return {
+        file: env.get_template(expect.template).render(context)
+        for file, expect in _expected_files(settings, context).items()
+    }
 
 
 def render_many(

@@ -751,3 +751,41 @@ def test_cluster_wiring_is_valid(flavour: str, schemas: ManifestSchemas) -> None
         spec = by_kind["ApplicationSet"]["spec"]
         assert spec["generators"][0]["git"]["directories"] == [{"path": "rendered/*"}]
         assert spec["template"]["spec"]["syncPolicy"]["automated"]["prune"] is True
+
+
+# --- the parser ------------------------------------------------------------------------
+
+YAML_ZOO = [
+    pytest.param("a: 1.5\nb: 2026-01-01\nc: 0x1f\nd: yes\ne: ~\nf: !!binary aGk=\n", id="implicit"),
+    pytest.param("x: &a {k: v}\ny: *a\nz:\n  <<: *a\n  m: 1\n", id="anchors-and-merge"),
+    pytest.param("- 010\n- +5\n- -0\n- .inf\n- True\n- NO\n- 1_000\n", id="yaml11-numbers"),
+    pytest.param("--- \n...\n---\na: b\n---\n- c\n", id="several-documents"),
+    pytest.param('k: "x\\u2028y\\N\\"z"\n', id="escapes"),
+]
+
+
+@pytest.mark.parametrize("text", YAML_ZOO)
+def test_parse_documents_agrees_with_safe_load_all(text: str) -> None:
+    assert parse_documents(text) == [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def test_parse_documents_agrees_with_safe_load_all_on_every_golden() -> None:
+    paths = sorted(GOLDEN.rglob("*.yaml"))
+    assert len(paths) >= 18
+    for path in paths:
+        text = path.read_text()
+        assert parse_documents(text) == [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("a: !!python/object/apply:os.system ['id']\n", id="python-tag"),
+        pytest.param("? [1, 2]\n: x\n", id="unhashable-key"),
+        pytest.param("a: &x [*x]\n", id="recursive"),
+        pytest.param("a: b\n  c: d\n", id="bad-indentation"),
+    ],
+)
+def test_parse_documents_refuses_what_safe_load_refuses(text: str) -> None:
+    with pytest.raises(yaml.YAMLError):
+        parse_documents(text)
