@@ -269,11 +269,16 @@ def render(check: bool, ctx: Context) -> None:
         for item in loaded
         if item.valid and item.demo is not None
     ]
-    try:
-        desired = render_many(inputs, settings)
-    except RenderError as exc:
-        fail(str(exc))
+    desired: dict[str, dict[str, bytes]] = {}
+    for item in inputs:
+        try:
+            desired.update(render_many([item], settings))
+        except RenderError as exc:
+            # one demo's broken output must not block the others; its old files stay
+            click.echo(f"democtl: {exc}", err=True)
+            invalid.append(item.demo.id)
     writes = rendered_writes(_read_rendered(ctx.repo), desired, keep=invalid)
+    failed = len(inputs) - len(desired)
     if check:
         for path, content in writes.items():
             click.echo(f"out of date: {path}" if content is not None else f"stale: {path}")
@@ -285,6 +290,8 @@ def render(check: bool, ctx: Context) -> None:
     for path in changed:
         click.echo(f"{'removed' if writes[path] is None else 'wrote'} {path}")
     click.echo(f"{len(desired)} demo(s) rendered, {len(changed)} file(s) changed")
+    if failed:
+        fail(f"{failed} demo(s) could not be rendered; their previous output was kept")
 
 
 def _read_status(repo: Path, demo_id: str) -> DemoStatus | None:

@@ -488,6 +488,27 @@ def test_validation_refuses_or_accepts_payload_and_accepted_ones_render_inert(
     )
 
 
+def test_demo_labels_cannot_pose_as_system_labels() -> None:
+    demo = sample("demo-acme01")
+    labels = {
+        "kubernetes.io/metadata.name": "ingress-nginx",
+        "app.kubernetes.io/managed-by": "someone-else",
+        "pod-security.kubernetes.io/enforce": "privileged",
+        "demos.splits.network/id": "demo-other",
+        "team": "sales",
+    }
+    crafted = demo.model_copy(
+        update={"metadata": DemoMetadata.model_construct(name=demo.id, labels=labels)}
+    )
+    files = render_demo(crafted, load_project_settings(), expires_at=CREATED, status=None)
+    got = find(files, "Namespace")["metadata"]["labels"]
+    assert "kubernetes.io/metadata.name" not in got
+    assert got["app.kubernetes.io/managed-by"] == "democtl"
+    assert got["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert got["demos.splits.network/id"] == demo.id
+    assert got["team"] == "sales"
+
+
 def test_demo_id_with_yaml_syntax_is_refused_by_validation() -> None:
     text = (
         b"apiVersion: demos.splits.network/v1\nkind: Demo\nmetadata:\n  name: 'demo-a: b'\n"
