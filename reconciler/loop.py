@@ -1,0 +1,181 @@
+"""One reconcile cycle as a short recipe: load -> observe -> plan -> apply -> write.
+
+Owns the order of the steps and nothing else: loading and writing are
+`gitstate`'s, deciding is `plan`'s, provider calls are `apply`'s, the status
+after a cycle is `status`'s, manifests are `render`'s. A dry run stops after
+planning; no function below this one takes a dry-run flag. May import every
+module of the package except the CLI, and never imports git itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from reconciler import gitstate
+from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.model import DemoStatus, Phase
+from reconciler.plan import Observed, Plan, plan
+from reconciler.providers.base import ProviderError
+from reconciler.render import RENDERED_DIR, render_demo, rendered_writes
+from reconciler.status import change_summary, next_status
+from reconciler.statusfile import status_bytes, status_path
+from reconciler.validate import Problem
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str], None]
+T = TypeVar("T")
+
+
+class SettingsUnusable(Exception):
+    """reconciler.yaml cannot be used: the command exits 2 and lists the problems."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("settings are unusable")
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class CycleOptions:
+    allow_mass_delete: bool = False
+    concurrency: int = 8
+    known_migrations: tuple[str, ...] | None = None
+
+
+@dataclass
+class CycleResult:
+    plan: Plan
+    observed: Observed
+    outcomes: list[Outcome] = field(default_factory=list)
+    statuses: dict[str, DemoStatus] = field(default_factory=dict)
+    changes: list[gitstate.DemoChange] = field(default_factory=list)
+    commit: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(o.error and not o.rate_limited for o in self.outcomes)
+
+
+def observe(providers: Providers) -> Observed:
+    """One listing per provider; a failed listing is None, which the planner never deletes on."""
+
+    def listing(name: str, call: Callable[[], Sequence[T]]) -> tuple[T, ...] | None:
+        try:
+            return tuple(call())
+        except ProviderError as exc:
+            log.warning("observe: %s listing failed, nothing will be deleted there: %s", name, exc)
+            return None
+
+    return Observed(
+        projects=listing("supabase", providers.supabase.list_projects),
+        records=listing("cloudflare", providers.dns.list_records),
+        namespaces=listing("kubernetes", providers.cluster.list_namespaces),
+    )
+
+
+def _existing_rendered(root: Path) -> dict[str, bytes]:
+    folder = root / RENDERED_DIR
+    if not folder.is_dir():
+        return {}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def write_set(
+    state: gitstate.State, the_plan: Plan, outcomes: list[Outcome], now: datetime
+) -> tuple[dict[str, bytes | None], list[gitstate.DemoChange], dict[str, DemoStatus]]:
+    """The files this cycle changes, the commit's lines, and the statuses after it."""
+    settings = state.settings
+    assert settings is not None  # the caller refused unusable settings
+    valid = state.valid_demos
+    writes: dict[str, bytes | None] = {}
+    changes: list[gitstate.DemoChange] = []
+    statuses: dict[str, DemoStatus] = dict(state.statuses)
+    for item in the_plan.demos:
+        previous = state.statuses.get(item.demo_id)
+        new = next_status(
+            valid.get(item.demo_id),
+            previous,
+            item,
+            outcome_for(outcomes, item),
+            settings,
+            state.created_at,
+            now,
+        )
+        if new is None:
+            statuses.pop(item.demo_id, None)
+            if previous is not None or item.demo_id in state.untrusted_status:
+                writes.update(gitstate.removal_writes(state.root, item.demo_id))
+        else:
+            statuses[item.demo_id] = new
+            if new != previous or item.demo_id in state.untrusted_status:
+                writes[status_path(item.demo_id)] = status_bytes(new)
+        summary = change_summary(previous, new)
+        if summary:
+            changes.append(gitstate.DemoChange(item.demo_id, summary))
+    desired = {
+        demo_id: render_demo(valid[demo_id], settings, expires_at=status.expiresAt, status=status)
+        for demo_id, status in sorted(statuses.items())
+        if demo_id in valid and status.phase is not Phase.PENDING
+    }
+    # Never prune what still runs: a demo whose file is invalid or gone keeps its
+    # manifests until its teardown has finished and its files are removed together.
+    removed = {p.split("/")[1] for p, c in writes.items() if c is None and p.startswith("demos/")}
+    keep = ({d.id for d in state.demos if not d.valid} | set(statuses)) - set(desired) - removed
+    rendered = rendered_writes(_existing_rendered(state.root), desired, keep=keep)
+    for path, content in rendered.items():
+        writes.setdefault(path, content)
+    return writes, changes, statuses
+
+
+def run_cycle(
+    root: Path,
+    providers: Providers,
+    now: datetime,
+    options: CycleOptions = CycleOptions(),
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> CycleResult:
+    """load -> observe -> plan -> apply -> write + commit. Dry run stops after plan."""
+    state = gitstate.load_state(root, now)
+    if state.settings is None:
+        raise SettingsUnusable(state.settings_problems)
+    settings = state.settings
+    observed = observe(providers)
+    the_plan = plan(
+        settings,
+        state.demos,
+        state.created_at,
+        state.statuses,
+        observed,
+        now,
+        allow_mass_delete=options.allow_mass_delete,
+        known_migrations=options.known_migrations,
+    )
+    result = CycleResult(plan=the_plan, observed=observed, statuses=dict(state.statuses))
+    if dry_run:
+        return result
+    result.outcomes = apply(
+        the_plan, providers, settings, concurrency=options.concurrency, on_progress=progress
+    )
+    writes, result.changes, result.statuses = write_set(state, the_plan, result.outcomes, now)
+    result.commit = gitstate.commit_cycle(
+        root, writes, result.changes, gitstate.Identity.from_settings(settings), when=now
+    )
+    log.info(
+        "cycle: %d demos, %d actions, %d failed, %s",
+        len(the_plan.demos),
+        sum(len(d.actions) for d in the_plan.demos) + len(the_plan.orphans),
+        sum(1 for o in result.outcomes if o.error),
+        f"committed {result.commit[:8]}" if result.commit else "all up to date, nothing to commit",
+    )
+    return result

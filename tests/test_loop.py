@@ -1,0 +1,127 @@
+"""The reconcile cycle end to end on a real git repository with in-memory providers.
+
+The emulator-backed end-to-end tests live in test_e2e_local.py; these pin the
+loop's own recipe: what it writes, what it commits, and that it does neither
+when nothing changed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from reconciler.loop import CycleOptions, run_cycle
+from reconciler.model import Phase
+from tests.fakes import World
+from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, log_subjects, origin_and_clone
+
+NOW = BASE_TIME + timedelta(minutes=5)
+
+
+def status_of(repo: Path, demo_id: str) -> dict[str, object]:
+    return yaml.safe_load((repo / "status" / f"{demo_id}.yaml").read_text())
+
+
+def add_demo(repo: Path, demo_id: str, ttl: str = "2h") -> None:
+    commit_as(
+        repo,
+        when=BASE_TIME,
+        files={f"demos/{demo_id}.yaml": demo_yaml(demo_id, ttl)},
+        message=f"add {demo_id}",
+    )
+
+
+def cycle(repo: Path, world: World, now=NOW, **options: object):  # type: ignore[no-untyped-def]
+    return run_cycle(repo, world.providers(), now, CycleOptions(**options))  # type: ignore[arg-type]
+
+
+def test_new_demo_goes_from_creating_to_ready_and_then_nothing_changes(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+
+    first = cycle(repo, world)
+    assert first.commit is not None
+    assert log_subjects(repo)[0] == "demo-acme01: creating"
+    assert status_of(repo, "demo-acme01")["phase"] == "creating"
+    assert (repo / "rendered/demo-acme01/namespace.yaml").is_file()
+    assert world.supabase.projects, "the project was created in the first cycle"
+
+    # Flux creates the namespace from rendered/; the project comes up
+    world.cluster.sync("demo-acme01")
+    world.supabase.bring_up()
+    for _ in range(3):
+        result = cycle(repo, world)
+        if result.statuses["demo-acme01"].phase is Phase.READY:
+            break
+    status = status_of(repo, "demo-acme01")
+    assert status["phase"] == "ready"
+    assert "demo-acme01: ready" in log_subjects(repo)
+
+    head = git(repo, "rev-parse", "HEAD")
+    world.forget_calls()
+    again = cycle(repo, world, now=NOW + timedelta(minutes=1))
+    assert again.commit is None, "a cycle that finds nothing new commits nothing"
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert world.mutations() == []
+
+
+def test_expired_demo_is_torn_down_and_its_files_removed_in_one_commit(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01", ttl="2h")
+    world = World()
+    cycle(repo, world)
+    world.cluster.sync("demo-acme01")
+    world.supabase.bring_up()
+    for _ in range(3):
+        cycle(repo, world)
+
+    later = BASE_TIME + timedelta(hours=3)
+    for _ in range(3):
+        result = cycle(repo, world, now=later)
+        if result.commit and not (repo / "demos/demo-acme01.yaml").exists():
+            break
+    assert not (repo / "demos/demo-acme01.yaml").exists()
+    assert not (repo / "status/demo-acme01.yaml").exists()
+    assert not (repo / "rendered/demo-acme01").exists()
+    assert world.supabase.projects == {} or all(
+        p.demo_id != "demo-acme01" for p in world.supabase.projects.values()
+    )
+    assert world.dns.records == {}
+    removed = git(repo, "show", "--stat", "--format=%s", "HEAD")
+    assert "demos/demo-acme01.yaml" in removed and "status/demo-acme01.yaml" in removed
+    assert cycle(repo, world, now=later).commit is None
+
+
+def test_dry_run_writes_and_calls_nothing(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+    head = git(repo, "rev-parse", "HEAD")
+    result = run_cycle(repo, world.providers(), NOW, dry_run=True)
+    assert [a.kind.value for a in result.plan.demos[0].actions][:2] == [
+        "render-namespace",
+        "ensure-project",
+    ]
+    assert world.mutations() == []
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_one_failing_demo_does_not_block_another(tmp_path: Path) -> None:
+    from reconciler.providers.base import ProviderError
+
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-a")
+    add_demo(repo, "demo-b")
+    world = World()
+    world.supabase.fail_on[("create_project", "demo-a")] = ProviderError(
+        "supabase", "create project", "quota exceeded", demo_id="demo-a"
+    )
+    result = cycle(repo, world)
+    assert result.failed
+    assert status_of(repo, "demo-b")["phase"] == "creating"
+    a = status_of(repo, "demo-a")
+    assert "quota exceeded" in str(a)
