@@ -1023,3 +1023,55 @@ def commit_paths(root: Path, paths: list[str], message: str) -> str:
 def _git_reason(exc: git.GitCommandError) -> str:
     text = str(exc.stderr or exc).strip()
     return text.removeprefix("stderr:").strip().strip("'").strip()
+
+
+# --- local mode: a scratch state repository ------------------------------------------
+
+
+def scratch_state_repo(
+    upstream: Path,
+    dest: Path,
+    identity: Identity = DEFAULT_IDENTITY,
+    *,
+    when: datetime | None = None,
+) -> Path:
+    """A clone of `upstream` that local mode reconciles in, so the user's branch is untouched.
+
+    The first call clones the branch `upstream` has checked out; later calls
+    merge that branch's new commits (a merged pull request, in local terms) on
+    top of the scratch's own status and rendered commits. The merge commit is
+    dated `when`, so a demo first seen now counts its ttl from now. Anything
+    uncommitted in `upstream` is not seen: commit a demo to reconcile it.
+    """
+    source = _repo(upstream)
+    branch = _current_branch(source)
+    if branch is None:
+        raise SyncError(f"{upstream}: HEAD is detached; check out a branch to run --local")
+    if not source.head.is_valid():
+        raise SyncError(f"{upstream}: the branch {branch!r} has no commits yet")
+    if not (dest / ".git").exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        git.Repo.clone_from(str(upstream), str(dest), branch=branch)
+        return dest
+    repo = _repo(dest)
+    # an interrupted cycle's leftovers would block the merge; the next cycle rebuilds them
+    _must(repo, "reset", "--quiet", "--hard", "HEAD")
+    _must(repo, "clean", "-f", "-d", "-q", "--", *_OWNED_PREFIXES)
+    _must(repo, "fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    status, out, err = _run(
+        repo,
+        "merge",
+        "--quiet",
+        "--no-edit",
+        "-m",
+        f"Merge {branch} of {upstream.name} into the local state",
+        f"refs/remotes/origin/{branch}",
+        env=identity.env(when),
+    )
+    if status != 0:
+        _run(repo, "merge", "--abort")
+        raise SyncError(
+            f"cannot bring {branch} of {upstream} into the local state at {dest}: "
+            f"{_git_said(out, err)}; remove {dest} to start the local state afresh"
+        )
+    return dest

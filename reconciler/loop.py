@@ -10,6 +10,7 @@ module of the package except the CLI, and never imports git itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import TypeVar
 
 from reconciler import gitstate
 from reconciler.apply import Outcome, Providers, apply, outcome_for
-from reconciler.model import DemoStatus, Phase
+from reconciler.model import DemoStatus, Phase, parse_duration
 from reconciler.plan import Observed, Plan, plan
 from reconciler.providers.base import ProviderError
 from reconciler.render import RENDERED_DIR, render_demo, rendered_writes
@@ -51,6 +52,7 @@ class CycleOptions:
 class CycleResult:
     plan: Plan
     observed: Observed
+    previous: dict[str, DemoStatus] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     statuses: dict[str, DemoStatus] = field(default_factory=dict)
     changes: list[gitstate.DemoChange] = field(default_factory=list)
@@ -161,7 +163,12 @@ def run_cycle(
         allow_mass_delete=options.allow_mass_delete,
         known_migrations=options.known_migrations,
     )
-    result = CycleResult(plan=the_plan, observed=observed, statuses=dict(state.statuses))
+    result = CycleResult(
+        plan=the_plan,
+        observed=observed,
+        previous=dict(state.statuses),
+        statuses=dict(state.statuses),
+    )
     if dry_run:
         return result
     result.outcomes = apply(
@@ -179,3 +186,40 @@ def run_cycle(
         f"committed {result.commit[:8]}" if result.commit else "all up to date, nothing to commit",
     )
     return result
+
+
+def run_cycle_and_push(
+    root: Path,
+    providers: Providers,
+    now: datetime,
+    options: CycleOptions = CycleOptions(),
+    *,
+    holder: str,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CycleResult:
+    """A cycle on a checkout of the state repository that pushes its commit.
+
+    Syncs to the remote head, holds the writer lock for the cycle, and when the
+    push is rejected because the remote moved (a pull request merged meanwhile)
+    plans again on the new head. Raises gitstate errors for a human to read.
+    """
+    before = gitstate.load_state(root, now)
+    if before.settings is None:
+        raise SettingsUnusable(before.settings_problems)
+    state_settings = before.settings
+    git_settings = state_settings.git
+    identity = gitstate.Identity.from_settings(state_settings)
+    gitstate.sync(root, branch=git_settings.branch, identity=identity)
+    results: list[CycleResult] = []
+
+    def cycle() -> str | None:
+        results.append(run_cycle(root, providers, now, options, progress=progress))
+        return results[-1].commit
+
+    ttl = parse_duration(git_settings.lockTtl)
+    with gitstate.held_lock(root, holder, now, ttl, identity=identity):
+        gitstate.push_with_replan(
+            root, cycle, sleep=sleep, branch=git_settings.branch, identity=identity
+        )
+    return results[-1]

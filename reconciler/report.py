@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from reconciler.apply import Outcome
 from reconciler.model import DemoStatus, format_duration
 from reconciler.plan import DemoPlan, Plan
+from reconciler.providers.base import NamespaceState
 
 
 def _actions(item: DemoPlan) -> str:
@@ -119,3 +121,57 @@ def result_rows(
                 phase += f" (#{status.queuePosition} in queue)"
         rows.append((item.demo_id, phase, expires, result, portal))
     return rows
+
+
+def live_usage(namespace: NamespaceState | None) -> dict[str, Any]:
+    """What `status --live` adds: measured now, never committed."""
+    if namespace is None:
+        return {"namespace": "not found in the cluster"}
+    return {
+        "namespace": namespace.name,
+        "phase": namespace.phase,
+        "pods": f"{namespace.pods_ready}/{namespace.pods_expected} ready",
+        "restarts": namespace.restarts,
+        "cpu": namespace.cpu_used,
+        "memory": namespace.memory_used,
+        "podQuota": namespace.pods_quota,
+        "release": "ready"
+        if namespace.release_ready
+        else (namespace.release_message or "not ready"),
+        "secret": "present" if namespace.secret_present else "missing",
+    }
+
+
+def status_text(data: Mapping[str, Any], now: datetime) -> str:
+    """A status file for people: the facts first, then health and conditions."""
+    lines = [
+        f"{data['id']}  {data['phase']}",
+        f"  type {data['demoType']}, profile {data['profile']}, owner {data['createdBy']}",
+        f"  created {data['createdAt']}, expires {data['expiresAt']}",
+    ]
+    if data.get("queuePosition"):
+        lines.append(f"  queue position {data['queuePosition']}")
+    for name, url in sorted(data.get("urls", {}).items()):
+        lines.append(f"  {name}: {url}")
+    supabase = data.get("supabase", {})
+    if supabase.get("projectRef"):
+        lines.append(f"  supabase: {supabase['projectRef']} {supabase.get('url', '')}")
+    for record in data.get("dns", []):
+        lines.append(f"  dns: {record['name']} {record['type']} {record['content']}")
+    checks = data.get("healthChecks", {})
+    if checks:
+        lines.append(
+            "  health: " + ", ".join(f"{k} {'ok' if v else 'FAILING'}" for k, v in checks.items())
+        )
+    for condition in data.get("conditions", []):
+        lines.append(
+            f"  {condition['type']}={condition['status']} {condition['reason']}"
+            + (f": {condition['message']}" if condition.get("message") else "")
+            + f" (since {condition['lastTransitionTime']})"
+        )
+    if data.get("message"):
+        lines.append(f"  message: {data['message']}")
+    live = data.get("live")
+    if live:
+        lines.append("  live: " + ", ".join(f"{k} {v}" for k, v in live.items()))
+    return "\n".join(lines)
