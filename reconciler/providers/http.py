@@ -81,23 +81,28 @@ class RetryPolicy:
         request: httpx.Request,
         *,
         on_retry: Callable[[int, str, float], None] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
         """Send `request`, retrying what may succeed later; return the last response.
 
         A retryable status on the last attempt is returned (the caller converts it);
-        a transport error on the last attempt is raised.
+        a transport error on the last attempt is raised. A request that is not
+        idempotent (a create) is retried only when it cannot have been processed: a
+        refused connection or a 429. After a timeout, a dropped connection or a 5xx it
+        may have been, and the caller must look before trying again.
         """
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
             try:
                 response = client.send(request)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if last:
+                if last or (not idempotent and not isinstance(exc, httpx.ConnectError)):
                     raise
                 reason = type(exc).__name__
                 pause = self.delay(attempt)
             else:
-                if not is_retryable_status(response.status_code) or last:
+                status = response.status_code
+                if not is_retryable_status(status) or last or (not idempotent and status != 429):
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 reason = f"HTTP {response.status_code}"

@@ -153,9 +153,32 @@ class SupabaseManagementClient:
         if self.instance_size:
             body["desired_instance_size"] = self.instance_size
         logger.info("%s: creating Supabase project %s", demo_id, body["name"])
-        response = self._call(
-            "POST", "/v1/projects", "create project", demo_id, json=body, secrets=(db_pass,)
-        )
+        try:
+            response = self._call(
+                "POST",
+                "/v1/projects",
+                "create project",
+                demo_id,
+                json=body,
+                secrets=(db_pass,),
+                idempotent=False,
+            )
+        except RateLimited:
+            raise
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            # The create may have happened with its answer lost: adopt it, never repeat it.
+            adopted = [p for p in self.list_projects() if p.name == body["name"]]
+            if len(adopted) == 1:
+                logger.warning(
+                    "%s: create answered %s, adopted %s found by name",
+                    demo_id,
+                    exc.upstream_message,
+                    adopted[0].ref,
+                )
+                return adopted[0]
+            raise
         project = self._project(self._json(response, "create project", demo_id))
         if project is None:
             raise ProviderError(
@@ -186,7 +209,8 @@ class SupabaseManagementClient:
             f"/v1/projects/{ref}/health",
             "health",
             demo_id,
-            params={"services": ",".join(self.health_services)},
+            # an array query parameter in the spec's default style: services=db&services=rest
+            params=httpx.QueryParams([("services", name) for name in self.health_services]),
         )
         services = self._json(response, "health", demo_id)
         statuses = {s.get("name"): s.get("status") for s in services if isinstance(s, dict)}
@@ -214,7 +238,11 @@ class SupabaseManagementClient:
     def api_keys(self, ref: str) -> ApiKeys:
         demo_id = self._require_owned(ref, "api keys")
         response = self._call(
-            "GET", f"/v1/projects/{ref}/api-keys", "api keys", demo_id, params={"reveal": "true"}
+            "GET",
+            f"/v1/projects/{ref}/api-keys",
+            "api keys",
+            demo_id,
+            params=httpx.QueryParams({"reveal": "true"}),
         )
         keys = self._json(response, "api keys", demo_id)
         anon = _pick_key(keys, new_type="publishable", legacy_name="anon")
@@ -323,7 +351,8 @@ class SupabaseManagementClient:
         demo_id: str | None = None,
         *,
         json: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: httpx.QueryParams | None = None,
+        idempotent: bool = True,
         accept: frozenset[int] | set[int] = frozenset(),
         secrets: Iterable[str] = (),
     ) -> httpx.Response:
@@ -341,7 +370,9 @@ class SupabaseManagementClient:
             )
 
         try:
-            response = self.retry.send(self._client, request, on_retry=on_retry)
+            response = self.retry.send(
+                self._client, request, on_retry=on_retry, idempotent=idempotent
+            )
         except httpx.HTTPError as exc:
             raise ProviderError(
                 PROVIDER,

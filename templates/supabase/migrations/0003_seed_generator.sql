@@ -120,7 +120,7 @@ BEGIN
            democtl.frac(k || ':job:remote:' || i) < 0.3,
            s.low, s.low + 10000 + 1000 * democtl.pick(k || ':job:spread:' || i, 40),
            (ARRAY[15, 18, 20, 22, 25])[democtl.pick(k || ':job:fee:' || i, 5)],
-           CASE WHEN f < 0.70 THEN 'open' WHEN f < 0.80 THEN 'on_hold'
+           CASE WHEN f < 0.70 OR i = 1 THEN 'open' WHEN f < 0.80 THEN 'on_hold'
                 WHEN f < 0.92 THEN 'filled' ELSE 'closed' END,
            epoch - make_interval(days => democtl.pick(k || ':job:age:' || i, 120))
     FROM generate_series(1, jobs) AS i
@@ -194,7 +194,8 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     total := total + n;
 
-    -- Open jobs offered to a partner recruiter, not placed yet.
+    -- Open jobs offered to a partner recruiter, not placed yet (the first open job always,
+    -- so that even the smallest demo shows one).
     INSERT INTO public.split_fee_agreements (job_id, job_recruiter_id, candidate_recruiter_id,
         job_side_percent, candidate_side_percent, status, created_at)
     SELECT j.id, j.owner_recruiter_id, partner.id, 50, 50, 'proposed', j.opened_at + interval '2 days'
@@ -202,7 +203,8 @@ BEGIN
     CROSS JOIN LATERAL (SELECT sourcing_recruiters[democtl.pick(k || ':prop:rec:' || j.id,
                                    cardinality(sourcing_recruiters))] AS id) AS partner
     WHERE j.status = 'open' AND partner.id <> j.owner_recruiter_id
-      AND democtl.frac(k || ':prop:' || j.id) < split_share / 2
+      AND (democtl.frac(k || ':prop:' || j.id) < split_share / 2
+           OR j.id = (SELECT min(id) FROM public.jobs WHERE status = 'open'))
     ORDER BY j.id
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
