@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -373,3 +374,25 @@ def test_from_environment_reads_the_token_at_the_edge(project: Path) -> None:
         assert client.prefix == settings.supabase.projectPrefix
         assert client.project_name("demo-acme01") == "democtl-demo-acme01"
         assert TOKEN not in repr(client)
+
+
+def test_two_projects_for_one_demo_are_both_listed_for_the_planner(sb: Harness) -> None:
+    first = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
+    second = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
+    listed = sb.client.list_projects()
+    assert {p.ref for p in listed} == {first, second}
+    assert {p.demo_id for p in listed} == {"demo-twin01"}
+
+
+def test_emulator_wants_a_token_and_runs_parameterised_queries(sb: Harness) -> None:
+    ref = sb.healthy("demo-raw01")
+    with httpx.Client(base_url=sb.emulator.url, trust_env=False) as raw:
+        denied = raw.get("/v1/projects")
+        assert denied.status_code == 401 and denied.json() == {"message": "Unauthorized"}
+        answer = raw.post(
+            f"/v1/projects/{ref}/database/query",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"query": "SELECT $1::text AS name, $2::int + 1 AS n", "parameters": ["x'y", 41]},
+        )
+    assert answer.status_code == 201
+    assert answer.json() == [{"name": "x'y", "n": 42}]

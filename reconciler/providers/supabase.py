@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from reconciler.providers.base import ApiKeys, NotReady, Project, ProviderError, RateLimited
+from reconciler.providers.base import (
+    ApiKeys,
+    NotReady,
+    Project,
+    ProviderError,
+    RateLimited,
+    SupabaseProvider,
+)
 from reconciler.providers.http import RetryPolicy, make_client, parse_retry_after
 
 if TYPE_CHECKING:
@@ -419,6 +426,10 @@ class SupabaseManagementClient:
                 f"HTTP {response.status_code}: answer is not JSON",
                 demo_id=demo_id,
             ) from None
+
+
+def _conforms(client: SupabaseManagementClient) -> SupabaseProvider:
+    return client  # mypy checks here that the adapter implements the Protocol
 
 
 def _upstream_message(response: httpx.Response) -> str:
