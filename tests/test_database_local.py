@@ -87,3 +87,19 @@ def test_emulator_state_persists_between_commands(
         (ref, "democtl-demo-persist", "ACTIVE_HEALTHY", ref)
     ]
     assert second.add_project("democtl-demo-next") != ref
+
+
+def test_pgserver_is_the_fallback_without_a_system_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pgserver")
+    import reconciler.local.postgres as local_postgres
+
+    monkeypatch.setattr(local_postgres, "find_bin_dir", lambda: None)
+    postgres = LocalPostgres(tmp_path / "state").start()
+    try:
+        postgres.create_database("abcdefghijklmnopqrst")
+        again = LocalPostgres(tmp_path / "state").start()  # a later command attaches
+        assert "abcdefghijklmnopqrst" in again.databases()
+    finally:
+        postgres.stop()

@@ -13,6 +13,7 @@ May import: psycopg and the standard library. Knows nothing of Supabase or demos
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import logging
@@ -125,6 +126,16 @@ class LocalPostgres:
 
     def start(self) -> LocalPostgres:
         """Start the cluster, or attach to it if it already runs from this state dir."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # two commands starting at once on one state dir: the second waits, then attaches
+        with (self.state_dir / "postgres.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._start()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start(self) -> LocalPostgres:
         bin_dir = find_bin_dir()
         if bin_dir is None:
             return self._start_pgserver()
@@ -167,9 +178,12 @@ class LocalPostgres:
 
     def stop(self) -> None:
         if self._pgserver is not None:
-            cleanup = getattr(self._pgserver, "cleanup", None)
-            if callable(cleanup):
-                cleanup()
+            # started with cleanup_mode=None so that later commands attach; stop explicitly
+            from pgserver.postgres_server import pg_ctl  # type: ignore[attr-defined]
+
+            server: Any = self._pgserver
+            with contextlib.suppress(subprocess.CalledProcessError):
+                pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
             return
         if self._runner is None or self.data_dir is None:
             return
