@@ -6,6 +6,7 @@ project), a hand-driven clock and a recording no-op sleep: no test waits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -214,6 +215,12 @@ def test_set_password_reaches_the_project_and_is_not_stored(sb: Harness) -> None
     ref = sb.healthy("demo-pass01", db_pass="creation-pass-1")
     sb.client.set_db_password(ref, "the-secret-password-2")
     assert sb.emulator.inspect()["projects"][0]["password_changes"] == 1
+    with sb.emulator.postgres.admin() as conn:
+        row = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (f"db_{ref}",)
+        ).fetchone()
+    expected = "md5" + hashlib.md5(f"the-secret-password-2db_{ref}".encode()).hexdigest()
+    assert row == (expected,)  # the role's password is the new one, stored hashed
     state = (sb.emulator.state_dir / "supabase.json").read_text()
     assert "the-secret-password-2" not in state and "creation-pass-1" not in state
 

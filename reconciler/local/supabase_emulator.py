@@ -449,13 +449,17 @@ class SupabaseEmulator:
         return Response(200, {"message": "Database password updated"})
 
     def _apply_password(self, ref: str, password: str) -> None:
-        """A real role per project carries the password; only PostgreSQL keeps (a hash of) it."""
-        role = sql.Identifier(f"db_{ref}")
+        """A real role per project carries the password, sent pre-hashed (PostgreSQL's md5
+        format) so that the plain text reaches neither the server nor its log."""
+        name = f"db_{ref}"
+        digest = "md5" + hashlib.md5((password + name).encode()).hexdigest()  # noqa: S324
         with self.postgres.admin() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"db_{ref}",))
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
             verb = "ALTER" if exists.fetchone() else "CREATE"
             conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password))
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(digest)
+                )
             )
 
     def _query(self, request: Request, project: dict[str, Any]) -> Response:

@@ -93,6 +93,7 @@ class SupabaseManagementClient:
         retry: RetryPolicy | None = None,
         base_url: str | None = None,
         timeout: float = 30.0,
+        project_url_template: str = "https://{ref}.supabase.co",
     ) -> SupabaseManagementClient:
         """Build the client from settings and SUPABASE_ACCESS_TOKEN (the CLI edge calls this)."""
         env = os.environ if environ is None else environ
@@ -111,6 +112,7 @@ class SupabaseManagementClient:
             retry=retry or RetryPolicy(),
             timeout=timeout,
             instance_size=sb.size,
+            project_url_template=project_url_template,
         )
 
     def close(self) -> None:
