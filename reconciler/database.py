@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,14 @@ def sql_literal(value: str | int | bool | None) -> str:
     return f"convert_from(decode('{value.encode('utf-8').hex()}', 'hex'), 'UTF8')"
 
 
+def insert_statement(table: str, values: Mapping[str, str | int | bool | None]) -> str:
+    """An INSERT of one row: table and column names are democtl's own, values go through
+    `sql_literal`."""
+    columns = ", ".join(values)
+    literals = ", ".join(sql_literal(value) for value in values.values())
+    return f"INSERT INTO {table} ({columns}) VALUES ({literals})"  # noqa: S608 (see above)
+
+
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The migration files, ordered by name (zero-padded numbers keep the order)."""
     files = sorted(directory.glob("*.sql"))
@@ -112,25 +121,18 @@ def migrate(
     for migration in pending:
         # The tracking row goes first: a concurrent run blocks on its primary key and
         # then fails, instead of running the file twice.
-        script = (
-            "BEGIN;\n"
-            "INSERT INTO democtl.schema_migrations (version, checksum) VALUES ("
-            f"{sql_literal(migration.version)}, {sql_literal(migration.checksum)});\n"
-            f"{migration.sql}\n;\n"
-            "COMMIT;\n"
+        _run_recorded(
+            provider,
+            ref,
+            insert_statement(
+                "democtl.schema_migrations",
+                {"version": migration.version, "checksum": migration.checksum},
+            ),
+            migration.sql,
+            operation="migrate",
+            what=f"migration {migration.version}",
+            demo_id=demo_id,
         )
-        try:
-            provider.run_sql(ref, script)
-        except ProviderError as exc:
-            raise ProviderError(
-                exc.provider,
-                "migrate",
-                f"migration {migration.version} failed: {exc.upstream_message}",
-                demo_id=demo_id,
-                retryable=exc.retryable,
-                retry_after=exc.retry_after,
-                status_code=exc.status_code,
-            ) from exc
         logger.info("%s: applied migration %s to %s", demo_id, migration.version, ref)
         done.append(migration.version)
     if not done:
@@ -166,29 +168,51 @@ def seed(  # noqa: PLR0917 (the six values a seed is made of)
     path = directory / f"{demo_type}.sql"
     body = path.read_text(encoding="utf-8")
     name = company_name or default_company_name(demo_type)
-    script = (
-        "BEGIN;\n"
-        "INSERT INTO democtl.seed_runs (demo_id, demo_type, size, company_name) VALUES ("
-        f"{sql_literal(demo_id)}, {sql_literal(demo_type)}, {sql_literal(size)}, "
-        f"{sql_literal(name)});\n"
-        f"{body}\n;\n"
-        "COMMIT;\n"
+    rows = _run_recorded(
+        provider,
+        ref,
+        insert_statement(
+            "democtl.seed_runs",
+            {"demo_id": demo_id, "demo_type": demo_type, "size": size, "company_name": name},
+        ),
+        body,
+        operation="seed",
+        what=f"seeding {demo_type}/{size}",
+        demo_id=demo_id,
     )
+    count = rows[0].get("rows_seeded") if rows else None
+    logger.info("%s: seeded %s (%s, %s): %s rows", demo_id, ref, demo_type, size, count)
+    return True
+
+
+def _run_recorded(
+    provider: SupabaseProvider,
+    ref: str,
+    record: str,
+    body: str,
+    *,
+    operation: str,
+    what: str,
+    demo_id: str,
+) -> list[dict[str, object]]:
+    """Run `record` then `body` in one transaction (one request); name the step on failure.
+
+    The `;` on its own line ends a body whose last line is a comment or lacks one.
+    The error keeps its class, so a RateLimited or NotReady stays what it is.
+    """
+    script = f"BEGIN;\n{record};\n{body}\n;\nCOMMIT;\n"
     try:
-        rows = provider.run_sql(ref, script)
+        return provider.run_sql(ref, script)
     except ProviderError as exc:
-        raise ProviderError(
+        raise type(exc)(
             exc.provider,
-            "seed",
-            f"seeding {demo_type}/{size} failed: {exc.upstream_message}",
+            operation,
+            f"{what} failed: {exc.upstream_message}",
             demo_id=demo_id,
             retryable=exc.retryable,
             retry_after=exc.retry_after,
             status_code=exc.status_code,
         ) from exc
-    count = rows[0].get("rows_seeded") if rows else None
-    logger.info("%s: seeded %s (%s, %s): %s rows", demo_id, ref, demo_type, size, count)
-    return True
 
 
 def default_company_name(demo_type: str) -> str:

@@ -403,3 +403,15 @@ def test_emulator_wants_a_token_and_runs_parameterised_queries(sb: Harness) -> N
         )
     assert answer.status_code == 201
     assert answer.json() == [{"name": "x'y", "n": 42}]
+
+
+def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
+    ref = sb.healthy("demo-rate02")  # get and health after the clock moved: 2 this minute
+    sb.emulator.rate_limit = 3  # the bootstrap query is the 3rd; the first migration is refused
+    with pytest.raises(RateLimited) as caught:
+        database.migrate(sb.client, ref, "demo-rate02")
+    err = caught.value
+    assert err.operation == "migrate" and err.retry_after is not None
+    assert "migration 0001_democtl_bookkeeping failed" in str(err)
+    sb.clock.advance(61)
+    assert database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on
