@@ -415,7 +415,5 @@ def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
     assert "migration 0001_democtl_bookkeeping failed" in str(err)
     sb.clock.advance(61)
     sb.emulator.rate_limit = 120
-    assert database.migrate(sb.client, ref, "demo-rate02") == [  # the next cycle carries on
-        "0002_recruiting_schema",
-        "0003_seed_generator",
-    ]
+    applied = database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on
+    assert applied == [m.version for m in database.load_migrations()]
