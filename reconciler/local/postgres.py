@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import glob
 import hashlib
+import importlib
 import logging
 import os
 import pwd
@@ -179,7 +180,8 @@ class LocalPostgres:
     def stop(self) -> None:
         if self._pgserver is not None:
             # started with cleanup_mode=None so that later commands attach; stop explicitly
-            from pgserver.postgres_server import pg_ctl  # type: ignore[attr-defined]
+            # through import_module: pgserver is optional and typed without re-exports
+            pg_ctl = importlib.import_module("pgserver.postgres_server").pg_ctl
 
             server: Any = self._pgserver
             with contextlib.suppress(subprocess.CalledProcessError):
@@ -267,14 +269,14 @@ class LocalPostgres:
 
     def _start_pgserver(self) -> LocalPostgres:
         try:
-            import pgserver
+            pgserver = importlib.import_module("pgserver")
         except ImportError:
             raise PostgresError(
                 "no PostgreSQL found: install the postgresql package or `pip install pgserver`"
             ) from None
         data = self.state_dir / "pgserver"
         data.mkdir(parents=True, exist_ok=True)
-        server: Any = pgserver.get_server(str(data), cleanup_mode=None)  # type: ignore[attr-defined]
+        server: Any = pgserver.get_server(str(data), cleanup_mode=None)
         self._pgserver = server
         self._uri = str(server.get_uri())
         return self
