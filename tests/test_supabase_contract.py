@@ -25,7 +25,6 @@ from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import PathNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
-from openapi_core.unmarshalling.schemas.exceptions import UnmarshallerError  # noqa: F401
 
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import EmulatorServer, Request, Response
