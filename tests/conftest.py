@@ -20,3 +20,15 @@ def project() -> Path:
 @pytest.fixture
 def now() -> datetime:
     return NOW
+
+
+# --- supabase: one real PostgreSQL per test session (per xdist worker) ---
+
+
+@pytest.fixture(scope="session")
+def supabase_postgres(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from reconciler.local.postgres import LocalPostgres
+
+    postgres = LocalPostgres(tmp_path_factory.mktemp("postgres")).start()
+    yield postgres
+    postgres.remove()

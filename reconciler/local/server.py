@@ -112,7 +112,10 @@ class EmulatorServer:
 
     def start(self) -> str:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True
+            # a short poll interval: stop() waits for it, once per test that owns a server
+            target=lambda: self._server.serve_forever(poll_interval=0.05),
+            name=f"{self.name}-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self.url
