@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.capacity import admit_in_order
+from reconciler.guard import check_mass_deletion
 from reconciler.model import (
     DEMO_ID_MAX,
     DEMO_ID_PATTERN,
@@ -37,7 +38,7 @@ from reconciler.model import (
     parse_duration,
 )
 from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
-from reconciler.validate import LoadedDemo, Problem, expiry_of
+from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, expiry_of
 
 # --- values -----------------------------------------------------------------------------
 
@@ -217,41 +218,6 @@ class Observed:
     namespaces: tuple[NamespaceState, ...] | None = ()
 
 
-@dataclass(frozen=True)
-class GuardVerdict:
-    tripped: bool
-    message: str
-
-
-def check_mass_deletion(
-    live_ids: Sequence[str],
-    vanished_ids: Sequence[str],
-    share: float,
-    minimum: int,
-    allow: bool,
-) -> GuardVerdict:
-    """Refuse to tear down more than `share` of the live demos at once (at least `minimum`).
-
-    A stand-in for `guard.check_mass_deletion`, same signature.
-    """
-    live, vanished = len(set(live_ids)), len(set(vanished_ids))
-    if vanished == 0:
-        return GuardVerdict(False, "")
-    over = vanished >= minimum and vanished > share * max(live, 1)
-    detail = (
-        f"{vanished} of {live} live demos lost their demo file "
-        f"({', '.join(sorted(set(vanished_ids)))}); the limit is {share:.0%} "
-        f"once at least {minimum} would go"
-    )
-    if not over:
-        return GuardVerdict(False, "")
-    if allow:
-        return GuardVerdict(False, f"mass deletion allowed: {detail}")
-    return GuardVerdict(
-        True, f"mass deletion refused: {detail}; rerun with --allow-mass-delete if intended"
-    )
-
-
 # --- helpers ----------------------------------------------------------------------------
 
 _HEALTH_HOSTS: dict[str, Literal["portal", "candidate", "api"]] = {
@@ -300,7 +266,7 @@ def _is_demo_id(text: str) -> bool:
 
 def _is_capacity_problem(problem: Problem) -> bool:
     # validate.check_repository flags demos beyond capacity; here that means "queue", not "invalid"
-    return problem.field == "spec.profile" and problem.message.startswith("would exceed")
+    return problem.code == CAPACITY_CODE
 
 
 def _valid_demo(loaded: LoadedDemo, settings: Settings) -> Demo | None:
@@ -691,24 +657,23 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
     valid = {i: d for i, loaded in files.items() if (d := _valid_demo(loaded, settings))}
     problems = tuple(p for loaded in demos for p in loaded.problems if not _is_capacity_problem(p))
 
-    vanished = (
-        []
-        if demos_load_failed
-        else sorted(
-            i for i, s in statuses.items() if i not in files and s.phase != Phase.DESTROYING
-        )
-    )
+    # A demo already destroying was let go by an earlier cycle (expired, or a teardown
+    # that was allowed): it is neither live nor vanishing, so it never trips the guard again.
+    # An invalid file is not counted either: its demo is held, not torn down.
+    live_ids = frozenset(i for i, s in statuses.items() if s.phase != Phase.DESTROYING)
+    vanished = frozenset() if demos_load_failed else live_ids - frozenset(files)
+    safety = settings.safety
     verdict = check_mass_deletion(
-        list(statuses),
-        vanished,
-        settings.safety.massDeleteShare,
-        settings.safety.massDeleteMinimum,
-        allow_mass_delete,
+        live_ids, vanished, safety.massDeleteShare, safety.massDeleteMinimum, allow=False
     )
-    if verdict.tripped:
+    if verdict.tripped and allow_mass_delete:
+        allowed = check_mass_deletion(
+            live_ids, vanished, safety.massDeleteShare, safety.massDeleteMinimum, allow=True
+        )
+        warnings.append(allowed.message)
+        verdict = allowed
+    elif verdict.tripped:
         refusals.append(verdict.message)
-    elif verdict.message:
-        warnings.append(verdict.message)
 
     ctx = _Context(
         settings,

@@ -20,12 +20,11 @@ from reconciler.plan import (
     Intent,
     Observed,
     Plan,
-    check_mass_deletion,
     desired_records,
     plan,
 )
 from reconciler.providers.base import DnsRecord, NamespaceState, Project
-from reconciler.validate import LoadedDemo, Problem
+from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, check_repository
 from reconciler.workspace import read_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -320,9 +319,10 @@ def test_untrusted_listing_is_reported(
 def test_refusals_say_why() -> None:
     refused = plan(SETTINGS, [], {}, S, world(A, B, C), NOW)
     assert refused.refusals == (
-        "mass deletion refused: 3 of 3 live demos lost their demo file (demo-a, demo-b, "
-        "demo-c); the limit is 50% once at least 3 would go; rerun with --allow-mass-delete "
-        "if intended",
+        "3 of 3 live demos vanished or became unreadable (demo-a, demo-b, demo-c); the limit "
+        "is 50% once there are at least 3: refusing to tear any of them down. Check that "
+        "demos/ is intact (a bad checkout, an emptied folder); if this is intended, rerun "
+        "with --allow-mass-delete",
     )
     failed = plan(SETTINGS, [], {}, S, world(A, B, C), NOW, demos_load_failed=True)
     assert failed.refusals == ("demos/ could not be loaded: nothing is deleted this cycle",)
@@ -338,11 +338,28 @@ def test_invalid_files_are_reported_as_problems() -> None:
 
 
 def test_capacity_problem_from_validate_means_queue_not_invalid() -> None:
-    loaded = file(C)
-    loaded.problems.append(Problem("demos/demo-c.yaml", 9, "spec.profile", "would exceed cluster capacity; the demo would wait as pending (see democtl capacity)"))  # fmt: skip
-    result = plan(CAPACITY, [file(A), file(B), loaded], {}, {}, Observed(), NOW)
+    demos = [file(A), file(B), file(C)]
+    found = check_repository(demos, CAPACITY, {A: OLDER, B: OLD, C: BORN}, NOW)
+    assert [(p.file, p.code) for p in found] == [("demos/demo-c.yaml", CAPACITY_CODE)]
+    result = plan(CAPACITY, demos, {}, {}, Observed(), NOW)
     item = result.for_demo(C)
     assert item is not None and item.intent == Intent.QUEUE
+    assert result.problems == ()
+
+
+@pytest.mark.parametrize(
+    "problem, intent",
+    [
+        pytest.param(Problem("demos/demo-c.yaml", 9, "spec.profile", "no room for now", code=CAPACITY_CODE), Intent.QUEUE, id="code-decides-whatever-the-words"),
+        pytest.param(Problem("demos/demo-c.yaml", 9, "spec.profile", "would exceed cluster capacity, said a lint"), Intent.HOLD, id="words-without-the-code-are-a-problem"),
+    ],
+)  # fmt: skip
+def test_capacity_problem_is_known_by_its_code(problem: Problem, intent: Intent) -> None:
+    loaded = file(C)
+    loaded.problems.append(problem)
+    result = plan(CAPACITY, [file(A), file(B), loaded], {}, {}, Observed(), NOW)
+    item = result.for_demo(C)
+    assert item is not None and item.intent == intent
 
 
 def test_namespace_not_synced_is_a_wait_not_an_action() -> None:
@@ -352,22 +369,22 @@ def test_namespace_not_synced_is_a_wait_not_an_action() -> None:
     assert item.waiting == "secret: namespace demo-a is not there yet"
 
 
-@pytest.mark.parametrize(
-    "live, vanished, allow, tripped",
-    [
-        pytest.param(10, 2, False, False, id="below-minimum"),
-        pytest.param(10, 5, False, False, id="at-share"),
-        pytest.param(10, 6, False, True, id="over-share"),
-        pytest.param(10, 6, True, False, id="over-share-allowed"),
-        pytest.param(3, 3, False, True, id="everything"),
-        pytest.param(0, 0, False, False, id="nothing"),
-    ],
-)
-def test_mass_deletion_guard(live: int, vanished: int, allow: bool, tripped: bool) -> None:
-    ids = [f"demo-{n}" for n in range(live)]
-    verdict = check_mass_deletion(ids, ids[:vanished], 0.5, 3, allow)
-    assert verdict.tripped is tripped
-    assert bool(verdict.message) is (vanished > 5 or (live == 3 and vanished == 3))
+def test_destroying_demos_do_not_dilute_the_guard() -> None:
+    # three demos already on their way out and three live ones whose files all vanished:
+    # the share is three of three live demos, not three of six status files
+    going = {i: status(i, Phase.DESTROYING, provisioned=False) for i in ("demo-x", "demo-y", "demo-z")}  # fmt: skip
+    result = plan(SETTINGS, [], {}, S | going, world(A, B, C), NOW)
+    assert summary(result) == {A: "hold:", B: "hold:", C: "hold:"} | {i: "teardown: remove-files" for i in going}  # fmt: skip
+    assert len(result.refusals) == 1 and "3 of 3 live demos" in result.refusals[0]
+
+
+def test_allowed_mass_deletion_is_a_warning_and_ordinary_deletion_is_silent() -> None:
+    allowed = plan(SETTINGS, [], {}, S, world(A, B, C), NOW, allow_mass_delete=True)
+    assert allowed.refusals == ()
+    assert [w for w in allowed.warnings if "allowed by --allow-mass-delete" in w]
+    ordinary = plan(SETTINGS, [file(B), file(C)], {}, S, world(A, B, C), NOW)
+    assert summary(ordinary)[A] == TEARDOWN
+    assert ordinary.refusals == () and ordinary.warnings == ()
 
 
 def test_desired_records_follow_settings() -> None:
