@@ -135,9 +135,28 @@ def records(demo_id: str) -> tuple[DnsRecord, ...]:
     )
 
 
-def namespace(demo_id: str, *, secret: bool = True, healthy: bool = True) -> NamespaceState:
+def namespace(
+    demo_id: str, *, secret: bool = True, healthy: bool = True, secret_ref: str | None = None
+) -> NamespaceState:
     pods = 3 if healthy else 0
-    return NamespaceState(demo_id, demo_id, "Active", pods, 3, 0, healthy, "", secret)
+    return NamespaceState(
+        demo_id, demo_id, "Active", pods, 3, 0, healthy, "", secret, secret_project_ref=secret_ref
+    )
+
+
+def stale_record(demo_id: str, name: str, owner: str | None = None) -> DnsRecord:
+    """A record of the demo (by its ownership mark) under a name it no longer wants."""
+    owned = owner if owner is not None else demo_id
+    return DnsRecord(
+        f"rec-{name}",
+        name,
+        "CNAME",
+        "demo-ingress.splits.network",
+        True,
+        1,
+        "democtl" if owned else "",
+        owned or None,
+    )
 
 
 def world(
@@ -213,7 +232,18 @@ CASES = [
     pytest.param([file(A)], {A: status(A)}, Observed((project(A),), records(A), None), {}, {A: CHECK}, id="failed-namespace-listing-writes-no-secret"),
     pytest.param([file(A)], {A: status(A)}, Observed(None, records(A), (namespace(A),)), {}, {A: CHECK}, id="failed-project-listing-creates-no-project"),
     pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((), records(A) + records(B), (namespace(A), namespace(B))), {}, {A: "teardown: delete-dns", B: "provision: check-health"}, id="empty-project-listing-is-not-trusted"),
-    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: CHECK, B: CHECK}, id="empty-dns-listing-recreates-nothing"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "provision: ensure-dns check-health", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-still-recreates-records"),
+    pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "teardown: delete-project", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-deletes-nothing-and-keeps-the-files"),
+    pytest.param([file(A)], {A: status(A)}, Observed((project(A),), None, (namespace(A),)), {}, {A: CHECK}, id="failed-dns-listing-creates-no-record"),
+    # DNS records a live demo no longer wants
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {}, {A: "provision: delete-dns check-health"}, id="record-no-longer-desired-is-deleted"),
+    pytest.param([file(A)], {A: status(A)}, world(projects=[project(A)], namespaces=[namespace(A)], extra_records=[stale_record(A, n.replace(".demo.", ".old.")) for n in (r.name for r in records(A))]), {}, {A: "provision: ensure-dns delete-dns check-health"}, id="url-pattern-change-creates-then-deletes"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {"demos_load_failed": True}, {A: CHECK}, id="record-no-longer-desired-kept-when-demos-failed-to-load"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network", owner="")]), {}, {A: CHECK}, id="unmarked-record-of-a-demos-name-is-never-touched"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(A, B, extra_records=[stale_record(B, "demo-b.www.demo.splits.network")]), {}, {A: CHECK, B: "provision: delete-dns check-health"}, id="a-stale-record-is-deleted-by-its-own-demo-only"),
+    # the credentials Secret
+    pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref="ref-old"),)), {}, {A: "provision: write-secret check-health"}, id="secret-holding-another-projects-credentials-is-rewritten"),
+    pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref=ref(A)),)), {}, {A: CHECK}, id="secret-recording-the-current-project-is-left-alone"),
     pytest.param([], {A: status(A)}, Observed(None, None, None), {}, {A: "teardown:"}, id="all-listings-failed-deletes-nothing"),
     # orphans
     pytest.param([], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {"orphans": "delete-orphan-project:demo-d"}, id="old-orphan-project-is-deleted"),
