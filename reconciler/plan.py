@@ -751,7 +751,7 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
             [(s.id, s.profile) for s in live] + [(i, valid[i].spec.profile) for i in candidates],
         )
     )
-    queue = [i for i in candidates if i not in admitted]
+    queue = {i: n for n, i in enumerate((i for i in candidates if i not in admitted), 1)}
 
     plans: list[DemoPlan] = []
     for demo_id in sorted(set(files) | set(statuses)):
@@ -796,7 +796,7 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
             plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
             continue
         if demo_id in queue:
-            position = queue.index(demo_id) + 1
+            position = queue[demo_id]
             reason = f"cluster capacity is full: position {position} in the queue"
             action = Action(ActionKind.QUEUE, demo_id, reason, queue_position=position)
             plans.append(DemoPlan(demo_id, phase, Intent.QUEUE, (action,), reason, None, expires))
