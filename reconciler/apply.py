@@ -24,6 +24,7 @@ from typing import Protocol
 from reconciler.model import HealthChecks, Settings
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
 from reconciler.providers.base import (
+    SECRET_PROJECT_REF_ANNOTATION,
     ApiKeys,
     ClusterProvider,
     DnsProvider,
@@ -287,6 +288,7 @@ class _Executor:
                 "SUPABASE_SERVICE_ROLE_KEY": keys.service_role,
                 "SUPABASE_DB_PASSWORD": password,
             },
+            annotations={SECRET_PROJECT_REF_ANNOTATION: ref},
         )
         run.keys = None  # drop the service-role key as soon as it is written
 

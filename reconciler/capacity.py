@@ -139,15 +139,31 @@ def admit_in_order(settings: Settings, demos: Sequence[tuple[str, str]]) -> list
 
     Strict first-come first-served: once one demo does not fit, no later demo
     jumps the queue, even a smaller one (otherwise a big demo could starve).
+    One pass with running totals; decides exactly as `capacity_report(...).more`
+    would for the demos admitted so far.
     """
+    cpu, memory = _allocatable(
+        settings,
+        parse_quantity(str(settings.capacity.totalCpu)),
+        parse_quantity(str(settings.capacity.totalMemory)),
+    )
+    ceiling = settings.capacity.maxConcurrentDemos
+    used_cpu, used_memory = Decimal(0), Decimal(0)
     admitted: list[str] = []
-    live: list[str] = []
     for demo_id, profile in demos:
-        if profile not in settings.profiles:
+        p = settings.profiles.get(profile)
+        if p is None:
             continue
-        fit = next(f for f in capacity_report(settings, live).profiles if f.profile == profile)
-        if fit.more < 1:
+        free_cpu = max(cpu - used_cpu, Decimal(0))
+        free_memory = max(memory - used_memory, Decimal(0))
+        more = min(
+            _floor(free_cpu / p.cpu_cores),
+            _floor(free_memory / p.memory_bytes),
+            ceiling - len(admitted),
+        )
+        if more < 1:
             break
         admitted.append(demo_id)
-        live.append(profile)
+        used_cpu += p.cpu_cores
+        used_memory += p.memory_bytes
     return admitted

@@ -1,19 +1,22 @@
 """Pure planning: from desired demos, status files and observed provider state to actions.
 
-Owns `plan()`, the `Plan`/`DemoPlan`/`Action` values it returns, the desired DNS
-records of a demo and the mass-deletion guard. Pure: no I/O, no clock (the time
-is a parameter), no randomness, no logging. May import the model, validation,
-capacity and the provider value types; never an adapter, git, httpx, cloudflare,
-kubernetes or psycopg.
+Owns `plan()`, the `Plan`/`DemoPlan`/`Action` values it returns and the desired DNS
+records of a demo. Pure: no I/O, no clock (the time is a parameter), no
+randomness, no logging. May import the model, validation, capacity, the
+mass-deletion guard and the provider value types; never an adapter, git, httpx,
+cloudflare, kubernetes or psycopg.
 
 The safety rules live here, because this is where "delete" is decided:
-- a provider whose listing failed, or came back empty while status files say
-  resources exist on it, gets no delete (and no create that relies on absence);
+- a provider whose listing failed gets no delete and no create; one whose listing
+  came back empty while status files say resources exist on it gets no delete
+  (and, for Supabase and Kubernetes, no create that relies on absence; DNS records
+  are still ensured, since ensuring adopts what exists);
 - a failed load of demos/ deletes nothing anywhere;
-- deleted demo files are torn down only below the mass-deletion threshold;
+- deleted demo files are torn down only within `guard.check_mass_deletion`;
 - an invalid file of a live demo leaves it running (until its last valid expiry);
 - orphans are deleted only after a grace period, duplicates only when the
-  status names the one to keep.
+  status names the one to keep; a live demo's marked DNS records that it no
+  longer wants (a changed URL pattern) go only after its wanted ones are ensured.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.capacity import admit_in_order
+from reconciler.guard import check_mass_deletion
 from reconciler.model import (
     DEMO_ID_MAX,
     DEMO_ID_PATTERN,
@@ -37,7 +41,7 @@ from reconciler.model import (
     parse_duration,
 )
 from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
-from reconciler.validate import LoadedDemo, Problem, expiry_of
+from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, expiry_of
 
 # --- values -----------------------------------------------------------------------------
 
@@ -217,41 +221,6 @@ class Observed:
     namespaces: tuple[NamespaceState, ...] | None = ()
 
 
-@dataclass(frozen=True)
-class GuardVerdict:
-    tripped: bool
-    message: str
-
-
-def check_mass_deletion(
-    live_ids: Sequence[str],
-    vanished_ids: Sequence[str],
-    share: float,
-    minimum: int,
-    allow: bool,
-) -> GuardVerdict:
-    """Refuse to tear down more than `share` of the live demos at once (at least `minimum`).
-
-    A stand-in for `guard.check_mass_deletion`, same signature.
-    """
-    live, vanished = len(set(live_ids)), len(set(vanished_ids))
-    if vanished == 0:
-        return GuardVerdict(False, "")
-    over = vanished >= minimum and vanished > share * max(live, 1)
-    detail = (
-        f"{vanished} of {live} live demos lost their demo file "
-        f"({', '.join(sorted(set(vanished_ids)))}); the limit is {share:.0%} "
-        f"once at least {minimum} would go"
-    )
-    if not over:
-        return GuardVerdict(False, "")
-    if allow:
-        return GuardVerdict(False, f"mass deletion allowed: {detail}")
-    return GuardVerdict(
-        True, f"mass deletion refused: {detail}; rerun with --allow-mass-delete if intended"
-    )
-
-
 # --- helpers ----------------------------------------------------------------------------
 
 _HEALTH_HOSTS: dict[str, Literal["portal", "candidate", "api"]] = {
@@ -283,8 +252,12 @@ def health_urls(settings: Settings, demo_id: str) -> tuple[tuple[str, str], ...]
     )
 
 
+def _host(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
 def _record_key(name: str, type_: str, content: str, proxied: bool) -> tuple[str, str, str, bool]:
-    return (name.lower().rstrip("."), type_.upper(), content.lower().rstrip("."), proxied)
+    return (_host(name), type_.upper(), _host(content), proxied)
 
 
 def records_match(observed: Sequence[DnsRecord], desired: Sequence[DesiredRecord]) -> bool:
@@ -300,7 +273,7 @@ def _is_demo_id(text: str) -> bool:
 
 def _is_capacity_problem(problem: Problem) -> bool:
     # validate.check_repository flags demos beyond capacity; here that means "queue", not "invalid"
-    return problem.field == "spec.profile" and problem.message.startswith("would exceed")
+    return problem.code == CAPACITY_CODE
 
 
 def _valid_demo(loaded: LoadedDemo, settings: Settings) -> Demo | None:
@@ -320,6 +293,9 @@ class _Sight:
     records: tuple[DnsRecord, ...] | None
     namespaces: tuple[NamespaceState, ...] | None
     blind: Mapping[str, str]  # provider -> why it cannot be trusted this cycle
+    # The DNS listing answered, even if emptily: creating missing records is then
+    # safe (ensure adopts what exists); only deleting needs the listing trusted.
+    dns_listed: bool = False
 
     @classmethod
     def of(cls, observed: Observed, statuses: Mapping[str, DemoStatus]) -> _Sight:
@@ -340,15 +316,21 @@ class _Sight:
                 blind[provider] = f"the {provider} listing failed this cycle"
             elif not listing and claims[provider]:
                 ids = ", ".join(sorted(claims[provider])[:3])
+                trust = (
+                    "nothing is deleted on it, missing records are created"
+                    if provider == "dns"
+                    else "not trusted"
+                )
                 blind[provider] = (
                     f"the {provider} listing came back empty while status files say resources "
-                    f"exist ({ids}{'...' if len(claims[provider]) > 3 else ''}); not trusted"
+                    f"exist ({ids}{'...' if len(claims[provider]) > 3 else ''}); {trust}"
                 )
         return cls(
             projects=None if "supabase" in blind else observed.projects,
             records=None if "dns" in blind else observed.records,
             namespaces=None if "kubernetes" in blind else observed.namespaces,
             blind=blind,
+            dns_listed=observed.records is not None,
         )
 
     def projects_of(self, demo_id: str) -> list[Project]:
@@ -438,6 +420,27 @@ def _hold(
 ) -> DemoPlan:
     actions = (Action(kind, demo_id, reason),) if kind else ()
     return DemoPlan(demo_id, status.phase if status else None, Intent.HOLD, actions, reason)
+
+
+def _secret_outdated(
+    namespace: NamespaceState, status: DemoStatus | None, ref: str | None, *, fetching: bool
+) -> str | None:
+    """Why the credentials Secret must be (re)written, or None when it is current.
+
+    Any one witness is enough: the status (which a crash may leave unwritten) or the
+    Secret's own project-ref annotation (which a crash, restore or hand edit may leave
+    stale). Rewriting sets a fresh password, so the Secret is right again either way.
+    """
+    if fetching:
+        return "the project's credentials are being fetched"
+    if not namespace.secret_present:
+        return "the Secret is missing"
+    if status is not None and status.secretProjectRef != ref:
+        return f"the status does not record it written for {ref}"
+    # an unrecorded annotation (None) is not a mismatch, or every cycle would rewrite it
+    if namespace.secret_project_ref is not None and namespace.secret_project_ref != ref:
+        return f"the Secret holds the credentials of {namespace.secret_project_ref}, not {ref}"
+    return None
 
 
 def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: datetime) -> DemoPlan:
@@ -549,28 +552,34 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
             waiting.append(f"secret: {sight.blind['kubernetes']}")
         elif namespace is None or namespace.phase != "Active":
             waiting.append(f"secret: namespace {namespace_of(demo_id)} is not there yet")
-        elif (
-            fetching
-            or not namespace.secret_present
-            or (status is not None and status.secretProjectRef != ref)
-        ):
+        elif why := _secret_outdated(namespace, status, ref, fetching=fetching):
             add(
                 ActionKind.WRITE_SECRET,
-                "write the database credentials Secret with a fresh password",
+                f"write the database credentials Secret with a fresh password: {why}",
                 project_ref=ref,
                 namespace=namespace_of(demo_id),
             )
 
     desired = desired_records(settings, demo_id)
-    if sight.records is None:
+    mine = sight.records_of(demo_id)  # none when the listing is not trusted
+    if not sight.dns_listed:
         waiting.append(f"dns: {sight.blind['dns']}")
-    elif not records_match(sight.records_of(demo_id), desired):
+    elif not records_match(mine, desired):
         add(
             ActionKind.ENSURE_DNS,
             "create or update its DNS records",
             desired=desired,
-            records=tuple(sight.records_of(demo_id)),
+            records=tuple(mine),
         )
+    if sight.records is not None and ctx.may_delete:
+        # after ENSURE_DNS, so a demo whose URL pattern changed gets its new records first
+        wanted = {_host(r.name) for r in desired}
+        if stale := tuple(r for r in mine if _host(r.name) not in wanted):
+            add(
+                ActionKind.DELETE_DNS,
+                f"no longer desired ({', '.join(r.name for r in stale)}): delete",
+                records=stale,
+            )
 
     # while creating, a cycle may have stopped before rendering: render again (same bytes
     # write nothing)
@@ -691,24 +700,23 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
     valid = {i: d for i, loaded in files.items() if (d := _valid_demo(loaded, settings))}
     problems = tuple(p for loaded in demos for p in loaded.problems if not _is_capacity_problem(p))
 
-    vanished = (
-        []
-        if demos_load_failed
-        else sorted(
-            i for i, s in statuses.items() if i not in files and s.phase != Phase.DESTROYING
-        )
-    )
+    # A demo already destroying was let go by an earlier cycle (expired, or a teardown
+    # that was allowed): it is neither live nor vanishing, so it never trips the guard again.
+    # An invalid file is not counted either: its demo is held, not torn down.
+    live_ids = frozenset(i for i, s in statuses.items() if s.phase != Phase.DESTROYING)
+    vanished = frozenset() if demos_load_failed else live_ids - frozenset(files)
+    safety = settings.safety
     verdict = check_mass_deletion(
-        list(statuses),
-        vanished,
-        settings.safety.massDeleteShare,
-        settings.safety.massDeleteMinimum,
-        allow_mass_delete,
+        live_ids, vanished, safety.massDeleteShare, safety.massDeleteMinimum, allow=False
     )
-    if verdict.tripped:
+    if verdict.tripped and allow_mass_delete:
+        allowed = check_mass_deletion(
+            live_ids, vanished, safety.massDeleteShare, safety.massDeleteMinimum, allow=True
+        )
+        warnings.append(allowed.message)
+        verdict = allowed
+    elif verdict.tripped:
         refusals.append(verdict.message)
-    elif verdict.message:
-        warnings.append(verdict.message)
 
     ctx = _Context(
         settings,
@@ -743,7 +751,7 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
             [(s.id, s.profile) for s in live] + [(i, valid[i].spec.profile) for i in candidates],
         )
     )
-    queue = [i for i in candidates if i not in admitted]
+    queue = {i: n for n, i in enumerate((i for i in candidates if i not in admitted), 1)}
 
     plans: list[DemoPlan] = []
     for demo_id in sorted(set(files) | set(statuses)):
@@ -788,7 +796,7 @@ def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
             plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
             continue
         if demo_id in queue:
-            position = queue.index(demo_id) + 1
+            position = queue[demo_id]
             reason = f"cluster capacity is full: position {position} in the queue"
             action = Action(ActionKind.QUEUE, demo_id, reason, queue_position=position)
             plans.append(DemoPlan(demo_id, phase, Intent.QUEUE, (action,), reason, None, expires))

@@ -82,20 +82,32 @@ def _supabase(previous: SupabaseStatus, outcome: Outcome | None) -> SupabaseStat
     return SupabaseStatus.model_validate(data)
 
 
-def _dns(previous: list[DnsRecordStatus], outcome: Outcome | None) -> list[DnsRecordStatus]:
+def _dns(
+    previous: list[DnsRecordStatus], outcome: Outcome | None, item: DemoPlan
+) -> list[DnsRecordStatus]:
     if outcome is None:
         return previous
-    if ActionKind.DELETE_DNS in outcome.done:
+    if ActionKind.DELETE_DNS in outcome.done and item.intent == Intent.TEARDOWN:
         return []
-    if outcome.dns is None:
-        return previous
-    return sorted(
-        (
-            DnsRecordStatus(name=r.name, type=r.type, content=r.content, id=r.id)
-            for r in outcome.dns
-        ),
-        key=lambda r: (r.name, r.type),
-    )
+    current = previous
+    if outcome.dns is not None:
+        current = sorted(
+            (
+                DnsRecordStatus(name=r.name, type=r.type, content=r.content, id=r.id)
+                for r in outcome.dns
+            ),
+            key=lambda r: (r.name, r.type),
+        )
+    if ActionKind.DELETE_DNS in outcome.done:
+        # a live demo's records that are no longer desired: only those leave the status
+        gone = {
+            r.name.lower().rstrip(".")
+            for a in item.actions
+            if a.kind == ActionKind.DELETE_DNS
+            for r in a.records
+        }
+        current = [r for r in current if r.name.lower().rstrip(".") not in gone]
+    return current
 
 
 def _phase_and_message(
@@ -290,7 +302,7 @@ def next_status(  # noqa: PLR0917 (one cycle's facts, in the loop's order)
         phase=phase,
         supabase=supabase,
         secretProjectRef=secret_ref,
-        dns=_dns(list(previous.dns) if previous else [], outcome),
+        dns=_dns(list(previous.dns) if previous else [], outcome, plan_item),
         healthChecks=health,
         conditions=_conditions(phase, message, reason, previous, now),
         attempts=attempts,

@@ -35,6 +35,7 @@ from reconciler.yamlfile import Document, YamlError, load_document
 DEMOS_DIR = "demos"
 SETTINGS_FILE = "reconciler.yaml"
 CAPACITY_MESSAGE = "would exceed cluster capacity"
+CAPACITY_CODE = "capacity"  # Problem.code of a demo that would wait for capacity, not an error
 
 
 @dataclass(frozen=True, order=True)
@@ -43,6 +44,7 @@ class Problem:
     line: int | None
     field: str
     message: str
+    code: str = ""  # machine-readable kind, for callers that treat some problems apart
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -51,7 +53,15 @@ class Problem:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
+        data: dict[str, Any] = {
+            "file": self.file,
+            "line": self.line,
+            "field": self.field,
+            "message": self.message,
+        }
+        if self.code:
+            data["code"] = self.code
+        return data
 
 
 @dataclass
@@ -434,6 +444,7 @@ def check_repository(
                     item.line_of("spec", "profile"),
                     "spec.profile",
                     f"{CAPACITY_MESSAGE}; the demo would wait as pending (see democtl capacity)",
+                    code=CAPACITY_CODE,
                 )
             )
     problems = [p for item in loaded for p in item.problems]

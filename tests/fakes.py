@@ -2,7 +2,9 @@
 
 Each fake keeps just enough state to behave like its provider (projects that
 come up, records that adopt, Secrets that need their namespace) and can be told
-to fail: `fail_on[(operation, demo_id or ref)] = error` raises once per entry.
+to fail: `fail_on[(operation, demo_id or ref)] = error` raises once per entry, and
+`crash_on` raises `Crash` (the process dying mid-cycle: nothing after it runs, no
+status is written) once per entry.
 `gate` is called at the start of every call, so a test can hold calls in flight.
 """
 
@@ -15,6 +17,7 @@ from datetime import datetime
 
 from reconciler.plan import Observed
 from reconciler.providers.base import (
+    SECRET_PROJECT_REF_ANNOTATION,
     ApiKeys,
     DesiredRecord,
     DnsRecord,
@@ -40,10 +43,15 @@ PREFIX = "democtl-"
 COMMENT = "managed-by=democtl demo={}"
 
 
+class Crash(BaseException):
+    """The reconciler process dies here; a BaseException, so no `except Exception` stops it."""
+
+
 @dataclass
 class Recorder:
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     fail_on: dict[tuple[str, str], ProviderError] = field(default_factory=dict)
+    crash_on: set[tuple[str, str]] = field(default_factory=set)
     gate: Callable[[], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +61,10 @@ class Recorder:
         with self.lock:
             self.calls.append((operation, args))
             error = self.fail_on.pop((operation, key), None)
+            crash = (operation, key) in self.crash_on
+            self.crash_on.discard((operation, key))
+        if crash:
+            raise Crash(f"crashed at {operation} {key}")
         if error is not None:
             raise error
 
@@ -166,21 +178,35 @@ class FakeDns(Recorder):
 class FakeCluster(Recorder):
     namespaces: dict[str, NamespaceState] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    annotations: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def list_namespaces(self) -> list[NamespaceState]:
         self.record("list_namespaces", "")
         return sorted(self.namespaces.values(), key=lambda n: n.name)
 
-    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+    def apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
         self.record("apply_secret", namespace, namespace, name)
         if namespace not in self.namespaces:
             raise ProviderError("kubernetes", "apply secret", f"namespace {namespace} not found")
         self.secrets[(namespace, name)] = dict(data)
-        self.namespaces[namespace] = replace(self.namespaces[namespace], secret_present=True)
+        self.annotations[(namespace, name)] = dict(annotations or {})
+        # like the real adapter's listing: the Secret is there, with the ref it records
+        self.namespaces[namespace] = replace(
+            self.namespaces[namespace],
+            secret_present=True,
+            secret_project_ref=(annotations or {}).get(SECRET_PROJECT_REF_ANNOTATION),
+        )
 
     def delete_secret(self, namespace: str, name: str) -> None:
         self.record("delete_secret", namespace, namespace, name)
         self.secrets.pop((namespace, name), None)
+        self.annotations.pop((namespace, name), None)
 
     def node_allocatable(self) -> tuple[str, str]:
         return "64", "256Gi"
@@ -196,6 +222,7 @@ class FakeCluster(Recorder):
             pods_expected=3,
             release_ready=healthy,
             secret_present=old.secret_present if old else False,
+            secret_project_ref=old.secret_project_ref if old else None,
         )
 
 

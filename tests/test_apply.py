@@ -18,12 +18,18 @@ from datetime import datetime, timedelta
 import pytest
 
 from reconciler.apply import Outcome, apply, outcome_for
-from reconciler.model import DemoStatus, Phase
-from reconciler.plan import ActionKind, Plan, plan
-from reconciler.providers.base import DnsRecord, Project, ProviderError, RateLimited
+from reconciler.model import DemoStatus, Phase, Settings
+from reconciler.plan import ActionKind, Plan, desired_records, plan
+from reconciler.providers.base import (
+    SECRET_PROJECT_REF_ANNOTATION,
+    DnsRecord,
+    Project,
+    ProviderError,
+    RateLimited,
+)
 from reconciler.status import next_status
 from reconciler.validate import LoadedDemo
-from tests.fakes import PREFIX, World
+from tests.fakes import PREFIX, Crash, World
 from tests.test_plan import NOW, SETTINGS, file
 
 A, B, C, D = "demo-a", "demo-b", "demo-c", "demo-d"
@@ -41,11 +47,15 @@ class Repo:
 
 
 def cycle(
-    world: World, repo: Repo, now: datetime = NOW, **options: object
+    world: World,
+    repo: Repo,
+    now: datetime = NOW,
+    settings: Settings = SETTINGS,
+    **options: object,
 ) -> tuple[Plan, list[Outcome]]:
-    result = plan(SETTINGS, list(repo.files.values()), {}, repo.statuses, world.observe(), now)
+    result = plan(settings, list(repo.files.values()), {}, repo.statuses, world.observe(), now)
     outcomes = apply(
-        result, world.providers(), SETTINGS, password_factory=repo.passwords, **options
+        result, world.providers(), settings, password_factory=repo.passwords, **options
     )  # type: ignore[arg-type]
     for item in result.demos:
         loaded = repo.files.get(item.demo_id)
@@ -54,7 +64,7 @@ def cycle(
             repo.statuses.get(item.demo_id),
             item,
             outcome_for(outcomes, item),
-            SETTINGS,
+            settings,
             {},
             now,
         )
@@ -353,3 +363,105 @@ def test_secret_write_failing_after_the_password_changed_is_retried() -> None:
     secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
     assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref]
     assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].secretProjectRef == ref
+
+
+def test_secret_records_the_project_it_holds() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    ref = repo.statuses[A].supabase.projectRef
+    key = (A, SETTINGS.kubernetes.secretName)
+    assert ref is not None
+    assert world.cluster.annotations[key] == {SECRET_PROJECT_REF_ANNOTATION: ref}
+    assert world.cluster.namespaces[A].secret_project_ref == ref
+
+
+def stale_secret(world: World) -> None:
+    """A Secret from elsewhere (a restore, a hand edit): another project's credentials."""
+    key = (A, SETTINGS.kubernetes.secretName)
+    world.cluster.secrets[key]["SUPABASE_DB_PASSWORD"] = "OLD-PASSWORD"
+    world.cluster.namespaces[A] = replace(world.cluster.namespaces[A], secret_project_ref="ref-old")
+
+
+def missing_secret(world: World) -> None:
+    """Flux recreated the namespace: the Secret is gone."""
+    world.cluster.secrets.pop((A, SETTINGS.kubernetes.secretName))
+    world.cluster.namespaces[A] = replace(
+        world.cluster.namespaces[A], secret_present=False, secret_project_ref=None
+    )
+
+
+@pytest.mark.parametrize("spoil", [stale_secret, missing_secret])
+def test_crash_between_password_and_secret_is_repaired(spoil: Callable[[World], None]) -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None
+    spoil(world)
+    before = dict(repo.statuses)
+    world.cluster.crash_on.add(("apply_secret", A))
+    with pytest.raises(Crash):
+        cycle(world, repo)
+    # the password was changed, the Secret was not, and no status was written
+    assert world.supabase.passwords[ref] != world.cluster.secrets.get(
+        (A, SETTINGS.kubernetes.secretName), {}
+    ).get("SUPABASE_DB_PASSWORD")
+    assert repo.statuses == before
+    result, _ = cycle(world, repo)
+    item = result.for_demo(A)
+    assert item is not None and K.WRITE_SECRET in item.kinds
+    secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
+    assert secret["SUPABASE_DB_PASSWORD"] == world.supabase.passwords[ref]
+    assert world.cluster.namespaces[A].secret_project_ref == ref
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].secretProjectRef == ref
+    world.forget_calls()
+    cycle(world, repo)
+    assert world.mutations() == []
+
+
+def _moved(settings: Settings) -> Settings:
+    data = settings.model_dump(mode="json")
+    data["urls"] = {k: f"{k}-{{id}}.{{domain}}" for k in ("portal", "candidate", "api")}
+    return Settings.model_validate(data)
+
+
+def test_url_pattern_change_replaces_the_records_then_deletes_the_old() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    moved = _moved(SETTINGS)
+    want = sorted(r.name for r in desired_records(moved, A))
+    cycle(world, repo, settings=moved)
+    assert [c[0] for c in world.dns.mutations()] == ["ensure_records", "delete_records"]
+    assert sorted(r.name for r in world.dns.records.values()) == want
+    assert [r.name for r in repo.statuses[A].dns] == want
+    assert repo.statuses[A].phase == Phase.READY
+    world.forget_calls()
+    cycle(world, repo, settings=moved)
+    assert world.mutations() == []
+
+
+def test_only_records_deleted_by_hand_are_created_again() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    world.dns.records.clear()  # the zone's only managed records: the listing comes back empty
+    result, _ = cycle(world, repo)
+    assert any(w.startswith("dns: the dns listing came back empty") for w in result.warnings)
+    want = sorted(r.name for r in desired_records(SETTINGS, A))
+    assert sorted(r.name for r in world.dns.records.values()) == want
+    assert [c[0] for c in world.dns.mutations()] == ["ensure_records"]
+    world.forget_calls()
+    result, _ = cycle(world, repo)
+    assert world.mutations() == [] and result.warnings == ()
+
+
+def test_empty_dns_listing_deletes_nothing_yet_teardown_completes() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    world.dns.records.clear()
+    repo.files[A] = file(A, expires=NOW - timedelta(minutes=1))
+    first, _ = cycle(world, repo)
+    assert world.dns.mutations() == []  # nothing deleted on a suspicious listing
+    assert repo.statuses[A].phase == Phase.DESTROYING and A in repo.files
+    assert first.for_demo(A).waiting  # type: ignore[union-attr]
+    # once destroying, the status no longer claims records: the empty listing is believed
+    cycle(world, repo)
+    assert A not in repo.files and A not in repo.statuses

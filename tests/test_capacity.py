@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from reconciler import capacity
 from reconciler.capacity import admit_in_order, calculate_max_demos, capacity_report
 from reconciler.model import Settings
 from reconciler.workspace import read_settings
@@ -66,3 +68,54 @@ def test_admission_is_first_come_first_served() -> None:
     ]
     # 10 CPU: two load-testing demos (8), then c does not fit and d must not jump ahead
     assert admit_in_order(settings, queue) == ["demo-a", "demo-b"]
+
+
+def _admit_by_report(settings: Settings, demos: list[tuple[str, str]]) -> list[str]:
+    """The definition admission must match: rebuild the full report before each demo."""
+    admitted: list[str] = []
+    live: list[str] = []
+    for demo_id, profile in demos:
+        if profile not in settings.profiles:
+            continue
+        fit = next(f for f in capacity_report(settings, live).profiles if f.profile == profile)
+        if fit.more < 1:
+            break
+        admitted.append(demo_id)
+        live.append(profile)
+    return admitted
+
+
+def _with_tiny_profile(**capacity: object) -> Settings:
+    data = settings_with(**capacity).model_dump(mode="json")
+    data["profiles"]["tiny"] = dict(data["profiles"]["small"], cpu="300m", memory="700Mi")
+    return Settings.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(_with_tiny_profile(totalCpu="10", reservedForProduction=0), id="cpu-bound"),
+        pytest.param(
+            _with_tiny_profile(totalMemory="20Gi", reservedForProduction=15), id="memory-bound"
+        ),
+        pytest.param(_with_tiny_profile(maxConcurrentDemos=3), id="ceiling-bound"),
+        pytest.param(_with_tiny_profile(totalCpu="1"), id="nothing-but-tiny-fits"),
+    ],
+)
+def test_admission_matches_the_report_for_every_short_queue(settings: Settings) -> None:
+    profiles = ["small", "load-testing", "tiny", "unknown"]
+    for length in range(6):
+        for combo in itertools.product(profiles, repeat=length):
+            queue = [(f"demo-{i}", p) for i, p in enumerate(combo)]
+            assert admit_in_order(settings, queue) == _admit_by_report(settings, queue), combo
+
+
+def test_admission_does_not_rebuild_the_report_per_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the quadratic version called capacity_report once per demo; admission keeps running totals
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("capacity_report called during admission")
+
+    monkeypatch.setattr(capacity, "capacity_report", forbidden)
+    settings = settings_with(maxConcurrentDemos=1000, totalCpu="4000", totalMemory="8000Gi")
+    queue = [(f"demo-{i}", "small") for i in range(2000)]
+    assert len(admit_in_order(settings, queue)) == 1000

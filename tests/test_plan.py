@@ -20,12 +20,11 @@ from reconciler.plan import (
     Intent,
     Observed,
     Plan,
-    check_mass_deletion,
     desired_records,
     plan,
 )
 from reconciler.providers.base import DnsRecord, NamespaceState, Project
-from reconciler.validate import LoadedDemo, Problem
+from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, check_repository
 from reconciler.workspace import read_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -136,9 +135,28 @@ def records(demo_id: str) -> tuple[DnsRecord, ...]:
     )
 
 
-def namespace(demo_id: str, *, secret: bool = True, healthy: bool = True) -> NamespaceState:
+def namespace(
+    demo_id: str, *, secret: bool = True, healthy: bool = True, secret_ref: str | None = None
+) -> NamespaceState:
     pods = 3 if healthy else 0
-    return NamespaceState(demo_id, demo_id, "Active", pods, 3, 0, healthy, "", secret)
+    return NamespaceState(
+        demo_id, demo_id, "Active", pods, 3, 0, healthy, "", secret, secret_project_ref=secret_ref
+    )
+
+
+def stale_record(demo_id: str, name: str, owner: str | None = None) -> DnsRecord:
+    """A record of the demo (by its ownership mark) under a name it no longer wants."""
+    owned = owner if owner is not None else demo_id
+    return DnsRecord(
+        f"rec-{name}",
+        name,
+        "CNAME",
+        "demo-ingress.splits.network",
+        True,
+        1,
+        "democtl" if owned else "",
+        owned or None,
+    )
 
 
 def world(
@@ -214,7 +232,18 @@ CASES = [
     pytest.param([file(A)], {A: status(A)}, Observed((project(A),), records(A), None), {}, {A: CHECK}, id="failed-namespace-listing-writes-no-secret"),
     pytest.param([file(A)], {A: status(A)}, Observed(None, records(A), (namespace(A),)), {}, {A: CHECK}, id="failed-project-listing-creates-no-project"),
     pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((), records(A) + records(B), (namespace(A), namespace(B))), {}, {A: "teardown: delete-dns", B: "provision: check-health"}, id="empty-project-listing-is-not-trusted"),
-    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: CHECK, B: CHECK}, id="empty-dns-listing-recreates-nothing"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "provision: ensure-dns check-health", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-still-recreates-records"),
+    pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "teardown: delete-project", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-deletes-nothing-and-keeps-the-files"),
+    pytest.param([file(A)], {A: status(A)}, Observed((project(A),), None, (namespace(A),)), {}, {A: CHECK}, id="failed-dns-listing-creates-no-record"),
+    # DNS records a live demo no longer wants
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {}, {A: "provision: delete-dns check-health"}, id="record-no-longer-desired-is-deleted"),
+    pytest.param([file(A)], {A: status(A)}, world(projects=[project(A)], namespaces=[namespace(A)], extra_records=[stale_record(A, n.replace(".demo.", ".old.")) for n in (r.name for r in records(A))]), {}, {A: "provision: ensure-dns delete-dns check-health"}, id="url-pattern-change-creates-then-deletes"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {"demos_load_failed": True}, {A: CHECK}, id="record-no-longer-desired-kept-when-demos-failed-to-load"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network", owner="")]), {}, {A: CHECK}, id="unmarked-record-of-a-demos-name-is-never-touched"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(A, B, extra_records=[stale_record(B, "demo-b.www.demo.splits.network")]), {}, {A: CHECK, B: "provision: delete-dns check-health"}, id="a-stale-record-is-deleted-by-its-own-demo-only"),
+    # the credentials Secret
+    pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref="ref-old"),)), {}, {A: "provision: write-secret check-health"}, id="secret-holding-another-projects-credentials-is-rewritten"),
+    pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref=ref(A)),)), {}, {A: CHECK}, id="secret-recording-the-current-project-is-left-alone"),
     pytest.param([], {A: status(A)}, Observed(None, None, None), {}, {A: "teardown:"}, id="all-listings-failed-deletes-nothing"),
     # orphans
     pytest.param([], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {"orphans": "delete-orphan-project:demo-d"}, id="old-orphan-project-is-deleted"),
@@ -320,9 +349,10 @@ def test_untrusted_listing_is_reported(
 def test_refusals_say_why() -> None:
     refused = plan(SETTINGS, [], {}, S, world(A, B, C), NOW)
     assert refused.refusals == (
-        "mass deletion refused: 3 of 3 live demos lost their demo file (demo-a, demo-b, "
-        "demo-c); the limit is 50% once at least 3 would go; rerun with --allow-mass-delete "
-        "if intended",
+        "3 of 3 live demos vanished or became unreadable (demo-a, demo-b, demo-c); the limit "
+        "is 50% once there are at least 3: refusing to tear any of them down. Check that "
+        "demos/ is intact (a bad checkout, an emptied folder); if this is intended, rerun "
+        "with --allow-mass-delete",
     )
     failed = plan(SETTINGS, [], {}, S, world(A, B, C), NOW, demos_load_failed=True)
     assert failed.refusals == ("demos/ could not be loaded: nothing is deleted this cycle",)
@@ -338,11 +368,28 @@ def test_invalid_files_are_reported_as_problems() -> None:
 
 
 def test_capacity_problem_from_validate_means_queue_not_invalid() -> None:
-    loaded = file(C)
-    loaded.problems.append(Problem("demos/demo-c.yaml", 9, "spec.profile", "would exceed cluster capacity; the demo would wait as pending (see democtl capacity)"))  # fmt: skip
-    result = plan(CAPACITY, [file(A), file(B), loaded], {}, {}, Observed(), NOW)
+    demos = [file(A), file(B), file(C)]
+    found = check_repository(demos, CAPACITY, {A: OLDER, B: OLD, C: BORN}, NOW)
+    assert [(p.file, p.code) for p in found] == [("demos/demo-c.yaml", CAPACITY_CODE)]
+    result = plan(CAPACITY, demos, {}, {}, Observed(), NOW)
     item = result.for_demo(C)
     assert item is not None and item.intent == Intent.QUEUE
+    assert result.problems == ()
+
+
+@pytest.mark.parametrize(
+    "problem, intent",
+    [
+        pytest.param(Problem("demos/demo-c.yaml", 9, "spec.profile", "no room for now", code=CAPACITY_CODE), Intent.QUEUE, id="code-decides-whatever-the-words"),
+        pytest.param(Problem("demos/demo-c.yaml", 9, "spec.profile", "would exceed cluster capacity, said a lint"), Intent.HOLD, id="words-without-the-code-are-a-problem"),
+    ],
+)  # fmt: skip
+def test_capacity_problem_is_known_by_its_code(problem: Problem, intent: Intent) -> None:
+    loaded = file(C)
+    loaded.problems.append(problem)
+    result = plan(CAPACITY, [file(A), file(B), loaded], {}, {}, Observed(), NOW)
+    item = result.for_demo(C)
+    assert item is not None and item.intent == intent
 
 
 def test_namespace_not_synced_is_a_wait_not_an_action() -> None:
@@ -352,22 +399,22 @@ def test_namespace_not_synced_is_a_wait_not_an_action() -> None:
     assert item.waiting == "secret: namespace demo-a is not there yet"
 
 
-@pytest.mark.parametrize(
-    "live, vanished, allow, tripped",
-    [
-        pytest.param(10, 2, False, False, id="below-minimum"),
-        pytest.param(10, 5, False, False, id="at-share"),
-        pytest.param(10, 6, False, True, id="over-share"),
-        pytest.param(10, 6, True, False, id="over-share-allowed"),
-        pytest.param(3, 3, False, True, id="everything"),
-        pytest.param(0, 0, False, False, id="nothing"),
-    ],
-)
-def test_mass_deletion_guard(live: int, vanished: int, allow: bool, tripped: bool) -> None:
-    ids = [f"demo-{n}" for n in range(live)]
-    verdict = check_mass_deletion(ids, ids[:vanished], 0.5, 3, allow)
-    assert verdict.tripped is tripped
-    assert bool(verdict.message) is (vanished > 5 or (live == 3 and vanished == 3))
+def test_destroying_demos_do_not_dilute_the_guard() -> None:
+    # three demos already on their way out and three live ones whose files all vanished:
+    # the share is three of three live demos, not three of six status files
+    going = {i: status(i, Phase.DESTROYING, provisioned=False) for i in ("demo-x", "demo-y", "demo-z")}  # fmt: skip
+    result = plan(SETTINGS, [], {}, S | going, world(A, B, C), NOW)
+    assert summary(result) == {A: "hold:", B: "hold:", C: "hold:"} | {i: "teardown: remove-files" for i in going}  # fmt: skip
+    assert len(result.refusals) == 1 and "3 of 3 live demos" in result.refusals[0]
+
+
+def test_allowed_mass_deletion_is_a_warning_and_ordinary_deletion_is_silent() -> None:
+    allowed = plan(SETTINGS, [], {}, S, world(A, B, C), NOW, allow_mass_delete=True)
+    assert allowed.refusals == ()
+    assert [w for w in allowed.warnings if "allowed by --allow-mass-delete" in w]
+    ordinary = plan(SETTINGS, [file(B), file(C)], {}, S, world(A, B, C), NOW)
+    assert summary(ordinary)[A] == TEARDOWN
+    assert ordinary.refusals == () and ordinary.warnings == ()
 
 
 def test_desired_records_follow_settings() -> None:

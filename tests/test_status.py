@@ -8,11 +8,22 @@ from datetime import timedelta
 import pytest
 
 from reconciler.apply import Outcome
-from reconciler.model import DemoStatus, HealthChecks, Phase
+from reconciler.model import DemoStatus, DnsRecordStatus, HealthChecks, Phase
 from reconciler.plan import ActionKind, Observed, plan
 from reconciler.status import change_summary, next_status
 from reconciler.validate import LoadedDemo
-from tests.test_plan import NOW, SETTINGS, A, broken, file, project, status, world
+from tests.test_plan import (
+    NOW,
+    SETTINGS,
+    A,
+    broken,
+    desired_records,
+    file,
+    project,
+    stale_record,
+    status,
+    world,
+)
 
 T1, T2, T3 = NOW, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
 HEALTHY = HealthChecks(kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True)
@@ -167,6 +178,19 @@ def test_teardown_clears_the_deleted_facts() -> None:
     )
     assert new is not None
     assert (new.dns, new.supabase.projectRef) == ([], None)
+
+
+def test_deleting_a_live_demos_stale_record_keeps_the_others() -> None:
+    old_name = "demo-a.www.demo.splits.network"
+    previous = status(A)
+    previous = previous.model_copy(
+        update={"dns": [*previous.dns, DnsRecordStatus(name=old_name, type="CNAME", content="x")]}
+    )
+    observed = world(A, extra_records=[stale_record(A, old_name)])
+    outcome = Outcome(A, done=(K.DELETE_DNS, K.CHECK_HEALTH), health=HEALTHY)
+    new = step(file(A), previous, observed, outcome)
+    assert new is not None and new.phase == Phase.READY
+    assert [r.name for r in new.dns] == [r.name for r in desired_records(SETTINGS, A)]
 
 
 def test_queue_position_is_recorded() -> None:

@@ -790,3 +790,17 @@ def test_capacity_is_readable() -> None:
     assert lines["allocatable (70%)"][-3:] == ["44.8", "179.2Gi", "20"]
     assert lines["total"][-2:] == ["64", "256Gi"]
     assert lines["free"][-3:] == ["36.8", "163.2Gi", "17"]
+
+
+def test_capacity_problem_carries_a_code(repo: Path) -> None:
+    settings = repo / "reconciler.yaml"
+    text = settings.read_text().replace("maxConcurrentDemos: 20", "maxConcurrentDemos: 1")
+    settings.write_text(text)
+    (repo / "demos" / "demo-more.yaml").write_text(demo("demo-more", "  ttl: 2h\n"))
+    run = validate(repo)
+    assert run.code == 1
+    by_file = {str(p["file"]): p for p in run.problems}
+    assert by_file["demos/demo-more.yaml"]["code"] == "capacity"
+    assert str(by_file["demos/demo-more.yaml"]["message"]).startswith("would exceed")
+    # other problems keep their old shape: no code key at all
+    assert "code" not in by_file["demos/demo-late.yaml"]
