@@ -239,6 +239,35 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
     )
 
 
+# --- local emulators (kubernetes branch) -------------------------------------------------
+
+
+@cli.group("local")
+def local_group() -> None:
+    """The local emulators behind --local and their persisted world."""
+
+
+@local_group.command("inspect")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def local_inspect(fmt: str, ctx: Context) -> None:
+    """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
+    from reconciler.local.stack import inspect_state, local_state_dir
+
+    world = inspect_state(local_state_dir(ctx.repo))
+    if fmt == "json":
+        click.echo(json.dumps(world, indent=2, sort_keys=True))
+        return
+    cluster = world["kubernetes"]
+    rows = [("namespace", "pods ready", "secrets")]
+    for ns in cluster["namespaces"]:
+        pods = [p for p in cluster["pods"] if p["namespace"] == ns["name"]]
+        secrets = [s["name"] for s in cluster["secrets"] if s["namespace"] == ns["name"]]
+        ready = sum(1 for p in pods if p["ready"])
+        rows.append((ns["name"], f"{ready}/{len(pods)}", ",".join(secrets) or "-"))
+    click.echo(table(rows))
+
+
 def main() -> None:
     """Entry point: no traceback reaches a user unless DEMOCTL_DEBUG is set."""
     try:

@@ -204,6 +204,7 @@ class KubernetesEmulator:
         self.clock = clock
         self._faults = faults
         self._lock = threading.RLock()
+        self._fingerprint: tuple[object, ...] | None = None
         self._host_patterns = [self._host_regex(p, domain) for p in url_patterns]
         self._state = self._load()
         if nodes is not None:
@@ -232,9 +233,16 @@ class KubernetesEmulator:
         return self
 
     def stop(self) -> None:
-        for server in (self.api_server, self.health_server):
-            if server is not None:
-                server.stop()
+        # Each server's shutdown waits out its poll interval; wait for both at once.
+        stoppers = [
+            threading.Thread(target=server.stop, name=f"{server.name}-stop")
+            for server in (self.api_server, self.health_server)
+            if server is not None
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
 
     def __enter__(self) -> KubernetesEmulator:
         return self.start()
@@ -374,8 +382,8 @@ class KubernetesEmulator:
         if api_version != expected_api or (namespace is not None and not namespaced):
             return _error(404, "the server could not find the requested resource")
         with self._lock:
+            self._sync_locked()  # the GitOps controller catches up before every answer
             if request.method == "GET":
-                self._sync_locked()
                 if name is None:
                     return self._list(plural, namespace, request)
                 obj = self._objects(plural).get(_key(namespace, name))
@@ -520,12 +528,20 @@ class KubernetesEmulator:
                 if rendered.is_dir()
                 else []
             )
-            for demo_id in wanted:
-                docs = self._read_rendered(rendered / demo_id)
-                if docs is not None:
-                    self._apply_demo(demo_id, docs)
-            for demo_id in sorted(set(self._state["synced"]) - set(wanted)):
-                self._prune(demo_id)
+            fingerprint = tuple(
+                (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                for demo_id in wanted
+                for path in sorted((rendered / demo_id).glob("*.y*ml"))
+            ) + tuple(wanted)
+            if fingerprint != self._fingerprint:
+                # Parse only when rendered/ changed: every API request syncs.
+                for demo_id in wanted:
+                    docs = self._read_rendered(rendered / demo_id)
+                    if docs is not None:
+                        self._apply_demo(demo_id, docs)
+                for demo_id in sorted(set(self._state["synced"]) - set(wanted)):
+                    self._prune(demo_id)
+                self._fingerprint = fingerprint
         self._refresh_workloads()
         if self._state["resourceVersion"] != before:
             self._save()
@@ -543,13 +559,21 @@ class KubernetesEmulator:
 
     def _apply_demo(self, demo_id: str, docs: list[dict[str, Any]]) -> None:
         namespace = next(
-            (d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"), demo_id
+            (
+                str(d["metadata"]["name"])
+                for d in docs
+                if d.get("kind") == "Namespace" and (d.get("metadata") or {}).get("name")
+            ),
+            demo_id,
         )
         tracked: list[list[str]] = []
         for doc in docs:
             plural = _KIND_TO_PLURAL.get((doc.get("apiVersion", ""), doc.get("kind", "")))
             if plural is None or plural in {"secrets", "pods", "nodes"}:
                 continue  # LimitRange, NetworkPolicy, ...: accepted, not served
+            if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+                log.warning("demo %s: a %s without metadata.name is skipped", demo_id, plural)
+                continue
             obj = copy.deepcopy(doc)
             meta = obj.setdefault("metadata", {})
             if plural == "namespaces":

@@ -240,7 +240,11 @@ class KubernetesCluster:
                 )
             else:
                 config.load_kube_config(  # type: ignore[no-untyped-call]
-                    context=context, client_configuration=configuration, persist_config=False
+                    # the client reads KUBECONFIG once at import; read it now instead
+                    config_file=os.environ.get("KUBECONFIG") or None,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
                 )
         except (ConfigException, OSError, TypeError) as exc:
             raise ProviderError(PROVIDER, "load config", str(exc)) from None
