@@ -537,3 +537,134 @@ def test_local_stack_writes_a_kubeconfig_the_client_can_use(
     assert set(world["kubernetes"]["secrets"][0]["data"].values()) == {"REDACTED"}
     for needle in SECRET_VALUES:
         assert needle not in result.output
+
+
+# --- contract: the emulator answers what the real API server would --------------------------
+
+
+def test_emulator_objects_validate_against_the_kubernetes_schemas(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    import kubernetes_validate
+
+    render(repo, "demo-acme01")
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    version = kubernetes_validate.latest_version()
+    for path in (
+        "/api/v1/namespaces",
+        "/api/v1/pods",
+        "/api/v1/secrets",
+        "/api/v1/resourcequotas",
+        "/api/v1/nodes",
+        f"/api/v1/namespaces/demo-acme01/secrets/{SECRET}",
+    ):
+        body = httpx.get(emulator.url + path, trust_env=False).json()
+        kubernetes_validate.validate(body, version, strict=True)
+    # and the real client's typed models read them back
+    api = core(emulator)
+    assert [n.metadata.name for n in api.list_namespace().items] == ["demo-acme01"]
+    pods = api.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/name=portal").items
+    assert len(pods) == 2
+    assert all(p.status.container_statuses[0].ready for p in pods)
+    quota = api.list_namespaced_resource_quota("demo-acme01").items[0]
+    assert quota.status.used["requests.cpu"] == "1"
+    missing = httpx.get(
+        f"{emulator.url}/api/v1/namespaces/demo-acme01/secrets/nope", trust_env=False
+    )
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'secrets "nope" not found',
+        "reason": "NotFound",
+        "code": 404,
+        "details": {"name": "nope", "kind": "secrets"},
+    }
+
+
+def test_apply_by_another_manager_conflicts_unless_forced(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    url = f"{emulator.url}/api/v1/namespaces/demo-acme01/secrets/{SECRET}"
+    body = json.dumps({"apiVersion": "v1", "kind": "Secret", "data": {"X": "eA=="}})
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    conflict = httpx.patch(
+        f"{url}?fieldManager=kubectl", content=body, headers=headers, trust_env=False
+    )
+    assert conflict.status_code == 409
+    assert conflict.json()["reason"] == "Conflict"
+    forced = httpx.patch(
+        f"{url}?fieldManager=kubectl&force=true", content=body, headers=headers, trust_env=False
+    )
+    assert forced.status_code == 200
+    # democtl takes its Secret back the same way: force=true
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    assert by_name(cluster)["demo-acme01"].secret_present
+
+
+def test_a_timeout_is_a_retryable_error(tmp_path: Path, repo: Path) -> None:
+    faults = Faults(timeout=1.0, timeout_seconds=0.5)
+    with KubernetesEmulator(tmp_path / "s", source=repo, faults=faults) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, secret_name=SECRET, timeout=0.2)
+        with pytest.raises(ProviderError) as caught:
+            adapter.list_namespaces()
+        assert caught.value.retryable
+        adapter.close()
+
+
+def test_a_release_not_reconciled_at_its_current_generation_is_not_ready(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    assert by_name(cluster)["demo-acme01"].release_ready
+    release = repo / "rendered" / "demo-acme01" / "release.yaml"
+    release.write_text(
+        release.read_text().replace("  interval: 5m\n", "  interval: 5m\n  suspend: true\n")
+    )
+    stale = by_name(cluster)["demo-acme01"]
+    assert not stale.release_ready
+    assert stale.release_message == "HelmRelease generation 2 not reconciled yet (at 1)"
+
+
+def test_capacity_from_the_local_cluster(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "reconciler.yaml").write_text(
+        (PROJECT / "reconciler.yaml").read_text().replace('totalCpu: "64"', 'totalCpu: "32"')
+    )
+    result = CliRunner().invoke(
+        cli, ["capacity", "--from-cluster", "--local", "--format", "json", "--repo", str(repo)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["total"] == {"cpu": "32", "memory": "256Gi"}
+
+
+def test_capacity_from_the_cluster_in_kubeconfig(
+    tmp_path: Path, emulator: KubernetesEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from reconciler.local.stack import kubeconfig_document
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(PROJECT / "reconciler.yaml", repo / "reconciler.yaml")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(emulator.url)))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    args = ["capacity", "--from-cluster", "--format", "json", "--repo", str(repo)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["total"] == {"cpu": "15910m", "memory": "62Gi"}
+
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_document("http://127.0.0.1:9")))
+    unreachable = CliRunner().invoke(cli, args)
+    assert unreachable.exit_code == 1
+    assert "kubernetes list nodes" in unreachable.output
+    assert "Traceback" not in unreachable.output

@@ -311,19 +311,24 @@ class KubernetesEmulator:
         current = self._objects(plural).get(key)
         if current is not None and _comparable(current) == _comparable(obj):
             return current
+        if "spec" in obj:
+            previous_generation = int((current or {}).get("metadata", {}).get("generation", 0))
+            spec_changed = current is None or current.get("spec") != obj["spec"]
+            meta["generation"] = previous_generation + 1 if spec_changed else previous_generation
         if current is None:
             meta["creationTimestamp"] = _timestamp(self.clock())
-            seed = f"{plural}/{key}/{self._state['resourceVersion']}"
-            digest = hashlib.sha256(seed.encode()).hexdigest()
-            meta["uid"] = (
-                f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
-            )
+            meta["uid"] = self._uid(f"{plural}/{key}/{self._state['resourceVersion']}")
         else:
             for kept in ("creationTimestamp", "uid"):
                 meta[kept] = current["metadata"].get(kept)
         meta["resourceVersion"] = self._next_version()
         self._objects(plural)[key] = obj
         return obj
+
+    @staticmethod
+    def _uid(seed: str) -> str:
+        digest = hashlib.sha256(seed.encode()).hexdigest()
+        return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
     def _delete(self, plural: str, key: str) -> bool:
         if self._objects(plural).pop(key, None) is None:
@@ -649,6 +654,8 @@ class KubernetesEmulator:
 
     def _refresh_workloads(self) -> None:
         for plural, release in self._releases():
+            if (release.get("spec") or {}).get("suspend") is True:
+                continue  # a suspended HelmRelease is left as it is, status included
             namespace = self._target_namespace(plural, release)
             if self._objects("namespaces").get(_key(None, namespace)) is None:
                 continue
@@ -709,6 +716,7 @@ class KubernetesEmulator:
             DEMO_ID_LABEL, namespace
         )
         flag = "True" if ready else "False"
+        image = f"ghcr.io/splits-network/{service}:latest"
         state = (
             {"running": {}}
             if ready
@@ -734,6 +742,7 @@ class KubernetesEmulator:
                         "apiVersion": "apps/v1",
                         "kind": "ReplicaSet",
                         "name": f"{release}-{service}-{template_hash}",
+                        "uid": self._uid(f"replicasets/{namespace}/{release}-{service}"),
                         "controller": True,
                     }
                 ],
@@ -742,7 +751,7 @@ class KubernetesEmulator:
                 "containers": [
                     {
                         "name": service,
-                        "image": f"ghcr.io/splits-network/{service}",
+                        "image": image,
                         "resources": dict(config.get("resources") or {}),
                     }
                 ]
@@ -754,7 +763,14 @@ class KubernetesEmulator:
                     {"type": "Ready", "status": flag},
                 ],
                 "containerStatuses": [
-                    {"name": service, "ready": ready, "restartCount": restarts, "state": state}
+                    {
+                        "name": service,
+                        "image": image,
+                        "imageID": "",
+                        "ready": ready,
+                        "restartCount": restarts,
+                        "state": state,
+                    }
                 ],
             },
         }
@@ -788,7 +804,10 @@ class KubernetesEmulator:
             same = {k: previous.get(k) for k in condition} == condition
             since = previous.get("lastTransitionTime", stamp) if same else stamp
             condition["lastTransitionTime"] = since
-            new = {"conditions": [condition]}
+            new = {
+                "observedGeneration": release["metadata"].get("generation", 1),
+                "conditions": [condition],
+            }
         else:
             all_ready = bool(pods) and all(p["status"]["phase"] == "Running" for p in pods)
             health = "Healthy" if all_ready else "Progressing"

@@ -51,6 +51,11 @@ def kubeconfig_document(server: str) -> dict[str, Any]:
     }
 
 
+def local_nodes(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The emulated cluster is one node of the size the settings declare."""
+    return {"democtl-local": (str(settings.capacity.totalCpu), str(settings.capacity.totalMemory))}
+
+
 class LocalStack:
     """Start with `with LocalStack(state_dir, repo, settings) as stack:`; stop on exit."""
 
@@ -102,7 +107,7 @@ class LocalStack:
             url_patterns=(settings.urls.portal, settings.urls.candidate, settings.urls.api),
             secret_name=settings.kubernetes.secretName,
             argo_namespace=settings.kubernetes.argoNamespace,
-            nodes=self.nodes,
+            nodes=self.nodes or local_nodes(settings),
         )
         self.kubernetes = self._exit.enter_context(emulator)
         self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(emulator.url)))

@@ -396,9 +396,18 @@ class KubernetesCluster:
             if demo is None:
                 continue
             demo.pods_expected = expected_replicas(spec.get("values") or {})
-            conditions = (release.get("status") or {}).get("conditions") or []
+            status = release.get("status") or {}
+            conditions = status.get("conditions") or []
             ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-            if ready is None:
+            generation = int(release["metadata"].get("generation") or 0)
+            observed = int(status.get("observedGeneration") or 0)
+            if generation and observed < generation:
+                # A Ready condition of an older spec says nothing about the current one.
+                demo.release_ready = False
+                demo.release_message = (
+                    f"HelmRelease generation {generation} not reconciled yet (at {observed})"
+                )
+            elif ready is None:
                 demo.release_ready, demo.release_message = False, "HelmRelease not reconciled yet"
             else:
                 demo.release_ready = ready.get("status") == "True"
