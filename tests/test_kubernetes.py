@@ -668,3 +668,31 @@ def test_capacity_from_the_cluster_in_kubeconfig(
     assert unreachable.exit_code == 1
     assert "kubernetes list nodes" in unreachable.output
     assert "Traceback" not in unreachable.output
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_finds_its_way_through_discovery(
+    tmp_path: Path, repo: Path, emulator: KubernetesEmulator
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from reconciler.local.stack import kubeconfig_document
+
+    render(repo, "demo-acme01")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(emulator.url)))
+    result = subprocess.run(
+        [str(shutil.which("kubectl")), "get", "hr", "-A", "-o", "json"],
+        env={"KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)["items"]
+    assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items] == [
+        ("demo-acme01", "splits-network")
+    ]

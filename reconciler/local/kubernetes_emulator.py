@@ -56,6 +56,14 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "helmreleases": (FLUX, "HelmRelease", True),
     "applications": (ARGO, "Application", True),
 }
+_SHORT_NAMES = {
+    "namespaces": ["ns"],
+    "nodes": ["no"],
+    "pods": ["po"],
+    "resourcequotas": ["quota"],
+    "helmreleases": ["hr"],
+    "applications": ["app", "apps"],
+}
 _KIND_TO_PLURAL = {(api, kind): plural for plural, (api, kind, _) in RESOURCES.items()}
 
 _CORE_PATH = re.compile(
@@ -378,7 +386,63 @@ class KubernetesEmulator:
         verb = "LIST" if request.method == "GET" and name is None else request.method
         return f"{verb} {plural}"
 
+    def _discovery(self, path: str) -> Response | None:
+        """Just enough discovery (`/api`, `/apis`, resource lists) for kubectl to find its way."""
+        path = path.rstrip("/")
+        if path == "/version":
+            return Response(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-democtl"})
+        if path == "/api":
+            return Response(200, {"kind": "APIVersions", "versions": ["v1"]})
+        groups: dict[str, list[str]] = {}
+        for plural, (api_version, _, _) in RESOURCES.items():
+            groups.setdefault(api_version, []).append(plural)
+        if path == "/apis":
+            return Response(
+                200,
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [
+                        {
+                            "name": gv.split("/")[0],
+                            "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+                            "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]},
+                        }
+                        for gv in sorted(groups)
+                        if "/" in gv
+                    ],
+                },
+            )
+        group_version = "v1" if path == "/api/v1" else path.removeprefix("/apis/")
+        if group_version in groups and path in {"/api/v1", f"/apis/{group_version}"}:
+            resources = []
+            for plural in groups[group_version]:
+                _, kind, namespaced = RESOURCES[plural]
+                verbs = ["get", "list"] + (["patch", "delete"] if plural == "secrets" else [])
+                resources.append(
+                    {
+                        "name": plural,
+                        "singularName": kind.lower(),
+                        "namespaced": namespaced,
+                        "kind": kind,
+                        "verbs": verbs,
+                        "shortNames": _SHORT_NAMES.get(plural, []),
+                    }
+                )
+            return Response(
+                200,
+                {
+                    "kind": "APIResourceList",
+                    "apiVersion": "v1",
+                    "groupVersion": group_version,
+                    "resources": resources,
+                },
+            )
+        return None
+
     def handle(self, request: Request) -> Response:
+        if request.method == "GET" and (discovered := self._discovery(request.path)):
+            return discovered
         parsed = self._parse_path(request.path)
         if parsed is None or parsed[0] not in RESOURCES:
             return _error(404, f"the server could not find the requested resource ({request.path})")
