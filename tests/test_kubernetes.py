@@ -389,9 +389,15 @@ def test_state_persists_between_emulator_runs(tmp_path: Path, repo: Path) -> Non
         adapter = KubernetesCluster.for_url(first.url, secret_name=SECRET)
         adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
         adapter.close()
+        version = first.inspect()["secrets"][0]["resourceVersion"]
     with KubernetesEmulator(tmp_path / "world", source=repo) as second:
         adapter = KubernetesCluster.for_url(second.url, secret_name=SECRET)
         assert by_name(adapter)["demo-acme01"].healthy
+        # only digests of the values were kept, enough to see that nothing changes
+        adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+        assert second.inspect()["secrets"][0]["resourceVersion"] == version
+        adapter.apply_secret("demo-acme01", SECRET, {**CREDENTIALS, "SUPABASE_URL": "https://x"})
+        assert second.inspect()["secrets"][0]["resourceVersion"] != version
         adapter.close()
 
 
@@ -464,11 +470,13 @@ def test_secret_values_never_reach_logs_errors_or_inspect(
             adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
         inspected = json.dumps(emu.inspect())
         adapter.close()
+    files = "".join(p.read_text() for p in (tmp_path / "s").rglob("*") if p.is_file())
     encoded = [base64.b64encode(v.encode()).decode() for v in SECRET_VALUES]
     for needle in SECRET_VALUES + encoded:
         assert needle not in caplog.text
         assert needle not in str(caught.value)
         assert needle not in inspected
+        assert needle not in files  # the emulator's state keeps digests only
     assert "applied secret demo-acme01/supabase-credentials" in caplog.text
     assert '"SUPABASE_DB_PASSWORD": "REDACTED"' in inspected
 

@@ -176,9 +176,29 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("labels") or {})
 
 
+_DIGEST_PREFIX = b"democtl-emulator-sha256:"
+
+
+def value_digest(encoded: str) -> str:
+    """A Secret value as it is kept on disk: base64 of a digest, never the value.
+
+    A value that already is such a digest (after a restart) stays as it is.
+    """
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raw = encoded.encode()
+    if raw.startswith(_DIGEST_PREFIX):
+        return encoded
+    digest = _DIGEST_PREFIX + hashlib.sha256(raw).hexdigest().encode()
+    return base64.b64encode(digest).decode()
+
+
 def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The object without the fields the server maintains, to tell a real change."""
     clean = copy.deepcopy(dict(obj))
+    if clean.get("kind") == "Secret" and isinstance(clean.get("data"), dict):
+        clean["data"] = {k: value_digest(str(v)) for k, v in clean["data"].items()}
     meta = clean.get("metadata") or {}
     for field in ("resourceVersion", "creationTimestamp", "uid", "managedFields", "generation"):
         meta.pop(field, None)
@@ -294,7 +314,15 @@ class KubernetesEmulator:
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._state, indent=1, sort_keys=True))
+        # Secret values stay in memory: on disk only their digests, so no password or key
+        # lands in a file; after a restart a Secret reads back as digests, which is enough
+        # to tell presence and whether a re-apply changes anything.
+        on_disk = {**self._state, "objects": dict(self._state["objects"])}
+        on_disk["objects"]["secrets"] = {
+            key: {**secret, "data": {k: value_digest(v) for k, v in secret["data"].items()}}
+            for key, secret in self._state["objects"]["secrets"].items()
+        }
+        tmp.write_text(json.dumps(on_disk, indent=1, sort_keys=True))
         os.replace(tmp, self.state_file)
 
     # --- object store ---------------------------------------------------------------------
@@ -318,6 +346,8 @@ class KubernetesEmulator:
         obj["apiVersion"], obj["kind"] = api_version, kind
         current = self._objects(plural).get(key)
         if current is not None and _comparable(current) == _comparable(obj):
+            if plural == "secrets":
+                current["data"] = obj.get("data", {})  # the values again, where only digests were
             return current
         if "spec" in obj:
             previous_generation = int((current or {}).get("metadata", {}).get("generation", 0))
@@ -539,7 +569,10 @@ class KubernetesEmulator:
             owner = next(
                 (f["manager"] for f in current["metadata"].get("managedFields", [])), manager
             )
-            if owner != manager and not force and current.get("data") != data:
+            same = _comparable({"kind": "Secret", "data": current.get("data") or {}}) == (
+                _comparable({"kind": "Secret", "data": data})
+            )
+            if owner != manager and not force and not same:
                 return _error(
                     409,
                     f'Apply failed with 1 conflict: conflict with "{owner}": .data',
