@@ -122,6 +122,15 @@ def _single_shot(configuration: client.Configuration) -> client.Configuration:
     return configuration
 
 
+def _read(response: Any) -> bytes:
+    """Read a raw (`_preload_content=False`) reply and give its connection back to the pool."""
+    try:
+        data: bytes = response.data
+    finally:
+        response.release_conn()
+    return data
+
+
 @dataclass
 class _Demo:
     """What the listings say about one managed namespace, before it becomes a NamespaceState."""
@@ -300,7 +309,7 @@ class KubernetesCluster:
 
     @staticmethod
     def _page(fetch: Callable[[str | None], Any], token: str | None) -> dict[str, Any]:
-        page: dict[str, Any] = json.loads(fetch(token).data)
+        page: dict[str, Any] = json.loads(_read(fetch(token)))
         return page
 
     def _core_list(
@@ -446,15 +455,17 @@ class KubernetesCluster:
         self._call(
             "apply secret",
             namespace,
-            lambda: self.core.patch_namespaced_secret(
-                name,
-                namespace,
-                body,
-                field_manager=self.field_manager,
-                force=True,
-                _content_type=APPLY_PATCH,
-                _preload_content=False,
-                _request_timeout=self.timeout,
+            lambda: _read(
+                self.core.patch_namespaced_secret(
+                    name,
+                    namespace,
+                    body,
+                    field_manager=self.field_manager,
+                    force=True,
+                    _content_type=APPLY_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
             ),
         )
         log.info(
@@ -463,8 +474,10 @@ class KubernetesCluster:
 
     def delete_secret(self, namespace: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_secret(
-                name, namespace, _preload_content=False, _request_timeout=self.timeout
+            _read(
+                self.core.delete_namespaced_secret(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout
+                )
             )
         except ApiException as exc:
             if exc.status == 404:
