@@ -233,6 +233,7 @@ class KubernetesEmulator:
         self._faults = faults
         self._lock = threading.RLock()
         self._fingerprint: tuple[object, ...] | None = None
+        self._refreshed_at = -1
         self._host_patterns = [self._host_regex(p, domain) for p in url_patterns]
         self._state = self._load()
         if nodes is not None:
@@ -644,7 +645,10 @@ class KubernetesEmulator:
                 for demo_id in sorted(set(self._state["synced"]) - set(wanted)):
                     self._prune(demo_id)
                 self._fingerprint = fingerprint
-        self._refresh_workloads()
+        if self._state["resourceVersion"] != self._refreshed_at:
+            # Workloads follow objects; when no object changed there is nothing to follow.
+            self._refresh_workloads()
+            self._refreshed_at = self._state["resourceVersion"]
         if self._state["resourceVersion"] != before:
             self._save()
 
