@@ -141,10 +141,8 @@ class LocalStack:
         )
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:
-        """Every host under the demo domain resolves to the emulator's health server."""
-        return HttpxProber(
-            resolve={f"*.{self.settings.domain}": self._k8s().health_url}, timeout=timeout
-        )
+        """Every host resolves to the emulator's health server, which routes by Host."""
+        return HttpxProber(resolve={"*": self._k8s().health_url}, timeout=timeout)
 
     def inspect(self) -> dict[str, Any]:
         return {"kubernetes": self._k8s().inspect()}

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 class HttpxProber:
     def __init__(self, *, resolve: Mapping[str, str] | None = None, timeout: float = 5.0) -> None:
-        """`resolve` maps `host` or `*.suffix` (any host ending in `.suffix`) to a base URL."""
+        """`resolve` maps `host`, `*.suffix` (any host ending in `.suffix`) or `*` (any
+        other host) to a base URL."""
         self.resolve = dict(resolve or {})
         self._client = httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False)
 
@@ -41,7 +42,7 @@ class HttpxProber:
         for pattern, base in self.resolve.items():
             if pattern.startswith("*.") and host.endswith(pattern[1:]):
                 return base
-        return None
+        return self.resolve.get("*")
 
     def target(self, url: str) -> tuple[str, dict[str, str]]:
         """The URL to request and the headers to send for a probe of `url`."""
