@@ -23,7 +23,7 @@ from reconciler.cli import cli
 from reconciler.local.kubernetes_emulator import KubernetesEmulator, selector_matches
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack, local_state_dir
-from reconciler.providers.base import ProviderError, RateLimited
+from reconciler.providers.base import SECRET_PROJECT_REF_ANNOTATION, ProviderError, RateLimited
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
 from reconciler.workspace import read_settings
@@ -226,6 +226,20 @@ def test_secret_is_server_side_applied_then_updated_and_reapply_is_a_no_op(
     assert base64.b64decode(updated.data["SUPABASE_DB_PASSWORD"]).decode() == "rotated-s3cr3t"
     assert emulator.api_server is not None
     assert emulator.api_server.requests["PATCH secrets"] == 3
+
+
+def test_project_ref_annotation_is_applied_and_read_back(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    assert by_name(cluster)["demo-acme01"].secret_project_ref is None
+    cluster.apply_secret(
+        "demo-acme01", SECRET, CREDENTIALS, {SECRET_PROJECT_REF_ANNOTATION: "abcdefghijklmnopqrst"}
+    )
+    state = by_name(cluster)["demo-acme01"]
+    assert (state.secret_present, state.secret_project_ref) == (True, "abcdefghijklmnopqrst")
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)  # the annotation is no longer applied
+    assert by_name(cluster)["demo-acme01"].secret_project_ref is None
 
 
 def test_apply_secret_before_the_namespace_exists_is_a_clear_404(

@@ -154,6 +154,10 @@ class DnsProvider(Protocol):
 
 # --- Kubernetes -----------------------------------------------------------------------
 
+# On the credentials Secret: the project whose credentials it holds, so that a listing
+# shows a Secret left stale (a crash, a restore, a hand edit) whatever the status file says.
+SECRET_PROJECT_REF_ANNOTATION = "demos.splits.network/project-ref"  # noqa: S105 (a key name)
+
 
 @dataclass(frozen=True)
 class NamespaceState:
@@ -166,6 +170,8 @@ class NamespaceState:
     release_ready: bool = False
     release_message: str = ""
     secret_present: bool = False
+    # the Secret's SECRET_PROJECT_REF_ANNOTATION; None when absent or not recorded
+    secret_project_ref: str | None = None
     cpu_used: str = "0"
     memory_used: str = "0"
     pods_quota: int = 0
@@ -188,8 +194,18 @@ class ClusterProvider(Protocol):
     def list_namespaces(self) -> list[NamespaceState]:
         """Every namespace labelled app.kubernetes.io/managed-by=democtl, with its health."""
 
-    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
-        """Server-side apply of an Opaque Secret; the namespace must exist."""
+    def apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side apply of an Opaque Secret; the namespace must exist.
+
+        `annotations` go on the Secret's metadata (democtl passes
+        SECRET_PROJECT_REF_ANNOTATION); `list_namespaces` reads that one back.
+        """
 
     def delete_secret(self, namespace: str, name: str) -> None: ...
 

@@ -34,7 +34,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from reconciler.providers.base import NamespaceState, ProviderError, RateLimited
+from reconciler.providers.base import (
+    SECRET_PROJECT_REF_ANNOTATION,
+    ClusterProvider,
+    NamespaceState,
+    ProviderError,
+    RateLimited,
+)
 from reconciler.quantity import format_cpu, format_memory, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -145,6 +151,7 @@ class _Demo:
     release_ready: bool = False
     release_message: str = "no release found"
     secret_present: bool = False
+    secret_project_ref: str | None = None
     quota_used: dict[str, str] = field(default_factory=dict)
     quota_hard: dict[str, str] = field(default_factory=dict)
 
@@ -160,6 +167,7 @@ class _Demo:
             release_ready=self.release_ready,
             release_message=self.release_message,
             secret_present=self.secret_present,
+            secret_project_ref=self.secret_project_ref,
             cpu_used=used.get("requests.cpu", used.get("cpu", "0")),
             memory_used=used.get("requests.memory", used.get("memory", "0")),
             pods_quota=int(hard.get("pods", hard.get("count/pods", "0"))),
@@ -379,6 +387,8 @@ class KubernetesCluster:
             demo = demos.get(secret["metadata"].get("namespace", ""))
             if demo is not None and secret["metadata"]["name"] == self.secret_name:
                 demo.secret_present = True
+                annotations = secret["metadata"].get("annotations") or {}
+                demo.secret_project_ref = annotations.get(SECRET_PROJECT_REF_ANNOTATION)
         if self.gitops == "flux":
             self._observe_helmreleases(demos)
         else:
@@ -440,15 +450,25 @@ class KubernetesCluster:
                 f": {detail}" if detail else ""
             )
 
-    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+    def apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side apply; annotations left out of a later apply are removed by it."""
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: "democtl", DEMO_ID_LABEL: namespace},
+        }
+        if annotations:
+            metadata["annotations"] = dict(sorted(annotations.items()))
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {MANAGED_BY: "democtl", DEMO_ID_LABEL: namespace},
-            },
+            "metadata": metadata,
             "type": "Opaque",
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
         }
@@ -500,3 +520,7 @@ class KubernetesCluster:
                     PROVIDER, "list nodes", f"node {node['metadata'].get('name')}: {exc}"
                 ) from None
         return format_cpu(cpu), format_memory(memory)
+
+
+def _conforms(cluster: KubernetesCluster) -> ClusterProvider:
+    return cluster  # mypy checks that the adapter is a ClusterProvider

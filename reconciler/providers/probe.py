@@ -6,7 +6,7 @@ there is no retry here). In local mode `resolve` maps a public host name to the
 emulator's loopback base URL, and the request keeps the public name in its Host
 header, the way an ingress controller routes it. Environment proxies are
 ignored (`trust_env=False`): they would capture loopback traffic.
-May import httpx only.
+May import httpx and `providers.base`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
+
+from reconciler.providers.base import HttpProber
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,7 @@ class HttpxProber:
         healthy = response.is_success
         log.debug("probe %s: %d", host, response.status_code)
         return healthy
+
+
+def _conforms(prober: HttpxProber) -> HttpProber:
+    return prober  # mypy checks that the adapter is an HttpProber
