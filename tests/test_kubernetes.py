@@ -90,9 +90,11 @@ def namespace_yaml(demo_id: str) -> str:
     )
 
 
-def services_yaml(services: dict[str, int], indent: int) -> str:
+def services_yaml(services: dict[str, int], indent: int, demo_id: str = "") -> str:
+    """The chart values: services with replicas and resources, and the pods' common labels."""
     pad = " " * indent
-    lines = [f"{pad}services:"]
+    lines = [f"{pad}commonLabels:", f"{pad}  demos.splits.network/id: {demo_id}"] if demo_id else []
+    lines += [f"{pad}services:"]
     for name, replicas in services.items():
         lines += [
             f"{pad}  {name}:",
@@ -130,7 +132,7 @@ def helmrelease_yaml(demo_id: str, services: dict[str, int]) -> str:
               values:
                 demo: {{id: {demo_id}, type: enterprise}}
             """
-    ) + services_yaml(services, 4)
+    ) + services_yaml(services, 4, demo_id)
 
 
 def application_yaml(demo_id: str, services: dict[str, int]) -> str:
@@ -156,7 +158,7 @@ def application_yaml(demo_id: str, services: dict[str, int]) -> str:
                   valuesObject:
                     demo: {{id: {demo_id}, type: enterprise}}
             """
-    ) + services_yaml(services, 8)
+    ) + services_yaml(services, 8, demo_id)
 
 
 def render(repo: Path, demo_id: str, *, gitops: str = "flux", services: dict[str, int] = SERVICES):
@@ -718,3 +720,49 @@ def test_kubectl_finds_its_way_through_discovery(
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items] == [
         ("demo-acme01", "splits-network")
     ]
+
+
+def test_pods_are_found_by_the_demo_label_the_chart_puts_on_them(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    release = repo / "rendered" / "demo-acme01" / "release.yaml"
+    unlabelled = "".join(
+        line
+        for line in release.read_text().splitlines(keepends=True)
+        if "commonLabels" not in line and "demos.splits.network/id: demo-acme01" not in line
+    )
+    release.write_text(unlabelled)
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    # without the label the chart's pods are invisible to the cluster-wide selector...
+    assert by_name(cluster)["demo-acme01"].pods_ready == 0
+    # ...unless every pod of the cluster is listed
+    everything = KubernetesCluster.for_url(emulator.url, secret_name=SECRET, pod_selector=None)
+    assert by_name(everything)["demo-acme01"].pods_ready == 4
+    everything.close()
+
+
+GOLDEN = PROJECT / "tests" / "golden"
+
+
+@pytest.mark.skipif(not GOLDEN.is_dir(), reason="no golden renders in this tree")
+@pytest.mark.parametrize(
+    "case", sorted(p.name for p in GOLDEN.iterdir()) if GOLDEN.is_dir() else []
+)
+def test_golden_renders_sync_into_healthy_demos(tmp_path: Path, case: str) -> None:
+    """What `democtl render` writes is what the emulator's Flux / Argo CD understands."""
+    repo = tmp_path / "repo"
+    shutil.copytree(GOLDEN / case, repo / "rendered")
+    gitops = "argo" if case.startswith("argo") else "flux"
+    with KubernetesEmulator(tmp_path / "state", source=repo) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, gitops=gitops, secret_name=SECRET)
+        ids = sorted(p.name for p in (repo / "rendered").iterdir())
+        for demo_id in ids:
+            adapter.apply_secret(demo_id, SECRET, CREDENTIALS)
+        states = adapter.list_namespaces()
+        assert [s.demo_id for s in states] == ids
+        for state in states:
+            assert state.pods_expected > 0
+            assert state.healthy, state
+            assert state.pods_quota > 0
+        adapter.close()

@@ -733,6 +733,14 @@ class KubernetesEmulator:
                 return dict(parsed) if isinstance(parsed, dict) else {}
         return {}
 
+    @staticmethod
+    def _release_name(plural: str, release: Mapping[str, Any]) -> str:
+        spec = release.get("spec") or {}
+        if plural == "helmreleases":
+            return str(spec.get("releaseName") or release["metadata"]["name"])
+        helm = (spec.get("source") or {}).get("helm") or {}
+        return str(helm.get("releaseName") or release["metadata"]["name"])
+
     def _target_namespace(self, plural: str, release: Mapping[str, Any]) -> str:
         spec = release.get("spec") or {}
         if plural == "applications":
@@ -773,8 +781,15 @@ class KubernetesEmulator:
     def _reconcile_pods(
         self, plural: str, release: dict[str, Any], namespace: str, *, ready: bool
     ) -> list[dict[str, Any]]:
-        name = release["metadata"]["name"]
-        services = self.release_values(plural, release).get("services") or {}
+        name = self._release_name(plural, release)
+        values = self.release_values(plural, release)
+        services = values.get("services") or {}
+        given_labels = values.get("commonLabels")
+        common = (
+            {str(k): str(v) for k, v in given_labels.items()}
+            if isinstance(given_labels, dict)
+            else {}
+        )
         wanted: dict[str, dict[str, Any]] = {}
         for service, given in sorted(services.items()):
             config = given or {}
@@ -790,6 +805,7 @@ class KubernetesEmulator:
                     release=name,
                     service=service,
                     config=config,
+                    common_labels=common,
                     template_hash=digest[:10],
                     ready=ready,
                 )
@@ -806,6 +822,7 @@ class KubernetesEmulator:
         release: str,
         service: str,
         config: Mapping[str, Any],
+        common_labels: Mapping[str, str],
         template_hash: str,
         ready: bool,
     ) -> dict[str, Any]:
@@ -813,9 +830,6 @@ class KubernetesEmulator:
         restarts = 0
         for status in (existing.get("status") or {}).get("containerStatuses") or []:
             restarts = int(status.get("restartCount", 0))
-        demo_id = _labels(self._objects("namespaces")[_key(None, namespace)]).get(
-            DEMO_ID_LABEL, namespace
-        )
         flag = "True" if ready else "False"
         image = f"ghcr.io/splits-network/{service}:latest"
         state = (
@@ -832,11 +846,12 @@ class KubernetesEmulator:
             "metadata": {
                 "name": pod_name,
                 "namespace": namespace,
+                # like a chart: its `commonLabels` value, then its own selector labels
                 "labels": {
+                    **common_labels,
                     "app.kubernetes.io/name": service,
                     "app.kubernetes.io/instance": release,
                     "pod-template-hash": template_hash,
-                    DEMO_ID_LABEL: demo_id,
                 },
                 "ownerReferences": [
                     {
