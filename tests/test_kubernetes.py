@@ -766,3 +766,29 @@ def test_golden_renders_sync_into_healthy_demos(tmp_path: Path, case: str) -> No
             assert state.healthy, state
             assert state.pods_quota > 0
         adapter.close()
+
+
+def test_values_echoed_by_a_server_are_scrubbed_from_errors() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from reconciler.providers.kubernetes import convert_error
+
+    password = CREDENTIALS["SUPABASE_DB_PASSWORD"]
+    echoed = json.dumps(
+        {
+            "kind": "Status",
+            "reason": "Invalid",
+            "message": f'Secret "s" is invalid: data: Invalid value: "{password}" and '
+            f'"{base64.b64encode(password.encode()).decode()}"',
+        }
+    )
+    error = convert_error(
+        ApiException(status=422, reason="Unprocessable", body=echoed),
+        "apply secret",
+        "demo-acme01",
+        secrets=[password],
+    )
+    assert password not in str(error)
+    assert base64.b64encode(password.encode()).decode() not in str(error)
+    assert "[REDACTED]" in str(error)
+    assert not error.retryable

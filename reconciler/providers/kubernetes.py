@@ -22,7 +22,7 @@ import ipaddress
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -76,12 +76,30 @@ def _upstream_message(exc: ApiException) -> str:
     return f"{exc.status} {exc.reason or 'error'}"
 
 
-def convert_error(exc: Exception, operation: str, demo_id: str | None = None) -> ProviderError:
-    """Classify a client failure: 429, 5xx and transport errors may succeed later."""
+def _scrub(message: str, secrets: Iterable[str]) -> str:
+    for value in secrets:
+        if len(value) >= 4:
+            message = message.replace(value, "[REDACTED]")
+            message = message.replace(base64.b64encode(value.encode()).decode(), "[REDACTED]")
+    return message
+
+
+def convert_error(
+    exc: Exception,
+    operation: str,
+    demo_id: str | None = None,
+    *,
+    secrets: Iterable[str] = (),
+) -> ProviderError:
+    """Classify a client failure: 429, 5xx and transport errors may succeed later.
+
+    `secrets` are values that must not survive into the message even if the server
+    echoes them back.
+    """
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         retry_after = _retry_after(exc.headers)
-        message = _upstream_message(exc)
+        message = _scrub(_upstream_message(exc), secrets)
         if status == 429:
             return RateLimited(
                 PROVIDER,
@@ -103,7 +121,11 @@ def convert_error(exc: Exception, operation: str, demo_id: str | None = None) ->
         )
     # urllib3 connection refused/reset/timeouts: the API server may be back next time.
     return ProviderError(
-        PROVIDER, operation, f"{type(exc).__name__}: {exc}", demo_id=demo_id, retryable=True
+        PROVIDER,
+        operation,
+        _scrub(f"{type(exc).__name__}: {exc}", secrets),
+        demo_id=demo_id,
+        retryable=True,
     )
 
 
@@ -297,11 +319,18 @@ class KubernetesCluster:
 
     # --- calls ----------------------------------------------------------------------------
 
-    def _call(self, operation: str, demo_id: str | None, call: Callable[[], T]) -> T:
+    def _call(
+        self,
+        operation: str,
+        demo_id: str | None,
+        call: Callable[[], T],
+        *,
+        secrets: Iterable[str] = (),
+    ) -> T:
         try:
             return call()
         except _TRANSPORT_ERRORS as exc:
-            error = convert_error(exc, operation, demo_id)
+            error = convert_error(exc, operation, demo_id, secrets=secrets)
             log.warning("%s%s", f"demo {demo_id}: " if demo_id else "", error)
             raise error from None
 
@@ -487,6 +516,7 @@ class KubernetesCluster:
                     _request_timeout=self.timeout,
                 )
             ),
+            secrets=list(data.values()),
         )
         log.info(
             "demo %s: applied secret %s/%s (keys %s)", namespace, namespace, name, sorted(data)
