@@ -1056,6 +1056,7 @@ class KubernetesEmulator:
                     "namespace": s["metadata"]["namespace"],
                     "name": s["metadata"]["name"],
                     "labels": _labels(s),
+                    "annotations": dict(s["metadata"].get("annotations") or {}),
                     "type": s.get("type", "Opaque"),
                     "data": dict.fromkeys(sorted(s.get("data") or {}), REDACTED),
                     "resourceVersion": s["metadata"]["resourceVersion"],
