@@ -631,11 +631,14 @@ class KubernetesEmulator:
                 if rendered.is_dir()
                 else []
             )
-            fingerprint = tuple(
-                (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-                for demo_id in wanted
-                for path in sorted((rendered / demo_id).glob("*.y*ml"))
-            ) + tuple(wanted)
+            try:
+                fingerprint: tuple[object, ...] | None = tuple(
+                    (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                    for demo_id in wanted
+                    for path in sorted((rendered / demo_id).glob("*.y*ml"))
+                ) + tuple(wanted)
+            except OSError:
+                fingerprint = self._fingerprint  # a tree being rewritten: sync next time
             if fingerprint != self._fingerprint:
                 # Parse only when rendered/ changed: every API request syncs.
                 for demo_id in wanted:
