@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -155,13 +156,15 @@ def demo_schema_json() -> str:
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--from-cluster", is_flag=True, help="Size the cluster from its nodes' allocatable.")
 @common_options
-def capacity(fmt: str, ctx: Context) -> None:
+def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
     """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
     settings = load_settings_or_exit(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     live = _live_profiles(loaded)
-    report = capacity_report(settings, live)
+    totals = cluster_totals(ctx, settings) if from_cluster else (None, None)
+    report = capacity_report(settings, live, *totals)
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -599,6 +602,60 @@ def _read_rendered(repo: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and not path.name.startswith(".")
     }
+
+
+# --- local emulators (kubernetes branch) -------------------------------------------------
+
+
+@cli.group("local")
+def local_group() -> None:
+    """The local emulators behind --local and their persisted world."""
+
+
+@local_group.command("inspect")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def local_inspect(fmt: str, ctx: Context) -> None:
+    """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
+    from reconciler.local.stack import inspect_state, local_state_dir
+
+    world = inspect_state(local_state_dir(ctx.repo))
+    if fmt == "json":
+        click.echo(json.dumps(world, indent=2, sort_keys=True))
+        return
+    cluster = world["kubernetes"]
+    rows = [("namespace", "pods ready", "secrets")]
+    for ns in cluster["namespaces"]:
+        pods = [p for p in cluster["pods"] if p["namespace"] == ns["name"]]
+        secrets = [s["name"] for s in cluster["secrets"] if s["namespace"] == ns["name"]]
+        ready = sum(1 for p in pods if p["ready"])
+        rows.append((ns["name"], f"{ready}/{len(pods)}", ",".join(secrets) or "-"))
+    click.echo(table(rows))
+
+
+def cluster_totals(ctx: Context, settings: Settings) -> tuple[Decimal, Decimal]:
+    """The nodes' allocatable cpu and memory, from the cluster (or the local emulator)."""
+    from reconciler.local.kubernetes_emulator import KubernetesEmulator
+    from reconciler.local.stack import local_nodes, local_state_dir
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.kubernetes import KubernetesCluster
+    from reconciler.quantity import parse_quantity
+
+    try:
+        if ctx.local:
+            with KubernetesEmulator(
+                local_state_dir(ctx.repo), source=ctx.repo, nodes=local_nodes(settings)
+            ) as emulator:
+                cluster = KubernetesCluster.for_url(emulator.url)
+                cpu, memory = cluster.node_allocatable()
+                cluster.close()
+        else:
+            cluster = KubernetesCluster.from_environment()
+            cpu, memory = cluster.node_allocatable()
+            cluster.close()
+    except ProviderError as exc:
+        fail(str(exc))
+    return parse_quantity(cpu), parse_quantity(memory)
 
 
 def main() -> None:

@@ -175,6 +175,10 @@ class NamespaceState:
     cpu_used: str = "0"
     memory_used: str = "0"
     pods_quota: int = 0
+    # ResourceQuota hard limits and pod usage, for `status --live` and metrics.
+    cpu_hard: str = "0"
+    memory_hard: str = "0"
+    pods_used: int = 0
 
     @property
     def healthy(self) -> bool:

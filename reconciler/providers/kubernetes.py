@@ -1,0 +1,556 @@
+"""The Kubernetes adapter: demo namespaces' health, the credentials Secret, node capacity.
+
+Owns every call democtl makes to a Kubernetes API server, through the official
+`kubernetes` client: server-side apply and deletion of the per-demo Secret,
+the cluster-wide listings that observe demo namespaces (namespaces, pods,
+resource quotas, Secrets, HelmReleases or Applications: a fixed number of list
+calls, paginated, whatever the number of demos), and the nodes' allocatable
+capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
+`rendered/`. `ApiException` and transport errors become `ProviderError` here and
+nowhere else. Calls are single-shot (no client-side retries): the caller's retry
+policy or the next cycle tries again. Secret values never reach a log or an error.
+
+May import the kubernetes client, PyYAML, `providers.base` and `quantity`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from reconciler.providers.base import (
+    SECRET_PROJECT_REF_ANNOTATION,
+    ClusterProvider,
+    NamespaceState,
+    ProviderError,
+    RateLimited,
+)
+from reconciler.quantity import format_cpu, format_memory, parse_quantity
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "kubernetes"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DEMO_ID_LABEL = "demos.splits.network/id"
+DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
+APPLY_PATCH = "application/apply-patch+yaml"
+FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
+ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
+
+T = TypeVar("T")
+GitOps = Literal["flux", "argo"]
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _upstream_message(exc: ApiException) -> str:
+    """The `message` of the Status body; Status messages never carry Secret data."""
+    with contextlib.suppress(ValueError, TypeError):
+        body = json.loads(exc.body or "")
+        if isinstance(body, dict) and body.get("message"):
+            return f"{exc.status} {body.get('reason', '')}: {body['message']}".strip()
+    return f"{exc.status} {exc.reason or 'error'}"
+
+
+def _scrub(message: str, secrets: Iterable[str]) -> str:
+    for value in secrets:
+        if len(value) >= 4:
+            message = message.replace(value, "[REDACTED]")
+            message = message.replace(base64.b64encode(value.encode()).decode(), "[REDACTED]")
+    return message
+
+
+def convert_error(
+    exc: Exception,
+    operation: str,
+    demo_id: str | None = None,
+    *,
+    secrets: Iterable[str] = (),
+) -> ProviderError:
+    """Classify a client failure: 429, 5xx and transport errors may succeed later.
+
+    `secrets` are values that must not survive into the message even if the server
+    echoes them back.
+    """
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        retry_after = _retry_after(exc.headers)
+        message = _scrub(_upstream_message(exc), secrets)
+        if status == 429:
+            return RateLimited(
+                PROVIDER,
+                operation,
+                message,
+                demo_id=demo_id,
+                retryable=True,
+                retry_after=retry_after,
+                status_code=status,
+            )
+        return ProviderError(
+            PROVIDER,
+            operation,
+            message,
+            demo_id=demo_id,
+            retryable=status >= 500 or status == 0,
+            retry_after=retry_after,
+            status_code=status or None,
+        )
+    # urllib3 connection refused/reset/timeouts: the API server may be back next time.
+    return ProviderError(
+        PROVIDER,
+        operation,
+        _scrub(f"{type(exc).__name__}: {exc}", secrets),
+        demo_id=demo_id,
+        retryable=True,
+    )
+
+
+_TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _single_shot(configuration: client.Configuration) -> client.Configuration:
+    # No urllib3 retries: one attempt per call, retries belong to the caller's policy.
+    configuration.retries = False
+    if _is_loopback(configuration.host):
+        configuration.proxy = None  # a proxy from the environment must not capture loopback
+    return configuration
+
+
+def _read(response: Any) -> bytes:
+    """Read a raw (`_preload_content=False`) reply and give its connection back to the pool."""
+    try:
+        data: bytes = response.data
+    finally:
+        response.release_conn()
+    return data
+
+
+@dataclass
+class _Demo:
+    """What the listings say about one managed namespace, before it becomes a NamespaceState."""
+
+    name: str
+    demo_id: str | None
+    phase: str
+    pods_ready: int = 0
+    pods_seen: int = 0
+    restarts: int = 0
+    pods_expected: int | None = None
+    release_ready: bool = False
+    release_message: str = "no release found"
+    secret_present: bool = False
+    secret_project_ref: str | None = None
+    quota_used: dict[str, str] = field(default_factory=dict)
+    quota_hard: dict[str, str] = field(default_factory=dict)
+
+    def state(self) -> NamespaceState:
+        used, hard = self.quota_used, self.quota_hard
+        return NamespaceState(
+            name=self.name,
+            demo_id=self.demo_id,
+            phase=self.phase,
+            pods_ready=self.pods_ready,
+            pods_expected=self.pods_expected if self.pods_expected is not None else self.pods_seen,
+            restarts=self.restarts,
+            release_ready=self.release_ready,
+            release_message=self.release_message,
+            secret_present=self.secret_present,
+            secret_project_ref=self.secret_project_ref,
+            cpu_used=used.get("requests.cpu", used.get("cpu", "0")),
+            memory_used=used.get("requests.memory", used.get("memory", "0")),
+            pods_quota=int(hard.get("pods", hard.get("count/pods", "0"))),
+            cpu_hard=hard.get("requests.cpu", hard.get("cpu", "0")),
+            memory_hard=hard.get("requests.memory", hard.get("memory", "0")),
+            pods_used=int(used.get("pods", used.get("count/pods", str(self.pods_seen)))),
+        )
+
+
+def expected_replicas(values: Mapping[str, Any]) -> int | None:
+    """Sum of `services.<name>.replicas` in the chart values; None when there are none."""
+    services = values.get("services")
+    if not isinstance(services, Mapping) or not services:
+        return None
+    total = 0
+    for given in services.values():
+        service = given if isinstance(given, Mapping) else {}
+        if service.get("enabled") is False:
+            continue
+        total += int(service.get("replicas", 1))
+    return total
+
+
+def _application_values(app: Mapping[str, Any]) -> dict[str, Any]:
+    spec = app.get("spec") or {}
+    for source in [spec.get("source") or {}, *(spec.get("sources") or [])]:
+        helm = source.get("helm") or {}
+        if isinstance(helm.get("valuesObject"), Mapping):
+            return dict(helm["valuesObject"])
+        if helm.get("values"):
+            with contextlib.suppress(yaml.YAMLError):
+                parsed = yaml.safe_load(helm["values"])
+                if isinstance(parsed, dict):
+                    return parsed
+    return {}
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+class KubernetesCluster:
+    """`ClusterProvider` on the official client; cost per observe is pages, not demos."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        gitops: GitOps = "flux",
+        field_manager: str = "democtl",
+        secret_name: str = DEFAULT_SECRET_NAME,
+        pod_selector: str | None = DEMO_ID_LABEL,
+        page_size: int = 500,
+        timeout: float = 15.0,
+    ) -> None:
+        """`pod_selector` picks the demo pods in one cluster-wide listing; the chart labels
+        its pods with the demo id. `None` lists every pod of the cluster instead."""
+        self.api_client = api_client
+        self.gitops = gitops
+        self.field_manager = field_manager
+        self.secret_name = secret_name
+        self.pod_selector = pod_selector
+        self.page_size = page_size
+        self.timeout = timeout
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        gitops: GitOps = "flux",
+        secret_name: str = DEFAULT_SECRET_NAME,
+        context: str | None = None,
+        **options: Any,
+    ) -> KubernetesCluster:
+        """In-cluster config inside a pod, otherwise `KUBECONFIG` (or ~/.kube/config)."""
+        configuration = client.Configuration()
+        try:
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+                config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+            else:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    # the client reads KUBECONFIG once at import; read it now instead
+                    config_file=os.environ.get("KUBECONFIG") or None,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+        except (ConfigException, OSError, TypeError) as exc:
+            raise ProviderError(PROVIDER, "load config", str(exc)) from None
+        return cls(
+            client.ApiClient(_single_shot(configuration)),
+            gitops=gitops,
+            secret_name=secret_name,
+            **options,
+        )
+
+    @classmethod
+    def for_url(
+        cls,
+        url: str,
+        *,
+        gitops: GitOps = "flux",
+        secret_name: str = DEFAULT_SECRET_NAME,
+        token: str = "democtl-local",  # noqa: S107 - the emulator accepts any token
+        **options: Any,
+    ) -> KubernetesCluster:
+        """A plain-HTTP API server such as the local emulator."""
+        configuration = client.Configuration(host=url.rstrip("/"))
+        configuration.api_key = {"BearerToken": f"Bearer {token}"}
+        return cls(
+            client.ApiClient(_single_shot(configuration)),
+            gitops=gitops,
+            secret_name=secret_name,
+            **options,
+        )
+
+    def close(self) -> None:
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        demo_id: str | None,
+        call: Callable[[], T],
+        *,
+        secrets: Iterable[str] = (),
+    ) -> T:
+        try:
+            return call()
+        except _TRANSPORT_ERRORS as exc:
+            error = convert_error(exc, operation, demo_id, secrets=secrets)
+            log.warning("%s%s", f"demo {demo_id}: " if demo_id else "", error)
+            raise error from None
+
+    def _list(self, operation: str, fetch: Callable[[str | None], Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list call; `fetch(continue_token)` returns the raw reply."""
+        token: str | None = None
+        while True:
+            page = self._call(operation, None, functools.partial(self._page, fetch, token))
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    @staticmethod
+    def _page(fetch: Callable[[str | None], Any], token: str | None) -> dict[str, Any]:
+        page: dict[str, Any] = json.loads(_read(fetch(token)))
+        return page
+
+    def _core_list(
+        self, method: Callable[..., Any], operation: str, label_selector: str | None
+    ) -> Iterator[dict[str, Any]]:
+        def fetch(token: str | None) -> Any:
+            kwargs: dict[str, Any] = {"limit": self.page_size, "_preload_content": False}
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            if token:
+                kwargs["_continue"] = token
+            return method(_request_timeout=self.timeout, **kwargs)
+
+        return self._list(operation, fetch)
+
+    def _custom_list(self, group: str, version: str, plural: str) -> Iterator[dict[str, Any]]:
+        def fetch(token: str | None) -> Any:
+            kwargs: dict[str, Any] = {"limit": self.page_size, "_preload_content": False}
+            if token:
+                kwargs["_continue"] = token
+            return self.custom.list_cluster_custom_object(
+                group, version, plural, _request_timeout=self.timeout, **kwargs
+            )
+
+        return self._list(f"list {plural}", fetch)
+
+    # --- ClusterProvider ------------------------------------------------------------------
+
+    def list_namespaces(self) -> list[NamespaceState]:
+        """One paginated listing per kind, joined by namespace."""
+        demos: dict[str, _Demo] = {}
+        for ns in self._core_list(
+            self.core.list_namespace, "list namespaces", f"{MANAGED_BY}=democtl"
+        ):
+            meta = ns.get("metadata") or {}
+            demos[meta["name"]] = _Demo(
+                name=meta["name"],
+                demo_id=(meta.get("labels") or {}).get(DEMO_ID_LABEL),
+                phase=(ns.get("status") or {}).get("phase", "Active"),
+            )
+        if not demos:
+            return []
+        for pod in self._core_list(
+            self.core.list_pod_for_all_namespaces, "list pods", self.pod_selector
+        ):
+            demo = demos.get(pod["metadata"].get("namespace", ""))
+            if demo is None:
+                continue
+            demo.pods_seen += 1
+            demo.pods_ready += int(_pod_ready(pod))
+            demo.restarts += sum(
+                int(c.get("restartCount", 0))
+                for c in (pod.get("status") or {}).get("containerStatuses") or []
+            )
+        for quota in self._core_list(
+            self.core.list_resource_quota_for_all_namespaces, "list resourcequotas", None
+        ):
+            demo = demos.get(quota["metadata"].get("namespace", ""))
+            if demo is not None:
+                status = quota.get("status") or {}
+                demo.quota_hard.update(status.get("hard") or {})
+                demo.quota_used.update(status.get("used") or {})
+        for secret in self._core_list(
+            self.core.list_secret_for_all_namespaces, "list secrets", f"{MANAGED_BY}=democtl"
+        ):
+            # Only the name is read; the data is dropped with the page.
+            demo = demos.get(secret["metadata"].get("namespace", ""))
+            if demo is not None and secret["metadata"]["name"] == self.secret_name:
+                demo.secret_present = True
+                annotations = secret["metadata"].get("annotations") or {}
+                demo.secret_project_ref = annotations.get(SECRET_PROJECT_REF_ANNOTATION)
+        if self.gitops == "flux":
+            self._observe_helmreleases(demos)
+        else:
+            self._observe_applications(demos)
+        states = [demo.state() for _, demo in sorted(demos.items())]
+        for state in states:
+            log.debug(
+                "demo %s: namespace %s pods %d/%d restarts %d release_ready=%s secret=%s",
+                state.demo_id,
+                state.name,
+                state.pods_ready,
+                state.pods_expected,
+                state.restarts,
+                state.release_ready,
+                state.secret_present,
+            )
+        return states
+
+    def _observe_helmreleases(self, demos: dict[str, _Demo]) -> None:
+        for release in self._custom_list(FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL):
+            spec = release.get("spec") or {}
+            namespace = spec.get("targetNamespace") or release["metadata"].get("namespace")
+            demo = demos.get(namespace or "")
+            if demo is None:
+                continue
+            demo.pods_expected = expected_replicas(spec.get("values") or {})
+            status = release.get("status") or {}
+            conditions = status.get("conditions") or []
+            ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+            generation = int(release["metadata"].get("generation") or 0)
+            observed = int(status.get("observedGeneration") or 0)
+            if generation and observed < generation:
+                # A Ready condition of an older spec says nothing about the current one.
+                demo.release_ready = False
+                demo.release_message = (
+                    f"HelmRelease generation {generation} not reconciled yet (at {observed})"
+                )
+            elif ready is None:
+                demo.release_ready, demo.release_message = False, "HelmRelease not reconciled yet"
+            else:
+                demo.release_ready = ready.get("status") == "True"
+                demo.release_message = f"{ready.get('reason', '')}: {ready.get('message', '')}"
+
+    def _observe_applications(self, demos: dict[str, _Demo]) -> None:
+        for app in self._custom_list(ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL):
+            destination = (app.get("spec") or {}).get("destination") or {}
+            demo = demos.get(destination.get("namespace") or "")
+            if demo is None:
+                continue
+            demo.pods_expected = expected_replicas(_application_values(app))
+            status = app.get("status") or {}
+            health = (status.get("health") or {}).get("status", "Unknown")
+            sync = (status.get("sync") or {}).get("status", "Unknown")
+            demo.release_ready = health == "Healthy" and sync == "Synced"
+            detail = (status.get("health") or {}).get("message") or next(
+                (c.get("message", "") for c in status.get("conditions") or []), ""
+            )
+            demo.release_message = f"health {health}, sync {sync}" + (
+                f": {detail}" if detail else ""
+            )
+
+    def apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side apply; annotations left out of a later apply are removed by it."""
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: "democtl", DEMO_ID_LABEL: namespace},
+        }
+        if annotations:
+            metadata["annotations"] = dict(sorted(annotations.items()))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+        }
+        self._call(
+            "apply secret",
+            namespace,
+            lambda: _read(
+                self.core.patch_namespaced_secret(
+                    name,
+                    namespace,
+                    body,
+                    field_manager=self.field_manager,
+                    force=True,
+                    _content_type=APPLY_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            ),
+            secrets=list(data.values()),
+        )
+        log.info(
+            "demo %s: applied secret %s/%s (keys %s)", namespace, namespace, name, sorted(data)
+        )
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            _read(
+                self.core.delete_namespaced_secret(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                log.info("demo %s: secret %s/%s already gone", namespace, namespace, name)
+                return
+            raise convert_error(exc, "delete secret", namespace) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise convert_error(exc, "delete secret", namespace) from None
+        log.info("demo %s: deleted secret %s/%s", namespace, namespace, name)
+
+    def node_allocatable(self) -> tuple[str, str]:
+        cpu, memory = Decimal(0), Decimal(0)
+        for node in self._core_list(self.core.list_node, "list nodes", None):
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            try:
+                cpu += parse_quantity(str(allocatable.get("cpu", "0")))
+                memory += parse_quantity(str(allocatable.get("memory", "0")))
+            except ValueError as exc:
+                raise ProviderError(
+                    PROVIDER, "list nodes", f"node {node['metadata'].get('name')}: {exc}"
+                ) from None
+        return format_cpu(cpu), format_memory(memory)
+
+
+def _conforms(cluster: KubernetesCluster) -> ClusterProvider:
+    return cluster  # mypy checks that the adapter is a ClusterProvider

@@ -1,0 +1,77 @@
+"""HTTP health probes of a demo's portal, candidate site and API gateway.
+
+Owns `HttpxProber`, the `HttpProber` adapter: one GET per call, True on 2xx,
+False on any other answer or transport failure (the next cycle probes again, so
+there is no retry here). In local mode `resolve` maps a public host name to the
+emulator's loopback base URL, and the request keeps the public name in its Host
+header, the way an ingress controller routes it. Environment proxies are
+ignored (`trust_env=False`): they would capture loopback traffic.
+May import httpx and `providers.base`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconciler.providers.base import HttpProber
+
+log = logging.getLogger(__name__)
+
+
+class HttpxProber:
+    def __init__(self, *, resolve: Mapping[str, str] | None = None, timeout: float = 5.0) -> None:
+        """`resolve` maps `host`, `*.suffix` (any host ending in `.suffix`) or `*` (any
+        other host) to a base URL."""
+        self.resolve = dict(resolve or {})
+        self._client = httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpxProber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _base_for(self, host: str) -> str | None:
+        if host in self.resolve:
+            return self.resolve[host]
+        for pattern, base in self.resolve.items():
+            if pattern.startswith("*.") and host.endswith(pattern[1:]):
+                return base
+        return self.resolve.get("*")
+
+    def target(self, url: str) -> tuple[str, dict[str, str]]:
+        """The URL to request and the headers to send for a probe of `url`."""
+        if "://" not in url:
+            url = f"https://{url}"
+        parts = urlsplit(url)
+        path = parts.path if parts.path not in {"", "/"} else "/health"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        host = parts.hostname or ""
+        base = self._base_for(host)
+        if base is None:
+            return f"{parts.scheme}://{parts.netloc}{path}", {}
+        return f"{base.rstrip('/')}{path}", {"Host": host}
+
+    def probe(self, url: str) -> bool:
+        request_url, headers = self.target(url)
+        host = headers.get("Host") or urlsplit(request_url).hostname
+        try:
+            response = self._client.get(request_url, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("probe %s: %s", host, type(exc).__name__)
+            return False
+        healthy = response.is_success
+        log.debug("probe %s: %d", host, response.status_code)
+        return healthy
+
+
+def _conforms(prober: HttpxProber) -> HttpProber:
+    return prober  # mypy checks that the adapter is an HttpProber
