@@ -46,7 +46,7 @@ class MigrateFn(Protocol):
 
 
 class SeedFn(Protocol):
-    def __call__(  # noqa: PLR0917 (database.seed has this signature)
+    def __call__(
         self,
         provider: SupabaseProvider,
         ref: str,

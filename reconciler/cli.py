@@ -10,19 +10,29 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
+import socket
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+import schedule
 
+from reconciler import database, logsetup, loop, metrics, report, wiring
+from reconciler.apply import Providers
 from reconciler.capacity import capacity_report
 from reconciler.clock import parse_now, real_now
-from reconciler.model import Demo, DemoStatus, Settings
+from reconciler.loop import CycleResult
+from reconciler.model import Demo, DemoStatus, Phase, Settings, demo_status_dict, parse_duration
+from reconciler.providers.base import ProviderError
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 from reconciler.validate import LoadedDemo, Problem, check_repository
 from reconciler.workspace import (
@@ -47,6 +57,17 @@ class Context:
     local: bool
     now: datetime
 
+    @property
+    def state_repo(self) -> Path:
+        """Where the state is read: local mode's scratch repository once it exists."""
+        if self.local:
+            from reconciler.wiring import local_state_repo
+
+            scratch = local_state_repo(self.repo)
+            if (scratch / ".git").exists():
+                return scratch
+        return self.repo
+
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"democtl: {message}", err=True)
@@ -63,8 +84,12 @@ def common_options(func: F) -> F:
     )
     @click.option("--local", is_flag=True, help="Run against the local emulators.")
     @click.option("--now", "now_text", metavar="TIME", help="RFC 3339 or an offset like +3h.")
+    @click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
     @functools.wraps(func)
-    def wrapper(*args: Any, repo: Path, local: bool, now_text: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, repo: Path, local: bool, now_text: str | None, verbose: int, **kwargs: Any
+    ) -> Any:
+        logsetup.configure(verbose)
         try:
             now = parse_now(now_text, real_now())
         except ValueError as exc:
@@ -259,7 +284,7 @@ if TYPE_CHECKING:  # the module is imported where used, like creation_times abov
 def _load_state_or_exit(ctx: Context) -> tuple[gitstate.State, Settings]:
     from reconciler import gitstate
 
-    state = gitstate.load_state(ctx.repo, ctx.now)
+    state = gitstate.load_state(ctx.state_repo, ctx.now)
     if state.settings is None:
         for problem in state.settings_problems:
             click.echo(str(problem), err=True)
@@ -317,7 +342,7 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
     from reconciler import gitstate
 
     try:
-        events = gitstate.history(ctx.repo, demo_id)
+        events = gitstate.history(ctx.state_repo, demo_id)
     except gitstate.GitStateError as exc:
         fail(str(exc), EXIT_USAGE)
     if fmt == "json":
@@ -619,7 +644,7 @@ def local_inspect(fmt: str, ctx: Context) -> None:
     """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
     from reconciler.local.stack import inspect_state, local_state_dir
 
-    world = inspect_state(local_state_dir(ctx.repo))
+    world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)
     if fmt == "json":
         click.echo(json.dumps(world, indent=2, sort_keys=True))
         return
@@ -656,6 +681,268 @@ def cluster_totals(ctx: Context, settings: Settings) -> tuple[Decimal, Decimal]:
     except ProviderError as exc:
         fail(str(exc))
     return parse_quantity(cpu), parse_quantity(memory)
+
+
+# --- the reconcile loop: plan, reconcile, run, status, local ---------------------------
+
+
+def _wait_seconds(text: str) -> float:
+    """`60s`, `2m`, `1h`: how long reconcile may keep cycling for demos to settle."""
+    text = text.strip()
+    if text.endswith("s") and text[:-1].isdigit():
+        return float(text[:-1])
+    if text in {"", "0"}:
+        return 0.0
+    return parse_duration(text).total_seconds()
+
+
+def _settled(result: CycleResult) -> bool:
+    """Nothing left that another cycle soon would move: no demo creating or destroying."""
+    busy = {Phase.CREATING, Phase.DESTROYING}
+    if any(s.phase in busy for s in result.statuses.values()):
+        return False
+    return not any(d.intent.value == "teardown" for d in result.plan.demos)
+
+
+def _print_transitions(before: dict[str, DemoStatus], result: CycleResult) -> None:
+    for demo_id, status in sorted(result.statuses.items()):
+        old = before.get(demo_id)
+        if old is not None and old.phase == status.phase:
+            continue
+        arrow = f"{old.phase.value} -> " if old else ""
+        where = f"  {status.urls.get('portal', '')}" if status.phase is Phase.READY else ""
+        queue = f" (#{status.queuePosition} in queue)" if status.queuePosition else ""
+        click.echo(f"  {demo_id}: {arrow}{status.phase.value}{queue}{where}")
+    for demo_id in sorted(set(before) - set(result.statuses)):
+        click.echo(f"  {demo_id}: {before[demo_id].phase.value} -> removed")
+
+
+def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
+    return loop.CycleOptions(
+        allow_mass_delete=allow_mass_delete,
+        concurrency=concurrency,
+        known_migrations=tuple(m.version for m in database.load_migrations()),
+    )
+
+
+@contextmanager
+def _providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Iterator[Providers]:
+    try:
+        with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
+            yield providers
+    except wiring.CredentialsMissing as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+@cli.command("plan")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
+@click.option("--allow-mass-delete", is_flag=True, help="Plan as if the guard were lifted.")
+@common_options
+def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
+    """What the next cycle would do, and why. No side effects anywhere."""
+    settings = load_settings_or_exit(ctx.repo)
+    workdir = ctx.state_repo
+    with _providers_or_exit(ctx, workdir, settings) as providers:
+        result = loop.run_cycle(
+            workdir,
+            providers,
+            ctx.now,
+            _cycle_options(allow_mass_delete=allow_mass_delete),
+            dry_run=True,
+        )
+    if fmt == "json":
+        click.echo(json.dumps(result.plan.as_dict(), indent=2))
+    elif fmt == "markdown":
+        click.echo(report.plan_markdown(result.plan, ctx.now), nl=False)
+    else:
+        click.echo(report.plan_text(result.plan, ctx.now))
+
+
+@cli.command()
+@click.option("--push", is_flag=True, help="Push the cycle's commit (never forced).")
+@click.option("--dry-run", is_flag=True, help="Stop after planning; same as `democtl plan`.")
+@click.option("--allow-mass-delete", is_flag=True, help="Lift the mass-deletion guard.")
+@click.option(
+    "--wait",
+    "wait_text",
+    default="0s",
+    metavar="DURATION",
+    help="Keep cycling up to this long (e.g. 60s) until no demo is creating.",
+)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@common_options
+def reconcile(
+    push: bool,
+    dry_run: bool,
+    allow_mass_delete: bool,
+    wait_text: str,
+    concurrency: int,
+    ctx: Context,
+) -> None:
+    """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+    try:
+        wait = _wait_seconds(wait_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+    settings = load_settings_or_exit(ctx.repo)
+    if dry_run:
+        ctx_plan = click.get_current_context()
+        ctx_plan.invoke(
+            plan_cmd,
+            fmt="text",
+            allow_mass_delete=allow_mass_delete,
+            repo=ctx.repo,
+            local=ctx.local,
+            now_text=ctx.now.isoformat(),
+            verbose=0,
+        )
+        return
+    options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    try:
+        workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=ctx.now)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    started = time.monotonic()
+
+    def now() -> datetime:
+        return ctx.now + timedelta(seconds=round(time.monotonic() - started))
+
+    def progress(demo_id: str, line: str) -> None:
+        click.echo(f"  {demo_id}: {line}")
+
+    failed = False
+    last: loop.CycleResult | None = None
+    cycle_number = 0
+    with _providers_or_exit(ctx, workdir, settings) as providers:
+        while True:
+            cycle_number += 1
+            try:
+                if push:
+                    last = loop.run_cycle_and_push(
+                        workdir, providers, now(), options, holder=_holder(), progress=progress
+                    )
+                else:
+                    last = loop.run_cycle(workdir, providers, now(), options, progress=progress)
+            except loop.SettingsUnusable as exc:
+                for problem in exc.problems:
+                    click.echo(str(problem), err=True)
+                fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
+            except gitstate.GitStateError as exc:
+                fail(str(exc))
+            click.echo(
+                f"cycle {cycle_number}: "
+                + (f"committed {last.commit[:8]}" if last.commit else "nothing to commit")
+            )
+            _print_transitions(last.previous, last)
+            failed = failed or last.failed
+            if _settled(last) or time.monotonic() - started >= wait:
+                break
+            time.sleep(2)
+    assert last is not None
+    click.echo("")
+    click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, now())))
+    for line in (*last.plan.refusals, *last.plan.warnings):
+        click.echo(f"note: {line}")
+    if ctx.local:
+        click.echo("")
+        click.echo("Next: democtl list --local   democtl status <ID> --local --live")
+        click.echo("      democtl history --local   democtl local inspect")
+        click.echo("      democtl reconcile --local --now +1d   (see what expiry does)")
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _holder() -> str:
+    """Who holds the writer lock: enough for a person to find the process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@cli.command()
+@click.option("--every", "every_text", default="5m", show_default=True, metavar="DURATION")
+@click.option("--push", is_flag=True, help="Push each cycle's commit (never forced).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@common_options
+def run(
+    every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
+) -> None:
+    """Reconcile on a schedule until SIGTERM or SIGINT (which let the current cycle finish)."""
+    try:
+        every = _wait_seconds(every_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if every <= 0:
+        raise click.BadParameter("must be longer than zero", param_hint="--every")
+    settings = load_settings_or_exit(ctx.repo)
+    offset = ctx.now - real_now()  # --now shifts the clock for every cycle alike
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        click.echo(f"received signal {signum}: finishing the current cycle, then exiting", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    exporter = metrics.Exporter()
+    if metrics_port is not None:
+        exporter.serve(metrics_port)
+    options = _cycle_options(concurrency=concurrency)
+
+    def cycle() -> None:
+        started = time.monotonic()
+        now = real_now() + offset
+        try:
+            workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
+            with _providers_or_exit(ctx, workdir, settings) as providers:
+                if push:
+                    result = loop.run_cycle_and_push(
+                        workdir, providers, now, options, holder=_holder()
+                    )
+                else:
+                    result = loop.run_cycle(workdir, providers, now, options)
+        except Exception as exc:  # one bad cycle never ends the loop; the next tick retries
+            exporter.cycle_failed()
+            click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
+            return
+        exporter.record(result, time.monotonic() - started)
+        changed = ", ".join(f"{c.demo_id}: {c.action}" for c in result.changes)
+        click.echo(
+            f"{now.isoformat()} cycle: {len(result.plan.demos)} demos; "
+            + (f"committed {result.commit[:8]} ({changed})" if result.commit else "up to date")
+        )
+
+    schedule.every(max(1, round(every))).seconds.do(cycle)
+    cycle()
+    while not stop.is_set():
+        schedule.run_pending()
+        stop.wait(min(1.0, every))
+    schedule.clear()
+
+
+@cli.command()
+@click.argument("demo_id", metavar="ID")
+@click.option("--live", is_flag=True, help="Also ask the cluster for pods, CPU and memory now.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
+    """A demo's status file (phase, URLs, health checks, conditions); --live adds usage."""
+    state, settings = _load_state_or_exit(ctx)
+    current = state.statuses.get(demo_id)
+    if current is None:
+        known = ", ".join(sorted(state.statuses)) or "none"
+        fail(f"no status for {demo_id} in {ctx.state_repo} (demos with a status: {known})")
+    data: dict[str, Any] = demo_status_dict(current)
+    if live:
+        with _providers_or_exit(ctx, ctx.state_repo, settings) as providers:
+            try:
+                namespaces = providers.cluster.list_namespaces()
+            except ProviderError as exc:
+                fail(f"cannot read the cluster: {exc}")
+        found = next((n for n in namespaces if n.demo_id == demo_id), None)
+        data["live"] = report.live_usage(found)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(report.status_text(data, ctx.now))
 
 
 def main() -> None:

@@ -140,7 +140,7 @@ def migrate(
     return done
 
 
-def seed(  # noqa: PLR0917 (the six values a seed is made of)
+def seed(
     provider: SupabaseProvider,
     ref: str,
     demo_id: str,

@@ -673,7 +673,7 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
 # --- the plan ---------------------------------------------------------------------------
 
 
-def plan(  # noqa: PLR0917 (the loop passes the cycle inputs in order)
+def plan(
     settings: Settings,
     demos: Sequence[LoadedDemo],
     created_at: Mapping[str, datetime],

@@ -213,7 +213,7 @@ def _conditions(
     ]
 
 
-def next_status(  # noqa: PLR0917 (one cycle's facts, in the loop's order)
+def next_status(
     demo: Demo | None,
     previous: DemoStatus | None,
     plan_item: DemoPlan,

@@ -4,30 +4,41 @@ Owns `LocalStack`, a context manager that starts the emulators with their state
 under `<repo>/.democtl/local/` (git-ignored), writes a kubeconfig pointing at the
 Kubernetes emulator (so `KUBECONFIG=<state>/kubeconfig` works for any client
 while the stack runs), and hands out adapters already pointed at them.
-Today it wires the Kubernetes emulator and its health endpoints; the Supabase
-and Cloudflare emulators join through `_start_supabase` / `_start_cloudflare`
-(see the comments there). May import the emulators, the adapters and the settings model.
+It wires the Kubernetes emulator (with its health endpoints and Flux stand-in),
+the Supabase emulator over a local PostgreSQL, and the Cloudflare emulator. May
+import the emulators, the adapters and the settings model.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.kubernetes_emulator import KubernetesEmulator
+from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Faults
+from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
+from reconciler.providers.cloudflare import CloudflareDns
+from reconciler.providers.http import RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
+from reconciler.providers.supabase import SupabaseManagementClient
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".democtl") / "local"
 KUBECONFIG_FILE = "kubeconfig"
+# The emulators check that a token is sent, not which: local mode needs no credentials.
+LOCAL_TOKEN = "democtl-local"  # noqa: S105
+LOCAL_PROJECT_URL = "http://{ref}.supabase.localhost"
 
 
 def local_state_dir(repo: Path) -> Path:
@@ -67,15 +78,19 @@ class LocalStack:
         *,
         faults: Faults | None = None,
         nodes: dict[str, tuple[str, str]] | None = None,
+        come_up_seconds: float = 2.0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
         self.settings = settings
         self.faults = faults
         self.nodes = nodes
+        self.come_up_seconds = come_up_seconds
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
-        # The lead adds `self.supabase` and `self.cloudflare` with their emulators.
+        self.postgres: LocalPostgres | None = None
+        self.supabase: SupabaseEmulator | None = None
+        self.cloudflare: CloudflareEmulator | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -114,17 +129,24 @@ class LocalStack:
         log.info("local kubernetes emulator at %s (health %s)", emulator.url, emulator.health_url)
 
     def _start_supabase(self) -> None:
-        """Seam: start `reconciler.local.supabase_emulator.SupabaseEmulator` here.
-
-        Enter it on `self._exit` with `self.state_dir`, `self.faults`, and expose it as
-        `self.supabase`; add its adapter factory next to `cluster()` below.
-        """
+        # projects are real databases in one PostgreSQL cluster kept under the state dir
+        self.postgres = self._exit.enter_context(LocalPostgres(self.state_dir))
+        emulator = SupabaseEmulator(
+            self.state_dir,
+            self.postgres,
+            clock=time.time,
+            come_up_seconds=self.come_up_seconds,
+            faults=self.faults,
+        )
+        self.supabase = self._exit.enter_context(emulator)
+        log.info("local supabase emulator at %s", emulator.url)
 
     def _start_cloudflare(self) -> None:
-        """Seam: start `reconciler.local.cloudflare_emulator.CloudflareEmulator` here.
-
-        Same shape as `_start_supabase`: `self.cloudflare`, plus a `dns()` factory.
-        """
+        emulator = CloudflareEmulator(
+            self.state_dir, zone_name=self.settings.cloudflare.zone, faults=self.faults
+        )
+        self.cloudflare = self._exit.enter_context(emulator)
+        log.info("local cloudflare emulator at %s", emulator.api_url)
 
     # --- adapters pointed at the emulators ------------------------------------------------
 
@@ -144,10 +166,61 @@ class LocalStack:
         """Every host resolves to the emulator's health server, which routes by Host."""
         return HttpxProber(resolve={"*": self._k8s().health_url}, timeout=timeout)
 
+    def supabase_client(self) -> SupabaseManagementClient:
+        if self.supabase is None:
+            raise RuntimeError("LocalStack is not started; use it as a context manager")
+        sb = self.settings.supabase
+        return SupabaseManagementClient(
+            self.supabase.url,
+            LOCAL_TOKEN,
+            sb.organization,
+            sb.region,
+            sb.projectPrefix,
+            retry=RetryPolicy(attempts=4, base_delay=0.2, max_delay=2.0),
+            instance_size=sb.size,
+            # stable across commands (the emulator's port is not): it lands in status files
+            project_url_template=LOCAL_PROJECT_URL,
+        )
+
+    def dns(self) -> CloudflareDns:
+        if self.cloudflare is None:
+            raise RuntimeError("LocalStack is not started; use it as a context manager")
+        return CloudflareDns(
+            LOCAL_TOKEN,
+            self.settings.cloudflare.zone,
+            base_url=self.cloudflare.api_url,
+            max_retries=2,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every value held in the emulated cluster's Secrets (tests look for leaks)."""
+        values: list[str] = []
+        for secret in self._k8s()._state["objects"]["secrets"].values():
+            for encoded in (secret.get("data") or {}).values():
+                values.append(base64.b64decode(encoded).decode(errors="replace"))
+        return values
+
     def inspect(self) -> dict[str, Any]:
-        return {"kubernetes": self._k8s().inspect()}
+        world: dict[str, Any] = {"kubernetes": self._k8s().inspect()}
+        if self.supabase is not None:
+            world["supabase"] = self.supabase.inspect()
+        if self.cloudflare is not None:
+            world["cloudflare"] = self.cloudflare.inspect()
+        return world
 
 
-def inspect_state(state_dir: Path) -> dict[str, Any]:
-    """The persisted local world, read without starting any server."""
-    return {"kubernetes": KubernetesEmulator(state_dir, source=None).inspect()}
+def inspect_state(state_dir: Path, settings: Settings | None = None) -> dict[str, Any]:
+    """The persisted local world, read without serving any API.
+
+    The Supabase part needs the local PostgreSQL (to count rows), which is
+    started for the read and stopped again when this command started it.
+    """
+    world: dict[str, Any] = {"kubernetes": KubernetesEmulator(state_dir, source=None).inspect()}
+    if settings is not None:
+        world["cloudflare"] = CloudflareEmulator(
+            state_dir, zone_name=settings.cloudflare.zone
+        ).inspect()
+    if (state_dir / "supabase.json").is_file():
+        with LocalPostgres(state_dir) as postgres:
+            world["supabase"] = SupabaseEmulator(state_dir, postgres, clock=time.time).inspect()
+    return world
