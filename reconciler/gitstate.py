@@ -1050,9 +1050,21 @@ def scratch_state_repo(
     if not source.head.is_valid():
         raise SyncError(f"{upstream}: the branch {branch!r} has no commits yet")
     if not (dest / ".git").exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        git.Repo.clone_from(str(upstream), str(dest), branch=branch)
-        return dest
+        # A fresh history whose first commit is empty: the first merge then adds every
+        # demo file at once, dated now, so the demos' clocks start when local mode first
+        # sees them, not when the files were written (a sample may be months old).
+        dest.mkdir(parents=True, exist_ok=True)
+        scratch = git.Repo.init(str(dest), initial_branch=branch)
+        _must(scratch, "remote", "add", "origin", str(upstream.resolve()))
+        _must(
+            scratch,
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            "Local state for democtl --local",
+            env=identity.env(when),
+        )
     repo = _repo(dest)
     # an interrupted cycle's leftovers would block the merge; the next cycle rebuilds them
     _must(repo, "reset", "--quiet", "--hard", "HEAD")
@@ -1063,6 +1075,7 @@ def scratch_state_repo(
         "merge",
         "--quiet",
         "--no-edit",
+        "--allow-unrelated-histories",
         "-m",
         f"Merge {branch} of {upstream.name} into the local state",
         f"refs/remotes/origin/{branch}",
