@@ -741,15 +741,24 @@ def _providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Itera
 def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
     """What the next cycle would do, and why. No side effects anywhere."""
     settings = load_settings_or_exit(ctx.repo)
-    workdir = ctx.state_repo
-    with _providers_or_exit(ctx, workdir, settings) as providers:
-        result = loop.run_cycle(
-            workdir,
-            providers,
-            ctx.now,
-            _cycle_options(allow_mass_delete=allow_mass_delete),
-            dry_run=True,
-        )
+    try:
+        with (
+            wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
+            _providers_or_exit(ctx, workdir, settings) as providers,
+        ):
+            result = loop.run_cycle(
+                workdir,
+                providers,
+                ctx.now,
+                _cycle_options(allow_mass_delete=allow_mass_delete),
+                dry_run=True,
+            )
+    except loop.SettingsUnusable as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
     if fmt == "json":
         click.echo(json.dumps(result.plan.as_dict(), indent=2))
     elif fmt == "markdown":

@@ -1088,3 +1088,22 @@ def scratch_state_repo(
             f"{_git_said(out, err)}; remove {dest} to start the local state afresh"
         )
     return dest
+
+
+def preview_state_repo(
+    upstream: Path,
+    scratch: Path,
+    dest: Path,
+    identity: Identity = DEFAULT_IDENTITY,
+    *,
+    when: datetime | None = None,
+) -> Path:
+    """A throwaway copy of local mode's state with `upstream`'s new commits merged in.
+
+    `democtl plan --local` plans on it, so a plan sees the demo files just
+    committed without touching the scratch repository itself.
+    """
+    if (scratch / ".git").exists():
+        git.Repo.clone_from(str(scratch), str(dest))
+        _must(_repo(dest), "remote", "set-url", "origin", str(upstream.resolve()))
+    return scratch_state_repo(upstream, dest, identity, when=when)

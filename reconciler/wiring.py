@@ -9,6 +9,7 @@ receives the finished `Providers` and never knows which world it talks to.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,6 +49,26 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
             repo, local_state_repo(repo), gitstate.Identity.from_settings(settings), when=now
         )
     return repo
+
+
+@contextmanager
+def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> Iterator[Path]:
+    """Where `democtl plan` reads the state, without writing to any repository.
+
+    Local mode plans on a temporary copy of its scratch state with the user's
+    new commits merged in; otherwise the checkout itself is read as it is.
+    """
+    if not local:
+        yield repo
+        return
+    with tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp:
+        yield gitstate.preview_state_repo(
+            repo,
+            local_state_repo(repo),
+            Path(tmp) / SCRATCH,
+            gitstate.Identity.from_settings(settings),
+            when=now,
+        )
 
 
 @contextmanager
