@@ -709,12 +709,12 @@ def _print_transitions(before: dict[str, DemoStatus], result: CycleResult) -> No
         old = before.get(demo_id)
         if old is not None and old.phase == status.phase:
             continue
-        arrow = f"{old.phase.value} -> " if old else ""
+        arrow = f"{old.phase.value} -> " if old else "new -> "
         where = f"  {status.urls.get('portal', '')}" if status.phase is Phase.READY else ""
         queue = f" (#{status.queuePosition} in queue)" if status.queuePosition else ""
-        click.echo(f"  {demo_id}: {arrow}{status.phase.value}{queue}{where}")
+        click.echo(f"  * {demo_id}: {arrow}{status.phase.value}{queue}{where}")
     for demo_id in sorted(set(before) - set(result.statuses)):
-        click.echo(f"  {demo_id}: {before[demo_id].phase.value} -> removed")
+        click.echo(f"  * {demo_id}: {before[demo_id].phase.value} -> removed")
 
 
 def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
@@ -825,6 +825,7 @@ def reconcile(
     with _providers_or_exit(ctx, workdir, settings) as providers:
         while True:
             cycle_number += 1
+            click.echo(f"cycle {cycle_number} ({now().isoformat()})")
             try:
                 if push:
                     last = loop.run_cycle_and_push(
@@ -838,11 +839,11 @@ def reconcile(
                 fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
             except gitstate.GitStateError as exc:
                 fail(str(exc))
-            click.echo(
-                f"cycle {cycle_number}: "
-                + (f"committed {last.commit[:8]}" if last.commit else "nothing to commit")
-            )
             _print_transitions(last.previous, last)
+            click.echo(
+                f"  = cycle {cycle_number} "
+                + (f"committed {last.commit[:8]}" if last.commit else "had nothing to commit")
+            )
             failed = failed or last.failed
             if _settled(last) or time.monotonic() - started >= wait:
                 break
