@@ -1,0 +1,25 @@
+"""The import-linter contract that keeps git in one module covers every module."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_every_module_but_gitstate_is_forbidden_to_import_git() -> None:
+    config = tomllib.loads((PROJECT / "pyproject.toml").read_text())
+    contract = next(
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c["name"] == "Only gitstate touches git"
+    )
+    modules = set()
+    for path in (PROJECT / "reconciler").rglob("*.py"):
+        if path.name == "__main__.py":
+            continue
+        parts = path.with_suffix("").relative_to(PROJECT).parts
+        modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    expected = modules - {"reconciler", "reconciler.gitstate"}
+    assert set(contract["source_modules"]) == expected
