@@ -173,7 +173,33 @@ def validate_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
-LabelKey = Annotated[str, StringConstraints(max_length=253 + 1 + 63, pattern=LABEL_KEY_PATTERN)]
+# Kubernetes keeps kubernetes.io and k8s.io (and their subdomains) for itself, and democtl
+# its own domain: a demo label under one could pose as the labels that network policies
+# and the reconciler select on (kubernetes.io/metadata.name, demos.splits.network/id).
+RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io", "demos.splits.network")
+
+
+def reserved_label_key(key: str) -> bool:
+    """True for a label key whose prefix is a reserved domain or a subdomain of one."""
+    prefix = key.rpartition("/")[0]
+    return any(prefix == d or prefix.endswith("." + d) for d in RESERVED_LABEL_DOMAINS)
+
+
+def _unreserved_label_key(key: str) -> str:
+    if reserved_label_key(key):
+        raise ValueError(
+            f"label key {key!r}: the prefix {key.rpartition('/')[0]!r} is reserved for "
+            f"Kubernetes and democtl ({', '.join(RESERVED_LABEL_DOMAINS)} and their "
+            "subdomains); use a prefix of your own or none"
+        )
+    return key
+
+
+LabelKey = Annotated[
+    str,
+    StringConstraints(max_length=253 + 1 + 63, pattern=LABEL_KEY_PATTERN),
+    AfterValidator(_unreserved_label_key),
+]
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 

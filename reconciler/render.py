@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import jinja2
 import yaml
 
-from reconciler.model import Demo, DemoStatus, Settings
+from reconciler.model import Demo, DemoStatus, Settings, reserved_label_key
 
 logger = logging.getLogger(__name__)
 
@@ -255,23 +255,15 @@ def common_labels(demo: Demo) -> dict[str, str]:
     }
 
 
-def _reserved(key: str) -> bool:
-    """Label keys that belong to Kubernetes or to democtl, never to a demo file."""
-    prefix = key.rpartition("/")[0]
-    return (
-        prefix == LABEL_PREFIX
-        or prefix.endswith(("kubernetes.io", "k8s.io"))
-        or key.startswith(("kubernetes.io/", "k8s.io/"))
-    )
-
-
 def _context(
     demo: Demo, settings: Settings, expires_at: datetime, status: DemoStatus | None
 ) -> dict[str, Any]:
     labels = common_labels(demo)
-    # a demo label must not pose as a system one (kubernetes.io/metadata.name is what
-    # the network policies select on)
-    namespace_labels = {k: v for k, v in sorted(demo.metadata.labels.items()) if not _reserved(k)}
+    # validation refuses reserved keys; dropping them here too keeps a demo built without
+    # validation (model_construct) from posing as a system label
+    namespace_labels = {
+        k: v for k, v in sorted(demo.metadata.labels.items()) if not reserved_label_key(k)
+    }
     namespace_labels.update(labels)  # ours win over a demo label of the same key
     namespace_labels["pod-security.kubernetes.io/enforce"] = "baseline"
     supabase_url = status.supabase.url if status is not None else None

@@ -42,6 +42,11 @@ def demo(name: str = "demo-bad", extra: str = "") -> str:
     return BASE.format(name=name) + extra
 
 
+def labelled(entry: str) -> str:
+    """A demo-bad file with one `key: value` line under metadata.labels (line 7)."""
+    return demo().replace("  name: demo-bad\n", f"  name: demo-bad\n  labels:\n    {entry}\n")
+
+
 GOOD = demo("demo-good", "  ttl: 2h\n")
 LATE = demo("demo-late", "  ttl: 9h\n")
 LATE_PROBLEM = ("demos/demo-late.yaml", 9, "spec.ttl", "9h exceeds the maximum of 8h")
@@ -415,6 +420,38 @@ CASES = [
         "DNS-subdomain prefix",
     ),
     (
+        "label-key-kubernetes-io-prefix",
+        "demo-bad.yaml",
+        labelled("kubernetes.io/metadata.name: ingress-nginx"),
+        7,
+        'metadata.labels["kubernetes.io/metadata.name"]',
+        "'kubernetes.io' is reserved",
+    ),
+    (
+        "label-key-kubernetes-io-subdomain",
+        "demo-bad.yaml",
+        labelled("app.kubernetes.io/managed-by: someone"),
+        7,
+        'metadata.labels["app.kubernetes.io/managed-by"]',
+        "'app.kubernetes.io' is reserved",
+    ),
+    (
+        "label-key-k8s-io-subdomain",
+        "demo-bad.yaml",
+        labelled("node.k8s.io/pool: demo"),
+        7,
+        'metadata.labels["node.k8s.io/pool"]',
+        "'node.k8s.io' is reserved",
+    ),
+    (
+        "label-key-democtl-prefix",
+        "demo-bad.yaml",
+        labelled("demos.splits.network/id: demo-other"),
+        7,
+        'metadata.labels["demos.splits.network/id"]',
+        "'demos.splits.network' is reserved",
+    ),
+    (
         "label-value-too-long",
         "demo-bad.yaml",
         demo().replace(
@@ -610,6 +647,8 @@ def test_valid_labels_and_expiry(repo: Path) -> None:
     ).replace(
         "  name: demo-labels\n",
         "  name: demo-labels\n  labels:\n    team: sales\n    splits.network/region: emea\n"
+        # a look-alike of a reserved prefix is not one
+        "    mykubernetes.io/tier: gold\n"
         '    empty: ""\n',
     )
     (repo / "demos" / "demo-labels.yaml").write_text(text)
