@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.local.server import EmulatorServer, Faults, Request, Response
+from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _route_of(request: Request) -> str:
     return f"{request.method} {path}"
 
 
-class CloudflareEmulator:
+class CloudflareEmulator(ServedEmulator):
     """One zone's DNS records behind Cloudflare's v4 API, on an `EmulatorServer`."""
 
     def __init__(
@@ -147,10 +147,6 @@ class CloudflareEmulator:
     # --- lifecycle ------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def api_url(self) -> str:
         """The base URL the SDK is given (`base_url=`)."""
         return self.server.url + API_PREFIX
@@ -158,27 +154,6 @@ class CloudflareEmulator:
     @property
     def zone_id(self) -> str:
         return str(self._state["zone"]["id"])
-
-    @property
-    def requests(self) -> Any:
-        return self.server.requests
-
-    def start(self) -> str:
-        self.server.start()
-        return self.api_url
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> CloudflareEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def set_faults(self, faults: Faults) -> None:
-        self.server.set_faults(faults)
 
     def reset(self) -> None:
         """An empty zone, no faults, zeroed counters: one running emulator, many tests."""

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.local.postgres import LocalPostgres
-from reconciler.local.server import EmulatorServer, Faults, Request, Response
+from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Window:
     count: int = 0
 
 
-class SupabaseEmulator:
+class SupabaseEmulator(ServedEmulator):
     """The Management API on loopback; `start()` returns its base URL."""
 
     def __init__(
@@ -123,27 +123,6 @@ class SupabaseEmulator:
         )
 
     # --- lifecycle ------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> Any:
-        return self.server.requests
-
-    def start(self) -> str:
-        return self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> SupabaseEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def project_url(self, ref: str) -> str:
         return f"{self.url}/project/{ref}"
