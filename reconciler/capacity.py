@@ -3,6 +3,7 @@
 Pure arithmetic over the settings and the profiles of live demos. A demo's
 footprint is its profile's ResourceQuota (the most it can request), so a cluster
 never promises more than it holds once the production reserve is set aside.
+Imports only the settings model and quantity parsing.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 `--now` accepts RFC 3339 (`2026-12-01T18:00:00Z`) or an offset from the real
 time (`+3h`, `-30m`, `+1d`) so that tests and people can see what expiry will do.
+The only module below the CLI that reads the real clock; imports only the model.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Adapters never log secrets, and this is the net under them: every record is
 checked for the credential values democtl reads from the environment, and any
-found are replaced by `***` before the line is written.
+found are replaced by `***` before the line is written. Imports the standard
+library only.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Reads `reconciler.yaml` and `demos/*.yaml` as bytes and hands them to the
 validators. Never writes: every write under demos/, status/ and rendered/
-belongs to `gitstate`.
+belongs to `gitstate`. Imports the model, validation and the YAML reader.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ An emulator is a function from `Request` to `Response` (its API) plus this serve
 The server injects the faults the reconciler must survive (latency, 429 with
 Retry-After, 5xx, timeouts, dropped connections) at configured rates from a
 seeded random source, so a test that asks for faults gets the same ones every run,
-and counts requests per route for tests and benchmarks.
+and counts requests per route for tests and benchmarks. `ServedEmulator` is the
+lifecycle every emulator delegates to its server. Imports the standard library only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Thin adapters behind the Protocols in `base`; vendor errors never leave them."""
