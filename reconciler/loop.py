@@ -22,10 +22,11 @@ from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import DemoStatus, Phase, parse_duration
 from reconciler.plan import Observed, Plan, plan
 from reconciler.providers.base import ProviderError
-from reconciler.render import RENDERED_DIR, render_demo, rendered_writes
+from reconciler.render import render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
+from reconciler.workspace import rendered_files
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +81,6 @@ def observe(providers: Providers) -> Observed:
     )
 
 
-def _existing_rendered(root: Path) -> dict[str, bytes]:
-    folder = root / RENDERED_DIR
-    if not folder.is_dir():
-        return {}
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 def write_set(
     state: gitstate.State, the_plan: Plan, outcomes: list[Outcome], now: datetime
 ) -> tuple[dict[str, bytes | None], list[gitstate.DemoChange], dict[str, DemoStatus]]:
@@ -132,7 +122,7 @@ def write_set(
     # manifests until its teardown has finished and its files are removed together.
     removed = {p.split("/")[1] for p, c in writes.items() if c is None and p.startswith("demos/")}
     keep = ({d.id for d in state.demos if not d.valid} | set(statuses)) - set(desired) - removed
-    rendered = rendered_writes(_existing_rendered(state.root), desired, keep=keep)
+    rendered = rendered_writes(rendered_files(state.root), desired, keep=keep)
     for path, content in rendered.items():
         writes.setdefault(path, content)
     return writes, changes, statuses

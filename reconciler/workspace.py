@@ -1,8 +1,9 @@
 """Read-only access to the files of a state repository's working tree.
 
 Reads `reconciler.yaml` and `demos/*.yaml` as bytes and hands them to the
-validators. Never writes: every write under demos/, status/ and rendered/
-belongs to `gitstate`. Imports the model, validation and the YAML reader.
+validators, and the files under rendered/ for comparison with a new render.
+Never writes: every write under demos/, status/ and rendered/ belongs to
+`gitstate`. Imports the model, validation, render's folder name and the YAML reader.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.model import Settings
+from reconciler.render import RENDERED_DIR
 from reconciler.validate import (
     DEMOS_DIR,
     SETTINGS_FILE,
@@ -79,3 +81,19 @@ def read_demo(root: Path, rel_path: str) -> LoadedDemo:
     if not path.is_file():
         return LoadedDemo(rel_path, None, [Problem(rel_path, None, "", "no such file")])
     return load_demo(rel_path, read_bounded(path))
+
+
+def rendered_files(root: Path) -> dict[str, bytes]:
+    """Every file under rendered/, by repository-relative path: what `rendered_writes` compares.
+
+    Nothing is skipped: rendered/ is written only by democtl, so any file there
+    that no render wants is stale, dot-files included.
+    """
+    folder = root / RENDERED_DIR
+    if not folder.is_dir():
+        return {}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
