@@ -16,6 +16,7 @@ from textwrap import dedent
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner
 from kubernetes import client
 
@@ -263,6 +264,33 @@ def test_delete_secret_twice_is_success(
     cluster.delete_secret("demo-acme01", SECRET)
     cluster.delete_secret("demo-acme01", SECRET)
     assert emulator.inspect()["secrets"] == []
+
+
+def test_delete_secret_refuses_a_secret_without_our_mark(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    emulator.sync()
+    # someone's hand-made Secret of the same name, without democtl's labels
+    response = httpx.patch(
+        f"{emulator.url}/api/v1/namespaces/demo-acme01/secrets/{SECRET}?fieldManager=kubectl",
+        content=yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": SECRET, "labels": {"team": "sales"}},
+                "stringData": {"token": "not-ours"},
+            }
+        ),
+        headers={"Content-Type": "application/apply-patch+yaml"},
+        trust_env=False,
+    )
+    assert response.status_code == 201
+    with pytest.raises(ProviderError, match="not marked as democtl's") as caught:
+        cluster.delete_secret("demo-acme01", SECRET)
+    assert caught.value.demo_id == "demo-acme01"
+    assert [s["name"] for s in emulator.inspect()["secrets"]] == [SECRET]
+    assert "DELETE secrets" not in emulator.api_server.requests
 
 
 def test_apply_without_server_side_apply_content_type_is_refused(

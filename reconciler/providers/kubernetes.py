@@ -523,7 +523,29 @@ class KubernetesCluster:
         )
 
     def delete_secret(self, namespace: str, name: str) -> None:
+        """Delete the Secret if it carries our mark; one without it is refused, never deleted.
+
+        The mark is read fresh (a failed read raises, and nothing is deleted), the
+        same rule as DNS records and Supabase projects: a hand-made Secret of the
+        same name in a demo namespace is not ours to remove.
+        """
         try:
+            current = json.loads(
+                _read(
+                    self.core.read_namespaced_secret(
+                        name, namespace, _preload_content=False, _request_timeout=self.timeout
+                    )
+                )
+            )
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            if labels.get(MANAGED_BY) != "democtl" or labels.get(DEMO_ID_LABEL) != namespace:
+                raise ProviderError(
+                    PROVIDER,
+                    "delete secret",
+                    f"refusing to delete secret {namespace}/{name}: not marked as democtl's "
+                    f"for {namespace}",
+                    demo_id=namespace,
+                )
             _read(
                 self.core.delete_namespaced_secret(
                     name, namespace, _preload_content=False, _request_timeout=self.timeout
@@ -536,6 +558,14 @@ class KubernetesCluster:
             raise convert_error(exc, "delete secret", namespace) from None
         except _TRANSPORT_ERRORS as exc:
             raise convert_error(exc, "delete secret", namespace) from None
+        except ValueError:
+            raise ProviderError(
+                PROVIDER,
+                "delete secret",
+                f"unreadable reply for secret {namespace}/{name}; nothing deleted",
+                demo_id=namespace,
+                retryable=True,
+            ) from None
         log.info("demo %s: deleted secret %s/%s", namespace, namespace, name)
 
     def node_allocatable(self) -> tuple[str, str]:
