@@ -97,10 +97,13 @@ def migrate(
     *,
     directory: Path = MIGRATIONS_DIR,
 ) -> list[str]:
-    """Apply the pending migrations in order; return the versions applied now (may be empty).
+    """Apply the pending migrations in order; return every version now recorded as applied.
 
-    A migration already applied with different content is an error: files are
-    append-only once released, as in every migration tool.
+    All of them, not only those applied by this call (the `MigrateFn` contract):
+    a status that lost its record (a crash before the commit) learns it again
+    here, instead of planning MIGRATE every cycle. A migration already applied
+    with different content is an error: files are append-only once released, as
+    in every migration tool.
     """
     migrations = load_migrations(directory)
     rows = provider.run_sql(ref, BOOTSTRAP)
@@ -137,7 +140,7 @@ def migrate(
         done.append(migration.version)
     if not done:
         logger.info("%s: migrations of %s are up to date", demo_id, ref)
-    return done
+    return [m.version for m in migrations]
 
 
 def seed(
@@ -150,7 +153,10 @@ def seed(
     *,
     directory: Path = SEED_DIR,
 ) -> bool:
-    """Seed the demo data once; True if it ran now, False if the project was seeded before.
+    """Seed the demo data once; True once the data is there, whether it ran now or before.
+
+    True either way (the `SeedFn` contract): a status that lost its record learns
+    it again here, instead of planning SEED every cycle; the log says which it was.
 
     Needs the migrations applied. The whole seed is one transaction with its record,
     so a failure leaves nothing half-seeded and the next cycle tries again.
@@ -164,7 +170,7 @@ def seed(
         logger.info(
             "%s: %s already seeded (%s, %s)", demo_id, ref, done[0]["demo_type"], done[0]["size"]
         )
-        return False
+        return True
     path = directory / f"{demo_type}.sql"
     body = path.read_text(encoding="utf-8")
     name = company_name or default_company_name(demo_type)

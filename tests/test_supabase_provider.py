@@ -115,7 +115,11 @@ def test_migrations_apply_once_in_order(sb: Harness) -> None:
     first = database.migrate(sb.client, ref, "demo-mig01")
     assert first == [m.version for m in database.load_migrations()]
     assert first == sorted(first)
-    assert database.migrate(sb.client, ref, "demo-mig01") == []
+    # again: nothing runs, and every applied version is still reported (MigrateFn)
+    assert database.migrate(sb.client, ref, "demo-mig01") == first
+    assert sb.client.run_sql(ref, "SELECT count(*) AS n FROM democtl.schema_migrations") == [
+        {"n": len(first)}
+    ]
     rows = sb.client.run_sql(ref, "SELECT version FROM democtl.schema_migrations ORDER BY 1")
     assert [r["version"] for r in rows] == first
 
@@ -158,7 +162,8 @@ def test_seed_runs_once_with_the_schema_constraints(sb: Harness, demo_type: str)
     counts = sb.emulator.inspect()["projects"][0]["tables"]
     assert counts["public.candidates"] == 50
     assert all(counts[f"public.{t}"] > 0 for t in TABLES), counts
-    assert database.seed(sb.client, ref, "demo-seed01", demo_type, "small", None) is False
+    # again: nothing runs, and the data is reported as there (SeedFn)
+    assert database.seed(sb.client, ref, "demo-seed01", demo_type, "small", None) is True
     assert sb.emulator.inspect()["projects"][0]["tables"] == counts
     bad = sb.client.run_sql(
         ref,
