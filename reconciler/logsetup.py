@@ -20,28 +20,34 @@ SECRET_VARIABLES = (
 )
 
 
-class RedactingFilter(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 8]
+class RedactingFormatter(logging.Formatter):
+    """Masks the secrets in the whole formatted line: message, arguments and traceback.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        masked = message
+    A filter that rewrote only the message would let a secret through in an
+    exception's traceback (`log.exception` of an error whose text quotes a token).
+    """
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        # short values would mask ordinary words; real tokens are long
+        self.secrets = sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
         for secret in self.secrets:
-            masked = masked.replace(secret, "***")
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+            text = text.replace(secret, "***")
+        return text
 
 
 def configure(verbosity: int = 0) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter([os.environ.get(v, "") for v in SECRET_VARIABLES]))
+    handler.setFormatter(
+        RedactingFormatter(
+            "%(levelname)s %(name)s: %(message)s",
+            [os.environ.get(v, "") for v in SECRET_VARIABLES],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
