@@ -62,9 +62,12 @@ class Tap:
     next step (nothing recorded, nothing committed).
     """
 
-    def __init__(self, real: object, crash_after: str | None = None) -> None:
+    def __init__(
+        self, real: object, crash_after: str | None = None, dying: list[str] | None = None
+    ) -> None:
         self._real = real
         self._crash_after = crash_after
+        self._dying = dying if dying is not None else []
         self.calls: list[tuple[str, tuple[Any, ...], Any]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -77,6 +80,7 @@ class Tap:
             self.calls.append((name, args, result))
             if name == self._crash_after:
                 self._crash_after = None
+                self._dying.append(name)
                 raise Crash(f"killed right after {name}")
             return result
 
@@ -428,14 +432,14 @@ def test_an_invalid_edit_leaves_the_running_demo_alone_and_reports_it(world: Wor
 # --- 5. crashes after each side effect ------------------------------------------------------
 
 
-def _crash_providers(world: World, where: str) -> Providers:
+def _crash_providers(world: World, where: str, dying: list[str]) -> Providers:
     p = world.providers
     if where == "project created":
-        return replace(p, supabase=Tap(p.supabase, "create_project"))  # type: ignore[arg-type]
+        return replace(p, supabase=Tap(p.supabase, "create_project", dying))  # type: ignore[arg-type]
     if where == "dns created":
-        return replace(p, dns=Tap(p.dns, "ensure_records"))  # type: ignore[arg-type]
+        return replace(p, dns=Tap(p.dns, "ensure_records", dying))  # type: ignore[arg-type]
     if where == "secret written":
-        return replace(p, cluster=Tap(p.cluster, "apply_secret"))  # type: ignore[arg-type]
+        return replace(p, cluster=Tap(p.cluster, "apply_secret", dying))  # type: ignore[arg-type]
     return p
 
 
@@ -447,29 +451,56 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
 ) -> None:
     ids = ("demo-acme01", "demo-talentco")
     world.merge({f"demos/{i}.yaml": demo_yaml(i, ttl="2h") for i in ids}, "Add two demos")
-    providers = _crash_providers(world, where)
+    dying: list[str] = []
+    providers = _crash_providers(world, where, dying)
     if where == "files not committed":
         real_commit = gitstate.commit_cycle
-        calls = []
+        commits: list[str | None] = []
 
         def die_before_the_second_commit(*args: Any, **kwargs: Any) -> str | None:
-            # the first cycle commits "creating"; the process dies before committing the
-            # second, after its migrate/seed/secret/DNS side effects all happened
-            calls.append(1)
-            if len(calls) == 2:
+            # the first cycle creates, migrates, seeds and writes DNS; Flux then makes the
+            # namespace, the second cycle writes the Secrets and dies before its commit
+            if commits:
+                dying.append("commit")
                 raise Crash("killed before committing")
-            return real_commit(*args, **kwargs)
+            commits.append(real_commit(*args, **kwargs))
+            return commits[-1]
 
         monkeypatch.setattr(gitstate, "commit_cycle", die_before_the_second_commit)
+    # a killed process runs no `finally`: its writer lock stays on the origin
+    real_release = gitstate.release_lock
+
+    def release_unless_dying(*args: Any, **kwargs: Any) -> None:
+        if not dying:
+            real_release(*args, **kwargs)
+
+    monkeypatch.setattr(gitstate, "release_lock", release_unless_dying)
     before = world.head()
     with pytest.raises(Crash):
         for _ in range(4):
             world.cycle(START, providers=providers)
     crashed_at = world.head()
     monkeypatch.undo()
+    # the side effect happened and was not recorded
+    if where == "project created":
+        assert crashed_at == before, "the crash came before the first commit"
+        assert world.demo_projects("demo-acme01") or world.demo_projects("demo-talentco")
+        assert all(world.origin_status(i) is None for i in ids)
+    elif where == "dns created":
+        assert any(world.demo_records(i) for i in ids)
+        assert not any((world.origin_status(i) or {}).get("dns") for i in ids)
+    elif where == "secret written":
+        assert any(world.secret(i) for i in ids)
+        assert not any((world.origin_status(i) or {}).get("secretProjectRef") for i in ids)
+    else:
+        assert all(world.secret(i) and len(world.demo_records(i)) == 3 for i in ids)
+        assert not any((world.origin_status(i) or {}).get("secretProjectRef") for i in ids)
 
-    world.until(START, ready(*ids))
-    assert world.cycle(START).commit is None
+    with pytest.raises(gitstate.LockHeld):
+        world.cycle(START + timedelta(minutes=5))
+    restarted = START + timedelta(minutes=16)  # past the lock's 15m ttl: taken over
+    world.until(restarted, ready(*ids))
+    assert world.cycle(restarted).commit is None
     for demo_id in ids:
         projects = world.demo_projects(demo_id)
         assert len(projects) == 1, (where, demo_id, projects)
@@ -485,8 +516,6 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
     # no leak: nothing but the two demos' projects and records exist
     assert len(world.stack.inspect()["supabase"]["projects"]) == 2
     assert len(world.records()) == 6
-    if where == "project created":
-        assert crashed_at == before, "the crash came before the first commit"
 
 
 # --- 6. foreign resources and garbage collection -------------------------------------------
@@ -522,6 +551,12 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
             content="shops.example.com",
             comment="owned by marketing",
         )["id"],
+        # the very name a demo wants, without our mark: that demo reports a conflict
+        cloudflare.seed_record(
+            type="CNAME",
+            name="demo-clash.candidate.demo.splits.network",
+            content="elsewhere.example.com",
+        )["id"],
         # looks like a demo's record, but without our mark
         cloudflare.seed_record(
             type="CNAME",
@@ -541,8 +576,16 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
             comment="managed-by=democtl demo=Not_A_Demo",
         )["id"],
     }
-    world.merge({"demos/demo-acme01.yaml": demo_yaml("demo-acme01", ttl="2h")}, "Add demo")
-    world.until(START, ready("demo-acme01"))
+    world.merge(
+        {f"demos/{i}.yaml": demo_yaml(i, ttl="2h") for i in ("demo-acme01", "demo-clash")},
+        "Add demos",
+    )
+    result = world.until(START, ready("demo-acme01"))
+    clash = result.statuses["demo-clash"]
+    assert clash.phase is Phase.CREATING
+    assert "demo-clash.candidate.demo.splits.network exists and is not ours" in (
+        clash.message or ""
+    )
     # younger than the grace period: the orphan is kept
     assert len(world.projects("democtl-demo-oldorphan")) == 1
 
@@ -642,12 +685,16 @@ def test_the_readme_command_takes_the_samples_to_ready_without_touching_the_user
         demo_id = path.stem
         assert f"{demo_id}: creating -> ready  https://{demo_id}.portal.demo.splits.network" in out
     assert "Next:" in out
+    scratch = wiring.local_state_repo(user)
+    history = git(scratch, "log", "-p", "--all")
+    for secret_marker in ("sb_secret_", ".service_role-"):  # the emulator's secret key shapes
+        assert secret_marker not in out + run.stderr
+        assert secret_marker not in history
 
     # the user's branch got no commit, and the origin neither
     assert git(user, "rev-parse", "HEAD").strip() == head
     assert git(origin, "rev-parse", "main").strip() == head
     assert not git(user, "status", "--porcelain").strip(), "the working tree stays clean"
-    scratch = wiring.local_state_repo(user)
     assert (scratch / ".git").exists()
     assert "ready" in log_subjects(scratch)[0]
     shutil.rmtree(local_state_dir(user), ignore_errors=True)
