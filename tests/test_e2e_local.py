@@ -28,7 +28,8 @@ import yaml
 
 from reconciler import database, gitstate, wiring
 from reconciler.apply import Providers
-from reconciler.local.stack import LocalStack, local_state_dir
+from reconciler.local.postgres import LocalPostgres
+from reconciler.local.stack import LocalStack, inspect_state, local_state_dir
 from reconciler.loop import CycleOptions, CycleResult, run_cycle_and_push
 from reconciler.model import Phase
 from reconciler.plan import Intent
@@ -290,6 +291,7 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
             secrets.append(result.service_role)
     assert len(secrets) >= 4 and all(len(s) >= 16 for s in secrets)
     history = git(world.origin, "log", "-p", "--all")
+    assert ".democtl/" not in git(world.origin, "log", "--all", "--name-only", "--format=")
     status_text = world.origin_file("status/demo-acme01.yaml") or ""
     assert caplog.text, "the cycle logged nothing at DEBUG?"
     for value in secrets:
@@ -313,7 +315,14 @@ def test_expiry_tears_everything_down_and_removes_the_files_in_one_commit(world:
 
     later = BASE_TIME + timedelta(hours=2, minutes=1)
     before = world.head()
-    world.until(later, gone("demo-acme01"))
+    # the next cycle deletes the records and the project and says so ...
+    teardown = world.cycle(later)
+    assert teardown.statuses["demo-acme01"].phase is Phase.DESTROYING
+    assert sorted(deletes(teardown)) == ["demo-acme01: delete-dns", "demo-acme01: delete-project"]
+    assert not world.demo_projects("demo-acme01") and not world.demo_records("demo-acme01")
+    # ... and the one after, seeing them gone, removes the files
+    removal = world.cycle(later)
+    assert removal.commit is not None and "demo-acme01" not in removal.statuses
 
     assert world.origin_file("demos/demo-acme01.yaml") is None
     assert world.origin_file("status/demo-acme01.yaml") is None
@@ -411,7 +420,15 @@ def test_an_invalid_edit_leaves_the_running_demo_alone_and_reports_it(world: Wor
             item = next(d for d in result.plan.demos if d.demo_id == "demo-acme01")
             assert item.intent is Intent.HOLD, what
             assert "invalid demo file" in item.reason, what
-        assert "colour" in str(result.plan.problems[0]) or what == "broken yaml"
+        problem = result.plan.problems[0]
+        if what == "unknown field":
+            assert (problem.field, problem.line, problem.message) == (
+                "spec.colour",
+                10,
+                "unknown field",
+            )
+        else:
+            assert problem.line is not None and "not valid YAML" in problem.message, problem
         after = world.origin_status("demo-acme01")
         assert after is not None
         assert after["phase"] == "ready", what
@@ -696,5 +713,21 @@ def test_the_readme_command_takes_the_samples_to_ready_without_touching_the_user
     assert git(origin, "rev-parse", "main").strip() == head
     assert not git(user, "status", "--porcelain").strip(), "the working tree stays clean"
     assert (scratch / ".git").exists()
+
+    # the world stays on disk: each sample's branding company is in its database, quotes,
+    # ampersands and all (O'Brien & Søn: "Talent" #1)
+    state = local_state_dir(user)
+    projects = inspect_state(state)["supabase"]["projects"]
+    with LocalPostgres(state) as postgres:
+        for path in sorted((PROJECT / "demos").glob("*.yaml")):
+            spec = yaml.safe_load(path.read_text())["spec"]
+            (ref,) = [p["ref"] for p in projects if p["name"] == f"democtl-{path.stem}"]
+            with postgres.connect(ref) as conn:
+                tenants = conn.execute("SELECT name FROM public.companies WHERE is_demo_tenant")
+                names = [row[0] for row in tenants]
+            if "branding" in spec:
+                assert names == [spec["branding"]["companyName"]]
+            else:
+                assert len(names) == 1
     assert "ready" in log_subjects(scratch)[0]
     shutil.rmtree(local_state_dir(user), ignore_errors=True)
