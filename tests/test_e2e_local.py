@@ -550,7 +550,9 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         supabase.add_project("democtl-demo-", organization_slug=ORG),
     }
     # an orphan: managed name, a demo id, no demo file, no status; collected after the grace
-    orphan = supabase.add_project("democtl-demo-oldorphan", organization_slug=ORG)
+    orphan = supabase.add_project(
+        "democtl-demo-oldorphan", organization_slug=ORG, created=START.timestamp()
+    )
     orphan_records = [
         cloudflare.seed_record(
             type="CNAME",
@@ -606,10 +608,12 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
     # younger than the grace period: the orphan is kept
     assert len(world.projects("democtl-demo-oldorphan")) == 1
 
-    # many cycles, through the expiry of the demo and past the orphan grace period (1h)
+    # many cycles, past the orphan grace period (1h) and through the expiry of the demos
     for hours in (0.5, 1.5, 2.5, 3, 12, 48):
         world.cycle(BASE_TIME + timedelta(hours=hours))
         world.cycle(BASE_TIME + timedelta(hours=hours))
+        collected_yet = not world.projects("democtl-demo-oldorphan")
+        assert collected_yet == (hours > 1), f"orphan at {hours}h"
     collected = [a for r in world.results for a in r.plan.orphans]
     assert {(a.demo_id, a.kind.value) for a in collected} == {
         ("demo-oldorphan", "delete-orphan-project"),
