@@ -159,7 +159,8 @@ class World:
 
     def secret(self, namespace: str) -> dict[str, str] | None:
         """The demo's Secret, read with the real kubernetes client through the kubeconfig."""
-        client = kubernetes.config.new_client_from_config(str(self.stack.kubeconfig))
+        load = kubernetes.config.new_client_from_config
+        client = load(str(self.stack.kubeconfig))  # type: ignore[no-untyped-call]
         try:
             found = kubernetes.client.CoreV1Api(client).read_namespaced_secret(
                 self.stack.settings.kubernetes.secretName, namespace
@@ -216,7 +217,7 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     supabase = Tap(world.providers.supabase)
-    providers = replace(world.providers, supabase=supabase)  # type: ignore[arg-type]
+    providers = replace(world.providers, supabase=supabase)
     added = world.merge(
         {"demos/demo-acme01.yaml": branded_demo("demo-acme01", "Acme Staffing")},
         "Add demo-acme01 (#12)",
@@ -244,7 +245,7 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
         tenants = tenant.fetchall()
         candidates = conn.execute("SELECT count(*) FROM public.candidates").fetchone()
         seeds = conn.execute("SELECT demo_type, size FROM democtl.seed_runs").fetchall()
-    assert sorted(versions) == sorted(OPTIONS.known_migrations or ())
+    assert sorted(str(v) for v in versions) == sorted(OPTIONS.known_migrations or ())
     assert tenants == [("Acme Staffing", "employer")]
     assert candidates == (50,)
     assert seeds == [("enterprise", "small")]
@@ -361,7 +362,8 @@ def test_extension_moves_the_expiry_and_beyond_the_profile_maximum_is_refused(
     demo = "demos/demo-acme01.yaml"
     world.merge({demo: demo_yaml("demo-acme01", ttl="2h")}, "Add demo")
     world.until(START, ready("demo-acme01"))
-    assert world.origin_status("demo-acme01")["expiresAt"] == iso(BASE_TIME + timedelta(hours=2))  # type: ignore[index]
+    first = world.origin_status("demo-acme01")
+    assert first is not None and first["expiresAt"] == iso(BASE_TIME + timedelta(hours=2))
 
     hour = BASE_TIME + timedelta(hours=1)
     world.merge({demo: demo_yaml("demo-acme01", ttl="5h")}, "Extend demo-acme01", when=hour)
@@ -452,11 +454,11 @@ def test_an_invalid_edit_leaves_the_running_demo_alone_and_reports_it(world: Wor
 def _crash_providers(world: World, where: str, dying: list[str]) -> Providers:
     p = world.providers
     if where == "project created":
-        return replace(p, supabase=Tap(p.supabase, "create_project", dying))  # type: ignore[arg-type]
+        return replace(p, supabase=Tap(p.supabase, "create_project", dying))
     if where == "dns created":
-        return replace(p, dns=Tap(p.dns, "ensure_records", dying))  # type: ignore[arg-type]
+        return replace(p, dns=Tap(p.dns, "ensure_records", dying))
     if where == "secret written":
-        return replace(p, cluster=Tap(p.cluster, "apply_secret", dying))  # type: ignore[arg-type]
+        return replace(p, cluster=Tap(p.cluster, "apply_secret", dying))
     return p
 
 
