@@ -11,6 +11,7 @@ chosen call succeed and then kills the "process" (`tests.fakes.Crash`).
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import shutil
@@ -173,6 +174,16 @@ class World:
             client.close()
         return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
 
+    def password_is_current(self, ref: str, password: str) -> bool:
+        """The project's role holds this password (the emulator stores PostgreSQL's md5 form)."""
+        role = f"db_{ref}"
+        assert self.stack.postgres is not None
+        with self.stack.postgres.admin() as conn:
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+            stored = row.fetchone()
+        wanted = "md5" + hashlib.md5((password + role).encode()).hexdigest()
+        return stored is not None and stored[0] == wanted
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
@@ -271,6 +282,7 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
     ]
     assert secret["SUPABASE_ANON_KEY"] == status["supabase"]["anonKey"]
     assert secret["SUPABASE_URL"] == status["supabase"]["url"]
+    assert world.password_is_current(ref, secret["SUPABASE_DB_PASSWORD"])
 
     # git tells the story, newest first, with trailers naming the demo and the step
     story = git(world.origin, "log", "--format=%s%n%b%n--", f"{added}..main")
@@ -457,13 +469,16 @@ def _crash_providers(world: World, where: str, dying: list[str]) -> Providers:
         return replace(p, supabase=Tap(p.supabase, "create_project", dying))
     if where == "dns created":
         return replace(p, dns=Tap(p.dns, "ensure_records", dying))
+    if where == "password set":
+        return replace(p, supabase=Tap(p.supabase, "set_db_password", dying))
     if where == "secret written":
         return replace(p, cluster=Tap(p.cluster, "apply_secret", dying))
     return p
 
 
 @pytest.mark.parametrize(
-    "where", ["project created", "dns created", "secret written", "files not committed"]
+    "where",
+    ["project created", "dns created", "password set", "secret written", "files not committed"],
 )
 def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
     world: World, where: str, monkeypatch: pytest.MonkeyPatch
@@ -508,6 +523,8 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
     elif where == "dns created":
         assert any(world.demo_records(i) for i in ids)
         assert not any((world.origin_status(i) or {}).get("dns") for i in ids)
+    elif where == "password set":
+        assert not all(world.secret(i) for i in ids)
     elif where == "secret written":
         assert any(world.secret(i) for i in ids)
         assert not any((world.origin_status(i) or {}).get("secretProjectRef") for i in ids)
@@ -530,6 +547,7 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
         assert len(names) == 3 and len(set(names)) == 3, (where, records)
         secret = world.secret(demo_id)
         assert secret is not None and secret["SUPABASE_URL"] == status["supabase"]["url"]
+        assert world.password_is_current(projects[0]["ref"], secret["SUPABASE_DB_PASSWORD"])
         with world.stack.postgres.connect(projects[0]["ref"]) as conn:  # type: ignore[union-attr]
             assert conn.execute("SELECT count(*) FROM democtl.seed_runs").fetchone() == (1,)
     # no leak: nothing but the two demos' projects and records exist
