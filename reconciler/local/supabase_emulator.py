@@ -146,14 +146,24 @@ class SupabaseEmulator(ServedEmulator):
         tmp.replace(self._path)
 
     def add_project(
-        self, name: str, *, organization_slug: str = "other-org", status: str | None = None
+        self,
+        name: str,
+        *,
+        organization_slug: str = "other-org",
+        status: str | None = None,
+        created: float | None = None,
     ) -> str:
-        """Pre-seed a project (e.g. a foreign one democtl must never touch); returns its ref."""
+        """Pre-seed a project (e.g. a foreign one democtl must never touch); returns its ref.
+
+        `created` (epoch seconds) back-dates it, for an orphan older than a grace period.
+        """
         with self._lock:
             ref = self._new_ref(name)
-            self._insert(ref, name, organization_slug, "us-east-1")
+            project = self._insert(ref, name, organization_slug, "us-east-1")
+            if created is not None:
+                project["created"] = created
             if status is not None:
-                self._state["projects"][ref]["forced_status"] = status
+                project["forced_status"] = status
             self._save()
         self.postgres.create_database(ref)
         return ref
