@@ -740,16 +740,27 @@ def _providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Itera
 @common_options
 def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
     """What the next cycle would do, and why. No side effects anywhere."""
+    from reconciler import gitstate  # module-level only under TYPE_CHECKING
+
     settings = load_settings_or_exit(ctx.repo)
-    workdir = ctx.state_repo
-    with _providers_or_exit(ctx, workdir, settings) as providers:
-        result = loop.run_cycle(
-            workdir,
-            providers,
-            ctx.now,
-            _cycle_options(allow_mass_delete=allow_mass_delete),
-            dry_run=True,
-        )
+    try:
+        with (
+            wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
+            _providers_or_exit(ctx, workdir, settings) as providers,
+        ):
+            result = loop.run_cycle(
+                workdir,
+                providers,
+                ctx.now,
+                _cycle_options(allow_mass_delete=allow_mass_delete),
+                dry_run=True,
+            )
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except loop.SettingsUnusable as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
     if fmt == "json":
         click.echo(json.dumps(result.plan.as_dict(), indent=2))
     elif fmt == "markdown":
@@ -780,6 +791,8 @@ def reconcile(
     ctx: Context,
 ) -> None:
     """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+    from reconciler import gitstate  # module-level only under TYPE_CHECKING
+
     try:
         wait = _wait_seconds(wait_text)
     except ValueError as exc:

@@ -9,6 +9,8 @@ receives the finished `Providers` and never knows which world it talks to.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,6 +50,27 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
             repo, local_state_repo(repo), gitstate.Identity.from_settings(settings), when=now
         )
     return repo
+
+
+@contextmanager
+def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> Iterator[Path]:
+    """Where `plan` reads the state: what the next cycle would start from, changing nothing.
+
+    Local mode plans on a throwaway copy of the scratch state with the user's
+    branch merged in, exactly as the next `reconcile --local` would merge it, so a
+    demo committed since (or a first run, whose clocks start now) is planned as
+    it will be reconciled; the scratch itself is left as it is.
+    """
+    if not local:
+        yield repo
+        return
+    with tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp:
+        preview = Path(tmp) / SCRATCH
+        scratch = local_state_repo(repo)
+        if (scratch / ".git").exists():
+            shutil.copytree(scratch, preview, symlinks=True)
+        identity = gitstate.Identity.from_settings(settings)
+        yield gitstate.scratch_state_repo(repo, preview, identity, when=now)
 
 
 @contextmanager
