@@ -850,12 +850,15 @@ def reconcile(
             failed = failed or last.failed
             if _settled(last) or time.monotonic() - started >= wait:
                 break
-            time.sleep(2)
+            if last.commit is None:
+                time.sleep(2)  # only waiting on the providers: give them a moment
     assert last is not None
     click.echo("")
     click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, now())))
-    for line in (*last.plan.refusals, *last.plan.warnings):
-        click.echo(f"note: {line}")
+    for line in last.plan.refusals:
+        click.echo(f"REFUSED: {line}")
+    for line in last.plan.warnings:
+        click.echo(f"warning: {line}")
     if ctx.local:
         click.echo("")
         click.echo("Next: democtl list --local   democtl status <ID> --local --live")

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner
@@ -80,10 +80,18 @@ def reconciled(repo: Path, *extra: str, now: str = NOW_TEXT) -> str:
     return out
 
 
-def world(repo: Path) -> dict[str, object]:
+def world(repo: Path) -> dict[str, Any]:
+    """`local inspect --format json`, less the one field that moves with the wall clock.
+
+    A project's status is derived from its age (COMING_UP, then ACTIVE_HEALTHY),
+    and `local inspect` reads it with the emulator's default come-up time.
+    """
     code, out = democtl(repo, "local", "inspect", "--format", "json")
     assert code == 0, out
-    return json.loads(out)  # type: ignore[no-any-return]
+    data: dict[str, Any] = json.loads(out)
+    for project in data.get("supabase", {}).get("projects", []):
+        project.pop("status", None)
+    return data
 
 
 def head(repo: Path) -> str:
@@ -135,9 +143,9 @@ def test_plan_in_every_format_changes_nothing_anywhere(tmp_path: Path) -> None:
         assert code == 0, outputs[fmt]
     after = world(repo)
     assert after == before_world  # the emulators started and created nothing
-    assert after["kubernetes"]["namespaces"] == []  # type: ignore[index]
-    assert after["cloudflare"]["records"] == []  # type: ignore[index]
-    assert not after.get("supabase", {}).get("projects")  # type: ignore[attr-defined]
+    assert after["kubernetes"]["namespaces"] == []
+    assert after["cloudflare"]["records"] == []
+    assert not after.get("supabase", {}).get("projects")
     assert head(repo) == before_head and tree_snapshot(repo) == before_files
     assert git(repo, "status", "--porcelain") == ""  # .democtl ignores itself
     assert not local_state_repo(repo).exists()  # no scratch state either
@@ -245,8 +253,8 @@ def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) 
     assert log_subjects(scratch)[0].startswith("demo-acme01: ")
     assert "Demo-Action: " in git(scratch, "log", "-1", "--format=%B")
     after = world(repo)
-    assert after["cloudflare"]["records"] == []  # type: ignore[index]
-    assert not [p for p in after["supabase"]["projects"] if p.get("status") != "REMOVED"]  # type: ignore[index]
+    assert after["cloudflare"]["records"] == []
+    assert not [p for p in after["supabase"]["projects"] if p.get("status") != "REMOVED"]
 
 
 def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:
@@ -269,7 +277,7 @@ def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:
     assert name in out and "not ours" in out
     # the other demos were not held up by it
     assert rows["demo-rocket"][0] == "ready" and rows["demo-talentco"][0] == "ready"
-    records = world(repo)["cloudflare"]["records"]  # type: ignore[index]
+    records = world(repo)["cloudflare"]["records"]
     assert [r["content"] for r in records if r["name"] == name] == ["marketing.example.com"]
 
 
@@ -284,12 +292,20 @@ def test_mass_deletion_is_refused_unless_allowed(tmp_path: Path) -> None:
     )
     code, out = democtl(repo, "reconcile", "--local")
     assert code == 0, out
-    assert "note: " in out and "REFUSED" not in out
+    assert "REFUSED: 3 of 3 live demos vanished" in out and "--allow-mass-delete" in out
     assert len(list((local_state_repo(repo) / "status").glob("*.yaml"))) == 3
+    assert len(world(repo)["cloudflare"]["records"]) == 9
     code, markdown = democtl(repo, "plan", "--local", "--format", "markdown")
-    assert code == 0 and "> [!CAUTION]\n> " in markdown, markdown
+    assert code == 0
+    caution = markdown.index("> [!CAUTION]\n> 3 of 3 live demos vanished")
+    assert caution < markdown.index("| demo | phase |")  # what needs a human comes first
+    assert markdown.count("3 of 3 live demos vanished") == 1  # quoted once, not per row
+    assert "| `demo-acme01` | ready | nothing |" in markdown
+    assert "3 demo(s): 0 with changes, 3 held by the refusal, 0 up to date." in markdown
+    code, text = democtl(repo, "plan", "--local")
+    assert code == 0 and "REFUSED: " in text and "No changes" not in text
     out = reconciled(repo, "--allow-mass-delete")
-    assert world(repo)["cloudflare"]["records"] == []  # type: ignore[index]
+    assert world(repo)["cloudflare"]["records"] == []
     assert not list((local_state_repo(repo) / "status").glob("*.yaml")), out
 
 
