@@ -900,21 +900,30 @@ def run(
     signal.signal(signal.SIGINT, request_stop)
     exporter = metrics.Exporter()
     if metrics_port is not None:
-        exporter.serve(metrics_port)
+        try:
+            exporter.serve(metrics_port)
+        except OSError as exc:
+            fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
     options = _cycle_options(concurrency=concurrency)
 
-    def cycle() -> None:
+    def cycle(first: bool = False) -> None:
         started = time.monotonic()
         now = real_now() + offset
         try:
             workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
-            with _providers_or_exit(ctx, workdir, settings) as providers:
+            with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
                 if push:
                     result = loop.run_cycle_and_push(
                         workdir, providers, now, options, holder=_holder()
                     )
                 else:
                     result = loop.run_cycle(workdir, providers, now, options)
+        except wiring.CredentialsMissing as exc:
+            if first:  # misconfigured from the start: say so and stop
+                fail(str(exc), EXIT_USAGE)
+            exporter.cycle_failed()  # later (a rotated token file): the next tick retries
+            click.echo(f"{now.isoformat()} cycle failed: {exc}", err=True)
+            return
         except Exception as exc:  # one bad cycle never ends the loop; the next tick retries
             exporter.cycle_failed()
             click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
@@ -927,7 +936,7 @@ def run(
         )
 
     schedule.every(max(1, round(every))).seconds.do(cycle)
-    cycle()
+    cycle(first=True)
     while not stop.is_set():
         schedule.run_pending()
         stop.wait(min(1.0, every))

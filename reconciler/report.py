@@ -31,6 +31,10 @@ def _expires(item: DemoPlan, now: datetime) -> str:
     return f"in {format_duration(delta)}" if delta.total_seconds() > 0 else "expired"
 
 
+_SEE_ABOVE = "the teardown is refused (see above)"
+_SEE_BELOW = "the teardown is refused (see REFUSED below)"
+
+
 def _why(item: DemoPlan, plan: Plan, pointer: str) -> str:
     """The demo's reason, with a refusal quoted once for the whole plan, not on every row."""
     reason = item.reason
@@ -49,7 +53,7 @@ def plan_text(plan: Plan, now: datetime) -> str:
         expires = _expires(item, now)
         head = f"{item.demo_id} ({_phase(item)}, {item.intent.value}"
         head += f", expires {expires})" if expires else ")"
-        lines.append(f"{head}: {_why(item, plan, 'the teardown is refused (see REFUSED below)')}")
+        lines.append(f"{head}: {_why(item, plan, _SEE_BELOW)}")
         lines.extend(f"  - {a.kind.value}: {a.reason}" for a in item.actions)
         if item.waiting:
             lines.append(f"  waiting: {item.waiting}")
@@ -78,7 +82,7 @@ def plan_markdown(plan: Plan, now: datetime) -> str:
         for item in plan.demos:
             lines.append(
                 f"| `{item.demo_id}` | {_phase(item)} | {_cell(_actions(item))} | "
-                f"{_expires(item, now)} | {_cell(_why(item, plan, 'the teardown is refused (see above)'))}"
+                f"{_expires(item, now)} | {_cell(_why(item, plan, _SEE_ABOVE))}"
                 + (f" (waiting: {_cell(item.waiting)})" if item.waiting else "")
                 + " |"
             )

@@ -204,7 +204,14 @@ def test_dry_run_prints_the_plan(converged: Path) -> None:
 def test_plan_with_unusable_settings_exits_2(tmp_path: Path) -> None:
     _, repo = state_repo(tmp_path)
     (repo / "reconciler.yaml").write_text("kind: nope\n")
-    for args in (("plan", "--local"), ("reconcile", "--local"), ("status", "demo-acme01")):
+    for args in (
+        ("plan", "--local"),
+        ("plan",),
+        ("reconcile", "--local"),
+        ("status", "demo-acme01"),
+        ("status", "demo-acme01", "--local"),
+        ("run", "--local"),
+    ):
         code, out = democtl(repo, *args)
         assert code == 2, (args, out)
         assert "reconciler.yaml" in out and "Traceback" not in out
@@ -423,6 +430,41 @@ def test_run_finishes_the_cycle_on_sigterm_and_serves_metrics(converged: Path) -
     assert "Traceback" not in proc.output()
 
 
+def test_run_with_a_metrics_port_in_use_exits_2(converged: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["run", "--local", "--metrics-port", str(port), "--repo", str(converged)]
+        proc = Process(args)
+        assert proc.finish() == 2, proc.output()
+    assert f"cannot serve metrics on port {port}" in proc.output()
+    assert "Traceback" not in proc.output()
+
+
+def test_sigterm_during_a_cycle_lets_it_finish_and_commit(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    kubeconfig = local_state_dir(repo) / "kubeconfig"
+    proc = Process(["run", "--local", "--every", "1s", "--repo", str(repo), "--now", NOW_TEXT])
+    try:
+        # the emulators write their kubeconfig as the first cycle starts: signal it then
+        deadline = time.monotonic() + TIMEOUT
+        while not kubeconfig.exists():
+            assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()
+            time.sleep(0.01)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.finish() == 0, proc.output()
+    finally:
+        proc.proc.kill()
+    out = proc.output()
+    assert "finishing the current cycle" in out and "Traceback" not in out
+    assert " cycle: 3 demos; committed " in out, out
+    assert "cycle failed" not in out
+    scratch = local_state_repo(repo)
+    assert git(scratch, "status", "--porcelain") == ""  # nothing left half-written
+    assert len(list(scratch.glob("status/*.yaml"))) == 3
+
+
 def test_run_keeps_going_after_a_failed_cycle(tmp_path: Path) -> None:
     _, repo = state_repo(tmp_path)
     proc = Process(["run", "--local", "--every", "1s", "--repo", str(repo), "--now", NOW_TEXT])
@@ -487,6 +529,7 @@ def test_tokens_never_reach_the_output(tmp_path: Path) -> None:
         )
         assert "Traceback" not in result.stderr, (args, result.stderr)
         everything += result.stdout + result.stderr
+    everything += git(local_state_repo(repo), "log", "-p", "--all")
     for name in SECRET_VARIABLES:
         assert tokens[name] not in everything, name
     files = b"".join(p.read_bytes() for p in local_state_dir(repo).rglob("*.yaml") if p.is_file())
