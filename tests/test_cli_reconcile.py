@@ -32,7 +32,7 @@ from reconciler.cli import cli
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.stack import local_state_dir
 from reconciler.wiring import local_state_repo
-from tests.gitrepo import BASE_TIME, PROJECT, clone, commit_as, git, log_subjects
+from tests.gitrepo import BASE_TIME, PROJECT, clone, commit_as, demo_yaml, git, log_subjects
 
 NOW = BASE_TIME + timedelta(hours=3)
 NOW_TEXT = NOW.isoformat()
@@ -189,6 +189,23 @@ def test_plan_past_expiry_shows_teardown_without_doing_it(converged: Path) -> No
     ]
     assert by_id["demo-rocket"]["intent"] == "provision"  # 24h ttl
     assert world(converged) == before
+
+
+def test_plan_sees_a_demo_committed_since_the_last_reconcile(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    scratch = local_state_repo(repo)
+    scratch_head, before = head(scratch), world(repo)
+    commit_as(repo, when=NOW, files={"demos/demo-new01.yaml": demo_yaml("demo-new01", "1h")})
+    code, out = democtl(repo, "plan", "--local", "--format", "json")
+    assert code == 0, out
+    by_id = {d["id"]: d for d in json.loads(out)["demos"]}
+    assert by_id["demo-new01"]["intent"] == "provision"
+    assert "ensure-project" in [a["kind"] for a in by_id["demo-new01"]["actions"]]
+    # its clock starts when local mode merges it, as the next reconcile would
+    assert by_id["demo-new01"]["expiresAt"] == (NOW + timedelta(hours=1)).isoformat()
+    assert head(scratch) == scratch_head and world(repo) == before
+    assert not (scratch / "demos" / "demo-new01.yaml").exists()
 
 
 def test_dry_run_prints_the_plan(converged: Path) -> None:
