@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import schedule
 
-from reconciler import database, logsetup, loop, metrics, report, wiring
+from reconciler import database, gitstate, logsetup, loop, metrics, report, wiring
 from reconciler.apply import Providers
 from reconciler.capacity import capacity_report
 from reconciler.clock import parse_now, real_now
@@ -110,10 +110,6 @@ def load_settings_or_exit(repo: Path) -> Settings:
 
 def creation_times(repo: Path) -> dict[str, datetime]:
     """When each demo file landed on main; empty when the repository has no history."""
-    try:
-        from reconciler import gitstate
-    except ImportError:  # pragma: no cover - gitstate is part of the package
-        return {}
     return gitstate.creation_times(repo)
 
 
@@ -277,12 +273,8 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
 
 # --- gitstate: list and history -----------------------------------------------------
 
-if TYPE_CHECKING:  # the module is imported where used, like creation_times above
-    from reconciler import gitstate
-
 
 def _load_state_or_exit(ctx: Context) -> tuple[gitstate.State, Settings]:
-    from reconciler import gitstate
 
     state = gitstate.load_state(ctx.state_repo, ctx.now)
     if state.settings is None:
@@ -339,7 +331,6 @@ def list_demos(fmt: str, ctx: Context) -> None:
 @common_options
 def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
     """The audit trail from git: added, extended, ready, removed; by whom and when."""
-    from reconciler import gitstate
 
     try:
         events = gitstate.history(ctx.state_repo, demo_id)
@@ -383,7 +374,6 @@ def _apply_edit(
     import shlex
 
     from reconciler import edit as edits
-    from reconciler import gitstate
 
     if not edit.changed:
         click.echo(f"{edit.summary}; nothing to change")
@@ -482,7 +472,6 @@ def create(
     import secrets
 
     from reconciler import edit as edits
-    from reconciler import gitstate
     from reconciler.model import DemoType
 
     settings = load_settings_or_exit(ctx.repo)
@@ -555,7 +544,6 @@ def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
 @common_options
 def render(check: bool, ctx: Context) -> None:
     """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
-    from reconciler import gitstate
     from reconciler.render import RenderError, RenderInput, render_many, rendered_writes
     from reconciler.validate import demo_start, expiry_of
 
@@ -740,6 +728,7 @@ def _providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Itera
 @common_options
 def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
     """What the next cycle would do, and why. No side effects anywhere."""
+
     settings = load_settings_or_exit(ctx.repo)
     try:
         with (
@@ -789,6 +778,7 @@ def reconcile(
     ctx: Context,
 ) -> None:
     """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+
     try:
         wait = _wait_seconds(wait_text)
     except ValueError as exc:
@@ -847,12 +837,15 @@ def reconcile(
             failed = failed or last.failed
             if _settled(last) or time.monotonic() - started >= wait:
                 break
-            time.sleep(2)
+            if last.commit is None:
+                time.sleep(2)  # only waiting on the providers: give them a moment
     assert last is not None
     click.echo("")
     click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, now())))
-    for line in (*last.plan.refusals, *last.plan.warnings):
-        click.echo(f"note: {line}")
+    for line in last.plan.refusals:
+        click.echo(f"REFUSED: {line}")
+    for line in last.plan.warnings:
+        click.echo(f"warning: {line}")
     if ctx.local:
         click.echo("")
         click.echo("Next: democtl list --local   democtl status <ID> --local --live")
@@ -894,21 +887,30 @@ def run(
     signal.signal(signal.SIGINT, request_stop)
     exporter = metrics.Exporter()
     if metrics_port is not None:
-        exporter.serve(metrics_port)
+        try:
+            exporter.serve(metrics_port)
+        except OSError as exc:
+            fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
     options = _cycle_options(concurrency=concurrency)
 
-    def cycle() -> None:
+    def cycle(first: bool = False) -> None:
         started = time.monotonic()
         now = real_now() + offset
         try:
             workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
-            with _providers_or_exit(ctx, workdir, settings) as providers:
+            with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
                 if push:
                     result = loop.run_cycle_and_push(
                         workdir, providers, now, options, holder=_holder()
                     )
                 else:
                     result = loop.run_cycle(workdir, providers, now, options)
+        except wiring.CredentialsMissing as exc:
+            if first:  # misconfigured from the start: say so and stop
+                fail(str(exc), EXIT_USAGE)
+            exporter.cycle_failed()  # later (a rotated token file): the next tick retries
+            click.echo(f"{now.isoformat()} cycle failed: {exc}", err=True)
+            return
         except Exception as exc:  # one bad cycle never ends the loop; the next tick retries
             exporter.cycle_failed()
             click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
@@ -921,7 +923,7 @@ def run(
         )
 
     schedule.every(max(1, round(every))).seconds.do(cycle)
-    cycle()
+    cycle(first=True)
     while not stop.is_set():
         schedule.run_pending()
         stop.wait(min(1.0, every))

@@ -20,7 +20,7 @@ from typing import TypeVar
 from reconciler import gitstate
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import DemoStatus, Phase, parse_duration
-from reconciler.plan import Observed, Plan, plan
+from reconciler.plan import ActionKind, Observed, Plan, plan
 from reconciler.providers.base import ProviderError
 from reconciler.render import render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
@@ -93,18 +93,21 @@ def write_set(
     statuses: dict[str, DemoStatus] = dict(state.statuses)
     for item in the_plan.demos:
         previous = state.statuses.get(item.demo_id)
+        outcome = outcome_for(outcomes, item)
         new = next_status(
             valid.get(item.demo_id),
             previous,
             item,
-            outcome_for(outcomes, item),
+            outcome,
             settings,
             state.created_at,
             now,
         )
+        # a demo that expired before it ever ran has no status, yet its file must go
+        files_removed = outcome is not None and ActionKind.REMOVE_FILES in outcome.done
         if new is None:
             statuses.pop(item.demo_id, None)
-            if previous is not None or item.demo_id in state.untrusted_status:
+            if previous is not None or files_removed or item.demo_id in state.untrusted_status:
                 writes.update(gitstate.removal_writes(state.root, item.demo_id))
         else:
             statuses[item.demo_id] = new

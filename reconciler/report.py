@@ -31,13 +31,29 @@ def _expires(item: DemoPlan, now: datetime) -> str:
     return f"in {format_duration(delta)}" if delta.total_seconds() > 0 else "expired"
 
 
+_SEE_ABOVE = "the teardown is refused (see above)"
+_SEE_BELOW = "the teardown is refused (see REFUSED below)"
+
+
+def _why(item: DemoPlan, plan: Plan, pointer: str) -> str:
+    """The demo's reason, with a refusal quoted once for the whole plan, not on every row."""
+    reason = item.reason
+    for refusal in plan.refusals:
+        reason = reason.replace(refusal, pointer)
+    return reason
+
+
+def _held(plan: Plan) -> list[DemoPlan]:
+    return [d for d in plan.demos if any(r in d.reason for r in plan.refusals)]
+
+
 def plan_text(plan: Plan, now: datetime) -> str:
     lines: list[str] = []
     for item in plan.demos:
         expires = _expires(item, now)
         head = f"{item.demo_id} ({_phase(item)}, {item.intent.value}"
         head += f", expires {expires})" if expires else ")"
-        lines.append(f"{head}: {item.reason}")
+        lines.append(f"{head}: {_why(item, plan, _SEE_BELOW)}")
         lines.extend(f"  - {a.kind.value}: {a.reason}" for a in item.actions)
         if item.waiting:
             lines.append(f"  waiting: {item.waiting}")
@@ -46,7 +62,7 @@ def plan_text(plan: Plan, now: datetime) -> str:
     lines.extend(f"REFUSED: {r}" for r in plan.refusals)
     lines.extend(f"warning: {w}" for w in plan.warnings)
     lines.extend(f"invalid: {p}" for p in plan.problems)
-    if not plan.changes_something:
+    if not plan.changes_something and not plan.refusals:
         lines.append("No changes: every demo is up to date.")
     return "\n".join(lines)
 
@@ -66,7 +82,7 @@ def plan_markdown(plan: Plan, now: datetime) -> str:
         for item in plan.demos:
             lines.append(
                 f"| `{item.demo_id}` | {_phase(item)} | {_cell(_actions(item))} | "
-                f"{_expires(item, now)} | {_cell(item.reason)}"
+                f"{_expires(item, now)} | {_cell(_why(item, plan, _SEE_ABOVE))}"
                 + (f" (waiting: {_cell(item.waiting)})" if item.waiting else "")
                 + " |"
             )
@@ -81,9 +97,11 @@ def plan_markdown(plan: Plan, now: datetime) -> str:
         lines.append("")
     if plan.warnings:
         lines += [f"- :warning: {_cell(w)}" for w in plan.warnings] + [""]
-    total = len(plan.demos)
+    total, held = len(plan.demos), len(_held(plan))
     lines.append(
-        f"{total} demo(s): {len(changing)} with changes, {total - len(changing)} up to date"
+        f"{total} demo(s): {len(changing)} with changes, "
+        + (f"{held} held by the refusal, " if held else "")
+        + f"{total - len(changing) - held} up to date"
         + (f", {len(plan.orphans)} orphan deletion(s)" if plan.orphans else "")
         + "."
     )

@@ -206,7 +206,9 @@ def _conditions(
             previous,
             STALLED,
             status=stalled,
-            reason=reason if stalled == "True" else "None",
+            # not stalled: the reason says what the demo is doing instead (Ready,
+            # Provisioning, RateLimited, ...), which the loop keeps moving on its own
+            reason=reason,
             message=message if stalled == "True" else "",
             now=now,
         ),

@@ -383,7 +383,10 @@ class KubernetesEmulator:
         ]
 
     def _set_nodes(self, nodes: Mapping[str, tuple[str, str]]) -> None:
-        self._objects("nodes").clear()
+        # _put keeps an unchanged node as it is, so starting the emulator again on the
+        # same settings moves no resourceVersion (a `plan --local` changes nothing).
+        for key in set(self._objects("nodes")) - {_key(None, name) for name in nodes}:
+            self._delete("nodes", key)
         for name, (cpu, memory) in sorted(nodes.items()):
             self._put(
                 "nodes",

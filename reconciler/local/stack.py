@@ -46,6 +46,15 @@ def local_state_dir(repo: Path) -> Path:
     return repo / STATE_DIR
 
 
+def ignore_state_dir(state_dir: Path) -> None:
+    """Make `.democtl/` ignore itself, so a state repository without that rule stays clean."""
+    marker = state_dir.parent / ".gitignore"
+    if not marker.exists():
+        marker.write_text(
+            "# Created by democtl --local: the emulators' state, never committed.\n*\n"
+        )
+
+
 def kubeconfig_document(server: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -98,6 +107,7 @@ class LocalStack:
 
     def __enter__(self) -> LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        ignore_state_dir(self.state_dir)
         try:
             self._start_kubernetes()
             self._start_supabase()

@@ -1,0 +1,555 @@
+"""The reconcile-loop commands (plan, reconcile, run, status) as a user runs them.
+
+Each test builds a real state repository (a bare origin and a clone) from the
+project's own reconciler.yaml and sample demos, and drives democtl in local
+mode: real git, the real emulators, real PostgreSQL. Click's CliRunner runs the
+commands in-process; a subprocess is used where signals, exit codes of the
+real entry point or tracebacks matter. Projects come up at once
+(DEMOCTL_LOCAL_COME_UP_SECONDS=0) and the clock is fixed with --now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.local.cloudflare_emulator import CloudflareEmulator
+from reconciler.local.stack import local_state_dir
+from reconciler.wiring import local_state_repo
+from tests.gitrepo import BASE_TIME, PROJECT, clone, commit_as, demo_yaml, git, log_subjects
+
+NOW = BASE_TIME + timedelta(hours=3)
+NOW_TEXT = NOW.isoformat()
+DEMOS = ("demo-acme01", "demo-rocket", "demo-talentco")
+SECRET_VARIABLES = ("SUPABASE_ACCESS_TOKEN", "CLOUDFLARE_API_TOKEN", "GITHUB_TOKEN")
+TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _fast_projects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMOCTL_LOCAL_COME_UP_SECONDS", "0")
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def sample_files() -> dict[str, bytes]:
+    files = {"reconciler.yaml": (PROJECT / "reconciler.yaml").read_bytes()}
+    for path in sorted((PROJECT / "demos").glob("*.yaml")):
+        files[f"demos/{path.name}"] = path.read_bytes()
+    return files
+
+
+def state_repo(tmp: Path) -> tuple[Path, Path]:
+    """(bare origin, clone) holding the sample settings and demos in one commit."""
+    origin = tmp / "origin.git"
+    git(tmp, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
+    seed = tmp / "seed"
+    git(tmp, "init", "--quiet", "--initial-branch=main", str(seed))
+    commit_as(seed, when=BASE_TIME, files=sample_files(), message="Add the sample demos")
+    git(seed, "push", "--quiet", str(origin), "main")
+    return origin, clone(origin, tmp / "clone")
+
+
+def democtl(repo: Path, *args: str, now: str = NOW_TEXT) -> tuple[int, str]:
+    """Run a command in-process with --repo and --now; (exit code, stdout + stderr)."""
+    result = CliRunner().invoke(cli, [*args, "--repo", str(repo), "--now", now])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def reconciled(repo: Path, *extra: str, now: str = NOW_TEXT) -> str:
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s", *extra, now=now)
+    assert code == 0, out
+    return out
+
+
+def world(repo: Path) -> dict[str, Any]:
+    """`local inspect --format json`, less the one field that moves with the wall clock.
+
+    A project's status is derived from its age (COMING_UP, then ACTIVE_HEALTHY),
+    and `local inspect` reads it with the emulator's default come-up time.
+    """
+    code, out = democtl(repo, "local", "inspect", "--format", "json")
+    assert code == 0, out
+    data: dict[str, Any] = json.loads(out)
+    for project in data.get("supabase", {}).get("projects", []):
+        project.pop("status", None)
+    return data
+
+
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def tree_snapshot(repo: Path) -> dict[str, bytes]:
+    """Every file of the working tree outside .git and the local state folder."""
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not {".git", ".democtl"} & set(p.relative_to(repo).parts)
+    }
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    """The summary table at the end of a reconcile, by demo id."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["demo", "phase"])
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One repository whose three sample demos are ready; tests here only read it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEMOCTL_LOCAL_COME_UP_SECONDS", "0")
+        _, repo = state_repo(tmp_path_factory.mktemp("converged"))
+        reconciled(repo)
+        yield repo
+
+
+# --- plan ------------------------------------------------------------------------------
+
+
+def test_plan_in_every_format_changes_nothing_anywhere(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    before_head, before_files = head(repo), tree_snapshot(repo)
+    before_world = world(repo)
+    outputs = {}
+    for fmt in ("text", "markdown", "json"):
+        code, outputs[fmt] = democtl(repo, "plan", "--local", "--format", fmt)
+        assert code == 0, outputs[fmt]
+    after = world(repo)
+    assert after == before_world  # the emulators started and created nothing
+    assert after["kubernetes"]["namespaces"] == []
+    assert after["cloudflare"]["records"] == []
+    assert not after.get("supabase", {}).get("projects")
+    assert head(repo) == before_head and tree_snapshot(repo) == before_files
+    assert git(repo, "status", "--porcelain") == ""  # .democtl ignores itself
+    assert not local_state_repo(repo).exists()  # no scratch state either
+    for demo_id in DEMOS:
+        assert demo_id in outputs["text"]
+    plan = json.loads(outputs["json"])
+    assert plan["changes"] is True
+    assert [d["id"] for d in plan["demos"]] == sorted(DEMOS)
+    for item in plan["demos"]:
+        kinds = [a["kind"] for a in item["actions"]]
+        assert "ensure-project" in kinds and "ensure-dns" in kinds, item
+    markdown = outputs["markdown"]
+    assert markdown.startswith("### democtl plan\n")
+    assert "| demo | phase | will | expires | why |" in markdown
+    for demo_id in DEMOS:
+        assert f"| `{demo_id}` | new |" in markdown
+    assert "3 demo(s): 3 with changes, 0 up to date." in markdown
+
+
+def test_plan_of_a_converged_repository_says_up_to_date(converged: Path) -> None:
+    before_world, before_head = world(converged), head(local_state_repo(converged))
+    code, out = democtl(converged, "plan", "--local")
+    assert code == 0, out
+    assert out.rstrip().endswith("No changes: every demo is up to date.")
+    code, out = democtl(converged, "plan", "--local", "--format", "markdown")
+    assert code == 0 and "3 demo(s): 0 with changes, 3 up to date." in out
+    assert world(converged) == before_world
+    assert head(local_state_repo(converged)) == before_head
+
+
+def test_plan_past_expiry_shows_teardown_without_doing_it(converged: Path) -> None:
+    later = (NOW + timedelta(hours=3)).isoformat()
+    before = world(converged)
+    code, out = democtl(converged, "plan", "--local", "--format", "json", now=later)
+    assert code == 0, out
+    by_id = {d["id"]: d for d in json.loads(out)["demos"]}
+    assert by_id["demo-acme01"]["intent"] == "teardown"  # 2h ttl
+    assert [a["kind"] for a in by_id["demo-acme01"]["actions"]] == [
+        "delete-dns",
+        "delete-project",
+    ]
+    assert by_id["demo-rocket"]["intent"] == "provision"  # 24h ttl
+    assert world(converged) == before
+
+
+def test_plan_sees_a_demo_committed_since_the_last_reconcile(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    scratch = local_state_repo(repo)
+    scratch_head, before = head(scratch), world(repo)
+    commit_as(repo, when=NOW, files={"demos/demo-new01.yaml": demo_yaml("demo-new01", "1h")})
+    code, out = democtl(repo, "plan", "--local", "--format", "json")
+    assert code == 0, out
+    by_id = {d["id"]: d for d in json.loads(out)["demos"]}
+    assert by_id["demo-new01"]["intent"] == "provision"
+    assert "ensure-project" in [a["kind"] for a in by_id["demo-new01"]["actions"]]
+    # its clock starts when local mode merges it, as the next reconcile would
+    assert by_id["demo-new01"]["expiresAt"] == (NOW + timedelta(hours=1)).isoformat()
+    assert head(scratch) == scratch_head and world(repo) == before
+    assert not (scratch / "demos" / "demo-new01.yaml").exists()
+
+
+def test_dry_run_prints_the_plan(converged: Path) -> None:
+    later = (NOW + timedelta(hours=3)).isoformat()
+    _, planned = democtl(converged, "plan", "--local", now=later)
+    before = head(local_state_repo(converged))
+    code, out = democtl(converged, "reconcile", "--local", "--dry-run", now=later)
+    assert code == 0, out
+    assert out == planned
+    assert head(local_state_repo(converged)) == before
+
+
+def test_plan_with_unusable_settings_exits_2(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    (repo / "reconciler.yaml").write_text("kind: nope\n")
+    for args in (
+        ("plan", "--local"),
+        ("plan",),
+        ("reconcile", "--local"),
+        ("status", "demo-acme01"),
+        ("status", "demo-acme01", "--local"),
+        ("run", "--local"),
+    ):
+        code, out = democtl(repo, *args)
+        assert code == 2, (args, out)
+        assert "reconciler.yaml" in out and "Traceback" not in out
+
+
+# --- reconcile -------------------------------------------------------------------------
+
+
+def test_reconcile_reports_each_demo_then_a_summary(tmp_path: Path) -> None:
+    origin, repo = state_repo(tmp_path)
+    user_head = head(repo)
+    out = reconciled(repo)
+    lines = out.splitlines()
+    # a heading per cycle, then a progress line per demo as it goes, then the cycle's result
+    first_cycle = next(i for i, line in enumerate(lines) if line.startswith("cycle 1 ("))
+    first_result = next(i for i, line in enumerate(lines) if line.startswith("  = cycle 1 "))
+    for demo_id in DEMOS:
+        progress = lines[first_cycle + 1 : first_result]
+        assert any(line.startswith(f"  {demo_id}: ") for line in progress), out
+        assert f"  * {demo_id}: creating -> ready  https://{demo_id}.portal." in out
+    rows = table_rows(out)
+    assert sorted(rows) == sorted(DEMOS)
+    assert all(row[0] == "ready" for row in rows.values()), rows
+    assert rows["demo-acme01"][1] == "in" and rows["demo-acme01"][2].startswith("1h59m")
+    assert "Next: democtl list --local" in out
+    # without --push the user's branch and the origin got nothing: a scratch clone did
+    assert head(repo) == user_head and git(repo, "status", "--porcelain") == ""
+    assert git(origin, "rev-parse", "main").strip() == user_head
+    scratch = local_state_repo(repo)
+    assert "demo-acme01: ready" in "\n".join(log_subjects(scratch))
+    # a second reconcile finds nothing to do and commits nothing
+    scratch_head = head(scratch)
+    again = reconciled(repo)
+    assert "  = cycle 1 had nothing to commit" in again
+    assert head(scratch) == scratch_head
+
+
+def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    out = reconciled(repo, now=(NOW + timedelta(days=1)).isoformat())
+    for demo_id in DEMOS:
+        assert f"  * {demo_id}: ready -> destroying" in out, out
+        assert f"  * {demo_id}: destroying -> removed" in out, out
+    scratch = local_state_repo(repo)
+    assert not list(scratch.glob("demos/*.yaml")) and not list(scratch.glob("status/*"))
+    assert not list(scratch.glob("rendered/*"))
+    assert log_subjects(scratch)[0].startswith("demo-acme01: ")
+    assert "Demo-Action: " in git(scratch, "log", "-1", "--format=%B")
+    after = world(repo)
+    assert after["cloudflare"]["records"] == []
+    assert not [p for p in after["supabase"]["projects"] if p.get("status") != "REMOVED"]
+
+
+def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:
+    """A DNS name someone else already holds: democtl refuses to overwrite it, and says so.
+
+    The foreign record is written into the local Cloudflare emulator's persisted
+    zone before the first cycle, as an existing zone would hold it.
+    """
+    _, repo = state_repo(tmp_path)
+    name = "demo-acme01.portal.demo.splits.network"
+    state = local_state_dir(repo)
+    state.mkdir(parents=True)
+    CloudflareEmulator(state, zone_name="splits.network").seed_record(
+        type="CNAME", name=name, content="marketing.example.com", comment="marketing site"
+    )
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
+    assert code == 1, out
+    rows = table_rows(out)
+    assert rows["demo-acme01"][3] == "FAILED:", rows
+    assert name in out and "not ours" in out
+    # the other demos were not held up by it
+    assert rows["demo-rocket"][0] == "ready" and rows["demo-talentco"][0] == "ready"
+    records = world(repo)["cloudflare"]["records"]
+    assert [r["content"] for r in records if r["name"] == name] == ["marketing.example.com"]
+
+
+def test_mass_deletion_is_refused_unless_allowed(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    commit_as(
+        repo,
+        when=NOW,
+        files={f"demos/{d}.yaml": None for d in DEMOS},
+        message="Remove every demo",
+    )
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out
+    assert "REFUSED: 3 of 3 live demos vanished" in out and "--allow-mass-delete" in out
+    assert len(list((local_state_repo(repo) / "status").glob("*.yaml"))) == 3
+    assert len(world(repo)["cloudflare"]["records"]) == 9
+    code, markdown = democtl(repo, "plan", "--local", "--format", "markdown")
+    assert code == 0
+    caution = markdown.index("> [!CAUTION]\n> 3 of 3 live demos vanished")
+    assert caution < markdown.index("| demo | phase |")  # what needs a human comes first
+    assert markdown.count("3 of 3 live demos vanished") == 1  # quoted once, not per row
+    assert "| `demo-acme01` | ready | nothing |" in markdown
+    assert "3 demo(s): 0 with changes, 3 held by the refusal, 0 up to date." in markdown
+    code, text = democtl(repo, "plan", "--local")
+    assert code == 0 and "REFUSED: " in text and "No changes" not in text
+    out = reconciled(repo, "--allow-mass-delete")
+    assert world(repo)["cloudflare"]["records"] == []
+    assert not list((local_state_repo(repo) / "status").glob("*.yaml")), out
+
+
+def test_reconcile_push_commits_on_the_checkout_and_pushes(tmp_path: Path) -> None:
+    origin, repo = state_repo(tmp_path)
+    # with --push the checkout's own history dates the demos: an hour after they landed
+    reconciled(repo, "--push", now=(BASE_TIME + timedelta(hours=1)).isoformat())
+    subjects = log_subjects(origin, "main")
+    assert any(s.startswith("demo-acme01: ") for s in subjects), subjects
+    assert git(origin, "rev-parse", "main").strip() == head(repo)
+    assert (repo / "status" / "demo-acme01.yaml").is_file()
+    assert "phase: ready" in (repo / "status" / "demo-acme01.yaml").read_text()
+    other = clone(origin, tmp_path / "other")
+    assert (other / "rendered" / "demo-acme01").is_dir()
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def test_status_text_json_and_live(converged: Path) -> None:
+    code, out = democtl(converged, "status", "demo-acme01", "--local")
+    assert code == 0, out
+    assert out.startswith("demo-acme01  ready\n")
+    assert "portal: https://demo-acme01.portal.demo.splits.network" in out
+    assert "Ready=True Ready" in out and "Stalled=False None" not in out
+    code, out = democtl(converged, "status", "demo-acme01", "--local", "--live", "--format", "json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["phase"] == "ready" and data["live"]["pods"].endswith("ready")
+    assert data["live"]["secret"] == "present"
+    assert "anonKey" in data["supabase"]
+    conditions = {c["type"]: c for c in data["conditions"]}
+    assert conditions["Stalled"]["status"] == "False" and conditions["Stalled"]["reason"]
+
+
+def test_status_of_an_unknown_demo_exits_1(converged: Path) -> None:
+    code, out = democtl(converged, "status", "demo-nope", "--local")
+    assert code == 1
+    assert "no status for demo-nope" in out and "demo-acme01" in out
+    # without --local the user's checkout holds no status files
+    code, out = democtl(converged, "status", "demo-acme01")
+    assert code == 1 and "no status for demo-acme01" in out
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+class Process:
+    """democtl as a subprocess whose output lines are read with a deadline, never a sleep."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", *args],
+            cwd=PROJECT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DEMOCTL_LOCAL_COME_UP_SECONDS": "0", **(env or {})},
+        )
+        self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.seen: list[tuple[str, str]] = []
+        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+            threading.Thread(target=self._pump, args=(name, stream), daemon=True).start()
+
+    def _pump(self, name: str, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.lines.put((name, line.rstrip("\n")))
+
+    def expect(self, stream: str, text: str, timeout: float = TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                name, line = self.lines.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                self.proc.kill()
+                raise AssertionError(f"no {stream} line with {text!r}; saw {self.seen}") from None
+            self.seen.append((name, line))
+            if name == stream and text in line:
+                return line
+
+    def finish(self, timeout: float = TIMEOUT) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code
+
+    def output(self) -> str:
+        return "\n".join(line for _, line in self.seen)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_run_finishes_the_cycle_on_sigterm_and_serves_metrics(converged: Path) -> None:
+    port = free_port()
+    args = ["run", "--local", "--every", "1s", "--metrics-port", str(port)]
+    proc = Process([*args, "--repo", str(converged), "--now", NOW_TEXT])
+    try:
+        proc.expect("out", " cycle: 3 demos; up to date")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'democtl_demos{phase="ready"} 3.0' in text, text
+        assert 'democtl_cycles_total{result="ok"}' in text
+        assert 'democtl_demo_pods_ready{demo="demo-acme01"}' in text
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.finish() == 0, proc.output()
+    finally:
+        proc.proc.kill()
+    assert "finishing the current cycle" in proc.output()
+    assert "Traceback" not in proc.output()
+
+
+def test_run_with_a_metrics_port_in_use_exits_2(converged: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["run", "--local", "--metrics-port", str(port), "--repo", str(converged)]
+        proc = Process(args)
+        assert proc.finish() == 2, proc.output()
+    assert f"cannot serve metrics on port {port}" in proc.output()
+    assert "Traceback" not in proc.output()
+
+
+def test_sigterm_during_a_cycle_lets_it_finish_and_commit(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    kubeconfig = local_state_dir(repo) / "kubeconfig"
+    proc = Process(["run", "--local", "--every", "1s", "--repo", str(repo), "--now", NOW_TEXT])
+    try:
+        # the emulators write their kubeconfig as the first cycle starts: signal it then
+        deadline = time.monotonic() + TIMEOUT
+        while not kubeconfig.exists():
+            assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()
+            time.sleep(0.01)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.finish() == 0, proc.output()
+    finally:
+        proc.proc.kill()
+    out = proc.output()
+    assert "finishing the current cycle" in out and "Traceback" not in out
+    assert " cycle: 3 demos; committed " in out, out
+    assert "cycle failed" not in out
+    scratch = local_state_repo(repo)
+    assert git(scratch, "status", "--porcelain") == ""  # nothing left half-written
+    assert len(list(scratch.glob("status/*.yaml"))) == 3
+
+
+def test_run_keeps_going_after_a_failed_cycle(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    proc = Process(["run", "--local", "--every", "1s", "--repo", str(repo), "--now", NOW_TEXT])
+    try:
+        proc.expect("out", " cycle: 3 demos; committed")
+        good = (repo / "reconciler.yaml").read_bytes()
+        commit_as(repo, when=NOW, files={"reconciler.yaml": "kind: nope\n"}, message="break")
+        proc.expect("err", "cycle failed")
+        commit_as(repo, when=NOW, files={"reconciler.yaml": good}, message="fix")
+        proc.expect("out", " cycle: 3 demos;")
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.finish() == 0, proc.output()
+    finally:
+        proc.proc.kill()
+    assert "Traceback" not in proc.output()
+
+
+# --- production mode without credentials ----------------------------------------------
+
+
+def test_production_mode_without_credentials_names_the_variable(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    for command in ("reconcile", "plan", "run"):
+        result = subprocess.run(
+            [sys.executable, "-m", "reconciler", command, "--repo", str(repo)],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        assert "SUPABASE_ACCESS_TOKEN" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_tokens_never_reach_the_output(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    tokens = {
+        "SUPABASE_ACCESS_TOKEN": "sbp_fake0123456789abcdef",
+        "CLOUDFLARE_API_TOKEN": "cf-fake-token-9876543210",
+        "GITHUB_TOKEN": "ghp_fakeTOKEN0123456789",
+        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+    }
+    everything = ""
+    for args in (
+        ["reconcile", "-vv"],
+        ["plan", "-vv", "--format", "json"],
+        ["status", "demo-acme01", "--live", "-vv"],
+        ["reconcile", "--local", "-vv"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "reconciler", *args, "--repo", str(repo), "--now", NOW_TEXT],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DEMOCTL_LOCAL_COME_UP_SECONDS": "0", **tokens},
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        everything += result.stdout + result.stderr
+    everything += git(local_state_repo(repo), "log", "-p", "--all")
+    for name in SECRET_VARIABLES:
+        assert tokens[name] not in everything, name
+    files = b"".join(p.read_bytes() for p in local_state_dir(repo).rglob("*.yaml") if p.is_file())
+    assert not any(tokens[name].encode() in files for name in SECRET_VARIABLES)
