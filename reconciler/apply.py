@@ -226,7 +226,7 @@ class _Executor:
         elif kind == ActionKind.ENSURE_DNS:
             run.dns = tuple(dns.ensure_records(action.demo_id, list(action.desired)))
         elif kind == ActionKind.CHECK_HEALTH:
-            run.health = self.check_health(ref, action)
+            run.health = self.check_health(run, ref, action)
         elif kind in (ActionKind.DELETE_DNS, ActionKind.DELETE_ORPHAN_RECORDS):
             dns.delete_records(action.demo_id, list(action.records))
         elif kind in _PROJECT_DELETES:
@@ -292,10 +292,16 @@ class _Executor:
         )
         run.keys = None  # drop the service-role key as soon as it is written
 
-    def check_health(self, ref: str | None, action: Action) -> HealthChecks:
+    def check_health(self, run: _Run, ref: str | None, action: Action) -> HealthChecks:
         try:
             supabase_ok = bool(ref) and self.providers.supabase.is_healthy(ref or "")
         except ProviderError as exc:
+            if exc.retryable:
+                # unanswered (rate limited, 5xx, timeout) is not unhealthy: the health stays
+                # unknown, the demo keeps its phase, and the next cycle asks again
+                log.info("%s: supabase health not answered: %s", action.demo_id, exc)
+                run.waiting = f"supabase health check not answered: {exc.upstream_message}"
+                raise _Stop from None
             log.info("%s: supabase health check failed: %s", action.demo_id, exc)
             supabase_ok = False
         probes = {check: self.providers.prober.probe(url) for check, url in action.health_urls}

@@ -125,3 +125,28 @@ def test_one_failing_demo_does_not_block_another(tmp_path: Path) -> None:
     assert status_of(repo, "demo-b")["phase"] == "creating"
     a = status_of(repo, "demo-a")
     assert "quota exceeded" in str(a)
+
+
+def test_an_unanswered_health_check_keeps_a_ready_demo_ready_and_commits_nothing(
+    tmp_path: Path,
+) -> None:
+    from reconciler.providers.base import RateLimited
+
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+    cycle(repo, world)
+    world.cluster.sync("demo-acme01")
+    world.supabase.bring_up()
+    for _ in range(3):
+        cycle(repo, world)
+    assert status_of(repo, "demo-acme01")["phase"] == "ready"
+    ref = str(status_of(repo, "demo-acme01")["supabase"]["projectRef"])  # type: ignore[index]
+    world.supabase.fail_on[("is_healthy", ref)] = RateLimited(
+        "supabase", "health", "Too many requests", retryable=True, retry_after=7
+    )
+    before = (repo / "status/demo-acme01.yaml").read_bytes()
+    result = cycle(repo, world, now=NOW + timedelta(minutes=2))
+    assert result.statuses["demo-acme01"].phase is Phase.READY
+    assert result.commit is None, "unknown health is not a change"
+    assert (repo / "status/demo-acme01.yaml").read_bytes() == before
