@@ -718,7 +718,7 @@ def _providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Itera
     try:
         with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
             yield providers
-    except wiring.CredentialsMissing as exc:
+    except wiring.SetupError as exc:
         fail(str(exc), EXIT_USAGE)
 
 
@@ -851,7 +851,8 @@ def reconcile(
         click.echo("Next: democtl list --local   democtl status <ID> --local --live")
         click.echo("      democtl history --local   democtl local inspect")
         click.echo("      democtl reconcile --local --now +1d   (see what expiry does)")
-    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+    # a refused teardown is a check that failed: CI goes red and a person looks
+    sys.exit(EXIT_FAILED if failed or last.plan.refusals else EXIT_OK)
 
 
 def _holder() -> str:
@@ -905,7 +906,7 @@ def run(
                     )
                 else:
                     result = loop.run_cycle(workdir, providers, now, options)
-        except wiring.CredentialsMissing as exc:
+        except wiring.SetupError as exc:
             if first:  # misconfigured from the start: say so and stop
                 fail(str(exc), EXIT_USAGE)
             exporter.cycle_failed()  # later (a rotated token file): the next tick retries

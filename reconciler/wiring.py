@@ -28,7 +28,11 @@ from reconciler.providers.supabase import SupabaseManagementClient
 SCRATCH = "state"
 
 
-class CredentialsMissing(Exception):
+class SetupError(Exception):
+    """The providers cannot be built as asked: exit 2 and say why."""
+
+
+class CredentialsMissing(SetupError):
     """A production run without the credentials it needs; exit 2 and say which."""
 
 
@@ -75,13 +79,38 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
 def open_providers(
     repo: Path, workdir: Path, settings: Settings, *, local: bool
 ) -> Iterator[Providers]:
-    """The providers for one command; local mode starts (and stops) the emulators."""
+    """The providers for one command; local mode starts (and stops) the emulators.
+
+    The adapters' HTTP connections are closed on exit, so `democtl run`, which
+    opens providers once per cycle, holds no connections between cycles.
+    """
     if local:
-        come_up = float(os.environ.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2"))
+        text = os.environ.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2")
+        try:
+            come_up = float(text)
+        except ValueError:
+            raise SetupError(
+                f"DEMOCTL_LOCAL_COME_UP_SECONDS={text!r} is not a number of seconds"
+            ) from None
         with LocalStack(local_state_dir(repo), workdir, settings, come_up_seconds=come_up) as stack:
-            yield local_providers(stack)
+            providers = local_providers(stack)
+            try:
+                yield providers
+            finally:
+                close_providers(providers)
         return
-    yield production_providers(settings)
+    providers = production_providers(settings)
+    try:
+        yield providers
+    finally:
+        close_providers(providers)
+
+
+def close_providers(providers: Providers) -> None:
+    for adapter in (providers.supabase, providers.dns, providers.cluster, providers.prober):
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            close()
 
 
 def local_providers(stack: LocalStack) -> Providers:

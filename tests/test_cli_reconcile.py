@@ -317,7 +317,7 @@ def test_mass_deletion_is_refused_unless_allowed(tmp_path: Path) -> None:
         message="Remove every demo",
     )
     code, out = democtl(repo, "reconcile", "--local")
-    assert code == 0, out
+    assert code == 1, out  # a refused teardown fails the run, so CI goes red
     assert "REFUSED: 3 of 3 live demos vanished" in out and "--allow-mass-delete" in out
     assert len(list((local_state_repo(repo) / "status").glob("*.yaml"))) == 3
     assert len(world(repo)["cloudflare"]["records"]) == 9
