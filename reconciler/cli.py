@@ -274,9 +274,9 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
 # --- gitstate: list and history -----------------------------------------------------
 
 
-def _load_state_or_exit(ctx: Context) -> tuple[gitstate.State, Settings]:
-
-    state = gitstate.load_state(ctx.state_repo, ctx.now)
+def _load_state_or_exit(ctx: Context, root: Path | None = None) -> tuple[gitstate.State, Settings]:
+    """The state at `root` (default: where --local keeps it, else --repo), or exit 2."""
+    state = gitstate.load_state(root or ctx.state_repo, ctx.now)
     if state.settings is None:
         for problem in state.settings_problems:
             click.echo(str(problem), err=True)
@@ -544,77 +544,36 @@ def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
 @common_options
 def render(check: bool, ctx: Context) -> None:
     """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
-    from reconciler.render import RenderError, RenderInput, render_many, rendered_writes
     from reconciler.validate import demo_start, expiry_of
 
-    settings = load_settings_or_exit(ctx.repo)
-    loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
-    created = creation_times(ctx.repo)
-    problems = check_repository(loaded, settings, created, ctx.now)
-    for problem in problems:
+    state, settings = _load_state_or_exit(ctx, ctx.repo)
+    for problem in state.demo_problems + state.status_problems:
         click.echo(str(problem), err=True)
-    invalid = sorted({item.id for item in loaded if not item.valid})
+    invalid = sorted(d.id for d in state.demos if not d.valid)
     if invalid:
         click.echo(f"not rendered, previous output kept: {', '.join(invalid)}", err=True)
-    inputs = [
-        RenderInput(
-            item.demo,
-            expiry_of(item.demo, settings, demo_start(item.demo.id, created, ctx.now)),
-            _read_status(ctx.repo, item.demo.id),
-        )
-        for item in loaded
-        if item.valid and item.demo is not None
-    ]
-    desired: dict[str, dict[str, bytes]] = {}
-    for item in inputs:
-        try:
-            desired.update(render_many([item], settings))
-        except RenderError as exc:
-            # one demo's broken output must not block the others; its old files stay
-            click.echo(f"democtl: {exc}", err=True)
-            invalid.append(item.demo.id)
-    writes = rendered_writes(_read_rendered(ctx.repo), desired, keep=invalid)
-    failed = len(inputs) - len(desired)
+    demos = state.valid_demos
+    expiries = {
+        demo_id: expiry_of(demo, settings, demo_start(demo_id, state.created_at, ctx.now))
+        for demo_id, demo in demos.items()
+    }
+    changes = loop.render_changes(ctx.repo, settings, demos, state.statuses, expiries, keep=invalid)
+    for error in changes.errors:
+        click.echo(f"democtl: {error}", err=True)
+    writes = changes.writes
     if check:
         for path, content in writes.items():
             click.echo(f"out of date: {path}" if content is not None else f"stale: {path}")
         if writes:
             fail(f"{len(writes)} file(s) under rendered/ are out of date; run democtl render")
-        click.echo(f"rendered/ is up to date ({len(desired)} demo(s))")
+        click.echo(f"rendered/ is up to date ({len(changes.rendered)} demo(s))")
         return
     changed = gitstate.write_files(ctx.repo, writes)
     for path in changed:
         click.echo(f"{'removed' if writes[path] is None else 'wrote'} {path}")
-    click.echo(f"{len(desired)} demo(s) rendered, {len(changed)} file(s) changed")
-    if failed:
-        fail(f"{failed} demo(s) could not be rendered; their previous output was kept")
-
-
-def _read_status(repo: Path, demo_id: str) -> DemoStatus | None:
-    """The demo's status file when it is there and readable; unreadable ones count as absent."""
-    import yaml
-    from pydantic import ValidationError
-
-    path = repo / "status" / f"{demo_id}.yaml"
-    if not path.is_file():
-        return None
-    try:
-        return DemoStatus.model_validate(yaml.safe_load(path.read_bytes()))
-    except (yaml.YAMLError, ValidationError, OSError) as exc:
-        click.echo(f"status/{demo_id}.yaml: ignored, unreadable: {exc}", err=True)
-        return None
-
-
-def _read_rendered(repo: Path) -> dict[str, bytes]:
-    """Every file under rendered/<id>/, by repository-relative path."""
-    folder = repo / "rendered"
-    if not folder.is_dir():
-        return {}
-    return {
-        path.relative_to(repo).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and not path.name.startswith(".")
-    }
+    click.echo(f"{len(changes.rendered)} demo(s) rendered, {len(changed)} file(s) changed")
+    if changes.errors:
+        fail(f"{len(changes.errors)} demo(s) could not be rendered; their previous output was kept")
 
 
 # --- local emulators (kubernetes branch) -------------------------------------------------

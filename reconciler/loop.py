@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +19,10 @@ from typing import TypeVar
 
 from reconciler import gitstate
 from reconciler.apply import Outcome, Providers, apply, outcome_for
-from reconciler.model import DemoStatus, Phase, parse_duration
+from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Observed, Plan, plan
 from reconciler.providers.base import ProviderError
-from reconciler.render import render_demo, rendered_writes
+from reconciler.render import RenderError, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
@@ -81,6 +81,47 @@ def observe(providers: Providers) -> Observed:
     )
 
 
+@dataclass
+class RenderChanges:
+    writes: dict[str, bytes | None]
+    rendered: list[str]
+    errors: list[str]
+
+
+def render_changes(
+    root: Path,
+    settings: Settings,
+    demos: Mapping[str, Demo],
+    statuses: Mapping[str, DemoStatus],
+    expiries: Mapping[str, datetime],
+    keep: Iterable[str] = (),
+) -> RenderChanges:
+    """What `rendered/` must become: every given demo except the pending, rendered.
+
+    Files of ids in `keep` that are not rendered now stay as they are (an invalid
+    file, a demo whose teardown is under way, a demo whose render failed), so
+    nothing still running loses its manifests. Used by the cycle and by
+    `democtl render`, so both produce the same tree.
+    """
+    desired: dict[str, dict[str, bytes]] = {}
+    errors: list[str] = []
+    kept = set(keep)
+    for demo_id, demo in sorted(demos.items()):
+        status = statuses.get(demo_id)
+        if status is not None and status.phase is Phase.PENDING:
+            continue
+        try:
+            desired[demo_id] = render_demo(
+                demo, settings, expires_at=expiries[demo_id], status=status
+            )
+        except RenderError as exc:
+            # one demo's broken output must not block the others; its old files stay
+            errors.append(str(exc))
+            kept.add(demo_id)
+    writes = rendered_writes(rendered_files(root), desired, keep=kept - set(desired))
+    return RenderChanges(writes, sorted(desired), errors)
+
+
 def write_set(
     state: gitstate.State, the_plan: Plan, outcomes: list[Outcome], now: datetime
 ) -> tuple[dict[str, bytes | None], list[gitstate.DemoChange], dict[str, DemoStatus]]:
@@ -116,17 +157,16 @@ def write_set(
         summary = change_summary(previous, new)
         if summary:
             changes.append(gitstate.DemoChange(item.demo_id, summary))
-    desired = {
-        demo_id: render_demo(valid[demo_id], settings, expires_at=status.expiresAt, status=status)
-        for demo_id, status in sorted(statuses.items())
-        if demo_id in valid and status.phase is not Phase.PENDING
-    }
+    live = {demo_id: valid[demo_id] for demo_id in statuses if demo_id in valid}
+    expiries = {demo_id: status.expiresAt for demo_id, status in statuses.items()}
     # Never prune what still runs: a demo whose file is invalid or gone keeps its
     # manifests until its teardown has finished and its files are removed together.
     removed = {p.split("/")[1] for p, c in writes.items() if c is None and p.startswith("demos/")}
-    keep = ({d.id for d in state.demos if not d.valid} | set(statuses)) - set(desired) - removed
-    rendered = rendered_writes(rendered_files(state.root), desired, keep=keep)
-    for path, content in rendered.items():
+    keep = ({d.id for d in state.demos if not d.valid} | set(statuses)) - removed
+    rendered = render_changes(state.root, settings, live, statuses, expiries, keep)
+    for error in rendered.errors:
+        log.error("%s", error)
+    for path, content in rendered.writes.items():
         writes.setdefault(path, content)
     return writes, changes, statuses
 
