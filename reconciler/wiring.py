@@ -9,6 +9,7 @@ receives the finished `Providers` and never knows which world it talks to.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from reconciler.local.stack import LocalStack, local_state_dir
 from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
+from reconciler.providers.http import RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
@@ -136,7 +138,11 @@ def production_providers(settings: Settings) -> Providers:
         )
     try:
         return Providers(
-            supabase=SupabaseManagementClient.from_environment(settings),
+            # jitter seeded per process, so reconcilers that failed together do not
+            # retry in lockstep (the one place randomness enters a production retry)
+            supabase=SupabaseManagementClient.from_environment(
+                settings, retry=RetryPolicy(rng=random.Random())
+            ),
             dns=CloudflareDns(
                 os.environ["CLOUDFLARE_API_TOKEN"],
                 settings.cloudflare.zone,
