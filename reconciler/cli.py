@@ -603,6 +603,27 @@ def local_inspect(fmt: str, ctx: Context) -> None:
         ready = sum(1 for p in pods if p["ready"])
         rows.append((ns["name"], f"{ready}/{len(pods)}", ",".join(secrets) or "-"))
     click.echo(table(rows))
+    projects = world.get("supabase", {}).get("projects", [])
+    if projects:
+        click.echo("")
+        click.echo(
+            table(
+                [("supabase project", "ref", "status", "rows")]
+                + [
+                    (p["name"], p["ref"], p["status"], str(sum(p.get("tables", {}).values())))
+                    for p in projects
+                ]
+            )
+        )
+    records = world.get("cloudflare", {}).get("records", [])
+    if records:
+        click.echo("")
+        click.echo(
+            table(
+                [("dns record", "type", "content", "comment")]
+                + [(r["name"], r["type"], r["content"], r.get("comment") or "") for r in records]
+            )
+        )
 
 
 def cluster_totals(ctx: Context, settings: Settings) -> tuple[Decimal, Decimal]:
