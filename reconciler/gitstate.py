@@ -1107,3 +1107,11 @@ def preview_state_repo(
         git.Repo.clone_from(str(scratch), str(dest))
         _must(_repo(dest), "remote", "set-url", "origin", str(upstream.resolve()))
     return scratch_state_repo(upstream, dest, identity, when=when)
+
+
+# --- capacity -----------------------------------------------------------------------
+
+
+def read_statuses(root: Path) -> tuple[dict[str, DemoStatus], list[Problem]]:
+    """The status files under `root/status/` (no git needed): valid ones by id, and problems."""
+    return _read_statuses(root)
