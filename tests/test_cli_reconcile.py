@@ -553,3 +553,36 @@ def test_tokens_never_reach_the_output(tmp_path: Path) -> None:
         assert tokens[name] not in everything, name
     files = b"".join(p.read_bytes() for p in local_state_dir(repo).rglob("*.yaml") if p.is_file())
     assert not any(tokens[name].encode() in files for name in SECRET_VARIABLES)
+
+
+# --- faults in local mode (DEMOCTL_LOCAL_FAULTS) ------------------------------------------
+
+
+def test_local_faults_from_the_environment_reach_the_emulators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Cloudflare token blocked by a 429 in local mode: no DNS this cycle, the rest goes on."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", "rate_limit=1, retry_after=300, only=/dns_records")
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out  # rate limited is left for a later cycle, not a failure
+    assert "cloudflare rate limit on list records" in out
+    assert "the dns listing failed this cycle" in out
+    data = world(repo)
+    assert data["cloudflare"]["records"] == []
+    assert len(data["supabase"]["projects"]) == 3  # other providers were not faulted
+
+    monkeypatch.delenv("DEMOCTL_LOCAL_FAULTS")  # faults live in the process, never in the state
+    reconciled(repo)
+    assert len(world(repo)["cloudflare"]["records"]) == 9
+
+
+@pytest.mark.parametrize("value", ["rate_limit=2", "bogus=1", "seed=x", "drop"])
+def test_a_bad_local_faults_value_is_a_setup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", value)
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 2, out
+    assert "DEMOCTL_LOCAL_FAULTS" in out and "Traceback" not in out
