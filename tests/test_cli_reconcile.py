@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -586,3 +587,32 @@ def test_a_bad_local_faults_value_is_a_setup_error(
     code, out = democtl(repo, "reconcile", "--local")
     assert code == 2, out
     assert "DEMOCTL_LOCAL_FAULTS" in out and "Traceback" not in out
+
+
+_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR) (reconciler\.[\w.]+): (.*)$")
+# Lines about the whole account or zone, not one demo: listings and the cycle summary.
+_ACCOUNT_WIDE = re.compile(r"\blist \w+|\d+ managed records in |^cycle: |^observe: ")
+
+
+def test_every_log_line_about_a_demo_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STYLE: the demo id on every line. Faults make the retry and error paths log too."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv(
+        "DEMOCTL_LOCAL_FAULTS", "rate_limit=0.05,server_error=0.08,drop=0.04,seed=11"
+    )
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s", "-vv")
+    lines = [m for m in map(_LOG_LINE.match, out.splitlines()) if m]
+    assert len(lines) > 20, out  # -vv really logged the cycle
+    demo_scoped = ("reconciler.apply", "reconciler.providers", "reconciler.database")
+    anonymous = [
+        m.group(0)
+        for m in lines
+        if m.group(2).startswith(demo_scoped)
+        and not any(d in m.group(3) for d in DEMOS)
+        and not _ACCOUNT_WIDE.search(m.group(3))
+    ]
+    assert anonymous == []
+    assert code in (0, 1), out  # a faulted action may fail on the way; the demos converge
+    assert all(row[0] == "ready" for row in table_rows(out).values()), out
