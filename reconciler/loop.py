@@ -20,7 +20,7 @@ from typing import TypeVar
 from reconciler import gitstate
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
-from reconciler.plan import ActionKind, Observed, Plan, plan
+from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
 from reconciler.providers.base import ProviderError
 from reconciler.render import RenderError, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
@@ -156,7 +156,9 @@ def write_set(
                 writes[status_path(item.demo_id)] = status_bytes(new)
         summary = change_summary(previous, new)
         if summary:
-            changes.append(gitstate.DemoChange(item.demo_id, summary))
+            # a teardown says why (expired, or its file deleted) for `democtl history`
+            why = item.reason if item.intent is Intent.TEARDOWN else ""
+            changes.append(gitstate.DemoChange(item.demo_id, summary, why))
     live = {demo_id: valid[demo_id] for demo_id in statuses if demo_id in valid}
     expiries = {demo_id: status.expiresAt for demo_id, status in statuses.items()}
     # Never prune what still runs: a demo whose file is invalid or gone keeps its
