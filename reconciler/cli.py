@@ -819,8 +819,17 @@ def reconcile(
             failed = failed or last.failed
             if _settled(last) or time.monotonic() - started >= wait:
                 break
-            if last.commit is None:
-                time.sleep(2)  # only waiting on the providers: give them a moment
+            pause = 2.0 if last.commit is None else 0.0  # waiting on the providers only
+            if last.retry_after:  # a provider said when to come back: not before (Retry-After)
+                if time.monotonic() - started + last.retry_after >= wait:
+                    click.echo(
+                        f"  = rate limited for {last.retry_after:g}s, longer than --wait "
+                        "allows: a later run goes on"
+                    )
+                    break
+                pause = max(pause, last.retry_after)
+            if pause:
+                time.sleep(pause)
     assert last is not None
     click.echo("")
     click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, now())))

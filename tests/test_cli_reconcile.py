@@ -578,6 +578,20 @@ def test_local_faults_from_the_environment_reach_the_emulators(
     assert len(world(repo)["cloudflare"]["records"]) == 9
 
 
+def test_wait_does_not_come_back_before_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloudflare blocks a token for minutes after a 429: --wait must not hammer it meanwhile."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", "rate_limit=1, retry_after=300, only=/dns_records")
+    started = time.monotonic()
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
+    assert code == 0, out
+    assert "cycle 2 " not in out, out  # one cycle, then it stopped rather than retry at once
+    assert "rate limited for 300s, longer than --wait allows" in out
+    assert time.monotonic() - started < 30
+
+
 @pytest.mark.parametrize("value", ["rate_limit=2", "bogus=1", "seed=x", "drop"])
 def test_a_bad_local_faults_value_is_a_setup_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
