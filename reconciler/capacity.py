@@ -3,16 +3,16 @@
 Pure arithmetic over the settings and the profiles of live demos. A demo's
 footprint is its profile's ResourceQuota (the most it can request), so a cluster
 never promises more than it holds once the production reserve is set aside.
-Imports only the settings model and quantity parsing.
+Imports only the model (settings, status phases) and quantity parsing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-from reconciler.model import Settings
+from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.quantity import parse_quantity
 
 
@@ -80,6 +80,20 @@ def calculate_max_demos(
         _floor(memory / p.memory_bytes),
         settings.capacity.maxConcurrentDemos,
     )
+
+
+def live_profiles(files: Mapping[str, str], statuses: Mapping[str, DemoStatus]) -> list[str]:
+    """The profiles holding capacity, by demo id order: what the planner admits against.
+
+    A status is the truth once there is one, as in `plan`: a demo queued
+    (`pending`) holds nothing, a demo with any other phase holds its profile even
+    when its file is gone or has expired (its namespace is there until teardown).
+    A valid file without a status yet counts too: the next cycle creates it, and
+    `democtl validate` checks capacity the same way. `files` maps id to profile.
+    """
+    held = {i: s.profile for i, s in statuses.items() if s.phase != Phase.PENDING}
+    waiting = {i: p for i, p in files.items() if i not in statuses}
+    return [profile for _, profile in sorted({**waiting, **held}.items())]
 
 
 def capacity_report(

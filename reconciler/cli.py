@@ -28,7 +28,7 @@ import schedule
 
 from reconciler import database, gitstate, logsetup, loop, metrics, report, wiring
 from reconciler.apply import Providers
-from reconciler.capacity import capacity_report
+from reconciler.capacity import capacity_report, live_profiles
 from reconciler.clock import parse_now, real_now
 from reconciler.loop import CycleResult
 from reconciler.model import Demo, DemoStatus, Phase, Settings, demo_status_dict, parse_duration
@@ -183,7 +183,8 @@ def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
     """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
     settings = load_settings_or_exit(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
-    live = _live_profiles(loaded)
+    statuses, _ = gitstate.read_statuses(ctx.state_repo)  # a broken one counts by its file
+    live = _live_profiles(loaded, statuses)
     totals = cluster_totals(ctx, settings) if from_cluster else (None, None)
     report = capacity_report(settings, live, *totals)
     if fmt == "json":
@@ -259,8 +260,9 @@ def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
     )
 
 
-def _live_profiles(loaded: list[LoadedDemo]) -> list[str]:
-    return [item.demo.spec.profile for item in loaded if item.demo is not None]
+def _live_profiles(loaded: list[LoadedDemo], statuses: dict[str, DemoStatus]) -> list[str]:
+    files = {item.demo.id: item.demo.spec.profile for item in loaded if item.demo is not None}
+    return live_profiles(files, statuses)
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -817,8 +819,17 @@ def reconcile(
             failed = failed or last.failed
             if _settled(last) or time.monotonic() - started >= wait:
                 break
-            if last.commit is None:
-                time.sleep(2)  # only waiting on the providers: give them a moment
+            pause = 2.0 if last.commit is None else 0.0  # waiting on the providers only
+            if last.retry_after:  # a provider said when to come back: not before (Retry-After)
+                if time.monotonic() - started + last.retry_after >= wait:
+                    click.echo(
+                        f"  = rate limited for {last.retry_after:g}s, longer than --wait "
+                        "allows: a later run goes on"
+                    )
+                    break
+                pause = max(pause, last.retry_after)
+            if pause:
+                time.sleep(pause)
     assert last is not None
     click.echo("")
     click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, now())))

@@ -859,6 +859,15 @@ class _LogEntry:
     subject: str
     trailers: list[tuple[str, str]] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
+    body: str = ""
+
+    def detail_of(self, demo_id: str, action: str) -> str:
+        """The `(detail)` of commit_message's body line for this change, if it has one."""
+        head = f"- {_one_line(demo_id)}: {_one_line(action)} ("
+        for line in self.body.splitlines():
+            if line.startswith(head) and line.endswith(")"):
+                return line[len(head) : -1]
+        return ""
 
 
 def _log_entries(repo: git.Repo) -> list[_LogEntry]:
@@ -868,15 +877,16 @@ def _log_entries(repo: git.Repo) -> list[_LogEntry]:
         "--no-renames",
         "--reverse",
         "--name-status",
-        "--format=%x00%H%x1f%an%x1f%ae%x1f%ct%x1f%s%x1f%(trailers:only,unfold)%x1f",
+        "--format=%x00%H%x1f%an%x1f%ae%x1f%ct%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1f",
         "--",
         f"{DEMOS_DIR}/",
         f"{STATUS_DIR}/",
     )
     entries = []
     for chunk in output.split("\x00")[1:]:
-        sha, author, email, ct, subject, trailers, rest = chunk.split("\x1f", 6)
+        sha, author, email, ct, subject, trailers, body, rest = chunk.split("\x1f", 7)
         entry = _LogEntry(sha, author, email, datetime.fromtimestamp(int(ct), UTC), subject)
+        entry.body = body
         for line in trailers.splitlines():
             key, sep, value = line.partition(":")
             if sep:
@@ -959,7 +969,7 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
         if ids:
             for demo, action in zip_longest(ids, actions, fillvalue=""):
                 if demo:
-                    event(demo, action or "updated", "")
+                    event(demo, action or "updated", entry.detail_of(demo, action))
             continue
         for status, path in entry.files:
             pure = PurePosixPath(path)
@@ -1107,3 +1117,11 @@ def preview_state_repo(
         git.Repo.clone_from(str(scratch), str(dest))
         _must(_repo(dest), "remote", "set-url", "origin", str(upstream.resolve()))
     return scratch_state_repo(upstream, dest, identity, when=when)
+
+
+# --- capacity -----------------------------------------------------------------------
+
+
+def read_statuses(root: Path) -> tuple[dict[str, DemoStatus], list[Problem]]:
+    """The status files under `root/status/` (no git needed): valid ones by id, and problems."""
+    return _read_statuses(root)

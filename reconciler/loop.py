@@ -20,8 +20,8 @@ from typing import TypeVar
 from reconciler import gitstate
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
-from reconciler.plan import ActionKind, Observed, Plan, plan
-from reconciler.providers.base import ProviderError
+from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
+from reconciler.providers.base import ProviderError, RateLimited
 from reconciler.render import RenderError, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
@@ -58,20 +58,33 @@ class CycleResult:
     statuses: dict[str, DemoStatus] = field(default_factory=dict)
     changes: list[gitstate.DemoChange] = field(default_factory=list)
     commit: str | None = None
+    listing_retry_after: list[float] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         return any(o.error and not o.rate_limited for o in self.outcomes)
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds a provider asked us to stay away (429 Retry-After), the longest; None if none."""
+        waits = [*self.listing_retry_after]
+        waits += [o.retry_after for o in self.outcomes if o.rate_limited and o.retry_after]
+        return max(waits, default=None)
 
-def observe(providers: Providers) -> Observed:
-    """One listing per provider; a failed listing is None, which the planner never deletes on."""
+
+def observe(providers: Providers, retry_after: list[float] | None = None) -> Observed:
+    """One listing per provider; a failed listing is None, which the planner never deletes on.
+
+    A rate-limited listing adds its Retry-After to `retry_after`, when given.
+    """
 
     def listing(name: str, call: Callable[[], Sequence[T]]) -> tuple[T, ...] | None:
         try:
             return tuple(call())
         except ProviderError as exc:
             log.warning("observe: %s listing failed, nothing will be deleted there: %s", name, exc)
+            if isinstance(exc, RateLimited) and exc.retry_after and retry_after is not None:
+                retry_after.append(exc.retry_after)
             return None
 
     return Observed(
@@ -156,7 +169,9 @@ def write_set(
                 writes[status_path(item.demo_id)] = status_bytes(new)
         summary = change_summary(previous, new)
         if summary:
-            changes.append(gitstate.DemoChange(item.demo_id, summary))
+            # a teardown says why (expired, or its file deleted) for `democtl history`
+            why = item.reason if item.intent is Intent.TEARDOWN else ""
+            changes.append(gitstate.DemoChange(item.demo_id, summary, why))
     live = {demo_id: valid[demo_id] for demo_id in statuses if demo_id in valid}
     expiries = {demo_id: status.expiresAt for demo_id, status in statuses.items()}
     # Never prune what still runs: a demo whose file is invalid or gone keeps its
@@ -185,7 +200,8 @@ def run_cycle(
     if state.settings is None:
         raise SettingsUnusable(state.settings_problems)
     settings = state.settings
-    observed = observe(providers)
+    listing_retry_after: list[float] = []
+    observed = observe(providers, listing_retry_after)
     the_plan = plan(
         settings,
         state.demos,
@@ -201,6 +217,7 @@ def run_cycle(
         observed=observed,
         previous=dict(state.statuses),
         statuses=dict(state.statuses),
+        listing_retry_after=listing_retry_after,
     )
     if dry_run:
         return result

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reconciler import database, gitstate
 from reconciler.apply import Providers
+from reconciler.local.server import parse_faults
 from reconciler.local.stack import LocalStack, local_state_dir
 from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
@@ -94,7 +95,15 @@ def open_providers(
             raise SetupError(
                 f"DEMOCTL_LOCAL_COME_UP_SECONDS={text!r} is not a number of seconds"
             ) from None
-        with LocalStack(local_state_dir(repo), workdir, settings, come_up_seconds=come_up) as stack:
+        faults_text = os.environ.get("DEMOCTL_LOCAL_FAULTS", "")
+        try:
+            # off by default; set to rehearse rate limits, 5xx, timeouts and drops locally
+            faults = parse_faults(faults_text) if faults_text.strip() else None
+        except ValueError as exc:
+            raise SetupError(f"DEMOCTL_LOCAL_FAULTS: {exc}") from None
+        with LocalStack(
+            local_state_dir(repo), workdir, settings, faults=faults, come_up_seconds=come_up
+        ) as stack:
             providers = local_providers(stack)
             try:
                 yield providers

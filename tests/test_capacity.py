@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from reconciler import capacity
 from reconciler.capacity import admit_in_order, calculate_max_demos, capacity_report
-from reconciler.model import Settings
+from reconciler.cli import cli
+from reconciler.model import Phase, Settings
+from reconciler.statusfile import status_bytes
 from reconciler.workspace import read_settings
+from tests.gitrepo import demo_yaml, make_status
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -119,3 +124,38 @@ def test_admission_does_not_rebuild_the_report_per_demo(monkeypatch: pytest.Monk
     settings = settings_with(maxConcurrentDemos=1000, totalCpu="4000", totalMemory="8000Gi")
     queue = [(f"demo-{i}", "small") for i in range(2000)]
     assert len(admit_in_order(settings, queue)) == 1000
+
+
+# --- `democtl capacity` counts what holds capacity, as the planner does -------------------
+
+
+def _demo_file(demo_id: str, profile: str) -> str:
+    return demo_yaml(demo_id).replace("profile: small", f"profile: {profile}")
+
+
+def test_capacity_command_counts_live_statuses_not_queued_or_gone_files(tmp_path: Path) -> None:
+    (tmp_path / "reconciler.yaml").write_text((PROJECT / "reconciler.yaml").read_text())
+    (tmp_path / "demos").mkdir()
+    (tmp_path / "status").mkdir()
+    files = {"demo-a": "small", "demo-b": "load-testing", "demo-c": "small"}
+    for demo_id, profile in files.items():
+        (tmp_path / "demos" / f"{demo_id}.yaml").write_text(_demo_file(demo_id, profile))
+    statuses = {
+        "demo-a": make_status("demo-a", Phase.READY),  # live
+        "demo-b": make_status("demo-b", Phase.PENDING).model_copy(
+            update={"profile": "load-testing"}
+        ),  # queued: holds nothing
+        "demo-d": make_status("demo-d", Phase.DESTROYING),  # file gone, namespace still there
+    }
+    for demo_id, status in statuses.items():
+        (tmp_path / "status" / f"{demo_id}.yaml").write_bytes(status_bytes(status))
+    (tmp_path / "status" / "demo-c.yaml").write_text("phase: [broken\n")  # counts by its file
+
+    result = CliRunner().invoke(cli, ["capacity", "--repo", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    # demo-a (small) + demo-c (small, no usable status yet) + demo-d (small, destroying)
+    assert report["used"] == {"cpu": "6", "memory": "12Gi", "demos": 3}
+    assert report["free"]["cpu"] == "38800m"  # 44.8 - 6
+    assert report["profiles"]["load-testing"]["more"] == 9  # floor(38.8 / 4)
+    assert report["profiles"]["small"]["more"] == 17  # the ceiling of 20 less 3 live

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -553,3 +554,79 @@ def test_tokens_never_reach_the_output(tmp_path: Path) -> None:
         assert tokens[name] not in everything, name
     files = b"".join(p.read_bytes() for p in local_state_dir(repo).rglob("*.yaml") if p.is_file())
     assert not any(tokens[name].encode() in files for name in SECRET_VARIABLES)
+
+
+# --- faults in local mode (DEMOCTL_LOCAL_FAULTS) ------------------------------------------
+
+
+def test_local_faults_from_the_environment_reach_the_emulators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Cloudflare token blocked by a 429 in local mode: no DNS this cycle, the rest goes on."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", "rate_limit=1, retry_after=300, only=/dns_records")
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out  # rate limited is left for a later cycle, not a failure
+    assert "cloudflare rate limit on list records" in out
+    assert "the dns listing failed this cycle" in out
+    data = world(repo)
+    assert data["cloudflare"]["records"] == []
+    assert len(data["supabase"]["projects"]) == 3  # other providers were not faulted
+
+    monkeypatch.delenv("DEMOCTL_LOCAL_FAULTS")  # faults live in the process, never in the state
+    reconciled(repo)
+    assert len(world(repo)["cloudflare"]["records"]) == 9
+
+
+def test_wait_does_not_come_back_before_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloudflare blocks a token for minutes after a 429: --wait must not hammer it meanwhile."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", "rate_limit=1, retry_after=300, only=/dns_records")
+    started = time.monotonic()
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
+    assert code == 0, out
+    assert "cycle 2 " not in out, out  # one cycle, then it stopped rather than retry at once
+    assert "rate limited for 300s, longer than --wait allows" in out
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("value", ["rate_limit=2", "bogus=1", "seed=x", "drop"])
+def test_a_bad_local_faults_value_is_a_setup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv("DEMOCTL_LOCAL_FAULTS", value)
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 2, out
+    assert "DEMOCTL_LOCAL_FAULTS" in out and "Traceback" not in out
+
+
+_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR) (reconciler\.[\w.]+): (.*)$")
+# Lines about the whole account or zone, not one demo: listings and the cycle summary.
+_ACCOUNT_WIDE = re.compile(r"\blist \w+|\d+ managed records in |^cycle: |^observe: ")
+
+
+def test_every_log_line_about_a_demo_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STYLE: the demo id on every line. Faults make the retry and error paths log too."""
+    _, repo = state_repo(tmp_path)
+    monkeypatch.setenv(
+        "DEMOCTL_LOCAL_FAULTS", "rate_limit=0.05,server_error=0.08,drop=0.04,seed=11"
+    )
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s", "-vv")
+    lines = [m for m in map(_LOG_LINE.match, out.splitlines()) if m]
+    assert len(lines) > 20, out  # -vv really logged the cycle
+    demo_scoped = ("reconciler.apply", "reconciler.providers", "reconciler.database")
+    anonymous = [
+        m.group(0)
+        for m in lines
+        if m.group(2).startswith(demo_scoped)
+        and not any(d in m.group(3) for d in DEMOS)
+        and not _ACCOUNT_WIDE.search(m.group(3))
+    ]
+    assert anonymous == []
+    assert code in (0, 1), out  # a faulted action may fail on the way; the demos converge
+    assert all(row[0] == "ready" for row in table_rows(out).values()), out

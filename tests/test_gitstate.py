@@ -515,6 +515,29 @@ def test_history_tells_the_story(tmp_path: Path) -> None:
     assert gitstate.history(work, "demo-zz") == []
 
 
+def test_history_reads_why_from_the_body_line_of_each_change(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    commit_as(work, when=T1, files={"demos/demo-a.yaml": demo_yaml("demo-a", "2h")})
+    commit_as(work, when=T1, files={"demos/demo-b.yaml": demo_yaml("demo-b", "2h")})
+    commit_cycle(
+        work,
+        {
+            "status/demo-a.yaml": status_bytes(make_status("demo-a")),
+            "status/demo-b.yaml": status_bytes(make_status("demo-b")),
+        },
+        [
+            DemoChange("demo-a", "destroying", "demo file deleted"),
+            DemoChange("demo-b", "creating (dns updated)"),  # parentheses, but no detail
+        ],
+        when=T2,
+    )
+    last = {e.demo_id: (e.action, e.detail) for e in gitstate.history(work)}
+    assert last == {
+        "demo-a": ("destroying", "demo file deleted"),
+        "demo-b": ("creating (dns updated)", ""),
+    }
+
+
 def test_held_lock_is_released_when_the_block_fails(tmp_path: Path) -> None:
     origin, work = origin_and_clone(tmp_path)
     with pytest.raises(RuntimeError), gitstate.held_lock(work, "cycle", NOW, TTL) as lock:

@@ -304,6 +304,20 @@ def test_faults_are_retried_with_backoff_and_retry_after(
             pass
 
 
+def test_retries_on_a_demos_project_name_the_demo(
+    sb: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = sb.healthy("demo-logs01")
+    caplog.set_level(logging.WARNING, logger="reconciler.providers.supabase")
+    sb.emulator.server.set_faults(Faults(server_error=1.0, only=f"/v1/projects/{ref}"))
+    for call in (sb.client.get_project, sb.client.delete_project):
+        with pytest.raises(ProviderError) as caught:
+            call(ref)
+        assert caught.value.demo_id == "demo-logs01"
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert retries and all(line.startswith("demo-logs01: ") for line in retries), retries
+
+
 def test_rate_limit_beyond_the_budget_is_rate_limited(sb: Harness) -> None:
     ref = sb.healthy("demo-rate01")
     sb.emulator.rate_limit = 1  # the window already holds the calls above

@@ -11,7 +11,9 @@ lifecycle every emulator delegates to its server. Imports the standard library o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import random
 import socket
 import threading
@@ -37,6 +39,37 @@ class Faults:
     drop: float = 0.0  # close the connection without an answer
     only: str | None = None  # substring of the path the faults apply to
     seed: int = 0
+
+
+def parse_faults(text: str) -> Faults:
+    """Faults from `name=value,...` (the field names of `Faults`), as DEMOCTL_LOCAL_FAULTS holds.
+
+    For example `rate_limit=0.1,server_error=0.05,drop=0.02,latency=0.05,seed=7`;
+    `only=/dns_records` limits them to one API. Raises ValueError naming the bad part.
+    """
+    fields = {f.name: f.type for f in dataclasses.fields(Faults)}
+    values: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = (x.strip() for x in part.partition("="))
+        if not sep or name not in fields:
+            raise ValueError(f"{part!r}: expected name=value with name one of {', '.join(fields)}")
+        if name == "only":
+            values[name] = raw
+            continue
+        try:
+            number = int(raw) if name in ("seed", "retry_after") else float(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a number") from None
+        if not math.isfinite(number) or number < 0 or (name in _RATES and number > 1):
+            raise ValueError(f"{name}={raw!r} is out of range ({_RANGE.get(name, '>= 0')})")
+        values[name] = number
+    return Faults(**values)
+
+
+_RATES = ("rate_limit", "server_error", "timeout", "drop")
+_RANGE = dict.fromkeys(_RATES, "a rate per request, 0..1")
 
 
 @dataclass

@@ -202,11 +202,12 @@ class SupabaseManagementClient:
     def get_project(self, ref: str) -> Project | None:
         """The managed project, or None when it is gone or is not ours (foreign = invisible)."""
         self._check_ref(ref, "get project")
-        response = self._call("GET", f"/v1/projects/{ref}", "get project", accept={404})
+        demo_id = self._owned.get(ref)  # known once listed or created: it names the log lines
+        response = self._call("GET", f"/v1/projects/{ref}", "get project", demo_id, accept={404})
         if response.status_code == 404:
             self._owned.pop(ref, None)
             return None
-        return self._project(self._json(response, "get project", self._owned.get(ref)))
+        return self._project(self._json(response, "get project", demo_id))
 
     def is_healthy(self, ref: str) -> bool:
         project = self.get_project(ref)
@@ -280,7 +281,9 @@ class SupabaseManagementClient:
     def delete_project(self, ref: str) -> None:
         self._check_ref(ref, "delete project")
         # Read first, always: ownership is checked on fresh data, never on a cache.
-        response = self._call("GET", f"/v1/projects/{ref}", "delete project", accept={404})
+        response = self._call(
+            "GET", f"/v1/projects/{ref}", "delete project", self._owned.get(ref), accept={404}
+        )
         if response.status_code == 404:
             logger.info("%s: Supabase project %s already gone", self._owned.pop(ref, "-"), ref)
             return
