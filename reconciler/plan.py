@@ -400,14 +400,13 @@ def _teardown(
             )
             for p in ctx.sight.projects_of(demo_id)
         )
-    if not actions and not blocked:
-        actions.append(
-            Action(
-                ActionKind.REMOVE_FILES,
-                demo_id,
-                f"{why}: DNS records and Supabase project are gone, remove its files",
-            )
-        )
+    if not blocked:
+        # Last, and only reached when every delete before it succeeded (the executor
+        # stops a demo at its first failure or wait), so one cycle finishes a
+        # teardown. Should a provider still list a deleted resource, nothing is lost:
+        # with no file and no status it is an orphan, and orphans are collected.
+        gone = "the DNS records and the Supabase project deleted" if actions else "nothing left"
+        actions.append(Action(ActionKind.REMOVE_FILES, demo_id, f"{why}: {gone}, remove its files"))
     waiting = "; ".join(blocked) or None
     return DemoPlan(demo_id, phase, Intent.TEARDOWN, tuple(actions), why, waiting, expires)
 

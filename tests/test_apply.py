@@ -155,18 +155,32 @@ def test_second_run_makes_no_calls_that_change_anything(
         assert repo.statuses == before
 
 
-def test_teardown_ends_with_files_removed_and_nothing_left() -> None:
+def test_teardown_deletes_and_removes_the_files_in_one_cycle() -> None:
     world, repo = World(), Repo()
     expired(world, repo)
-    cycle(world, repo, LATER)
-    assert repo.statuses[A].phase == Phase.DESTROYING
     result, _ = cycle(world, repo, LATER)
-    assert result.for_demo(A).kinds == (K.REMOVE_FILES,)  # type: ignore[union-attr]
+    assert result.for_demo(A).kinds == (K.DELETE_DNS, K.DELETE_PROJECT, K.REMOVE_FILES)  # type: ignore[union-attr]
     assert repo.statuses == {} and repo.files == {}
     assert world.supabase.projects == {} and world.dns.records == {}
     world.forget_calls()
-    third, outcomes = cycle(world, repo, LATER)
-    assert third.demos == () and outcomes == [] and world.mutations() == []
+    second, outcomes = cycle(world, repo, LATER)
+    assert second.demos == () and outcomes == [] and world.mutations() == []
+
+
+def test_a_failed_delete_keeps_the_files_until_a_later_cycle_finishes() -> None:
+    world, repo = World(), Repo()
+    expired(world, repo)
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None
+    world.supabase.fail_on[("delete_project", ref)] = ProviderError(
+        "supabase", "delete project", "upstream 503", demo_id=A, retryable=True
+    )
+    cycle(world, repo, LATER)
+    assert repo.statuses[A].phase == Phase.DESTROYING and A in repo.files
+    assert world.dns.records == {}, "what could be deleted was"
+    result, _ = cycle(world, repo, LATER)
+    assert result.for_demo(A).kinds == (K.DELETE_PROJECT, K.REMOVE_FILES)  # type: ignore[union-attr]
+    assert repo.statuses == {} and repo.files == {} and world.supabase.projects == {}
 
 
 def test_adopting_never_creates_a_second_project() -> None:

@@ -328,14 +328,16 @@ def test_expiry_tears_everything_down_and_removes_the_files_in_one_commit(world:
 
     later = BASE_TIME + timedelta(hours=2, minutes=1)
     before = world.head()
-    # the next cycle deletes the records and the project and says so ...
+    # the next cycle deletes the records and the project, and, with both gone,
+    # removes the demo's files in its commit
     teardown = world.cycle(later)
-    assert teardown.statuses["demo-acme01"].phase is Phase.DESTROYING
-    assert sorted(deletes(teardown)) == ["demo-acme01: delete-dns", "demo-acme01: delete-project"]
+    assert deletes(teardown) == [
+        "demo-acme01: delete-dns",
+        "demo-acme01: delete-project",
+        "demo-acme01: remove-files",
+    ]
+    assert teardown.commit is not None and "demo-acme01" not in teardown.statuses
     assert not world.demo_projects("demo-acme01") and not world.demo_records("demo-acme01")
-    # ... and the one after, seeing them gone, removes the files
-    removal = world.cycle(later)
-    assert removal.commit is not None and "demo-acme01" not in removal.statuses
 
     assert world.origin_file("demos/demo-acme01.yaml") is None
     assert world.origin_file("status/demo-acme01.yaml") is None

@@ -189,7 +189,7 @@ NEW = (
     "ensure-dns render-release check-health"
 )
 CHECK = "provision: check-health"
-TEARDOWN = "teardown: delete-dns delete-project"
+TEARDOWN = "teardown: delete-dns delete-project remove-files"
 PAST = NOW - timedelta(minutes=1)
 LATER = NOW + timedelta(hours=3)
 
@@ -219,7 +219,7 @@ CASES = [
     pytest.param([file(A, expires=PAST)], {A: status(A, Phase.DESTROYING, provisioned=False)}, Observed(), {}, {A: "teardown: remove-files"}, id="expired-demo-files-go-once-resources-are-gone"),
     pytest.param([file(A, expires=PAST)], {}, Observed(), {}, {A: "teardown: remove-files"}, id="demo-expired-before-it-ran-is-removed"),
     pytest.param([file(A, expires=LATER)], {A: status(A, expires=PAST)}, world(A), {}, {A: "provision: render-release check-health"}, id="extended-demo-is-not-torn-down"),
-    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-dup")]), {}, {A: "teardown: delete-dns delete-project delete-project"}, id="teardown-deletes-every-project-of-the-demo"),
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-dup")]), {}, {A: "teardown: delete-dns delete-project delete-project remove-files"}, id="teardown-deletes-every-project-of-the-demo"),
     # deleted files and invalid files
     pytest.param([], {A: status(A)}, world(A), {}, {A: TEARDOWN}, id="deleted-demo-is-torn-down"),
     pytest.param([], {A: status(A, Phase.DESTROYING, provisioned=False)}, Observed(), {}, {A: "teardown: remove-files"}, id="deleted-demo-status-goes-once-resources-are-gone"),
