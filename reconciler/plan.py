@@ -113,7 +113,7 @@ class Intent(StrEnum):
 
     QUEUE = "queue"  # waits for capacity: pending
     PROVISION = "provision"  # create what is missing, then check health: creating/ready/degraded
-    TEARDOWN = "teardown"  # expired or deleted: destroying, then the files go
+    TEARDOWN = "teardown"  # expired or deleted: delete, then the files go (destroying meanwhile)
     FAIL = "fail"  # gave up until the spec changes: failed
     HOLD = "hold"  # touch nothing (invalid file, conflict, refused): phase unchanged
 
