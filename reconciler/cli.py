@@ -108,11 +108,6 @@ def load_settings_or_exit(repo: Path) -> Settings:
     return result.settings
 
 
-def creation_times(repo: Path) -> dict[str, datetime]:
-    """When each demo file landed on main; empty when the repository has no history."""
-    return gitstate.creation_times(repo)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="democtl")
 def cli() -> None:
@@ -140,7 +135,7 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
         )
         _print_problems([*settings_result.problems, *own], fmt)
         fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
-    problems = check_repository(loaded, settings, creation_times(ctx.repo), ctx.now)
+    problems = check_repository(loaded, settings, gitstate.creation_times(ctx.repo), ctx.now)
     _print_problems(problems, fmt)
     if fmt == "text":
         valid = sum(1 for item in loaded if item.valid)
@@ -380,7 +375,7 @@ def _apply_edit(
     if not edit.changed:
         click.echo(f"{edit.summary}; nothing to change")
         return
-    created = creation_times(ctx.repo)
+    created = gitstate.creation_times(ctx.repo)
     others = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     errors, warnings = edits.check_edit(edit, others, settings, created, ctx.now)
     if errors:
@@ -513,7 +508,7 @@ def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None
 
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
-    start = demo_start(demo_id, creation_times(ctx.repo), ctx.now)
+    start = demo_start(demo_id, gitstate.creation_times(ctx.repo), ctx.now)
     try:
         edit = edits.extend(path, before, hours, settings, start)
     except edits.EditError as exc:
@@ -532,7 +527,7 @@ def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     try:
-        edit = edits.expire(path, before, settings, creation_times(ctx.repo), ctx.now)
+        edit = edits.expire(path, before, settings, gitstate.creation_times(ctx.repo), ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
     _apply_edit(ctx, edit, settings, branch, "expire now")

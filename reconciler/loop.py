@@ -26,7 +26,7 @@ from reconciler.render import RenderError, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
-from reconciler.workspace import rendered_files
+from reconciler.workspace import read_settings, rendered_files
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +254,11 @@ def run_cycle_and_push(
     push is rejected because the remote moved (a pull request merged meanwhile)
     plans again on the new head. Raises gitstate errors for a human to read.
     """
-    before = gitstate.load_state(root, now)
-    if before.settings is None:
-        raise SettingsUnusable(before.settings_problems)
-    state_settings = before.settings
+    # only the git settings are needed before the cycle; run_cycle loads the whole state
+    found = read_settings(root)
+    if found.settings is None:
+        raise SettingsUnusable(found.problems)
+    state_settings = found.settings
     git_settings = state_settings.git
     identity = gitstate.Identity.from_settings(state_settings)
     gitstate.sync(root, branch=git_settings.branch, identity=identity)
