@@ -1,9 +1,9 @@
 """Migrations and demo data for a demo's database, through any `SupabaseProvider`.
 
-Owns applying `templates/supabase/migrations/*.sql` in order, exactly once per project
+Owns applying `reconciler/templates/supabase/migrations/*.sql` in order, exactly once per project
 (tracked in `democtl.schema_migrations` inside the project's database, each file in
 its own transaction together with its tracking row), and seeding once per project
-(`templates/supabase/seed/<type>.sql`, recorded in `democtl.seed_runs`). Values are
+(`reconciler/templates/supabase/seed/<type>.sql`, recorded in `democtl.seed_runs`). Values are
 never formatted into SQL as text: the seed's parameters go into `democtl.seed_runs`
 through `sql_literal`, which encodes every string as hex, and the seed SQL reads them
 from there. Data is deterministic from the demo id (md5-based, see migration 0003).
@@ -18,13 +18,15 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from reconciler.providers.base import ProviderError, SupabaseProvider
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "supabase"
+# Package data (importlib.resources), so that an installed wheel finds its migrations.
+TEMPLATES = Path(str(resources.files("reconciler") / "templates" / "supabase"))
 MIGRATIONS_DIR = TEMPLATES / "migrations"
 SEED_DIR = TEMPLATES / "seed"
 DEMO_TYPES = ("recruiting-agency", "enterprise", "startup")

@@ -3,7 +3,7 @@
 Owns the Jinja environment, the per-demo manifest set, the structural check of
 every rendered document and the diff between what is on disk and what should be
 (`rendered_writes`). Pure: no git, no file writes, no clock. Templates are read
-from `templates/` at the repository root once per process. Imports the model only.
+from the package's `templates/` (package data) once per process. Imports the model only.
 
 Safety: every value reaches the templates through the `yq` filter, which emits a
 YAML double-quoted scalar (or a literal bool, int or null); the environment's
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from functools import cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -43,7 +44,8 @@ from reconciler.model import Demo, DemoStatus, Settings, reserved_label_key
 logger = logging.getLogger(__name__)
 
 RENDERED_DIR = "rendered"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# Package data, found through importlib.resources so that an installed wheel renders too.
+TEMPLATES_DIR = Path(str(resources.files("reconciler") / "templates"))
 
 SECRET_KEYS = (
     "SUPABASE_URL",
