@@ -1,4 +1,4 @@
-"""The import-linter contract that keeps git in one module covers every module."""
+"""The import-linter contract that keeps git in one package covers every other module."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+GITSTATE = "reconciler.gitstate"
 
 
 def test_every_module_but_gitstate_is_forbidden_to_import_git() -> None:
@@ -21,5 +22,7 @@ def test_every_module_but_gitstate_is_forbidden_to_import_git() -> None:
             continue
         parts = path.with_suffix("").relative_to(PROJECT).parts
         modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    expected = modules - {"reconciler", "reconciler.gitstate"}
+    # the gitstate package may import git: neither it nor any of its submodules is a source
+    in_gitstate = {m for m in modules if m == GITSTATE or m.startswith(f"{GITSTATE}.")}
+    expected = modules - {"reconciler"} - in_gitstate
     assert set(contract["source_modules"]) == expected
