@@ -29,6 +29,7 @@ import yaml
 
 from reconciler import database, gitstate, wiring
 from reconciler.apply import Providers
+from reconciler.gitstate import lock as gitstate_lock
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.stack import LocalStack, inspect_state, local_state_dir
 from reconciler.loop import CycleOptions, CycleResult, run_cycle_and_push
@@ -504,13 +505,14 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
 
         monkeypatch.setattr(gitstate, "commit_cycle", die_before_the_second_commit)
     # a killed process runs no `finally`: its writer lock stays on the origin
-    real_release = gitstate.release_lock
+    # (patched where held_lock looks it up: the lock module, not the package face)
+    real_release = gitstate_lock.release_lock
 
     def release_unless_dying(*args: Any, **kwargs: Any) -> None:
         if not dying:
             real_release(*args, **kwargs)
 
-    monkeypatch.setattr(gitstate, "release_lock", release_unless_dying)
+    monkeypatch.setattr(gitstate_lock, "release_lock", release_unless_dying)
     before = world.head()
     with pytest.raises(Crash):
         for _ in range(4):

@@ -1,0 +1,95 @@
+"""Git as the state store: the only package that imports git.
+
+Owns every git operation of democtl, one noun per module:
+
+- `load`: the state at HEAD (settings, demo and status files, creation times)
+- `commit`: one cycle's file writes and its commit, with a message that tells the story
+- `remote`: fast-forward syncs, pushes that never force, re-planning on rejection
+- `lock`: the writer lock on the remote, `refs/democtl/lock`
+- `audit`: the audit trail (`history`), read back from the main line
+- `branch`: demo branches for `democtl create`/`extend`/`delete`
+- `scratch`: local mode's scratch and preview state repositories
+- `_git`: what they share (running git, the errors, `Identity`); private
+
+This module is the package's face: it re-exports the public names, so callers
+write `from reconciler import gitstate` and `gitstate.load_state(...)` and need
+no submodule. No submodule is named like a name it exports (`sync`, `history`):
+`import reconciler.gitstate.sync` would then give the function. A test that
+patches a name patches it where it is looked up: `held_lock` calls
+`gitstate.lock.release_lock`. Imports only its own submodules; nothing else in
+democtl may import git (an import-linter contract says so).
+"""
+
+from __future__ import annotations
+
+from reconciler.gitstate._git import (
+    DEFAULT_IDENTITY,
+    RENDERED_DIR,
+    GitStateError,
+    Identity,
+    LockHeld,
+    LockLost,
+    PushError,
+    PushGaveUp,
+    SyncError,
+)
+from reconciler.gitstate.audit import HistoryEvent, history
+from reconciler.gitstate.branch import author_email, commit_paths, start_branch
+from reconciler.gitstate.commit import (
+    SUBJECT_MAX,
+    DemoChange,
+    commit_cycle,
+    commit_message,
+    removal_writes,
+    write_files,
+)
+from reconciler.gitstate.load import State, creation_times, load_state, read_statuses
+from reconciler.gitstate.lock import (
+    LOCK_REF,
+    Lock,
+    acquire_lock,
+    held_lock,
+    release_lock,
+    renew_lock,
+)
+from reconciler.gitstate.remote import PushResult, push, push_with_replan, sync
+from reconciler.gitstate.scratch import preview_state_repo, scratch_state_repo
+
+__all__ = [
+    "DEFAULT_IDENTITY",
+    "LOCK_REF",
+    "RENDERED_DIR",
+    "SUBJECT_MAX",
+    "DemoChange",
+    "GitStateError",
+    "HistoryEvent",
+    "Identity",
+    "Lock",
+    "LockHeld",
+    "LockLost",
+    "PushError",
+    "PushGaveUp",
+    "PushResult",
+    "State",
+    "SyncError",
+    "acquire_lock",
+    "author_email",
+    "commit_cycle",
+    "commit_message",
+    "commit_paths",
+    "creation_times",
+    "held_lock",
+    "history",
+    "load_state",
+    "preview_state_repo",
+    "push",
+    "push_with_replan",
+    "read_statuses",
+    "release_lock",
+    "removal_writes",
+    "renew_lock",
+    "scratch_state_repo",
+    "start_branch",
+    "sync",
+    "write_files",
+]

@@ -1,0 +1,182 @@
+"""Moving the branch: fast-forward syncs and pushes that never force.
+
+Owns `sync` (bring the local branch to the remote head, dropping only
+democtl's own unpushed commits), `push` (on rejection, sync and ask for a new
+plan), `push_with_replan` and `PushResult`. Imports nothing but `_git`, through
+whose helpers it runs git.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.gitstate._git import (
+    _OWNED_PREFIXES,
+    DEFAULT_IDENTITY,
+    Identity,
+    PushError,
+    PushGaveUp,
+    SyncError,
+    _current_branch,
+    _git_said,
+    _must,
+    _rejected,
+    _repo,
+    _run,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did. `replan`: the remote moved; local now equals it, plan again."""
+
+    pushed: bool
+    replan: bool
+    head: str
+    message: str
+
+
+def sync(
+    root: Path,
+    remote: str = "origin",
+    branch: str = "main",
+    identity: Identity = DEFAULT_IDENTITY,
+) -> str:
+    """Fetch and bring the local branch to the remote head; return the new HEAD sha.
+
+    Fast-forwards when local is behind. Commits that exist only locally are
+    dropped when every one of them is democtl's own (a cycle whose push failed:
+    its actions are idempotent and the next plan repeats what is still needed).
+    Uncommitted files under status/ and rendered/ (an interrupted cycle's) are
+    discarded. Refuses, with SyncError, to drop anything else: uncommitted
+    changes to other tracked files, or unpushed commits by someone else. Never
+    merges, never forces.
+    """
+    repo = _repo(root)
+    current = _current_branch(repo)
+    if current != branch:
+        raise SyncError(
+            f"{root}: HEAD is {'detached' if current is None else f'on {current!r}'}; "
+            f"check out {branch!r} first (democtl commits only on the branch it syncs)"
+        )
+    tracking = f"refs/remotes/{remote}/{branch}"
+    status, _, err = _run(repo, "fetch", "--quiet", remote, f"+refs/heads/{branch}:{tracking}")
+    if status != 0:
+        raise SyncError(f"git fetch {remote} {branch} failed: {err.strip()}")
+    remote_sha = _must(repo, "rev-parse", "--verify", tracking).strip()
+    dirty = [
+        line[3:]
+        for line in _must(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
+    ]
+    foreign_dirt = [rel for rel in dirty if not rel.startswith(_OWNED_PREFIXES)]
+    if foreign_dirt:
+        raise SyncError(
+            f"{root} has uncommitted changes to tracked files ({', '.join(foreign_dirt[:5])}); "
+            "commit, stash or discard them: democtl only moves a clean branch"
+        )
+    # what a cycle that crashed before its commit left in democtl's own folders is
+    # rebuilt by the next cycle; it must not be read back as if it were committed
+    leftovers = _must(repo, "clean", "-n", "-d", "-q", "--", *_OWNED_PREFIXES).splitlines()
+    if dirty or leftovers:
+        log.warning(
+            "discarding %d uncommitted file(s) under status/ and rendered/ left by an "
+            "interrupted cycle",
+            len(dirty) + len(leftovers),
+        )
+        _must(repo, "clean", "-f", "-d", "-q", "--", *_OWNED_PREFIXES)
+        if dirty and repo.head.is_valid():
+            _must(repo, "reset", "--quiet", "--hard", "HEAD")
+    if not repo.head.is_valid():
+        _must(repo, "reset", "--quiet", "--hard", remote_sha)
+        return remote_sha
+    local_sha = repo.head.commit.hexsha
+    if local_sha == remote_sha:
+        return local_sha
+    unpushed = _must(repo, "log", "--format=%H%x1f%ce%x1f%s", f"{remote_sha}..{local_sha}")
+    foreign = [
+        line.split("\x1f")
+        for line in unpushed.splitlines()
+        if line and line.split("\x1f")[1] != identity.email
+    ]
+    if foreign:
+        listed = "; ".join(f"{sha[:12]} {subject}" for sha, _, subject in foreign[:3])
+        raise SyncError(
+            f"{branch} has {len(foreign)} commit(s) not on {remote}/{branch} that democtl did "
+            f"not make ({listed}); push or drop them by hand: democtl never merges or forces"
+        )
+    dropped = len([line for line in unpushed.splitlines() if line])
+    if dropped:
+        log.warning(
+            "dropping %d unpushed democtl commit(s); the next plan repeats what is needed",
+            dropped,
+        )
+    _must(repo, "reset", "--quiet", "--hard", remote_sha)
+    return remote_sha
+
+
+def push(
+    root: Path,
+    remote: str = "origin",
+    branch: str = "main",
+    identity: Identity = DEFAULT_IDENTITY,
+) -> PushResult:
+    """Push HEAD to `remote`/`branch`, never forced.
+
+    On rejection because the remote moved, fetch and reset the local branch to
+    the remote head (the cycle's commit is dropped) and return `replan=True`.
+    Any other failure (authentication, network, hooks) raises PushError.
+    """
+    repo = _repo(root)
+    head = repo.head.commit.hexsha
+    status, out, err = _run(repo, "push", "--porcelain", remote, f"HEAD:refs/heads/{branch}")
+    if status == 0:
+        log.info("pushed %s to %s/%s", head[:12], remote, branch)
+        return PushResult(True, False, head, f"pushed {head[:12]} to {remote}/{branch}")
+    if not _rejected(out + err):
+        raise PushError(f"git push to {remote}/{branch} failed: {_git_said(out, err)}")
+    new_head = sync(root, remote, branch, identity)
+    log.info("push rejected: %s/%s moved to %s; planning again", remote, branch, new_head[:12])
+    return PushResult(
+        False,
+        True,
+        new_head,
+        f"{remote}/{branch} moved to {new_head[:12]}; the cycle's commit was dropped, plan again",
+    )
+
+
+def push_with_replan(
+    root: Path,
+    cycle: Callable[[], str | None],
+    attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    remote: str = "origin",
+    branch: str = "main",
+    identity: Identity = DEFAULT_IDENTITY,
+    backoff: float = 1.0,
+) -> str | None:
+    """Run `cycle` (plan, apply, commit: returns a sha or None) and push, re-planning on rejection.
+
+    The caller syncs before the first attempt. Waits `backoff * 2**n` seconds
+    between attempts; raises PushGaveUp after `attempts` rejections. Returns the
+    pushed sha, or None when a cycle had nothing to commit.
+    """
+    for attempt in range(1, attempts + 1):
+        sha = cycle()
+        if sha is None:
+            return None
+        result = push(root, remote, branch, identity)
+        if result.pushed:
+            return sha
+        if attempt < attempts:
+            sleep(backoff * 2 ** (attempt - 1))
+    raise PushGaveUp(
+        f"gave up after {attempts} attempts: {remote}/{branch} moved before every push; "
+        "the next run plans again from its head"
+    )
