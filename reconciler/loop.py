@@ -1,6 +1,8 @@
 """One reconcile cycle as a short recipe: load -> observe -> plan -> apply -> write.
 
-Owns the order of the steps and nothing else: loading and writing are
+Owns the order of the steps, and how a command repeats them (`run_cycles`:
+push or not, more cycles while demos settle, waiting out Retry-After), and
+nothing else: loading and writing are
 `gitstate`'s, deciding is `plan`'s, provider calls are `apply`'s, the status
 after a cycle is `status`'s, manifests are `render`'s. A dry run stops after
 planning; no function below this one takes a dry-run flag. May import every
@@ -13,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -274,3 +276,98 @@ def run_cycle_and_push(
             root, cycle, sleep=sleep, branch=git_settings.branch, identity=identity
         )
     return results[-1]
+
+
+# --- repeating cycles: what `democtl reconcile` and each tick of `democtl run` do --------
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """How a command repeats cycles.
+
+    `push`: each cycle syncs with the remote, holds the writer lock as `holder`
+    and pushes its commit; otherwise it commits where it runs. `wait`: seconds
+    more cycles may run while demos are still being created or torn down
+    (0: exactly one cycle).
+    """
+
+    push: bool = False
+    holder: str = ""
+    wait: float = 0.0
+
+
+# Between cycles that committed nothing only the providers can move things on
+# (a project coming up, a namespace being created): give them a moment.
+IDLE_PAUSE = 2.0
+
+
+@dataclass
+class RunResult:
+    last: CycleResult
+    cycles: int
+    failed: bool  # an action failed in some cycle (rate limits are not failures)
+    ended: datetime  # the clock when the run stopped
+    # the run stopped because a provider asked to be left alone longer than `wait` allows
+    rate_limited_for: float | None = None
+
+
+def settled(result: CycleResult) -> bool:
+    """Nothing left that another cycle soon would move: no demo creating or destroying."""
+    busy = {Phase.CREATING, Phase.DESTROYING}
+    if any(s.phase in busy for s in result.statuses.values()):
+        return False
+    return not any(d.intent is Intent.TEARDOWN for d in result.plan.demos)
+
+
+def run_cycles(
+    root: Path,
+    providers: Providers,
+    start: datetime,
+    options: CycleOptions,
+    repeat: Repeat,
+    *,
+    progress: Progress | None = None,
+    on_cycle_start: Callable[[int, datetime], None] | None = None,
+    on_cycle_end: Callable[[int, CycleResult], None] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Cycles from `start`, the clock moving with `monotonic`, until settled or `wait` is up.
+
+    A provider that answered 429 with Retry-After is not asked again before
+    that: the next cycle waits for it, or, when that is longer than `wait`
+    allows, the run stops and a later run goes on. Raises what the cycle raises.
+    """
+    began = monotonic()
+
+    def elapsed() -> float:
+        return monotonic() - began
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=round(elapsed()))
+
+    number = 0
+    failed = False
+    while True:
+        number += 1
+        now = clock()
+        if on_cycle_start is not None:
+            on_cycle_start(number, now)
+        if repeat.push:
+            last = run_cycle_and_push(
+                root, providers, now, options, holder=repeat.holder, progress=progress, sleep=sleep
+            )
+        else:
+            last = run_cycle(root, providers, now, options, progress=progress)
+        if on_cycle_end is not None:
+            on_cycle_end(number, last)
+        failed = failed or last.failed
+        if settled(last) or elapsed() >= repeat.wait:
+            return RunResult(last, number, failed, clock())
+        pause = IDLE_PAUSE if last.commit is None else 0.0
+        if last.retry_after:  # a provider said when to come back: not before (Retry-After)
+            if elapsed() + last.retry_after >= repeat.wait:
+                return RunResult(last, number, failed, clock(), last.retry_after)
+            pause = max(pause, last.retry_after)
+        if pause:
+            sleep(pause)

@@ -14,12 +14,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from reconciler import database, gitstate
 from reconciler.apply import Providers
+from reconciler.local.kubernetes_emulator import KubernetesEmulator
 from reconciler.local.server import parse_faults
-from reconciler.local.stack import LocalStack, local_state_dir
+from reconciler.local.stack import LocalStack, local_nodes, local_state_dir
 from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
@@ -27,6 +29,7 @@ from reconciler.providers.http import RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
+from reconciler.quantity import parse_quantity
 
 SCRATCH = "state"
 
@@ -167,3 +170,26 @@ def production_providers(settings: Settings) -> Providers:
         )
     except ProviderError as exc:
         raise CredentialsMissing(str(exc)) from None
+
+
+def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Decimal, Decimal]:
+    """The nodes' allocatable cpu and memory, from the cluster (or the local emulator).
+
+    Raises ProviderError when the cluster cannot be read.
+    """
+    if local:
+        with KubernetesEmulator(
+            local_state_dir(repo), source=repo, nodes=local_nodes(settings)
+        ) as emulator:
+            cluster = KubernetesCluster.for_url(emulator.url)
+            try:
+                cpu, memory = cluster.node_allocatable()
+            finally:
+                cluster.close()
+    else:
+        cluster = KubernetesCluster.from_environment()
+        try:
+            cpu, memory = cluster.node_allocatable()
+        finally:
+            cluster.close()
+    return parse_quantity(cpu), parse_quantity(memory)

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from reconciler import gitstate
-from reconciler.loop import CycleOptions, run_cycle
+from reconciler.loop import IDLE_PAUSE, CycleOptions, Repeat, run_cycle, run_cycles, settled
 from reconciler.model import Phase
 from tests.fakes import World
 from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, log_subjects, origin_and_clone
@@ -155,3 +155,108 @@ def test_an_unanswered_health_check_keeps_a_ready_demo_ready_and_commits_nothing
     assert result.statuses["demo-acme01"].phase is Phase.READY
     assert result.commit is None, "unknown health is not a change"
     assert (repo / "status/demo-acme01.yaml").read_bytes() == before
+
+
+# --- run_cycles: how reconcile (--wait) and each tick of run repeat the cycle ----------
+
+
+class FakeTime:
+    """A monotonic clock that only `sleep` moves: the run's waits, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def repeat_cycles(repo: Path, world: World, wait: float, clock: FakeTime, **hooks: object):  # type: ignore[no-untyped-def]
+    return run_cycles(
+        repo,
+        world.providers(),
+        NOW,
+        CycleOptions(),
+        Repeat(wait=wait),
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        **hooks,  # type: ignore[arg-type]
+    )
+
+
+def test_without_wait_exactly_one_cycle_runs(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    clock = FakeTime()
+    run = repeat_cycles(repo, World(), 0, clock)
+    assert run.cycles == 1
+    assert not settled(run.last), "the demo is still being created"
+    assert clock.sleeps == []
+
+
+def test_cycles_go_on_until_settled_pausing_only_after_a_cycle_without_commit(
+    tmp_path: Path,
+) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+    clock = FakeTime()
+    started: list[tuple[int, object]] = []
+
+    def cycle_ended(number: int, result: object) -> None:
+        if number == 2:  # Flux creates the namespace, the project comes up
+            world.cluster.sync("demo-acme01")
+            world.supabase.bring_up()
+
+    run = repeat_cycles(
+        repo,
+        world,
+        600,
+        clock,
+        on_cycle_start=lambda n, now: started.append((n, now)),
+        on_cycle_end=cycle_ended,
+    )
+    assert settled(run.last) and run.last.statuses["demo-acme01"].phase is Phase.READY
+    assert [n for n, _ in started] == list(range(1, run.cycles + 1))
+    # the clock of each cycle moves with the time the run has waited
+    assert started[-1][1] == NOW + timedelta(seconds=clock.now)
+    assert run.ended == NOW + timedelta(seconds=clock.now)
+    assert all(s == IDLE_PAUSE for s in clock.sleeps)
+    assert len(clock.sleeps) < run.cycles
+
+
+def rate_limited_dns(world: World, retry_after: float) -> None:
+    from reconciler.providers.base import RateLimited
+
+    world.dns.fail_on[("list_records", "")] = RateLimited(
+        "cloudflare", "list records", "Too many requests", retryable=True, retry_after=retry_after
+    )
+
+
+def test_a_retry_after_longer_than_the_wait_stops_the_run(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+    rate_limited_dns(world, 300)
+    clock = FakeTime()
+    run = repeat_cycles(repo, world, 60, clock)
+    assert run.cycles == 1
+    assert run.rate_limited_for == 300
+    assert clock.sleeps == [], "no provider is asked again before its Retry-After"
+    assert not run.failed, "a rate limit is not a failure"
+
+
+def test_a_retry_after_within_the_wait_is_waited_out(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    world = World()
+    rate_limited_dns(world, 7)
+    clock = FakeTime()
+    run = repeat_cycles(repo, world, 60, clock)
+    assert run.cycles >= 2
+    assert clock.sleeps[0] == 7
+    assert run.rate_limited_for is None

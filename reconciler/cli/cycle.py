@@ -1,0 +1,267 @@
+"""The commands that run reconcile cycles: `plan`, `reconcile`, `run`.
+
+Parse, call, print: the cycle and how it repeats (push or not, `--wait`,
+Retry-After) are `loop`'s, the providers and the working tree are
+`wiring`'s, the tables are `report`'s. What is left here is the edge: the
+real clock, signals, the metrics server and the lines a person reads. May
+import the shared CLI options and output, and those modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import datetime
+
+import click
+import schedule
+
+from reconciler import database, gitstate, loop, metrics, report, wiring
+from reconciler.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Context,
+    common_options,
+    fail,
+    load_settings_or_exit,
+    providers_or_exit,
+    settings_unusable,
+)
+from reconciler.cli.output import table
+from reconciler.clock import real_now
+from reconciler.model import DemoStatus, Phase, parse_duration
+
+
+def _wait_seconds(text: str) -> float:
+    """`60s`, `2m`, `1h`: how long reconcile may keep cycling for demos to settle."""
+    text = text.strip()
+    if text.endswith("s") and text[:-1].isdigit():
+        return float(text[:-1])
+    if text in {"", "0"}:
+        return 0.0
+    return parse_duration(text).total_seconds()
+
+
+def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) -> None:
+    for demo_id, status in sorted(result.statuses.items()):
+        old = before.get(demo_id)
+        if old is not None and old.phase == status.phase:
+            continue
+        arrow = f"{old.phase.value} -> " if old else "new -> "
+        where = f"  {status.urls.get('portal', '')}" if status.phase is Phase.READY else ""
+        queue = f" (#{status.queuePosition} in queue)" if status.queuePosition else ""
+        click.echo(f"  * {demo_id}: {arrow}{status.phase.value}{queue}{where}")
+    for demo_id in sorted(set(before) - set(result.statuses)):
+        click.echo(f"  * {demo_id}: {before[demo_id].phase.value} -> removed")
+
+
+def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
+    return loop.CycleOptions(
+        allow_mass_delete=allow_mass_delete,
+        concurrency=concurrency,
+        known_migrations=tuple(m.version for m in database.load_migrations()),
+    )
+
+
+def _holder() -> str:
+    """Who holds the writer lock: enough for a person to find the process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@click.command("plan")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
+@click.option("--allow-mass-delete", is_flag=True, help="Plan as if the guard were lifted.")
+@common_options
+def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
+    """What the next cycle would do, and why. No side effects anywhere."""
+    settings = load_settings_or_exit(ctx.repo)
+    try:
+        with (
+            wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
+            providers_or_exit(ctx, workdir, settings) as providers,
+        ):
+            result = loop.run_cycle(
+                workdir,
+                providers,
+                ctx.now,
+                _cycle_options(allow_mass_delete=allow_mass_delete),
+                dry_run=True,
+            )
+    except loop.SettingsUnusable as exc:
+        settings_unusable(exc.problems)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps(result.plan.as_dict(), indent=2))
+    elif fmt == "markdown":
+        click.echo(report.plan_markdown(result.plan, ctx.now), nl=False)
+    else:
+        click.echo(report.plan_text(result.plan, ctx.now))
+
+
+@click.command()
+@click.option("--push", is_flag=True, help="Push the cycle's commit (never forced).")
+@click.option("--dry-run", is_flag=True, help="Stop after planning; same as `democtl plan`.")
+@click.option("--allow-mass-delete", is_flag=True, help="Lift the mass-deletion guard.")
+@click.option(
+    "--wait",
+    "wait_text",
+    default="0s",
+    metavar="DURATION",
+    help="Keep cycling up to this long (e.g. 60s) until no demo is creating.",
+)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@common_options
+def reconcile(
+    push: bool,
+    dry_run: bool,
+    allow_mass_delete: bool,
+    wait_text: str,
+    concurrency: int,
+    ctx: Context,
+) -> None:
+    """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+    try:
+        wait = _wait_seconds(wait_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+    settings = load_settings_or_exit(ctx.repo)
+    if dry_run:
+        click.get_current_context().invoke(
+            plan_cmd,
+            fmt="text",
+            allow_mass_delete=allow_mass_delete,
+            repo=ctx.repo,
+            local=ctx.local,
+            now_text=ctx.now.isoformat(),
+            verbose=0,
+        )
+        return
+    options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    try:
+        workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=ctx.now)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+    def progress(demo_id: str, line: str) -> None:
+        click.echo(f"  {demo_id}: {line}")
+
+    def cycle_started(number: int, now: datetime) -> None:
+        click.echo(f"cycle {number} ({now.isoformat()})")
+
+    def cycle_ended(number: int, result: loop.CycleResult) -> None:
+        _print_transitions(result.previous, result)
+        click.echo(
+            f"  = cycle {number} "
+            + (f"committed {result.commit[:8]}" if result.commit else "had nothing to commit")
+        )
+
+    repeat = loop.Repeat(push=push, holder=_holder(), wait=wait)
+    with providers_or_exit(ctx, workdir, settings) as providers:
+        try:
+            run = loop.run_cycles(
+                workdir,
+                providers,
+                ctx.now,
+                options,
+                repeat,
+                progress=progress,
+                on_cycle_start=cycle_started,
+                on_cycle_end=cycle_ended,
+            )
+        except loop.SettingsUnusable as exc:
+            settings_unusable(exc.problems)
+        except gitstate.GitStateError as exc:
+            fail(str(exc))
+    if run.rate_limited_for is not None:
+        click.echo(
+            f"  = rate limited for {run.rate_limited_for:g}s, longer than --wait "
+            "allows: a later run goes on"
+        )
+    last = run.last
+    click.echo("")
+    click.echo(table(report.result_rows(last.plan, last.outcomes, last.statuses, run.ended)))
+    for line in last.plan.refusals:
+        click.echo(f"REFUSED: {line}")
+    for line in last.plan.warnings:
+        click.echo(f"warning: {line}")
+    if ctx.local:
+        click.echo("")
+        click.echo("Next: democtl list --local   democtl status <ID> --local --live")
+        click.echo("      democtl history --local   democtl local inspect")
+        click.echo("      democtl reconcile --local --now +1d   (see what expiry does)")
+    # a refused teardown is a check that failed: CI goes red and a person looks
+    sys.exit(EXIT_FAILED if run.failed or last.plan.refusals else EXIT_OK)
+
+
+@click.command()
+@click.option("--every", "every_text", default="5m", show_default=True, metavar="DURATION")
+@click.option("--push", is_flag=True, help="Push each cycle's commit (never forced).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@common_options
+def run(
+    every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
+) -> None:
+    """Reconcile on a schedule until SIGTERM or SIGINT (which let the current cycle finish)."""
+    try:
+        every = _wait_seconds(every_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if every <= 0:
+        raise click.BadParameter("must be longer than zero", param_hint="--every")
+    settings = load_settings_or_exit(ctx.repo)
+    offset = ctx.now - real_now()  # --now shifts the clock for every cycle alike
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        click.echo(f"received signal {signum}: finishing the current cycle, then exiting", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    exporter = metrics.Exporter()
+    if metrics_port is not None:
+        try:
+            exporter.serve(metrics_port)
+        except OSError as exc:
+            fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
+    options = _cycle_options(concurrency=concurrency)
+    repeat = loop.Repeat(push=push, holder=_holder())  # one cycle per tick
+
+    def cycle(first: bool = False) -> None:
+        started = time.monotonic()
+        now = real_now() + offset
+        try:
+            workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
+            with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
+                result = loop.run_cycles(workdir, providers, now, options, repeat).last
+        except wiring.SetupError as exc:
+            if first:  # misconfigured from the start: say so and stop
+                fail(str(exc), EXIT_USAGE)
+            exporter.cycle_failed()  # later (a rotated token file): the next tick retries
+            click.echo(f"{now.isoformat()} cycle failed: {exc}", err=True)
+            return
+        except Exception as exc:  # one bad cycle never ends the loop; the next tick retries
+            exporter.cycle_failed()
+            click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
+            return
+        exporter.record(result, time.monotonic() - started)
+        changed = ", ".join(f"{c.demo_id}: {c.action}" for c in result.changes)
+        click.echo(
+            f"{now.isoformat()} cycle: {len(result.plan.demos)} demos; "
+            + (f"committed {result.commit[:8]} ({changed})" if result.commit else "up to date")
+        )
+
+    schedule.every(max(1, round(every))).seconds.do(cycle)
+    cycle(first=True)
+    while not stop.is_set():
+        schedule.run_pending()
+        stop.wait(min(1.0, every))
+    schedule.clear()

@@ -1,0 +1,111 @@
+"""The commands about files: `validate`, `schema`, `render`.
+
+Parse, call, print: validation is `validate`'s, the schema is the model's,
+the rendered tree is `loop.render_changes`'s and written through gitstate.
+May import the shared CLI options and output, and those modules.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from reconciler import gitstate, loop
+from reconciler.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Context,
+    common_options,
+    fail,
+    load_state_or_exit,
+)
+from reconciler.cli.output import print_problems
+from reconciler.model import Demo
+from reconciler.validate import check_repository, demo_start, expiry_of
+from reconciler.workspace import demo_paths, read_demo, read_settings, relative_demo_path
+
+
+@click.command()
+@click.argument("files", nargs=-1, type=str)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
+    """Check the settings and demo files; report every problem with file, line and field.
+
+    Exit 0 when clean, 1 when a demo file has a problem, 2 when the settings are
+    unusable (the demo files' own problems are still reported then).
+    """
+    settings_result = read_settings(ctx.repo)
+    settings = settings_result.settings
+    paths = [relative_demo_path(ctx.repo, f) for f in files] if files else demo_paths(ctx.repo)
+    loaded = [read_demo(ctx.repo, p) for p in paths]
+    if settings is None:
+        own = sorted(
+            (p for item in loaded for p in item.problems),
+            key=lambda p: (p.file, p.line or 0, p.field),
+        )
+        print_problems([*settings_result.problems, *own], fmt)
+        fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
+    problems = check_repository(loaded, settings, gitstate.creation_times(ctx.repo), ctx.now)
+    print_problems(problems, fmt)
+    if fmt == "text":
+        valid = sum(1 for item in loaded if item.valid)
+        click.echo(
+            f"{len(loaded)} demo file(s) checked: {valid} valid, {len(problems)} problem(s)",
+            err=True,
+        )
+    sys.exit(EXIT_FAILED if problems else EXIT_OK)
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of the demo file (committed as schemas/demo.schema.json)."""
+    click.echo(demo_schema_json(), nl=False)
+
+
+def demo_schema_json() -> str:
+    schema_doc = Demo.model_json_schema()
+    schema_doc = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://splits.network/schemas/demo.schema.json",
+        **schema_doc,
+    }
+    return json.dumps(schema_doc, indent=2, sort_keys=True) + "\n"
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date.")
+@common_options
+def render(check: bool, ctx: Context) -> None:
+    """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
+    state, settings = load_state_or_exit(ctx, ctx.repo)
+    for problem in state.demo_problems + state.status_problems:
+        click.echo(str(problem), err=True)
+    invalid = sorted(d.id for d in state.demos if not d.valid)
+    if invalid:
+        click.echo(f"not rendered, previous output kept: {', '.join(invalid)}", err=True)
+    demos = state.valid_demos
+    expiries = {
+        demo_id: expiry_of(demo, settings, demo_start(demo_id, state.created_at, ctx.now))
+        for demo_id, demo in demos.items()
+    }
+    changes = loop.render_changes(ctx.repo, settings, demos, state.statuses, expiries, keep=invalid)
+    for error in changes.errors:
+        click.echo(f"democtl: {error}", err=True)
+    writes = changes.writes
+    if check:
+        for path, content in writes.items():
+            click.echo(f"out of date: {path}" if content is not None else f"stale: {path}")
+        if writes:
+            fail(f"{len(writes)} file(s) under rendered/ are out of date; run democtl render")
+        click.echo(f"rendered/ is up to date ({len(changes.rendered)} demo(s))")
+        return
+    changed = gitstate.write_files(ctx.repo, writes)
+    for path in changed:
+        click.echo(f"{'removed' if writes[path] is None else 'wrote'} {path}")
+    click.echo(f"{len(changes.rendered)} demo(s) rendered, {len(changed)} file(s) changed")
+    if changes.errors:
+        fail(f"{len(changes.errors)} demo(s) could not be rendered; their previous output was kept")

@@ -1,0 +1,211 @@
+"""The read-only commands: `list`, `status`, `history`, `capacity`.
+
+Parse, call, print: the rows are `inventory`'s and `report`'s, the audit
+trail is gitstate's, the capacity figures are `capacity`'s, and anything
+asked of a cluster comes through `wiring`. Nothing here writes. May import
+the shared CLI options and output, and those modules.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from reconciler import gitstate, report, wiring
+from reconciler.capacity import CapacityReport, capacity_report, live_profiles
+from reconciler.cli.options import (
+    EXIT_USAGE,
+    Context,
+    common_options,
+    fail,
+    load_settings_or_exit,
+    load_state_or_exit,
+    providers_or_exit,
+)
+from reconciler.cli.output import table
+from reconciler.inventory import demo_rows
+from reconciler.model import demo_status_dict
+from reconciler.providers.base import ProviderError
+from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
+from reconciler.workspace import demo_paths, read_demo
+
+
+@click.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@common_options
+def list_demos(fmt: str, ctx: Context) -> None:
+    """Every demo: id, type, profile, owner, phase, expires in (from --now) and URLs."""
+    state, settings = load_state_or_exit(ctx)
+    rows = demo_rows(
+        settings,
+        state.demos,
+        state.statuses,
+        untrusted=state.untrusted_status,
+        created_at=state.created_at,
+        now=ctx.now,
+    )
+    if fmt == "json":
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no demos")
+        return
+    click.echo(
+        table(
+            [("ID", "TYPE", "PROFILE", "OWNER", "PHASE", "EXPIRES IN", "URLS")]
+            + [
+                (
+                    r.id,
+                    r.type,
+                    r.profile,
+                    r.owner,
+                    r.phase,
+                    r.expires_in,
+                    " ".join(r.urls) + (f"  ({r.note})" if r.note else ""),
+                )
+                for r in rows
+            ]
+        )
+    )
+
+
+@click.command()
+@click.argument("demo_id", metavar="ID")
+@click.option("--live", is_flag=True, help="Also ask the cluster for pods, CPU and memory now.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
+    """A demo's status file (phase, URLs, health checks, conditions); --live adds usage."""
+    state, settings = load_state_or_exit(ctx)
+    current = state.statuses.get(demo_id)
+    if current is None:
+        known = ", ".join(sorted(state.statuses)) or "none"
+        fail(f"no status for {demo_id} in {ctx.state_repo} (demos with a status: {known})")
+    data: dict[str, Any] = demo_status_dict(current)
+    if live:
+        with providers_or_exit(ctx, ctx.state_repo, settings) as providers:
+            try:
+                namespaces = providers.cluster.list_namespaces()
+            except ProviderError as exc:
+                fail(f"cannot read the cluster: {exc}")
+        found = next((n for n in namespaces if n.demo_id == demo_id), None)
+        data["live"] = report.live_usage(found)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(report.status_text(data, ctx.now))
+
+
+@click.command()
+@click.argument("demo_id", required=False, metavar="[ID]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@common_options
+def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
+    """The audit trail from git: added, extended, ready, removed; by whom and when."""
+    try:
+        events = gitstate.history(ctx.state_repo, demo_id)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps([e.as_dict() for e in events], indent=2))
+        return
+    if not events:
+        click.echo(f"no history for {demo_id}" if demo_id else "no history")
+        return
+    click.echo(
+        table(
+            [("TIME", "DEMO", "ACTION", "DETAIL", "BY", "COMMIT")]
+            + [
+                (
+                    e.as_dict()["time"],
+                    e.demo_id,
+                    e.action,
+                    e.detail,
+                    f"{e.author} <{e.email}>",
+                    e.commit[:12],
+                )
+                for e in events
+            ]
+        )
+    )
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--from-cluster", is_flag=True, help="Size the cluster from its nodes' allocatable.")
+@common_options
+def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
+    """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
+    settings = load_settings_or_exit(ctx.repo)
+    loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
+    statuses, _ = gitstate.read_statuses(ctx.state_repo)  # a broken one counts by its file
+    files = {item.demo.id: item.demo.spec.profile for item in loaded if item.demo is not None}
+    live = live_profiles(files, statuses)
+    totals: tuple[Decimal, Decimal] | tuple[None, None] = (None, None)
+    if from_cluster:
+        try:
+            totals = wiring.cluster_totals(ctx.repo, settings, local=ctx.local)
+        except wiring.SetupError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except ProviderError as exc:
+            fail(str(exc))
+    found = capacity_report(settings, live, *totals)
+    if fmt == "json":
+        click.echo(json.dumps(_capacity_json(found), indent=2))
+    else:
+        click.echo(_capacity_text(found))
+
+
+def _capacity_json(report: CapacityReport) -> dict[str, Any]:
+    return {
+        "total": {
+            "cpu": format_cpu(report.total_cpu),
+            "memory": format_memory(report.total_memory),
+        },
+        "reservedForProductionPercent": report.reserved_percent,
+        "allocatable": {
+            "cpu": format_cpu(report.allocatable_cpu),
+            "memory": format_memory(report.allocatable_memory),
+        },
+        "used": {
+            "cpu": format_cpu(report.used_cpu),
+            "memory": format_memory(report.used_memory),
+            "demos": report.live_demos,
+        },
+        "free": {"cpu": format_cpu(report.free_cpu), "memory": format_memory(report.free_memory)},
+        "maxConcurrentDemos": report.max_concurrent,
+        "profiles": {f.profile: {"maxDemos": f.max_demos, "more": f.more} for f in report.profiles},
+    }
+
+
+def _capacity_text(report: CapacityReport) -> str:
+    rows = [
+        ("", "cpu", "memory", "demos"),
+        ("total", display_cpu(report.total_cpu), display_memory(report.total_memory), ""),
+        (
+            f"allocatable ({100 - report.reserved_percent:g}%)",
+            display_cpu(report.allocatable_cpu),
+            display_memory(report.allocatable_memory),
+            str(report.max_concurrent),
+        ),
+        (
+            "used",
+            display_cpu(report.used_cpu),
+            display_memory(report.used_memory),
+            str(report.live_demos),
+        ),
+        (
+            "free",
+            display_cpu(report.free_cpu),
+            display_memory(report.free_memory),
+            str(max(report.max_concurrent - report.live_demos, 0)),
+        ),
+    ]
+    profiles = [("profile", "cpu", "memory", "max demos", "more fit")] + [
+        (f.profile, display_cpu(f.cpu), display_memory(f.memory), str(f.max_demos), str(f.more))
+        for f in report.profiles
+    ]
+    return table(rows) + "\n\n" + table(profiles)

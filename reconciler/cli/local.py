@@ -1,0 +1,61 @@
+"""`democtl local inspect`: the emulators' persisted world, read without changing it.
+
+Parse, call, print: the world is read by `local.stack.inspect_state`. May
+import the shared CLI options and output, the local stack and the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from reconciler.cli.options import Context, common_options
+from reconciler.cli.output import table
+from reconciler.local.stack import inspect_state, local_state_dir
+from reconciler.workspace import read_settings
+
+
+@click.group("local")
+def local_group() -> None:
+    """The local emulators behind --local and their persisted world."""
+
+
+@local_group.command("inspect")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@common_options
+def local_inspect(fmt: str, ctx: Context) -> None:
+    """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
+    world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)
+    if fmt == "json":
+        click.echo(json.dumps(world, indent=2, sort_keys=True))
+        return
+    cluster = world["kubernetes"]
+    rows = [("namespace", "pods ready", "secrets")]
+    for ns in cluster["namespaces"]:
+        pods = [p for p in cluster["pods"] if p["namespace"] == ns["name"]]
+        secrets = [s["name"] for s in cluster["secrets"] if s["namespace"] == ns["name"]]
+        ready = sum(1 for p in pods if p["ready"])
+        rows.append((ns["name"], f"{ready}/{len(pods)}", ",".join(secrets) or "-"))
+    click.echo(table(rows))
+    projects = world.get("supabase", {}).get("projects", [])
+    if projects:
+        click.echo("")
+        click.echo(
+            table(
+                [("supabase project", "ref", "status", "rows")]
+                + [
+                    (p["name"], p["ref"], p["status"], str(sum(p.get("tables", {}).values())))
+                    for p in projects
+                ]
+            )
+        )
+    records = world.get("cloudflare", {}).get("records", [])
+    if records:
+        click.echo("")
+        click.echo(
+            table(
+                [("dns record", "type", "content", "comment")]
+                + [(r["name"], r["type"], r["content"], r.get("comment") or "") for r in records]
+            )
+        )

@@ -1,0 +1,57 @@
+"""The democtl command group and its entry point.
+
+Owns the click group every command hangs from and `main()`, the console
+script, which keeps tracebacks away from users. The commands live beside it,
+one module per group: `files` (validate, schema, render), `inspect` (list,
+status, history, capacity), `demos` (create, extend, delete), `cycle` (plan,
+reconcile, run), `local` (local inspect). May import those modules and the
+shared options.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from reconciler.cli import cycle, demos, files, inspect, local
+from reconciler.cli.options import fail
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="democtl")
+def cli() -> None:
+    """democtl: on-demand demo environments, reconciled from a git repository."""
+
+
+for command in (
+    files.validate,
+    files.schema,
+    inspect.capacity,
+    inspect.list_demos,
+    inspect.history,
+    demos.create,
+    demos.extend,
+    demos.delete,
+    files.render,
+    local.local_group,
+    cycle.plan_cmd,
+    cycle.reconcile,
+    cycle.run,
+    inspect.status,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point: no traceback reaches a user unless DEMOCTL_DEBUG is set."""
+    try:
+        cli.main(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:
+        if os.environ.get("DEMOCTL_DEBUG"):
+            raise
+        fail(f"unexpected error: {type(exc).__name__}: {exc} (set DEMOCTL_DEBUG=1 for details)")
