@@ -24,7 +24,7 @@ from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
 from reconciler.providers.base import ProviderError, RateLimited
-from reconciler.render import RenderError, render_demo, rendered_writes
+from reconciler.render import RenderError, index_write, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
@@ -133,7 +133,9 @@ def render_changes(
             # one demo's broken output must not block the others; its old files stay
             errors.append(str(exc))
             kept.add(demo_id)
-    writes = rendered_writes(rendered_files(root), desired, keep=kept - set(desired))
+    existing = rendered_files(root)
+    writes = rendered_writes(existing, desired, keep=kept - set(desired))
+    writes.update(index_write(existing, writes))
     return RenderChanges(writes, sorted(desired), errors)
 
 

@@ -361,9 +361,11 @@ def _check(
 
 def _kustomization(files: Iterable[str]) -> str:
     resources = "".join(f"  - {yaml_quote(name)}\n" for name in sorted(files))
+    # an empty list, not null: the index of a repository with no demo left is still valid
+    listed = f"resources:\n{resources}" if resources else "resources: []\n"
     return (
         "# Rendered by democtl. Do not edit: the next render overwrites it.\n"
-        f"apiVersion: {_KUSTOMIZE[0]}\nkind: {_KUSTOMIZE[1]}\nresources:\n{resources}"
+        f"apiVersion: {_KUSTOMIZE[0]}\nkind: {_KUSTOMIZE[1]}\n{listed}"
     )
 
 
@@ -540,3 +542,30 @@ def rendered_writes(
         if path not in wanted:
             writes[path] = None
     return dict(sorted(writes.items()))
+
+
+INDEX_FILE = f"{RENDERED_DIR}/kustomization.yaml"
+
+
+def index_write(
+    existing: Mapping[str, bytes], writes: Mapping[str, bytes | None]
+) -> dict[str, bytes]:
+    """`rendered/kustomization.yaml` listing the demo folders that remain after `writes`.
+
+    It always exists, with an empty list when no demo is left: kustomize-controller fails
+    a Kustomization whose path is missing ("kustomization path not found") before it
+    prunes, so removing the last demo folder (and with it rendered/) would leave that
+    demo's namespace running (fluxcd/kustomize-controller,
+    internal/controller/kustomization_controller.go). Empty when the index is current.
+    """
+    after = {path for path in existing if writes.get(path, b"") is not None}
+    after |= {path for path, content in writes.items() if content is not None}
+    folders = sorted(
+        {
+            parts[1]
+            for parts in (PurePosixPath(path).parts for path in after)
+            if len(parts) >= 3 and parts[0] == RENDERED_DIR
+        }
+    )
+    content = _kustomization(folders).encode()
+    return {} if existing.get(INDEX_FILE) == content else {INDEX_FILE: content}

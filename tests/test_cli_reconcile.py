@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import cli
@@ -278,7 +279,10 @@ def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) 
     assert "  = cycle 1 committed" in out and "  = cycle 2 had nothing to commit" in out
     scratch = local_state_repo(repo)
     assert not list(scratch.glob("demos/*.yaml")) and not list(scratch.glob("status/*"))
-    assert not list(scratch.glob("rendered/*"))
+    # rendered/ stays, with an index that lists no demo, so Flux prunes the last one
+    assert [p.name for p in scratch.glob("rendered/*")] == ["kustomization.yaml"]
+    index = yaml.safe_load((scratch / "rendered" / "kustomization.yaml").read_text())
+    assert index["kind"] == "Kustomization" and index["resources"] == []
     assert log_subjects(scratch)[0].startswith("demo-acme01: ")
     assert "Demo-Action: " in git(scratch, "log", "-1", "--format=%B")
     after = world(repo)

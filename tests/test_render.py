@@ -42,6 +42,7 @@ from reconciler.render import (
     RenderInput,
     common_labels,
     environment,
+    index_write,
     parse_documents,
     render_demo,
     render_many,
@@ -622,6 +623,47 @@ def test_rendered_writes(
     assert rendered_writes(existing, desired, keep=keep) == expected
 
 
+INDEX = "rendered/kustomization.yaml"
+
+
+def index_listing(writes: dict[str, bytes]) -> list[str] | None:
+    return yaml.safe_load(writes[INDEX])["resources"] if INDEX in writes else None
+
+
+@pytest.mark.parametrize(
+    "existing, writes, listed",
+    [
+        pytest.param({}, {"rendered/demo-a/x.yaml": b"1"}, ["demo-a"], id="first-demo-is-listed"),
+        pytest.param(
+            {"rendered/demo-a/x.yaml": b"1"},
+            {"rendered/demo-a/x.yaml": None},
+            [],
+            id="last-demo-removed-leaves-an-empty-index-not-no-folder",
+        ),
+        pytest.param(
+            {"rendered/demo-a/x.yaml": b"1", "rendered/demo-b/x.yaml": b"1"},
+            {"rendered/demo-a/x.yaml": None},
+            ["demo-b"],
+            id="removed-demo-leaves-the-index",
+        ),
+        pytest.param({}, {}, [], id="no-demo-yet-still-has-an-index"),
+    ],
+)
+def test_index_write(
+    existing: dict[str, bytes], writes: dict[str, bytes | None], listed: list[str]
+) -> None:
+    assert index_listing(index_write(existing, writes)) == listed
+
+
+def test_index_write_is_a_no_op_when_current(schemas: ManifestSchemas) -> None:
+    existing = {"rendered/demo-a/x.yaml": b"1"}
+    first = index_write(existing, {})
+    assert validate_rendered({"kustomization.yaml": first[INDEX]}, schemas) == []
+    assert index_write({**existing, **first}, {}) == {}
+    empty = index_write({}, {})
+    assert validate_rendered({"kustomization.yaml": empty[INDEX]}, schemas) == []
+
+
 # --- the command on a real git repository ----------------------------------------------
 
 
@@ -685,7 +727,7 @@ def test_render_then_check_is_clean_and_second_render_writes_nothing(
     first = run(state_repo, "render")
     assert first.exit_code == 0, first.output
     written = tree(state_repo)
-    assert {p.split("/")[1] for p in written} == set(SAMPLES)
+    assert {p.split("/")[1] for p in written} == {*SAMPLES, "kustomization.yaml"}
     for demo_id in SAMPLES:
         files = {p.rsplit("/", 1)[1]: c for p, c in written.items() if p.split("/")[1] == demo_id}
         assert validate_rendered(files, schemas) == []
