@@ -44,22 +44,6 @@ def failing_checks(health: HealthChecks) -> list[str]:
     return [_CHECK_NAMES[name] for name, ok in health.model_dump().items() if not ok]
 
 
-def _condition(
-    previous: DemoStatus | None,
-    type_: str,
-    *,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    now: datetime,
-) -> Condition:
-    old = previous.condition(type_) if previous else None
-    since = old.lastTransitionTime if old is not None and old.status == status else now
-    return Condition(
-        type=type_, status=status, reason=reason, message=message, lastTransitionTime=since
-    )
-
-
 def _supabase(previous: SupabaseStatus, outcome: Outcome | None) -> SupabaseStatus:
     if outcome is None:
         return previous
@@ -178,39 +162,36 @@ def _reason_of(phase: Phase) -> str:
 def _conditions(
     phase: Phase, message: str, reason: str, previous: DemoStatus | None, now: datetime
 ) -> list[Condition]:
-    ready: ConditionStatus = "True" if phase == Phase.READY else "False"
-    reconciling: ConditionStatus = (
-        "True" if phase in (Phase.PENDING, Phase.CREATING, Phase.DESTROYING) else "False"
-    )
-    stalled: ConditionStatus = (
-        "True" if phase == Phase.FAILED or reason in ("Conflict", "InvalidSpec") else "False"
-    )
+    """Ready, Reconciling and Stalled: each true or false, with the reason and message of
+    that answer; a condition's time moves only when its status does."""
+
+    def condition(
+        type_: str, holds: bool, when_true: tuple[str, str], when_false: tuple[str, str]
+    ) -> Condition:
+        status: ConditionStatus = "True" if holds else "False"
+        why, text = when_true if holds else when_false
+        old = previous.condition(type_) if previous else None
+        since = old.lastTransitionTime if old is not None and old.status == status else now
+        return Condition(
+            type=type_, status=status, reason=why, message=text, lastTransitionTime=since
+        )
+
+    doing = (reason, message)
     return [
-        _condition(
-            previous,
-            READY,
-            status=ready,
-            reason=reason if ready == "False" else "Ready",
-            message=message if ready == "False" else "all health checks pass",
-            now=now,
-        ),
-        _condition(
-            previous,
+        condition(READY, phase == Phase.READY, ("Ready", "all health checks pass"), doing),
+        condition(
             RECONCILING,
-            status=reconciling,
-            reason=reason if reconciling == "True" else "Idle",
-            message=message if reconciling == "True" else "",
-            now=now,
+            phase in (Phase.PENDING, Phase.CREATING, Phase.DESTROYING),
+            doing,
+            ("Idle", ""),
         ),
-        _condition(
-            previous,
+        # not stalled: the reason says what the demo is doing instead (Ready,
+        # Provisioning, RateLimited, ...), which the loop keeps moving on its own
+        condition(
             STALLED,
-            status=stalled,
-            # not stalled: the reason says what the demo is doing instead (Ready,
-            # Provisioning, RateLimited, ...), which the loop keeps moving on its own
-            reason=reason,
-            message=message if stalled == "True" else "",
-            now=now,
+            phase == Phase.FAILED or reason in ("Conflict", "InvalidSpec"),
+            doing,
+            (reason, ""),
         ),
     ]
 
