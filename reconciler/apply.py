@@ -92,6 +92,7 @@ class Outcome:
     seeded: bool | None = None
     dns: tuple[DnsRecord, ...] | None = None
     health: HealthChecks | None = None
+    unanswered: tuple[str, ...] = ()  # health checks that got no answer: their value is void
     waiting: str | None = None  # stopped early for something not ready yet; not an error
     error: str | None = None
     failed_action: ActionKind | None = None
@@ -267,27 +268,33 @@ class _Executor:
         self.providers.supabase.delete_project(action.project_ref)
 
     def check_health(self, run: _Run, action: Action) -> None:
-        ref = run.ref or action.project_ref
-        try:
-            supabase_ok = bool(ref) and self.providers.supabase.is_healthy(ref or "")
-        except ProviderError as exc:
-            if exc.retryable:
-                # unanswered (rate limited, 5xx, timeout) is not unhealthy: the health stays
-                # unknown, the demo keeps its phase, and the next cycle asks again
-                log.info("%s: supabase health not answered: %s", action.demo_id, exc)
-                run.record(waiting=f"supabase health check not answered: {exc.upstream_message}")
-                raise _Stop from None
-            log.info("%s: supabase health check failed: %s", action.demo_id, exc)
-            supabase_ok = False
-        probes = {check: self.providers.prober.probe(url) for check, url in action.health_urls}
-        health = HealthChecks(
-            kubernetes=bool(action.namespace_healthy),
-            supabase=supabase_ok,
-            portal=probes.get("portal", False),
-            candidate=probes.get("candidate", False),
-            apiGateway=probes.get("apiGateway", False),
+        """Ask every check; a check that got no answer is left out of the verdict.
+
+        A failed call (a timeout, a 5xx after the transport's retries, a dropped
+        connection) or a failed listing says nothing about the demo's health: it goes to
+        `unanswered`, and the status keeps that check's last answer.
+        """
+        answers: dict[str, bool | None] = {
+            "kubernetes": action.namespace_healthy,  # None: the namespace listing failed
+            "supabase": self._supabase_health(run.ref or action.project_ref, action),
+        }
+        for check, url in action.health_urls:
+            answers[check] = self.providers.prober.probe(url)
+        run.record(
+            health=HealthChecks(**{c: bool(answers.get(c)) for c in HealthChecks.model_fields}),
+            unanswered=tuple(c for c in HealthChecks.model_fields if answers.get(c) is None),
         )
-        run.record(health=health)
+
+    def _supabase_health(self, ref: str | None, action: Action) -> bool | None:
+        if not ref:
+            # no project: unhealthy, but only when the listing said so; when the listing
+            # failed, a missing reference is merely unknown
+            return False if action.project_listed else None
+        try:
+            return self.providers.supabase.is_healthy(ref)
+        except ProviderError as exc:
+            log.info("%s: supabase health not answered: %s", action.demo_id, exc)
+            return None
 
 
 def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, Any]:

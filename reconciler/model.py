@@ -96,6 +96,16 @@ def _duration_text(value: str) -> str:
     return value
 
 
+def _span(text: str) -> timedelta:
+    """Like parse_duration, but `0` and `0m` mean no time at all."""
+    return timedelta(0) if text.strip() in ("0", "0m") else parse_duration(text)
+
+
+def _span_text(value: str) -> str:
+    _span(value)
+    return value
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must be RFC 3339 with a time zone, e.g. 2026-12-01T18:00:00Z")
@@ -129,6 +139,13 @@ Duration = Annotated[
     AfterValidator(_duration_text),
     # editors see the shape too; the validator above also refuses zero and huge values
     Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?$", "examples": ["90m", "2h"]}),
+]
+# A duration that may also be none at all ("0m"), for a minimum that can be switched off.
+DurationOrZero = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_span_text),
+    Field(json_schema_extra={"pattern": r"^0m?$|^(\d+d)?(\d+h)?(\d+m)?$"}),
 ]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 DemoId = Annotated[
@@ -374,6 +391,24 @@ class SafetySettings(StrictModel):
     maxAttempts: Annotated[int, Field(ge=1)] = 5
 
 
+class HealthSettings(StrictModel):
+    """When a live demo's failing health checks make it degraded (Kubernetes probes'
+    failureThreshold, plus a minimum span so that a burst of quick cycles is not enough).
+
+    A check marks a ready demo degraded once it has answered unhealthy `failureThreshold`
+    times in a row over at least `failureDuration` (from its first unhealthy answer). A
+    call that got no answer (timeout, dropped connection, 429, a failed listing) is not
+    an answer: it neither counts nor resets. One healthy answer ends a run of failures.
+    """
+
+    failureThreshold: Annotated[int, Field(ge=1, le=100)] = 3
+    failureDuration: DurationOrZero = "2m"
+
+    @property
+    def failure_span(self) -> timedelta:
+        return _span(self.failureDuration)
+
+
 class Settings(StrictModel):
     apiVersion: Literal["demos.splits.network/v1"]
     kind: Literal["ReconcilerSettings"]
@@ -389,6 +424,7 @@ class Settings(StrictModel):
     clerk: dict[DemoType, str]
     git: GitSettings = Field(default_factory=GitSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @field_validator("profiles")
     @classmethod
@@ -460,6 +496,13 @@ class HealthChecks(StrictModel):
         return all(self.model_dump().values())
 
 
+class HealthFailure(StrictModel):
+    """A check's run of unhealthy answers: how many in a row, since the first one."""
+
+    count: Annotated[int, Field(ge=1)]
+    since: datetime
+
+
 class DemoStatus(StrictModel):
     """The observed state of one demo, as written to `status/<id>.yaml`.
 
@@ -484,6 +527,9 @@ class DemoStatus(StrictModel):
     secretProjectRef: str | None = None
     dns: list[DnsRecordStatus] = Field(default_factory=list)
     healthChecks: HealthChecks = Field(default_factory=HealthChecks)
+    # A ready demo's checks that answered unhealthy, below the failure threshold (None when
+    # there are none, so a healthy demo's file never carries it): see `status._judge_health`.
+    healthFailures: dict[str, HealthFailure] | None = None
     conditions: list[Condition] = Field(default_factory=list)
     attempts: Annotated[int, Field(ge=0)] = 0
     queuePosition: int | None = None

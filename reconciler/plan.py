@@ -131,6 +131,8 @@ class Action:
     queue_position: int | None = None
     namespace: str | None = None
     namespace_healthy: bool | None = None
+    # False when the Supabase listing failed: then a missing project_ref says nothing
+    project_listed: bool = True
     health_urls: tuple[tuple[str, str], ...] = ()  # (HealthChecks field, URL)
     demo_type: str | None = None
     seed_size: str | None = None
@@ -659,10 +661,13 @@ def _render_release(recipe: _Recipe, *, fetching: bool) -> None:
 def _health_check(recipe: _Recipe, project: Project | None) -> None:
     sight, demo_id = recipe.ctx.sight, recipe.demo_id
     namespace = sight.namespace_of(demo_id)
+    listed = sight.projects is not None
     recipe.add(
         ActionKind.CHECK_HEALTH,
         "check kubernetes, supabase, portal, candidate and API gateway",
-        project_ref=project.ref if project else None,
+        # a failed listing is no verdict: ask about the project the status names
+        project_ref=project.ref if project else None if listed else recipe.status_ref,
+        project_listed=listed,
         namespace=namespace_of(demo_id),
         # None: the listing failed, so the previous answer stands
         namespace_healthy=namespace.healthy

@@ -20,6 +20,7 @@ from reconciler.model import (
     DemoStatus,
     DnsRecordStatus,
     HealthChecks,
+    HealthFailure,
     Phase,
     Settings,
     SupabaseStatus,
@@ -92,6 +93,50 @@ def _dns(
         }
         current = [r for r in current if r.name.lower().rstrip(".") not in gone]
     return current
+
+
+def _judge_health(
+    previous: DemoStatus | None, outcome: Outcome | None, settings: Settings, now: datetime
+) -> tuple[HealthChecks, dict[str, HealthFailure] | None]:
+    """The health checks to record, and a ready demo's runs of unhealthy answers.
+
+    A check that got no answer keeps its last answer: a failed call is no verdict. A
+    ready demo stays ready (its unhealthy answers counted, not recorded) until one check
+    has answered unhealthy `health.failureThreshold` times in a row over at least
+    `health.failureDuration`; one healthy answer ends that check's run.
+
+    Why the runs live in the status file: in a one-shot cycle (CI on a cron) nothing
+    else survives until the next cycle, and `democtl run` should judge the same way. A
+    healthy demo's file never carries them (None), so it is not rewritten while healthy;
+    the file changes only while a check is failing: when a run starts, grows, or ends.
+    Once degraded, counting stops (the phase says it), so a degraded demo is not
+    rewritten every cycle either.
+    """
+    prior = previous.healthChecks if previous else HealthChecks()
+    runs = previous.healthFailures if previous else None
+    if outcome is None or outcome.health is None:
+        return prior, runs  # nothing was asked this cycle
+    answered = {c: v for c, v in outcome.health.model_dump().items() if c not in outcome.unanswered}
+    merged = prior.model_copy(update=answered)
+    if previous is None or previous.phase != Phase.READY:
+        return merged, None
+    counting = dict(runs or {})
+    for check, ok in answered.items():
+        run = counting.pop(check, None)
+        if not ok:
+            counting[check] = (
+                HealthFailure(count=run.count + 1, since=run.since)
+                if run is not None
+                else HealthFailure(count=1, since=now)
+            )
+    threshold = settings.health.failureThreshold
+    span = settings.health.failure_span
+    if any(r.count >= threshold and now - r.since >= span for r in counting.values()):
+        return merged, None  # degraded: every check's latest answer is shown
+    # below the threshold: healthy answers are recorded, unhealthy ones only counted
+    passing = prior.model_copy(update={c: True for c, ok in answered.items() if ok})
+    ordered = {c: counting[c] for c in HealthChecks.model_fields if c in counting}
+    return passing, ordered or None
 
 
 def _phase_and_message(
@@ -257,20 +302,14 @@ def next_status(
     if counted:
         attempts += 1
 
-    health = (
-        outcome.health
-        if outcome is not None and outcome.health is not None
-        else (previous.healthChecks if previous else HealthChecks())
-    )
-    check = next((a for a in plan_item.actions if a.kind == ActionKind.CHECK_HEALTH), None)
-    if check is not None and check.namespace_healthy is None and previous is not None:
-        # the namespace listing failed: keep the last known answer rather than flap
-        health = health.model_copy(update={"kubernetes": previous.healthChecks.kubernetes})
+    health, failures = _judge_health(previous, outcome, settings, now)
     phase, message, reason = _phase_and_message(
         plan_item, outcome, previous, health=health, attempts=attempts, settings=settings
     )
     if phase == Phase.READY:
         attempts = 0
+    else:
+        failures = None  # only a ready demo counts towards degraded
     supabase = _supabase(previous.supabase if previous else SupabaseStatus(), outcome)
     secret_ref = previous.secretProjectRef if previous else None
     if outcome is not None and ActionKind.WRITE_SECRET in outcome.done:
@@ -287,6 +326,7 @@ def next_status(
         secretProjectRef=secret_ref,
         dns=_dns(list(previous.dns) if previous else [], outcome, plan_item),
         healthChecks=health,
+        healthFailures=failures,
         conditions=_conditions(phase, message, reason, previous, now),
         attempts=attempts,
         queuePosition=queue if phase == Phase.PENDING else None,

@@ -43,6 +43,16 @@ def settings_with(**capacity: object) -> Settings:
 SETTINGS = settings_with()
 
 
+def health_settings(failureThreshold: int = 1, failureDuration: str = "0m") -> Settings:
+    """SETTINGS with another health failure threshold: by default, one answer degrades."""
+    data = SETTINGS.model_dump(mode="json")
+    data["health"] = {"failureThreshold": failureThreshold, "failureDuration": failureDuration}
+    return Settings.model_validate(data)
+
+
+IMMEDIATE = health_settings()
+
+
 # --- builders -------------------------------------------------------------------------
 
 
@@ -451,3 +461,24 @@ def test_plan_as_data() -> None:
             }
         ],
     }
+
+
+# A failed read is never a verdict: when the Supabase listing failed, the health check asks
+# about the project the status names instead of reporting "no project".
+@pytest.mark.parametrize(
+    "statuses, observed, project_ref, listed",
+    [
+        pytest.param({A: status(A)}, world(A), ref(A), True, id="listed-project-is-checked"),
+        pytest.param({A: status(A)}, Observed(None, records(A), (namespace(A),)), ref(A), False, id="failed-listing-checks-the-recorded-project"),
+        pytest.param({A: status(A)}, Observed((), records(A), (namespace(A),)), ref(A), False, id="untrusted-empty-listing-checks-the-recorded-project"),
+        pytest.param({A: status(A, Phase.CREATING, provisioned=False)}, Observed(None, (), ()), None, False, id="failed-listing-and-no-recorded-project-is-unknown"),
+        pytest.param({A: status(A)}, world(projects=[project(B)], namespaces=[namespace(A)]), None, True, id="listed-without-the-project-is-a-verdict"),
+    ],
+)  # fmt: skip
+def test_health_check_after_a_failed_listing(
+    statuses: dict[str, DemoStatus], observed: Observed, project_ref: str | None, listed: bool
+) -> None:
+    item = plan(SETTINGS, [file(A)], {}, statuses, observed, NOW).for_demo(A)
+    assert item is not None
+    check = next(a for a in item.actions if a.kind == ActionKind.CHECK_HEALTH)
+    assert (check.project_ref, check.project_listed) == (project_ref, listed)

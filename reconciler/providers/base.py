@@ -214,5 +214,7 @@ class ClusterProvider(Protocol):
 
 
 class HttpProber(Protocol):
-    def probe(self, url: str) -> bool:
-        """GET the URL (a demo's health endpoint); True on a 2xx answer."""
+    def probe(self, url: str) -> bool | None:
+        """GET the URL (a demo's health endpoint): True on a 2xx answer, False on another
+        answer or a refused connection (nothing listens), None when there was no answer to
+        judge by (a timeout, a dropped connection, a 429)."""
