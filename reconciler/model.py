@@ -220,8 +220,36 @@ LabelKey = Annotated[
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
+# `democtl retry ID` writes the time of the request here. Like Flux's
+# reconcile.fluxcd.io/requestedAt, it is an annotation of the desired state: a new value
+# changes the demo's spec hash, which is a new cause, so a failed demo starts again.
+RETRY_ANNOTATION = "demos.splits.network/retry"
+_OUR_ANNOTATIONS = (RETRY_ANNOTATION,)
+
+
+def _annotation_key(key: str) -> str:
+    if reserved_label_key(key) and key not in _OUR_ANNOTATIONS:
+        raise ValueError(
+            f"annotation key {key!r}: the prefix {key.rpartition('/')[0]!r} is reserved; "
+            f"democtl reads only {', '.join(_OUR_ANNOTATIONS)} there"
+        )
+    return key
+
+
+AnnotationKey = Annotated[
+    str,
+    StringConstraints(max_length=253 + 1 + 63, pattern=LABEL_KEY_PATTERN),
+    AfterValidator(_annotation_key),
+]
+AnnotationValue = Annotated[str, StringConstraints(max_length=256), AfterValidator(_safe_text)]
+
+
 class DemoMetadata(StrictModel):
     name: DemoId
+    annotations: Annotated[
+        dict[AnnotationKey, AnnotationValue],
+        Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+    ] = Field(default_factory=dict)
     labels: Annotated[
         dict[LabelKey, LabelValue],
         # pydantic renders key patterns as patternProperties; this makes other keys errors
@@ -276,7 +304,10 @@ class Demo(StrictModel):
 
     def spec_hash(self) -> str:
         """A short, stable hash of the desired state, recorded in the status file."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data["metadata"]["annotations"]:
+            del data["metadata"]["annotations"]  # no annotations: the hash it always had
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -389,6 +420,10 @@ class SafetySettings(StrictModel):
     massDeleteMinimum: Annotated[int, Field(ge=1)] = 3
     orphanGracePeriod: Duration = "1h"
     maxAttempts: Annotated[int, Field(ge=1)] = 5
+    # The pause after a failed attempt: retryDelay, doubling with each attempt, at most
+    # retryMaxDelay, less up to half of it spread by demo (see status.next_attempt_at).
+    retryDelay: Duration = "1m"
+    retryMaxDelay: Duration = "30m"
 
 
 class HealthSettings(StrictModel):
@@ -440,6 +475,11 @@ class Settings(StrictModel):
         if missing:
             raise ValueError(f"a Clerk publishable key is required for {', '.join(missing)}")
         return value
+
+    def settings_hash(self) -> str:
+        """A short, stable hash of the settings: a change is a new cause for a failed demo."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def url_for(self, kind: Literal["portal", "candidate", "api"], demo_id: str) -> str:
         pattern: str = getattr(self.urls, kind)
@@ -532,6 +572,11 @@ class DemoStatus(StrictModel):
     healthFailures: dict[str, HealthFailure] | None = None
     conditions: list[Condition] = Field(default_factory=list)
     attempts: Annotated[int, Field(ge=0)] = 0
+    # after a failed attempt: not before this time (the planner skips the demo until then)
+    nextAttemptAt: datetime | None = None
+    # the settings the failures happened under (kept only with attempts or a failed phase):
+    # other settings are a new cause, which resets the attempts
+    settingsHash: str | None = None
     queuePosition: int | None = None
     message: str = ""
 

@@ -114,7 +114,8 @@ class Intent(StrEnum):
     QUEUE = "queue"  # waits for capacity: pending
     PROVISION = "provision"  # create what is missing, then check health: creating/ready/degraded
     TEARDOWN = "teardown"  # expired or deleted: delete, then the files go (destroying meanwhile)
-    FAIL = "fail"  # gave up until the spec changes: failed
+    FAIL = "fail"  # gave up until a new cause (spec, settings, a retry request): failed
+    BACKOFF = "backoff"  # an attempt failed; the next waits until status.nextAttemptAt
     HOLD = "hold"  # touch nothing (invalid file, conflict, refused): phase unchanged
 
 
@@ -366,6 +367,18 @@ class _Context:
     now: datetime
     may_delete: bool
     known_migrations: tuple[str, ...] | None
+    settings_hash: str = ""
+
+    def same_cause(self, demo: Demo, status: DemoStatus) -> bool:
+        """The status's failures happened under this spec and these settings.
+
+        A retry request (`democtl retry`, an annotation of the demo) changes the spec hash.
+        A status that recorded no settings hash is taken as the same settings.
+        """
+        return status.specHash == demo.spec_hash() and status.settingsHash in (
+            None,
+            self.settings_hash,
+        )
 
 
 # --- per-demo decisions -----------------------------------------------------------------
@@ -468,6 +481,10 @@ class _Recipe:
         return self.status is not None and self.status.specHash != self.demo.spec_hash()
 
     @property
+    def new_cause(self) -> bool:
+        return self.status is not None and not self.ctx.same_cause(self.demo, self.status)
+
+    @property
     def status_ref(self) -> str | None:
         return self.status.supabase.projectRef if self.status else None
 
@@ -545,16 +562,16 @@ def _project_verdict(recipe: _Recipe, project: Project | None) -> DemoPlan | Non
     is deleted so the next cycle starts again)."""
     ctx, status = recipe.ctx, recipe.status
     if project is not None and project.failed:
-        if recipe.spec_changed and status is not None and status.phase == Phase.FAILED:
+        if recipe.new_cause and status is not None and status.phase == Phase.FAILED:
             if not ctx.may_delete:
                 return _hold(recipe.demo_id, status, f"failed project {project.ref}: {_NO_DELETE}")
             recipe.add(
                 ActionKind.DELETE_PROJECT,
-                f"project is {project.status}; the spec changed, so start again",
+                f"project is {project.status}; the spec or settings changed, so start again",
                 project_ref=project.ref,
             )
             waiting = f"waiting for failed project {project.ref} to go"
-            return recipe.ends(Intent.PROVISION, "retry after a spec change", waiting)
+            return recipe.ends(Intent.PROVISION, "retry after a new cause", waiting)
         reason = f"Supabase project {project.ref} is {project.status}"
         return recipe.ends(Intent.FAIL, reason, None, actions=False)
     if project is not None and not project.healthy and project.created_at is not None:
@@ -785,6 +802,7 @@ def plan(
         now,
         may_delete=not demos_load_failed,
         known_migrations=tuple(known_migrations) if known_migrations is not None else None,
+        settings_hash=settings.settings_hash(),
     )
 
     def start(demo_id: str) -> datetime:
@@ -847,15 +865,20 @@ def plan(
                 _teardown(ctx, demo_id, status, f"expired at {expires.isoformat()}", expires)
             )
             continue
-        if (
-            status is not None
-            and status.specHash == demo.spec_hash()
-            and (status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts)
-        ):
-            # the message it failed with stays as it is, so a failed demo writes nothing
-            reason = status.message or f"gave up after {status.attempts} attempts"
-            plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
-            continue
+        if status is not None and ctx.same_cause(demo, status):
+            if status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts:
+                # the message it failed with stays as it is, so a failed demo writes nothing
+                reason = status.message or f"gave up after {status.attempts} attempts"
+                plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
+                continue
+            if status.nextAttemptAt is not None and status.nextAttemptAt > now:
+                # back off: the status stays as it is until then, across runs
+                reason = (
+                    f"attempt {status.attempts} failed; the next is not before "
+                    f"{status.nextAttemptAt.isoformat()}"
+                )
+                plans.append(DemoPlan(demo_id, phase, Intent.BACKOFF, (), reason, None, expires))
+                continue
         if demo_id in queue:
             position = queue[demo_id]
             reason = f"cluster capacity is full: position {position} in the queue"

@@ -9,8 +9,9 @@ and nothing is written. May import the model, validation, plan and apply values.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from reconciler.apply import Outcome
@@ -24,6 +25,7 @@ from reconciler.model import (
     Phase,
     Settings,
     SupabaseStatus,
+    parse_duration,
 )
 from reconciler.plan import ActionKind, DemoPlan, Intent, namespace_of
 from reconciler.validate import expiry_of
@@ -241,6 +243,24 @@ def _conditions(
     ]
 
 
+def next_attempt_at(
+    settings: Settings, demo_id: str, attempts: int, spec_hash: str, now: datetime
+) -> datetime:
+    """When a demo may be attempted again after its `attempts`-th failure.
+
+    `retryDelay` doubling per attempt, at most `retryMaxDelay`, less up to half of it:
+    the spread comes from a hash of the demo, the attempt and the spec instead of a random
+    source, so the status stays a pure function of its inputs while demos that failed
+    together (a provider outage) do not all come back in the same cycle.
+    """
+    base = parse_duration(settings.safety.retryDelay)
+    ceiling = parse_duration(settings.safety.retryMaxDelay)
+    backoff = min(base * 2 ** max(attempts - 1, 0), ceiling)
+    digest = hashlib.sha256(f"{demo_id}:{attempts}:{spec_hash}".encode()).digest()
+    share = int.from_bytes(digest[:4], "big") / 2**32  # 0 <= share < 1
+    return now + timedelta(seconds=round(backoff.total_seconds() * (1 - share / 2)))
+
+
 def next_status(
     demo: Demo | None,
     previous: DemoStatus | None,
@@ -291,8 +311,15 @@ def next_status(
             )
         }
 
-    spec_changed = previous is not None and previous.specHash != spec["specHash"]
-    attempts = 0 if previous is None or spec_changed else previous.attempts
+    if plan_item.intent == Intent.BACKOFF and previous is not None:
+        return previous  # nothing was attempted: the status waits as it is
+
+    settings_hash = settings.settings_hash()
+    # a new cause (the spec, a retry request in it, or the settings) starts the count again
+    new_cause = previous is not None and (
+        previous.specHash != spec["specHash"] or previous.settingsHash not in (None, settings_hash)
+    )
+    attempts = 0 if previous is None or new_cause else previous.attempts
     counted = (
         plan_item.intent == Intent.PROVISION
         and outcome is not None
@@ -308,7 +335,12 @@ def next_status(
     )
     if phase == Phase.READY:
         attempts = 0
-    else:
+    next_attempt = (
+        next_attempt_at(settings, demo_id, attempts, str(spec["specHash"]), now)
+        if counted and phase != Phase.FAILED
+        else None
+    )
+    if phase != Phase.READY:
         failures = None  # only a ready demo counts towards degraded
     supabase = _supabase(previous.supabase if previous else SupabaseStatus(), outcome)
     secret_ref = previous.secretProjectRef if previous else None
@@ -329,6 +361,8 @@ def next_status(
         healthFailures=failures,
         conditions=_conditions(phase, message, reason, previous, now),
         attempts=attempts,
+        nextAttemptAt=next_attempt,
+        settingsHash=settings_hash if attempts or phase == Phase.FAILED else None,
         queuePosition=queue if phase == Phase.PENDING else None,
         message=message,
     )

@@ -263,16 +263,16 @@ def test_rate_limited_demo_is_left_for_the_next_cycle() -> None:
 def test_repeated_permanent_failures_end_in_failed() -> None:
     world, repo = World(), Repo()
     new_demo(world, repo)
-    for _ in range(SETTINGS.safety.maxAttempts):
+    for n in range(SETTINGS.safety.maxAttempts):
         world.database.fail_on[("migrate", A)] = ProviderError(
             "supabase", "migrate", "syntax error at line 3", demo_id=A
         )
-        cycle(world, repo)
+        cycle(world, repo, NOW + timedelta(hours=n))  # past each pause after a failure
     status = repo.statuses[A]
     assert status.phase == Phase.FAILED and status.attempts == SETTINGS.safety.maxAttempts
     assert status.message == "gave up after 5 attempts: supabase migrate for demo-a: syntax error at line 3"  # fmt: skip
     world.forget_calls()
-    result, _ = cycle(world, repo)
+    result, _ = cycle(world, repo, NOW + timedelta(hours=9))
     assert result.for_demo(A).actions == ()  # type: ignore[union-attr]
     assert world.mutations() == []
 
@@ -319,7 +319,10 @@ def test_no_secret_reaches_outcomes_status_or_logs(caplog: pytest.LogCaptureFixt
     )
     progress: list[tuple[str, str]] = []
     cycle(world, repo)
-    _, outcomes = cycle(world, repo, on_progress=lambda i, line: progress.append((i, line)))
+    after_the_pause = NOW + timedelta(hours=1)
+    _, outcomes = cycle(
+        world, repo, after_the_pause, on_progress=lambda i, line: progress.append((i, line))
+    )
     secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
     assert set(secret) == {
         "SUPABASE_URL",
@@ -588,3 +591,62 @@ def test_a_failed_supabase_listing_degrades_no_ready_demo(
         assert repo.statuses == before, repo.statuses[A].message
     finally:
         next(harness, None)
+
+
+# --- pausing between attempts, and starting a failed demo again --------------------------
+
+
+def syntax_error(world: World) -> None:
+    world.database.fail_on[("migrate", A)] = ProviderError(
+        "supabase", "migrate", "syntax error at line 3", demo_id=A
+    )
+
+
+def test_a_failed_attempt_pauses_the_demo_across_cycles_of_one_run() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    syntax_error(world)
+    cycle(world, repo)
+    first = repo.statuses[A]
+    assert first.attempts == 1 and first.nextAttemptAt is not None and first.nextAttemptAt > NOW
+    world.forget_calls()
+    for seconds in (0, 1, 2):  # a --wait run cycling again at once
+        syntax_error(world)
+        result, outcomes = cycle(world, repo, NOW + timedelta(seconds=seconds))
+        assert result.for_demo(A).intent.value == "backoff" and outcomes == []  # type: ignore[union-attr]
+        assert world.mutations() == [] and repo.statuses[A] == first
+        world.database.fail_on.clear()
+    syntax_error(world)
+    cycle(world, repo, first.nextAttemptAt)
+    second = repo.statuses[A]
+    assert second.attempts == 2 and second.nextAttemptAt is not None
+    assert second.nextAttemptAt - first.nextAttemptAt > first.nextAttemptAt - NOW, "it grows"
+    cycle(world, repo, second.nextAttemptAt)  # the migration works now
+    assert repo.statuses[A].phase == Phase.READY
+    assert (repo.statuses[A].attempts, repo.statuses[A].nextAttemptAt) == (0, None)
+
+
+def test_a_retry_request_starts_a_failed_demo_again_without_a_spec_edit() -> None:
+    from reconciler.edit import request_retry
+    from reconciler.validate import load_demo
+
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    when = NOW
+    for _ in range(SETTINGS.safety.maxAttempts):
+        syntax_error(world)
+        cycle(world, repo, when)
+        when = repo.statuses[A].nextAttemptAt or when
+    assert repo.statuses[A].phase == Phase.FAILED
+    cycle(world, repo, when + timedelta(hours=1))
+    assert repo.statuses[A].phase == Phase.FAILED, "failed stays failed"
+    text = (
+        b"apiVersion: demos.splits.network/v1\nkind: Demo\nmetadata:\n  name: demo-a\n"
+        b"spec:\n  type: enterprise\n  owner: alice@splits.network\n  ttl: 2h\n"
+    )
+    assert load_demo("demos/demo-a.yaml", text).demo == repo.files[A].demo
+    edit = request_retry("demos/demo-a.yaml", text, when + timedelta(hours=1))
+    assert edit.after is not None
+    repo.files[A] = load_demo("demos/demo-a.yaml", edit.after)
+    cycle(world, repo, when + timedelta(hours=1))
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].attempts == 0

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Demo, DemoStatus, DnsRecordStatus, Phase, Settings, SupabaseStatus
+from reconciler.model import (
+    RETRY_ANNOTATION,
+    Demo,
+    DemoStatus,
+    DnsRecordStatus,
+    Phase,
+    Settings,
+    SupabaseStatus,
+)
 from reconciler.plan import (
     ActionKind,
     Intent,
@@ -482,3 +490,43 @@ def test_health_check_after_a_failed_listing(
     assert item is not None
     check = next(a for a in item.actions if a.kind == ActionKind.CHECK_HEALTH)
     assert (check.project_ref, check.project_listed) == (project_ref, listed)
+
+
+# --- backing off between attempts, and the new causes that start a failed demo again ------
+
+RETRY_AT = "2026-11-25T11:59:00Z"
+
+
+def retried(demo_id: str) -> LoadedDemo:
+    """The demo file after `democtl retry`: the same spec, with the retry annotation."""
+    base = demo(demo_id).model_dump(mode="json")
+    base["metadata"]["annotations"] = {RETRY_ANNOTATION: RETRY_AT}
+    return LoadedDemo(f"demos/{demo_id}.yaml", Demo.model_validate(base))
+
+
+def failing(demo_id: str, phase: Phase = Phase.CREATING, **update: Any) -> DemoStatus:
+    return status(demo_id, phase, provisioned=False, attempts=1).model_copy(update=update)
+
+
+OTHER_SETTINGS = "sha256:0000000000000000"
+
+RETRY_CASES = [
+    pytest.param([file(A)], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "backoff:"}, id="failed-attempt-waits-for-its-next-attempt-time"),
+    pytest.param([file(A)], {A: failing(A, nextAttemptAt=NOW)}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="next-attempt-time-reached-is-attempted"),
+    pytest.param([file(A, seed={"size": "large"})], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="spec-change-skips-the-pause"),
+    pytest.param([file(A, expires=PAST)], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "teardown: remove-files"}, id="expiry-does-not-wait-for-the-pause"),
+    pytest.param([retried(A)], {A: status(A, Phase.FAILED)}, world(projects=[project(A, "INIT_FAILED")]), {A: "provision: delete-project"}, id="retry-request-starts-a-failed-demo-again"),
+    pytest.param([retried(A)], {A: status(A, Phase.CREATING, provisioned=False, attempts=5)}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="retry-request-resets-exhausted-attempts"),
+    pytest.param([file(A)], {A: failing(A, Phase.FAILED, settingsHash=OTHER_SETTINGS)}, world(projects=[project(A, "INIT_FAILED")]), {A: "provision: delete-project"}, id="settings-change-starts-a-failed-demo-again"),
+    pytest.param([file(A)], {A: failing(A, Phase.FAILED, settingsHash=SETTINGS.settings_hash())}, world(projects=[project(A, "INIT_FAILED")]), {A: "fail:"}, id="failed-demo-under-the-same-settings-stays-failed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("demos, statuses, observed, expected", RETRY_CASES)
+def test_backoff_and_new_causes(
+    demos: list[LoadedDemo],
+    statuses: dict[str, DemoStatus],
+    observed: Observed,
+    expected: dict[str, str],
+) -> None:
+    assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from reconciler.model import (
     Settings,
 )
 from reconciler.plan import ActionKind, Observed, plan
-from reconciler.status import change_summary, next_status
+from reconciler.status import change_summary, next_attempt_at, next_status
 from reconciler.validate import LoadedDemo
 from tests.test_plan import (
     IMMEDIATE,
@@ -318,3 +319,13 @@ def test_a_failed_listing_keeps_the_last_kubernetes_answer() -> None:
     first = ready_status()
     silent = checked(HEALTHY.model_copy(update={"kubernetes": False}), unanswered=("kubernetes",))
     assert step(file(A), first, world(A), silent, T2, IMMEDIATE) == first
+
+
+def test_the_pause_after_a_failure_grows_is_spread_and_is_bounded() -> None:
+    pauses = [next_attempt_at(SETTINGS, A, n, "sha256:x", NOW) - NOW for n in range(1, 9)]
+    assert all(a < b for a, b in itertools.pairwise(pauses[:6])), pauses  # then the ceiling
+    assert all(p <= timedelta(minutes=30) for p in pauses)
+    assert timedelta(seconds=30) <= pauses[0] <= timedelta(minutes=1)
+    others = {next_attempt_at(SETTINGS, f"demo-n{i}", 1, "sha256:x", NOW) for i in range(10)}
+    assert len(others) > 5, "demos that failed together come back at different times"
+    assert next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW) == next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW)  # fmt: skip
