@@ -40,7 +40,13 @@ from reconciler.model import (
     Settings,
     parse_duration,
 )
-from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
+from reconciler.providers.base import (
+    DesiredRecord,
+    DnsRecord,
+    NamespaceMeta,
+    NamespaceState,
+    Project,
+)
 from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, expiry_of
 
 # --- values -----------------------------------------------------------------------------
@@ -222,6 +228,8 @@ class Observed:
     projects: tuple[Project, ...] | None = ()
     records: tuple[DnsRecord, ...] | None = ()
     namespaces: tuple[NamespaceState, ...] | None = ()
+    # every namespace of the cluster, marked or not: a new demo must not take a foreign one
+    all_namespaces: tuple[NamespaceMeta, ...] | None = ()
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -299,6 +307,7 @@ class _Sight:
     # The DNS listing answered, even if emptily: creating missing records is then
     # safe (ensure adopts what exists); only deleting needs the listing trusted.
     dns_listed: bool = False
+    all_namespaces: tuple[NamespaceMeta, ...] | None = ()
 
     @classmethod
     def of(cls, observed: Observed, statuses: Mapping[str, DemoStatus]) -> _Sight:
@@ -334,6 +343,27 @@ class _Sight:
             namespaces=None if "kubernetes" in blind else observed.namespaces,
             blind=blind,
             dns_listed=observed.records is not None,
+            all_namespaces=observed.all_namespaces,
+        )
+
+    def namespace_taken(self, demo_id: str) -> str | None:
+        """Why a new demo must not render its namespace, or None when the name is free.
+
+        Flux or Argo CD would apply the demo's Namespace over a foreign one of the same
+        name and prune it when the demo goes: a name taken by something without
+        democtl's mark for this demo is a conflict for a human. Not knowing (the listing
+        failed) is no answer either way: the demo waits.
+        """
+        name = namespace_of(demo_id)
+        if self.all_namespaces is None:
+            return f"the namespace listing failed: cannot tell whether namespace {name} is free"
+        found = next((n for n in self.all_namespaces if n.name == name), None)
+        if found is None or found.marked_for(demo_id):
+            return None
+        return (
+            f"namespace {name} already exists without democtl's mark "
+            "(app.kubernetes.io/managed-by=democtl, demos.splits.network/id): refusing to "
+            "take it over; remove it or rename the demo"
         )
 
     def projects_of(self, demo_id: str) -> list[Project]:
@@ -808,6 +838,10 @@ def plan(
     def start(demo_id: str) -> datetime:
         return created_at.get(demo_id, now)
 
+    # a demo that has not rendered its namespace yet must find the name free
+    unstarted = [i for i in valid if i not in statuses or statuses[i].phase == Phase.PENDING]
+    taken = {i: why for i in unstarted if (why := sight.namespace_taken(i))}
+
     expiry = {i: expiry_of(d, settings, start(i)) for i, d in valid.items()}
     expired = {i for i, when in expiry.items() if when <= now}
 
@@ -820,7 +854,9 @@ def plan(
         (
             i
             for i in valid
-            if i not in expired and (i not in statuses or statuses[i].phase == Phase.PENDING)
+            if i not in expired
+            and i not in taken
+            and (i not in statuses or statuses[i].phase == Phase.PENDING)
         ),
         key=lambda i: (start(i), i),
     )
@@ -879,6 +915,11 @@ def plan(
                 )
                 plans.append(DemoPlan(demo_id, phase, Intent.BACKOFF, (), reason, None, expires))
                 continue
+        if demo_id in taken:
+            conflict = sight.all_namespaces is not None
+            kind = ActionKind.REPORT_CONFLICT if conflict else None
+            plans.append(replace(_hold(demo_id, status, taken[demo_id], kind), expires_at=expires))
+            continue
         if demo_id in queue:
             position = queue[demo_id]
             reason = f"cluster capacity is full: position {position} in the queue"

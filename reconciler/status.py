@@ -168,7 +168,9 @@ def _phase_and_message(
         reason = "Conflict" if ActionKind.REPORT_CONFLICT in item.kinds else "Held"
         if ActionKind.REPORT_INVALID in item.kinds:
             reason = "InvalidSpec"
-        return before or Phase.CREATING, item.reason, reason
+        # nothing has started for a held demo without a status: it waits, as pending (not
+        # failed, so that it goes ahead by itself once the conflict is resolved)
+        return before or Phase.PENDING, item.reason, reason
     # provisioning or monitoring
     if outcome is not None and outcome.error:
         if attempts >= settings.safety.maxAttempts:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from reconciler.plan import (
     desired_records,
     plan,
 )
-from reconciler.providers.base import DnsRecord, NamespaceState, Project
+from reconciler.providers.base import DnsRecord, NamespaceMeta, NamespaceState, Project
 from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, check_repository
 from reconciler.workspace import read_settings
 
@@ -530,3 +531,49 @@ def test_backoff_and_new_causes(
     expected: dict[str, str],
 ) -> None:
     assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
+
+
+# --- a namespace taken by something foreign is a conflict, never taken over ---------------
+
+
+def foreign_ns(name: str, **labels: str) -> NamespaceMeta:
+    return NamespaceMeta(name, tuple(sorted(labels.items())))
+
+
+def cluster_with(*namespaces: NamespaceMeta, ids: Sequence[str] = ()) -> Observed:
+    base = world(*ids)
+    return replace(base, all_namespaces=tuple(namespaces))
+
+
+OURS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+
+NAMESPACE_CASES = [
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="foreign-namespace-of-a-new-demos-name-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "helm"})), {A: "hold: report-conflict"}, id="namespace-managed-by-another-tool-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": B})), {A: "hold: report-conflict"}, id="namespace-marked-for-another-demo-is-a-conflict"),
+    pytest.param([file(A)], {A: status(A, Phase.PENDING)}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="pending-demo-is-checked-too"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OURS)), {A: NEW}, id="namespace-with-our-mark-is-the-demos-own"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns("demo-other"), foreign_ns("kube-system")), {A: NEW}, id="other-namespaces-do-not-matter"),
+    pytest.param([file(A)], {}, replace(Observed(), all_namespaces=None), {A: "hold:"}, id="failed-namespace-listing-renders-no-new-demo"),
+    pytest.param([file(A)], {A: status(A)}, cluster_with(foreign_ns(A), ids=[A]), {A: CHECK}, id="a-live-demo-is-not-judged-again"),
+    pytest.param([file(A, expires=PAST)], {}, cluster_with(foreign_ns(A)), {A: "teardown: remove-files"}, id="expired-new-demo-only-removes-its-file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("demos, statuses, observed, expected", NAMESPACE_CASES)
+def test_foreign_namespace(
+    demos: list[LoadedDemo],
+    statuses: dict[str, DemoStatus],
+    observed: Observed,
+    expected: dict[str, str],
+) -> None:
+    assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
+
+
+def test_a_conflicted_demo_takes_no_capacity() -> None:
+    result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, cluster_with(foreign_ns(A)), NOW)
+    assert summary(result) == {A: "hold: report-conflict", B: NEW, C: NEW}
+    item = result.for_demo(A)
+    assert (
+        item is not None and "namespace demo-a already exists without democtl's mark" in item.reason
+    )

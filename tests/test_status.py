@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from reconciler.model import (
     Settings,
 )
 from reconciler.plan import ActionKind, Observed, plan
+from reconciler.providers.base import NamespaceMeta
 from reconciler.status import change_summary, next_attempt_at, next_status
 from reconciler.validate import LoadedDemo
 from tests.test_plan import (
@@ -329,3 +331,15 @@ def test_the_pause_after_a_failure_grows_is_spread_and_is_bounded() -> None:
     others = {next_attempt_at(SETTINGS, f"demo-n{i}", 1, "sha256:x", NOW) for i in range(10)}
     assert len(others) > 5, "demos that failed together come back at different times"
     assert next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW) == next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW)  # fmt: skip
+
+
+def test_a_namespace_conflict_leaves_a_new_demo_pending_and_stalled() -> None:
+    taken = replace(world(), all_namespaces=(NamespaceMeta(A),))
+    new = step(file(A), None, taken, None)
+    assert new is not None and new.phase == Phase.PENDING
+    stalled = new.condition("Stalled")
+    assert stalled is not None and (stalled.status, stalled.reason) == ("True", "Conflict")
+    assert "namespace demo-a already exists" in stalled.message
+    assert step(file(A), new, taken, None, T2) == new, "a conflict that lasts writes nothing"
+    free = step(file(A), new, world(), None, T2)
+    assert free is not None and free.condition("Stalled").status == "False"  # type: ignore[union-attr]
