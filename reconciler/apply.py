@@ -18,8 +18,8 @@ import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from reconciler.model import HealthChecks, Settings
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
@@ -92,6 +92,7 @@ class Outcome:
     seeded: bool | None = None
     dns: tuple[DnsRecord, ...] | None = None
     health: HealthChecks | None = None
+    unanswered: tuple[str, ...] = ()  # health checks that got no answer: their value is void
     waiting: str | None = None  # stopped early for something not ready yet; not an error
     error: str | None = None
     failed_action: ActionKind | None = None
@@ -112,144 +113,81 @@ class Outcome:
 
 @dataclass
 class _Run:
-    """One demo's progress through its actions (worker-local)."""
+    """One demo's progress through its actions (worker-local).
 
-    demo_id: str
-    orphan: bool
-    done: list[ActionKind] = field(default_factory=list)
-    project_ref: str | None = None
-    project_url: str | None = None
-    anon_key: str | None = None
-    migrations: tuple[str, ...] | None = None
-    seeded: bool | None = None
-    dns: tuple[DnsRecord, ...] | None = None
-    health: HealthChecks | None = None
-    waiting: str | None = None
+    `found` is the Outcome so far, grown step by step with `dataclasses.replace`, so
+    the facts an Outcome carries are listed once. The API keys live beside it, never
+    in it: they are held only between FETCH_KEYS and WRITE_SECRET.
+    """
+
+    found: Outcome
     keys: ApiKeys | None = field(default=None, repr=False)
 
-    def outcome(self, **extra: object) -> Outcome:
-        return Outcome(
-            demo_id=self.demo_id,
-            done=tuple(self.done),
-            project_ref=self.project_ref,
-            project_url=self.project_url,
-            anon_key=self.anon_key,
-            migrations=self.migrations,
-            seeded=self.seeded,
-            dns=self.dns,
-            health=self.health,
-            waiting=self.waiting,
-            orphan=self.orphan,
-            **extra,  # type: ignore[arg-type]
-        )
+    @property
+    def ref(self) -> str | None:
+        return self.found.project_ref
+
+    def record(self, **facts: Any) -> None:
+        self.found = replace(self.found, **facts)
+
+    def finish(self, **facts: Any) -> Outcome:
+        self.record(**facts)
+        return self.found
 
 
 class _Stop(Exception):
     """Not an error: the rest of this demo's actions wait for the next cycle."""
 
 
+Step = Callable[["_Executor", _Run, Action], None]
+
+
 @dataclass(frozen=True)
 class _Executor:
+    """Runs one demo's actions in order; each provider step is one method, found in `_STEPS`."""
+
     providers: Providers
     settings: Settings
     password_factory: Callable[[], str]
     wait_until: Callable[[Callable[[], bool]], bool]
 
     def run(self, actions: tuple[Action, ...], demo_id: str, orphan: bool) -> Outcome:
-        run = _Run(demo_id, orphan)
+        run = _Run(Outcome(demo_id, orphan=orphan))
         current: Action | None = None
         try:
             for current in actions:
                 log.debug("%s: %s", demo_id, current)
-                self.step(run, current)
-                run.done.append(current.kind)
+                if current.kind not in _NO_CALLS:
+                    _STEPS[current.kind](self, run, current)
+                run.record(done=(*run.found.done, current.kind))
         except _Stop:
             pass
         except NotReady as exc:
-            run.waiting = str(exc)
-        except RateLimited as exc:
-            log.warning(
-                "%s: rate limited at %s, left for the next cycle: %s", demo_id, _k(current), exc
-            )
-            return run.outcome(
-                error=str(exc),
-                failed_action=_kind(current),
-                retryable=True,
-                rate_limited=True,
-                retry_after=exc.retry_after,
-            )
-        except ProviderError as exc:
-            log.warning("%s: %s failed: %s", demo_id, _k(current), exc)
-            return run.outcome(
-                error=str(exc), failed_action=_kind(current), retryable=exc.retryable
-            )
-        except Exception as exc:  # a bug in one demo must not stop the others
-            log.exception("%s: %s failed unexpectedly", demo_id, _k(current))
-            return run.outcome(
-                error=f"internal error in {_k(current)}: {type(exc).__name__}",
-                failed_action=_kind(current),
-            )
-        return run.outcome()
+            run.record(waiting=str(exc))
+        except Exception as exc:  # a provider's failure, or a bug, stops this demo only
+            return run.finish(**_failure(demo_id, current, exc))
+        return run.found
 
-    def step(self, run: _Run, action: Action) -> None:
-        kind = action.kind
-        supabase, dns = self.providers.supabase, self.providers.dns
-        ref = run.project_ref or action.project_ref
-        if kind in _NO_CALLS:
-            return
-        if kind == ActionKind.ENSURE_PROJECT:
-            run.project_ref = self.ensure_project(action.demo_id).ref
-        elif kind == ActionKind.WAIT_PROJECT:
-            self.wait_project(run, _need(ref, action))
-        elif kind == ActionKind.MIGRATE:
-            run.project_ref = _need(ref, action)
-            run.migrations = tuple(
-                self.providers.migrate(supabase, run.project_ref, action.demo_id)
-            )
-        elif kind == ActionKind.SEED:
-            run.project_ref = _need(ref, action)
-            run.seeded = self.providers.seed(
-                supabase,
-                run.project_ref,
-                action.demo_id,
-                action.demo_type or "",
-                action.seed_size or "",
-                action.company_name,
-            )
-        elif kind == ActionKind.FETCH_KEYS:
-            run.project_ref = _need(ref, action)
-            run.keys = supabase.api_keys(run.project_ref)
-            run.anon_key = run.keys.anon
-            run.project_url = supabase.project_url(run.project_ref)
-        elif kind == ActionKind.WRITE_SECRET:
-            self.write_secret(run, _need(ref, action), action)
-        elif kind == ActionKind.ENSURE_DNS:
-            run.dns = tuple(dns.ensure_records(action.demo_id, list(action.desired)))
-        elif kind == ActionKind.CHECK_HEALTH:
-            run.health = self.check_health(run, ref, action)
-        elif kind in (ActionKind.DELETE_DNS, ActionKind.DELETE_ORPHAN_RECORDS):
-            dns.delete_records(action.demo_id, list(action.records))
-        elif kind in _PROJECT_DELETES:
-            supabase.delete_project(_need(action.project_ref, action))
-        else:  # pragma: no cover - every kind is handled above
-            raise AssertionError(f"unhandled action {kind}")
+    # --- the provider steps, one per action kind ---------------------------------------
 
-    def ensure_project(self, demo_id: str) -> Project:
+    def ensure_project(self, run: _Run, action: Action) -> None:
         """Adopt the project carrying the demo's managed name, or create it."""
         supabase = self.providers.supabase
-        name = supabase.project_name(demo_id)
+        name = supabase.project_name(action.demo_id)
         try:
-            return supabase.create_project(demo_id, self.password_factory())
+            project = supabase.create_project(action.demo_id, self.password_factory())
         except ProviderError as exc:
             if exc.status_code != 409:
                 raise
             existing = next((p for p in supabase.list_projects() if p.name == name), None)
             if existing is None:
                 raise
-            log.info("%s: adopted existing project %s", demo_id, existing.ref)
-            return existing
+            log.info("%s: adopted existing project %s", action.demo_id, existing.ref)
+            project = existing
+        run.record(project_ref=project.ref)
 
-    def wait_project(self, run: _Run, ref: str) -> None:
+    def wait_project(self, run: _Run, action: Action) -> None:
+        ref = _need(run, action)
         seen: list[Project | None] = []
 
         def ready() -> bool:
@@ -259,7 +197,7 @@ class _Executor:
 
         self.wait_until(ready)
         project = seen[-1] if seen else None
-        run.project_ref = ref
+        run.record(project_ref=ref)
         if project is not None and project.healthy:
             return
         if project is not None and project.failed:
@@ -267,17 +205,41 @@ class _Executor:
                 "supabase",
                 "wait for project",
                 f"project {ref} is {project.status}",
-                demo_id=run.demo_id,
+                demo_id=action.demo_id,
             )
-        run.waiting = f"project {ref} is {project.status if project else 'not visible yet'}"
+        run.record(waiting=f"project {ref} is {project.status if project else 'not visible yet'}")
         raise _Stop
 
-    def write_secret(self, run: _Run, ref: str, action: Action) -> None:
+    def migrate(self, run: _Run, action: Action) -> None:
+        ref = _need(run, action)
+        applied = self.providers.migrate(self.providers.supabase, ref, action.demo_id)
+        run.record(project_ref=ref, migrations=tuple(applied))
+
+    def seed(self, run: _Run, action: Action) -> None:
+        ref = _need(run, action)
+        seeded = self.providers.seed(
+            self.providers.supabase,
+            ref,
+            action.demo_id,
+            action.demo_type or "",
+            action.seed_size or "",
+            action.company_name,
+        )
+        run.record(project_ref=ref, seeded=seeded)
+
+    def fetch_keys(self, run: _Run, action: Action) -> None:
+        ref = _need(run, action)
+        supabase = self.providers.supabase
+        run.keys = supabase.api_keys(ref)
+        run.record(project_ref=ref, anon_key=run.keys.anon, project_url=supabase.project_url(ref))
+
+    def write_secret(self, run: _Run, action: Action) -> None:
+        ref = _need(run, action)
         supabase = self.providers.supabase
         keys = run.keys or supabase.api_keys(ref)
-        url = run.project_url or supabase.project_url(ref)
+        url = run.found.project_url or supabase.project_url(ref)
         password = self.password_factory()
-        run.project_ref = ref
+        run.record(project_ref=ref)
         supabase.set_db_password(ref, password)
         self.providers.cluster.apply_secret(
             action.namespace or action.demo_id,
@@ -292,26 +254,67 @@ class _Executor:
         )
         run.keys = None  # drop the service-role key as soon as it is written
 
-    def check_health(self, run: _Run, ref: str | None, action: Action) -> HealthChecks:
-        try:
-            supabase_ok = bool(ref) and self.providers.supabase.is_healthy(ref or "")
-        except ProviderError as exc:
-            if exc.retryable:
-                # unanswered (rate limited, 5xx, timeout) is not unhealthy: the health stays
-                # unknown, the demo keeps its phase, and the next cycle asks again
-                log.info("%s: supabase health not answered: %s", action.demo_id, exc)
-                run.waiting = f"supabase health check not answered: {exc.upstream_message}"
-                raise _Stop from None
-            log.info("%s: supabase health check failed: %s", action.demo_id, exc)
-            supabase_ok = False
-        probes = {check: self.providers.prober.probe(url) for check, url in action.health_urls}
-        return HealthChecks(
-            kubernetes=bool(action.namespace_healthy),
-            supabase=supabase_ok,
-            portal=probes.get("portal", False),
-            candidate=probes.get("candidate", False),
-            apiGateway=probes.get("apiGateway", False),
+    def ensure_dns(self, run: _Run, action: Action) -> None:
+        run.record(
+            dns=tuple(self.providers.dns.ensure_records(action.demo_id, list(action.desired)))
         )
+
+    def delete_records(self, run: _Run, action: Action) -> None:
+        self.providers.dns.delete_records(action.demo_id, list(action.records))
+
+    def delete_project(self, run: _Run, action: Action) -> None:
+        if not action.project_ref:
+            raise _no_ref(action)
+        self.providers.supabase.delete_project(action.project_ref)
+
+    def check_health(self, run: _Run, action: Action) -> None:
+        """Ask every check; a check that got no answer is left out of the verdict.
+
+        A failed call (a timeout, a 5xx after the transport's retries, a dropped
+        connection) or a failed listing says nothing about the demo's health: it goes to
+        `unanswered`, and the status keeps that check's last answer.
+        """
+        answers: dict[str, bool | None] = {
+            "kubernetes": action.namespace_healthy,  # None: the namespace listing failed
+            "supabase": self._supabase_health(run.ref or action.project_ref, action),
+        }
+        for check, url in action.health_urls:
+            answers[check] = self.providers.prober.probe(url)
+        run.record(
+            health=HealthChecks(**{c: bool(answers.get(c)) for c in HealthChecks.model_fields}),
+            unanswered=tuple(c for c in HealthChecks.model_fields if answers.get(c) is None),
+        )
+
+    def _supabase_health(self, ref: str | None, action: Action) -> bool | None:
+        if not ref:
+            # no project: unhealthy, but only when the listing said so; when the listing
+            # failed, a missing reference is merely unknown
+            return False if action.project_listed else None
+        try:
+            return self.providers.supabase.is_healthy(ref)
+        except ProviderError as exc:
+            log.info("%s: supabase health not answered: %s", action.demo_id, exc)
+            return None
+
+
+def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, Any]:
+    """How a step's exception is recorded: what failed, and whether a later cycle may retry."""
+    failed = {"failed_action": _kind(current)}
+    if isinstance(exc, RateLimited):
+        log.warning(
+            "%s: rate limited at %s, left for the next cycle: %s", demo_id, _k(current), exc
+        )
+        return failed | {
+            "error": str(exc),
+            "retryable": True,
+            "rate_limited": True,
+            "retry_after": exc.retry_after,
+        }
+    if isinstance(exc, ProviderError):
+        log.warning("%s: %s failed: %s", demo_id, _k(current), exc)
+        return failed | {"error": str(exc), "retryable": exc.retryable}
+    log.exception("%s: %s failed unexpectedly", demo_id, _k(current))
+    return failed | {"error": f"internal error in {_k(current)}: {type(exc).__name__}"}
 
 
 _NO_CALLS = frozenset(
@@ -333,6 +336,22 @@ _PROJECT_DELETES = frozenset(
 )
 
 
+_STEPS: dict[ActionKind, Step] = {
+    ActionKind.ENSURE_PROJECT: _Executor.ensure_project,
+    ActionKind.WAIT_PROJECT: _Executor.wait_project,
+    ActionKind.MIGRATE: _Executor.migrate,
+    ActionKind.SEED: _Executor.seed,
+    ActionKind.FETCH_KEYS: _Executor.fetch_keys,
+    ActionKind.WRITE_SECRET: _Executor.write_secret,
+    ActionKind.ENSURE_DNS: _Executor.ensure_dns,
+    ActionKind.CHECK_HEALTH: _Executor.check_health,
+    ActionKind.DELETE_DNS: _Executor.delete_records,
+    ActionKind.DELETE_ORPHAN_RECORDS: _Executor.delete_records,
+    **dict.fromkeys(_PROJECT_DELETES, _Executor.delete_project),
+}
+assert set(_STEPS) | _NO_CALLS == set(ActionKind), "every action kind is handled"
+
+
 def _kind(action: Action | None) -> ActionKind | None:
     return action.kind if action else None
 
@@ -341,12 +360,18 @@ def _k(action: Action | None) -> str:
     return action.kind.value if action else "start"
 
 
-def _need(ref: str | None, action: Action) -> str:
+def _need(run: _Run, action: Action) -> str:
+    """The project this step works on: the one an earlier step found, else the planned one."""
+    ref = run.ref or action.project_ref
     if not ref:
-        raise ProviderError(
-            "supabase", action.kind.value, "no project reference known", demo_id=action.demo_id
-        )
+        raise _no_ref(action)
     return ref
+
+
+def _no_ref(action: Action) -> ProviderError:
+    return ProviderError(
+        "supabase", action.kind.value, "no project reference known", demo_id=action.demo_id
+    )
 
 
 def _summary(outcome: Outcome) -> str:

@@ -1,6 +1,6 @@
 """Editing demo files the way a person would: create, extend, expire; comments and layout kept.
 
-Owns the text of `democtl create`, `extend` and `delete`. Documents are edited
+Owns the text of `democtl create`, `extend`, `delete` and `retry`. Documents are edited
 with ruamel.yaml's round-trip mode, so comments, key order, quoting and flow
 style survive an edit. Pure: takes and returns bytes; the clock, the random
 token and the settings come from the caller, and nothing is read or written
@@ -26,6 +26,7 @@ from reconciler.model import (
     API_VERSION,
     DEMO_ID_MAX,
     DURATION_MAX,
+    RETRY_ANNOTATION,
     Demo,
     DemoType,
     Settings,
@@ -260,6 +261,26 @@ def expire(
     return Edit(
         path, before, _dump(tree), f"{demo.id}: expiresAt -> {stamp.isoformat()} (expires now)"
     )
+
+
+def request_retry(path: str, before: bytes, now: datetime) -> Edit:
+    """`democtl retry ID`: stamp the demo's retry annotation with `now`.
+
+    The new value changes the demo's spec hash, a new cause: a failed demo (attempts used
+    up, a project that failed to come up) is tried again with a fresh count, without
+    anyone editing its spec. A demo that is running sees only its release rendered again.
+    """
+    demo, tree = _load(path, before)
+    metadata = tree.get("metadata")
+    if not isinstance(metadata, CommentedMap):  # pragma: no cover - load_demo accepted it
+        raise EditError(f"{path}: expected metadata to be a mapping")
+    stamp = now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, CommentedMap):
+        annotations = CommentedMap()
+        _set_after(metadata, "annotations", annotations, ("name",))
+    annotations[RETRY_ANNOTATION] = stamp
+    return Edit(path, before, _dump(tree), f"{demo.id}: retry requested at {stamp}")
 
 
 def check_edit(

@@ -93,6 +93,7 @@ def observe(providers: Providers, retry_after: list[float] | None = None) -> Obs
         projects=listing("supabase", providers.supabase.list_projects),
         records=listing("cloudflare", providers.dns.list_records),
         namespaces=listing("kubernetes", providers.cluster.list_namespaces),
+        all_namespaces=listing("kubernetes namespaces", providers.cluster.list_all_namespaces),
     )
 
 

@@ -96,6 +96,16 @@ def _duration_text(value: str) -> str:
     return value
 
 
+def _span(text: str) -> timedelta:
+    """Like parse_duration, but `0` and `0m` mean no time at all."""
+    return timedelta(0) if text.strip() in ("0", "0m") else parse_duration(text)
+
+
+def _span_text(value: str) -> str:
+    _span(value)
+    return value
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must be RFC 3339 with a time zone, e.g. 2026-12-01T18:00:00Z")
@@ -129,6 +139,13 @@ Duration = Annotated[
     AfterValidator(_duration_text),
     # editors see the shape too; the validator above also refuses zero and huge values
     Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?$", "examples": ["90m", "2h"]}),
+]
+# A duration that may also be none at all ("0m"), for a minimum that can be switched off.
+DurationOrZero = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_span_text),
+    Field(json_schema_extra={"pattern": r"^0m?$|^(\d+d)?(\d+h)?(\d+m)?$"}),
 ]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 DemoId = Annotated[
@@ -203,8 +220,36 @@ LabelKey = Annotated[
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
+# `democtl retry ID` writes the time of the request here. Like Flux's
+# reconcile.fluxcd.io/requestedAt, it is an annotation of the desired state: a new value
+# changes the demo's spec hash, which is a new cause, so a failed demo starts again.
+RETRY_ANNOTATION = "demos.splits.network/retry"
+_OUR_ANNOTATIONS = (RETRY_ANNOTATION,)
+
+
+def _annotation_key(key: str) -> str:
+    if reserved_label_key(key) and key not in _OUR_ANNOTATIONS:
+        raise ValueError(
+            f"annotation key {key!r}: the prefix {key.rpartition('/')[0]!r} is reserved; "
+            f"democtl reads only {', '.join(_OUR_ANNOTATIONS)} there"
+        )
+    return key
+
+
+AnnotationKey = Annotated[
+    str,
+    StringConstraints(max_length=253 + 1 + 63, pattern=LABEL_KEY_PATTERN),
+    AfterValidator(_annotation_key),
+]
+AnnotationValue = Annotated[str, StringConstraints(max_length=256), AfterValidator(_safe_text)]
+
+
 class DemoMetadata(StrictModel):
     name: DemoId
+    annotations: Annotated[
+        dict[AnnotationKey, AnnotationValue],
+        Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+    ] = Field(default_factory=dict)
     labels: Annotated[
         dict[LabelKey, LabelValue],
         # pydantic renders key patterns as patternProperties; this makes other keys errors
@@ -259,7 +304,10 @@ class Demo(StrictModel):
 
     def spec_hash(self) -> str:
         """A short, stable hash of the desired state, recorded in the status file."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data["metadata"]["annotations"]:
+            del data["metadata"]["annotations"]  # no annotations: the hash it always had
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -372,6 +420,28 @@ class SafetySettings(StrictModel):
     massDeleteMinimum: Annotated[int, Field(ge=1)] = 3
     orphanGracePeriod: Duration = "1h"
     maxAttempts: Annotated[int, Field(ge=1)] = 5
+    # The pause after a failed attempt: retryDelay, doubling with each attempt, at most
+    # retryMaxDelay, less up to half of it spread by demo (see status.next_attempt_at).
+    retryDelay: Duration = "1m"
+    retryMaxDelay: Duration = "30m"
+
+
+class HealthSettings(StrictModel):
+    """When a live demo's failing health checks make it degraded (Kubernetes probes'
+    failureThreshold, plus a minimum span so that a burst of quick cycles is not enough).
+
+    A check marks a ready demo degraded once it has answered unhealthy `failureThreshold`
+    times in a row over at least `failureDuration` (from its first unhealthy answer). A
+    call that got no answer (timeout, dropped connection, 429, a failed listing) is not
+    an answer: it neither counts nor resets. One healthy answer ends a run of failures.
+    """
+
+    failureThreshold: Annotated[int, Field(ge=1, le=100)] = 3
+    failureDuration: DurationOrZero = "2m"
+
+    @property
+    def failure_span(self) -> timedelta:
+        return _span(self.failureDuration)
 
 
 class Settings(StrictModel):
@@ -389,6 +459,7 @@ class Settings(StrictModel):
     clerk: dict[DemoType, str]
     git: GitSettings = Field(default_factory=GitSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @field_validator("profiles")
     @classmethod
@@ -404,6 +475,11 @@ class Settings(StrictModel):
         if missing:
             raise ValueError(f"a Clerk publishable key is required for {', '.join(missing)}")
         return value
+
+    def settings_hash(self) -> str:
+        """A short, stable hash of the settings: a change is a new cause for a failed demo."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def url_for(self, kind: Literal["portal", "candidate", "api"], demo_id: str) -> str:
         pattern: str = getattr(self.urls, kind)
@@ -460,6 +536,13 @@ class HealthChecks(StrictModel):
         return all(self.model_dump().values())
 
 
+class HealthFailure(StrictModel):
+    """A check's run of unhealthy answers: how many in a row, since the first one."""
+
+    count: Annotated[int, Field(ge=1)]
+    since: datetime
+
+
 class DemoStatus(StrictModel):
     """The observed state of one demo, as written to `status/<id>.yaml`.
 
@@ -484,8 +567,16 @@ class DemoStatus(StrictModel):
     secretProjectRef: str | None = None
     dns: list[DnsRecordStatus] = Field(default_factory=list)
     healthChecks: HealthChecks = Field(default_factory=HealthChecks)
+    # A ready demo's checks that answered unhealthy, below the failure threshold (None when
+    # there are none, so a healthy demo's file never carries it): see `status._judge_health`.
+    healthFailures: dict[str, HealthFailure] | None = None
     conditions: list[Condition] = Field(default_factory=list)
     attempts: Annotated[int, Field(ge=0)] = 0
+    # after a failed attempt: not before this time (the planner skips the demo until then)
+    nextAttemptAt: datetime | None = None
+    # the settings the failures happened under (kept only with attempts or a failed phase):
+    # other settings are a new cause, which resets the attempts
+    settingsHash: str | None = None
     queuePosition: int | None = None
     message: str = ""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
@@ -40,7 +40,13 @@ from reconciler.model import (
     Settings,
     parse_duration,
 )
-from reconciler.providers.base import DesiredRecord, DnsRecord, NamespaceState, Project
+from reconciler.providers.base import (
+    DesiredRecord,
+    DnsRecord,
+    NamespaceMeta,
+    NamespaceState,
+    Project,
+)
 from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, expiry_of
 
 # --- values -----------------------------------------------------------------------------
@@ -114,7 +120,8 @@ class Intent(StrEnum):
     QUEUE = "queue"  # waits for capacity: pending
     PROVISION = "provision"  # create what is missing, then check health: creating/ready/degraded
     TEARDOWN = "teardown"  # expired or deleted: delete, then the files go (destroying meanwhile)
-    FAIL = "fail"  # gave up until the spec changes: failed
+    FAIL = "fail"  # gave up until a new cause (spec, settings, a retry request): failed
+    BACKOFF = "backoff"  # an attempt failed; the next waits until status.nextAttemptAt
     HOLD = "hold"  # touch nothing (invalid file, conflict, refused): phase unchanged
 
 
@@ -131,6 +138,8 @@ class Action:
     queue_position: int | None = None
     namespace: str | None = None
     namespace_healthy: bool | None = None
+    # False when the Supabase listing failed: then a missing project_ref says nothing
+    project_listed: bool = True
     health_urls: tuple[tuple[str, str], ...] = ()  # (HealthChecks field, URL)
     demo_type: str | None = None
     seed_size: str | None = None
@@ -219,6 +228,8 @@ class Observed:
     projects: tuple[Project, ...] | None = ()
     records: tuple[DnsRecord, ...] | None = ()
     namespaces: tuple[NamespaceState, ...] | None = ()
+    # every namespace of the cluster, marked or not: a new demo must not take a foreign one
+    all_namespaces: tuple[NamespaceMeta, ...] | None = ()
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -296,6 +307,7 @@ class _Sight:
     # The DNS listing answered, even if emptily: creating missing records is then
     # safe (ensure adopts what exists); only deleting needs the listing trusted.
     dns_listed: bool = False
+    all_namespaces: tuple[NamespaceMeta, ...] | None = ()
 
     @classmethod
     def of(cls, observed: Observed, statuses: Mapping[str, DemoStatus]) -> _Sight:
@@ -331,6 +343,27 @@ class _Sight:
             namespaces=None if "kubernetes" in blind else observed.namespaces,
             blind=blind,
             dns_listed=observed.records is not None,
+            all_namespaces=observed.all_namespaces,
+        )
+
+    def namespace_taken(self, demo_id: str) -> str | None:
+        """Why a new demo must not render its namespace, or None when the name is free.
+
+        Flux or Argo CD would apply the demo's Namespace over a foreign one of the same
+        name and prune it when the demo goes: a name taken by something without
+        democtl's mark for this demo is a conflict for a human. Not knowing (the listing
+        failed) is no answer either way: the demo waits.
+        """
+        name = namespace_of(demo_id)
+        if self.all_namespaces is None:
+            return f"the namespace listing failed: cannot tell whether namespace {name} is free"
+        found = next((n for n in self.all_namespaces if n.name == name), None)
+        if found is None or found.marked_for(demo_id):
+            return None
+        return (
+            f"namespace {name} already exists without democtl's mark "
+            "(app.kubernetes.io/managed-by=democtl, demos.splits.network/id): refusing to "
+            "take it over; remove it or rename the demo"
         )
 
     def projects_of(self, demo_id: str) -> list[Project]:
@@ -364,6 +397,18 @@ class _Context:
     now: datetime
     may_delete: bool
     known_migrations: tuple[str, ...] | None
+    settings_hash: str = ""
+
+    def same_cause(self, demo: Demo, status: DemoStatus) -> bool:
+        """The status's failures happened under this spec and these settings.
+
+        A retry request (`democtl retry`, an annotation of the demo) changes the spec hash.
+        A status that recorded no settings hash is taken as the same settings.
+        """
+        return status.specHash == demo.spec_hash() and status.settingsHash in (
+            None,
+            self.settings_hash,
+        )
 
 
 # --- per-demo decisions -----------------------------------------------------------------
@@ -442,159 +487,234 @@ def _secret_outdated(
     return None
 
 
+@dataclass
+class _Recipe:
+    """A live demo's plan while it is built: the steps decided so far and what waits."""
+
+    ctx: _Context
+    demo: Demo
+    status: DemoStatus | None
+    expires: datetime
+    actions: list[Action] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+    @property
+    def demo_id(self) -> str:
+        return self.demo.id
+
+    @property
+    def phase(self) -> Phase | None:
+        return self.status.phase if self.status else None
+
+    @property
+    def spec_changed(self) -> bool:
+        return self.status is not None and self.status.specHash != self.demo.spec_hash()
+
+    @property
+    def new_cause(self) -> bool:
+        return self.status is not None and not self.ctx.same_cause(self.demo, self.status)
+
+    @property
+    def status_ref(self) -> str | None:
+        return self.status.supabase.projectRef if self.status else None
+
+    def add(self, kind: ActionKind, reason: str, **data: Any) -> None:
+        self.actions.append(Action(kind, self.demo_id, reason, **data))
+
+    def ends(
+        self, intent: Intent, reason: str, waiting: str | None, *, actions: bool = True
+    ) -> DemoPlan:
+        steps = tuple(self.actions) if actions else ()
+        return DemoPlan(self.demo_id, self.phase, intent, steps, reason, waiting, self.expires)
+
+
 def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: datetime) -> DemoPlan:
-    demo_id = demo.id
-    settings, sight = ctx.settings, ctx.sight
-    phase = status.phase if status else None
-    spec_changed = status is not None and status.specHash != demo.spec_hash()
-    actions: list[Action] = []
-    waiting: list[str] = []
-
-    def add(kind: ActionKind, reason: str, **data: object) -> None:
-        actions.append(Action(kind, demo_id, reason, **data))  # type: ignore[arg-type]
-
+    """Create what a live demo lacks, then check its health: the steps in the order they run."""
+    recipe = _Recipe(ctx, demo, status, expires)
     if status is None or status.phase == Phase.PENDING:
-        add(ActionKind.RENDER_NAMESPACE, "admitted: render its namespace so the cluster starts now")
+        why = "admitted: render its namespace so the cluster starts now"
+        recipe.add(ActionKind.RENDER_NAMESPACE, why)
+    if ctx.sight.projects is None:
+        recipe.waiting.append(ctx.sight.blind["supabase"])
+    elif conflict := _duplicates_without_status(recipe):
+        return conflict
+    project = _chosen_project(recipe)
+    if verdict := _project_verdict(recipe, project):
+        return verdict
+    fetching = False
+    if ctx.sight.projects is not None:
+        fetching = _supabase_steps(recipe, project)
+        _secret_step(recipe, project.ref if project else None, fetching=fetching)
+    _dns_steps(recipe)
+    _render_release(recipe, fetching=fetching)
+    _health_check(recipe, project)
+    steps = [a.kind.value for a in recipe.actions if a.kind.changes_something]
+    reason = ("provision: " + ", ".join(steps)) if steps else "up to date: check health"
+    return recipe.ends(Intent.PROVISION, reason, "; ".join(recipe.waiting) or None)
 
-    status_ref = status.supabase.projectRef if status else None
-    project: Project | None = None
-    supabase_ok = sight.projects is not None
-    if not supabase_ok:
-        waiting.append(sight.blind["supabase"])
-    else:
-        projects = sight.projects_of(demo_id)
-        if len(projects) > 1:
-            keep = next((p for p in projects if p.ref == status_ref), None)
-            refs = ", ".join(p.ref for p in projects)
-            if keep is None:
-                reason = (
-                    f"{len(projects)} managed Supabase projects for this demo ({refs}) and no "
-                    "status naming one: touching none, resolve by hand"
-                )
-                return _hold(demo_id, status, reason, ActionKind.REPORT_CONFLICT)
-            project = keep
-            for other in projects:
-                if other.ref == keep.ref:
-                    continue
-                if ctx.may_delete:
-                    add(
-                        ActionKind.DELETE_DUPLICATE_PROJECT,
-                        f"duplicate of {keep.ref}, which the status names",
-                        project_ref=other.ref,
-                    )
-                else:
-                    waiting.append(f"duplicate project {other.ref} kept: {_NO_DELETE}")
-        elif projects:
-            project = projects[0]
 
+def _duplicates_without_status(recipe: _Recipe) -> DemoPlan | None:
+    """Several managed projects and no status naming one: which to keep is a human's call."""
+    projects = recipe.ctx.sight.projects_of(recipe.demo_id)
+    if len(projects) < 2 or any(p.ref == recipe.status_ref for p in projects):
+        return None
+    refs = ", ".join(p.ref for p in projects)
+    reason = (
+        f"{len(projects)} managed Supabase projects for this demo ({refs}) and no "
+        "status naming one: touching none, resolve by hand"
+    )
+    return _hold(recipe.demo_id, recipe.status, reason, ActionKind.REPORT_CONFLICT)
+
+
+def _chosen_project(recipe: _Recipe) -> Project | None:
+    """The demo's project: the one its status names, the others deleted as duplicates."""
+    ctx = recipe.ctx
+    projects = ctx.sight.projects_of(recipe.demo_id)  # none when the listing failed
+    if len(projects) < 2:
+        return projects[0] if projects else None
+    keep = next(p for p in projects if p.ref == recipe.status_ref)
+    for other in projects:
+        if other.ref == keep.ref:
+            continue
+        if ctx.may_delete:
+            recipe.add(
+                ActionKind.DELETE_DUPLICATE_PROJECT,
+                f"duplicate of {keep.ref}, which the status names",
+                project_ref=other.ref,
+            )
+        else:
+            recipe.waiting.append(f"duplicate project {other.ref} kept: {_NO_DELETE}")
+    return keep
+
+
+def _project_verdict(recipe: _Recipe, project: Project | None) -> DemoPlan | None:
+    """A project that failed or never came up ends provisioning (or, after a spec change,
+    is deleted so the next cycle starts again)."""
+    ctx, status = recipe.ctx, recipe.status
     if project is not None and project.failed:
-        if spec_changed and status is not None and status.phase == Phase.FAILED:
+        if recipe.new_cause and status is not None and status.phase == Phase.FAILED:
             if not ctx.may_delete:
-                return _hold(demo_id, status, f"failed project {project.ref}: {_NO_DELETE}")
-            add(
+                return _hold(recipe.demo_id, status, f"failed project {project.ref}: {_NO_DELETE}")
+            recipe.add(
                 ActionKind.DELETE_PROJECT,
-                f"project is {project.status}; the spec changed, so start again",
+                f"project is {project.status}; the spec or settings changed, so start again",
                 project_ref=project.ref,
             )
-            return DemoPlan(
-                demo_id,
-                phase,
-                Intent.PROVISION,
-                tuple(actions),
-                "retry after a spec change",
-                f"waiting for failed project {project.ref} to go",
-                expires,
-            )
+            waiting = f"waiting for failed project {project.ref} to go"
+            return recipe.ends(Intent.PROVISION, "retry after a new cause", waiting)
         reason = f"Supabase project {project.ref} is {project.status}"
-        return DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires)
-
+        return recipe.ends(Intent.FAIL, reason, None, actions=False)
     if project is not None and not project.healthy and project.created_at is not None:
-        timeout = parse_duration(settings.supabase.provisionTimeout)
+        timeout = parse_duration(ctx.settings.supabase.provisionTimeout)
         if ctx.now - project.created_at > timeout:
             reason = (
                 f"Supabase project {project.ref} still {project.status} after "
-                f"{settings.supabase.provisionTimeout}"
+                f"{ctx.settings.supabase.provisionTimeout}"
             )
-            return DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires)
+            return recipe.ends(Intent.FAIL, reason, None, actions=False)
+    return None
 
-    same = project is not None and project.healthy and project.ref == status_ref
-    recorded = status.supabase if status and same else None
-    fetching = False
-    if supabase_ok:
-        ref = project.ref if project else None
-        if project is None:
-            add(ActionKind.ENSURE_PROJECT, "no Supabase project yet: adopt by name or create")
-        if project is None or not project.healthy:
-            add(ActionKind.WAIT_PROJECT, "wait until the project is healthy", project_ref=ref)
-        known = ctx.known_migrations
-        if (
-            recorded is None
-            or (known is not None and not set(known) <= set(recorded.migrations))
-            or (known is None and not recorded.migrations)
-        ):
-            add(ActionKind.MIGRATE, "apply the schema migrations", project_ref=ref)
-        if recorded is None or not recorded.seeded:
-            add(
-                ActionKind.SEED,
-                f"load the {demo.spec.type.value} demo data ({demo.spec.seed.size.value})",
-                project_ref=ref,
-                demo_type=demo.spec.type.value,
-                seed_size=demo.spec.seed.size.value,
-                company_name=demo.spec.branding.companyName if demo.spec.branding else None,
-            )
-        if recorded is None or not recorded.url or not recorded.anonKey:
-            fetching = True
-            add(ActionKind.FETCH_KEYS, "read the project URL and API keys", project_ref=ref)
 
-        namespace = sight.namespace_of(demo_id)
-        if sight.namespaces is None:
-            waiting.append(f"secret: {sight.blind['kubernetes']}")
-        elif namespace is None or namespace.phase != "Active":
-            waiting.append(f"secret: namespace {namespace_of(demo_id)} is not there yet")
-        elif why := _secret_outdated(namespace, status, ref, fetching=fetching):
-            add(
-                ActionKind.WRITE_SECRET,
-                f"write the database credentials Secret with a fresh password: {why}",
-                project_ref=ref,
-                namespace=namespace_of(demo_id),
-            )
+def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
+    """Create or adopt, wait, migrate, seed, fetch keys: what the status does not record yet.
 
-    desired = desired_records(settings, demo_id)
-    mine = sight.records_of(demo_id)  # none when the listing is not trusted
-    if not sight.dns_listed:
-        waiting.append(f"dns: {sight.blind['dns']}")
+    Returns whether the keys are fetched this cycle (the Secret and release follow them).
+    """
+    same = project is not None and project.healthy and project.ref == recipe.status_ref
+    recorded = recipe.status.supabase if recipe.status and same else None
+    ref = project.ref if project else None
+    demo = recipe.demo
+    if project is None:
+        recipe.add(ActionKind.ENSURE_PROJECT, "no Supabase project yet: adopt by name or create")
+    if project is None or not project.healthy:
+        recipe.add(ActionKind.WAIT_PROJECT, "wait until the project is healthy", project_ref=ref)
+    known = recipe.ctx.known_migrations
+    if (
+        recorded is None
+        or (known is not None and not set(known) <= set(recorded.migrations))
+        or (known is None and not recorded.migrations)
+    ):
+        recipe.add(ActionKind.MIGRATE, "apply the schema migrations", project_ref=ref)
+    if recorded is None or not recorded.seeded:
+        recipe.add(
+            ActionKind.SEED,
+            f"load the {demo.spec.type.value} demo data ({demo.spec.seed.size.value})",
+            project_ref=ref,
+            demo_type=demo.spec.type.value,
+            seed_size=demo.spec.seed.size.value,
+            company_name=demo.spec.branding.companyName if demo.spec.branding else None,
+        )
+    if recorded is None or not recorded.url or not recorded.anonKey:
+        recipe.add(ActionKind.FETCH_KEYS, "read the project URL and API keys", project_ref=ref)
+        return True
+    return False
+
+
+def _secret_step(recipe: _Recipe, ref: str | None, *, fetching: bool) -> None:
+    """Write the credentials Secret once the namespace is there, when it is not current."""
+    sight = recipe.ctx.sight
+    namespace = sight.namespace_of(recipe.demo_id)
+    if sight.namespaces is None:
+        recipe.waiting.append(f"secret: {sight.blind['kubernetes']}")
+    elif namespace is None or namespace.phase != "Active":
+        recipe.waiting.append(f"secret: namespace {namespace_of(recipe.demo_id)} is not there yet")
+    elif why := _secret_outdated(namespace, recipe.status, ref, fetching=fetching):
+        recipe.add(
+            ActionKind.WRITE_SECRET,
+            f"write the database credentials Secret with a fresh password: {why}",
+            project_ref=ref,
+            namespace=namespace_of(recipe.demo_id),
+        )
+
+
+def _dns_steps(recipe: _Recipe) -> None:
+    """Ensure the wanted records; then delete the demo's marked records it no longer wants."""
+    ctx, demo_id = recipe.ctx, recipe.demo_id
+    desired = desired_records(ctx.settings, demo_id)
+    mine = ctx.sight.records_of(demo_id)  # none when the listing is not trusted
+    if not ctx.sight.dns_listed:
+        recipe.waiting.append(f"dns: {ctx.sight.blind['dns']}")
     elif not records_match(mine, desired):
-        add(
+        recipe.add(
             ActionKind.ENSURE_DNS,
             "create or update its DNS records",
             desired=desired,
             records=tuple(mine),
         )
-    if sight.records is not None and ctx.may_delete:
+    if ctx.sight.records is not None and ctx.may_delete:
         # after ENSURE_DNS, so a demo whose URL pattern changed gets its new records first
         wanted = {_host(r.name) for r in desired}
         if stale := tuple(r for r in mine if _host(r.name) not in wanted):
-            add(
+            recipe.add(
                 ActionKind.DELETE_DNS,
                 f"no longer desired ({', '.join(r.name for r in stale)}): delete",
                 records=stale,
             )
 
+
+def _render_release(recipe: _Recipe, *, fetching: bool) -> None:
     # while creating, a cycle may have stopped before rendering: render again (same bytes
     # write nothing)
-    creating = status is not None and status.phase == Phase.CREATING
-    if fetching or spec_changed or creating:
-        add(
+    creating = recipe.phase == Phase.CREATING
+    if fetching or recipe.spec_changed or creating:
+        recipe.add(
             ActionKind.RENDER_RELEASE,
             "render the release with the Supabase URL and anon key"
             if fetching or creating
             else "the spec changed: render the release again",
         )
+
+
+def _health_check(recipe: _Recipe, project: Project | None) -> None:
+    sight, demo_id = recipe.ctx.sight, recipe.demo_id
     namespace = sight.namespace_of(demo_id)
-    add(
+    listed = sight.projects is not None
+    recipe.add(
         ActionKind.CHECK_HEALTH,
         "check kubernetes, supabase, portal, candidate and API gateway",
-        project_ref=project.ref if project else None,
+        # a failed listing is no verdict: ask about the project the status names
+        project_ref=project.ref if project else None if listed else recipe.status_ref,
+        project_listed=listed,
         namespace=namespace_of(demo_id),
         # None: the listing failed, so the previous answer stands
         namespace_healthy=namespace.healthy
@@ -602,18 +722,7 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
         else None
         if sight.namespaces is None
         else False,
-        health_urls=health_urls(settings, demo_id),
-    )
-    steps = [a.kind.value for a in actions if a.kind.changes_something]
-    reason = ("provision: " + ", ".join(steps)) if steps else "up to date: check health"
-    return DemoPlan(
-        demo_id,
-        phase,
-        Intent.PROVISION,
-        tuple(actions),
-        reason,
-        "; ".join(waiting) or None,
-        expires,
+        health_urls=health_urls(recipe.ctx.settings, demo_id),
     )
 
 
@@ -723,10 +832,15 @@ def plan(
         now,
         may_delete=not demos_load_failed,
         known_migrations=tuple(known_migrations) if known_migrations is not None else None,
+        settings_hash=settings.settings_hash(),
     )
 
     def start(demo_id: str) -> datetime:
         return created_at.get(demo_id, now)
+
+    # a demo that has not rendered its namespace yet must find the name free
+    unstarted = [i for i in valid if i not in statuses or statuses[i].phase == Phase.PENDING]
+    taken = {i: why for i in unstarted if (why := sight.namespace_taken(i))}
 
     expiry = {i: expiry_of(d, settings, start(i)) for i, d in valid.items()}
     expired = {i for i, when in expiry.items() if when <= now}
@@ -740,7 +854,9 @@ def plan(
         (
             i
             for i in valid
-            if i not in expired and (i not in statuses or statuses[i].phase == Phase.PENDING)
+            if i not in expired
+            and i not in taken
+            and (i not in statuses or statuses[i].phase == Phase.PENDING)
         ),
         key=lambda i: (start(i), i),
     )
@@ -785,14 +901,24 @@ def plan(
                 _teardown(ctx, demo_id, status, f"expired at {expires.isoformat()}", expires)
             )
             continue
-        if (
-            status is not None
-            and status.specHash == demo.spec_hash()
-            and (status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts)
-        ):
-            # the message it failed with stays as it is, so a failed demo writes nothing
-            reason = status.message or f"gave up after {status.attempts} attempts"
-            plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
+        if status is not None and ctx.same_cause(demo, status):
+            if status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts:
+                # the message it failed with stays as it is, so a failed demo writes nothing
+                reason = status.message or f"gave up after {status.attempts} attempts"
+                plans.append(DemoPlan(demo_id, phase, Intent.FAIL, (), reason, None, expires))
+                continue
+            if status.nextAttemptAt is not None and status.nextAttemptAt > now:
+                # back off: the status stays as it is until then, across runs
+                reason = (
+                    f"attempt {status.attempts} failed; the next is not before "
+                    f"{status.nextAttemptAt.isoformat()}"
+                )
+                plans.append(DemoPlan(demo_id, phase, Intent.BACKOFF, (), reason, None, expires))
+                continue
+        if demo_id in taken:
+            conflict = sight.all_namespaces is not None
+            kind = ActionKind.REPORT_CONFLICT if conflict else None
+            plans.append(replace(_hold(demo_id, status, taken[demo_id], kind), expires_at=expires))
             continue
         if demo_id in queue:
             position = queue[demo_id]

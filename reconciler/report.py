@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.apply import Outcome
 from reconciler.model import DemoStatus, format_duration
-from reconciler.plan import DemoPlan, Plan
+from reconciler.plan import DemoPlan, Intent, Plan
 from reconciler.providers.base import NamespaceState
 
 
@@ -120,7 +120,10 @@ def result_rows(
     for item in plan.demos:
         status = statuses.get(item.demo_id)
         outcome = by_id.get(item.demo_id)
-        if outcome is None:
+        if outcome is None and item.intent is Intent.BACKOFF and status is not None:
+            # nothing ran this cycle: the failure it waits out is in the status
+            result = f"FAILED: {status.message} ({item.reason})"
+        elif outcome is None:
             result = "up to date" if not item.actions else "not run"
         elif outcome.error:
             result = f"FAILED: {outcome.error}"

@@ -9,8 +9,9 @@ and nothing is written. May import the model, validation, plan and apply values.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from reconciler.apply import Outcome
@@ -20,9 +21,11 @@ from reconciler.model import (
     DemoStatus,
     DnsRecordStatus,
     HealthChecks,
+    HealthFailure,
     Phase,
     Settings,
     SupabaseStatus,
+    parse_duration,
 )
 from reconciler.plan import ActionKind, DemoPlan, Intent, namespace_of
 from reconciler.validate import expiry_of
@@ -42,22 +45,6 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 def failing_checks(health: HealthChecks) -> list[str]:
     return [_CHECK_NAMES[name] for name, ok in health.model_dump().items() if not ok]
-
-
-def _condition(
-    previous: DemoStatus | None,
-    type_: str,
-    *,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    now: datetime,
-) -> Condition:
-    old = previous.condition(type_) if previous else None
-    since = old.lastTransitionTime if old is not None and old.status == status else now
-    return Condition(
-        type=type_, status=status, reason=reason, message=message, lastTransitionTime=since
-    )
 
 
 def _supabase(previous: SupabaseStatus, outcome: Outcome | None) -> SupabaseStatus:
@@ -110,6 +97,50 @@ def _dns(
     return current
 
 
+def _judge_health(
+    previous: DemoStatus | None, outcome: Outcome | None, settings: Settings, now: datetime
+) -> tuple[HealthChecks, dict[str, HealthFailure] | None]:
+    """The health checks to record, and a ready demo's runs of unhealthy answers.
+
+    A check that got no answer keeps its last answer: a failed call is no verdict. A
+    ready demo stays ready (its unhealthy answers counted, not recorded) until one check
+    has answered unhealthy `health.failureThreshold` times in a row over at least
+    `health.failureDuration`; one healthy answer ends that check's run.
+
+    Why the runs live in the status file: in a one-shot cycle (CI on a cron) nothing
+    else survives until the next cycle, and `democtl run` should judge the same way. A
+    healthy demo's file never carries them (None), so it is not rewritten while healthy;
+    the file changes only while a check is failing: when a run starts, grows, or ends.
+    Once degraded, counting stops (the phase says it), so a degraded demo is not
+    rewritten every cycle either.
+    """
+    prior = previous.healthChecks if previous else HealthChecks()
+    runs = previous.healthFailures if previous else None
+    if outcome is None or outcome.health is None:
+        return prior, runs  # nothing was asked this cycle
+    answered = {c: v for c, v in outcome.health.model_dump().items() if c not in outcome.unanswered}
+    merged = prior.model_copy(update=answered)
+    if previous is None or previous.phase != Phase.READY:
+        return merged, None
+    counting = dict(runs or {})
+    for check, ok in answered.items():
+        run = counting.pop(check, None)
+        if not ok:
+            counting[check] = (
+                HealthFailure(count=run.count + 1, since=run.since)
+                if run is not None
+                else HealthFailure(count=1, since=now)
+            )
+    threshold = settings.health.failureThreshold
+    span = settings.health.failure_span
+    if any(r.count >= threshold and now - r.since >= span for r in counting.values()):
+        return merged, None  # degraded: every check's latest answer is shown
+    # below the threshold: healthy answers are recorded, unhealthy ones only counted
+    passing = prior.model_copy(update={c: True for c, ok in answered.items() if ok})
+    ordered = {c: counting[c] for c in HealthChecks.model_fields if c in counting}
+    return passing, ordered or None
+
+
 def _phase_and_message(
     item: DemoPlan,
     outcome: Outcome | None,
@@ -137,7 +168,9 @@ def _phase_and_message(
         reason = "Conflict" if ActionKind.REPORT_CONFLICT in item.kinds else "Held"
         if ActionKind.REPORT_INVALID in item.kinds:
             reason = "InvalidSpec"
-        return before or Phase.CREATING, item.reason, reason
+        # nothing has started for a held demo without a status: it waits, as pending (not
+        # failed, so that it goes ahead by itself once the conflict is resolved)
+        return before or Phase.PENDING, item.reason, reason
     # provisioning or monitoring
     if outcome is not None and outcome.error:
         if attempts >= settings.safety.maxAttempts:
@@ -178,41 +211,56 @@ def _reason_of(phase: Phase) -> str:
 def _conditions(
     phase: Phase, message: str, reason: str, previous: DemoStatus | None, now: datetime
 ) -> list[Condition]:
-    ready: ConditionStatus = "True" if phase == Phase.READY else "False"
-    reconciling: ConditionStatus = (
-        "True" if phase in (Phase.PENDING, Phase.CREATING, Phase.DESTROYING) else "False"
-    )
-    stalled: ConditionStatus = (
-        "True" if phase == Phase.FAILED or reason in ("Conflict", "InvalidSpec") else "False"
-    )
+    """Ready, Reconciling and Stalled: each true or false, with the reason and message of
+    that answer; a condition's time moves only when its status does."""
+
+    def condition(
+        type_: str, holds: bool, when_true: tuple[str, str], when_false: tuple[str, str]
+    ) -> Condition:
+        status: ConditionStatus = "True" if holds else "False"
+        why, text = when_true if holds else when_false
+        old = previous.condition(type_) if previous else None
+        since = old.lastTransitionTime if old is not None and old.status == status else now
+        return Condition(
+            type=type_, status=status, reason=why, message=text, lastTransitionTime=since
+        )
+
+    doing = (reason, message)
     return [
-        _condition(
-            previous,
-            READY,
-            status=ready,
-            reason=reason if ready == "False" else "Ready",
-            message=message if ready == "False" else "all health checks pass",
-            now=now,
-        ),
-        _condition(
-            previous,
+        condition(READY, phase == Phase.READY, ("Ready", "all health checks pass"), doing),
+        condition(
             RECONCILING,
-            status=reconciling,
-            reason=reason if reconciling == "True" else "Idle",
-            message=message if reconciling == "True" else "",
-            now=now,
+            phase in (Phase.PENDING, Phase.CREATING, Phase.DESTROYING),
+            doing,
+            ("Idle", ""),
         ),
-        _condition(
-            previous,
+        # not stalled: the reason says what the demo is doing instead (Ready,
+        # Provisioning, RateLimited, ...), which the loop keeps moving on its own
+        condition(
             STALLED,
-            status=stalled,
-            # not stalled: the reason says what the demo is doing instead (Ready,
-            # Provisioning, RateLimited, ...), which the loop keeps moving on its own
-            reason=reason,
-            message=message if stalled == "True" else "",
-            now=now,
+            phase == Phase.FAILED or reason in ("Conflict", "InvalidSpec"),
+            doing,
+            (reason, ""),
         ),
     ]
+
+
+def next_attempt_at(
+    settings: Settings, demo_id: str, attempts: int, spec_hash: str, now: datetime
+) -> datetime:
+    """When a demo may be attempted again after its `attempts`-th failure.
+
+    `retryDelay` doubling per attempt, at most `retryMaxDelay`, less up to half of it:
+    the spread comes from a hash of the demo, the attempt and the spec instead of a random
+    source, so the status stays a pure function of its inputs while demos that failed
+    together (a provider outage) do not all come back in the same cycle.
+    """
+    base = parse_duration(settings.safety.retryDelay)
+    ceiling = parse_duration(settings.safety.retryMaxDelay)
+    backoff = min(base * 2 ** max(attempts - 1, 0), ceiling)
+    digest = hashlib.sha256(f"{demo_id}:{attempts}:{spec_hash}".encode()).digest()
+    share = int.from_bytes(digest[:4], "big") / 2**32  # 0 <= share < 1
+    return now + timedelta(seconds=round(backoff.total_seconds() * (1 - share / 2)))
 
 
 def next_status(
@@ -265,8 +313,15 @@ def next_status(
             )
         }
 
-    spec_changed = previous is not None and previous.specHash != spec["specHash"]
-    attempts = 0 if previous is None or spec_changed else previous.attempts
+    if plan_item.intent == Intent.BACKOFF and previous is not None:
+        return previous  # nothing was attempted: the status waits as it is
+
+    settings_hash = settings.settings_hash()
+    # a new cause (the spec, a retry request in it, or the settings) starts the count again
+    new_cause = previous is not None and (
+        previous.specHash != spec["specHash"] or previous.settingsHash not in (None, settings_hash)
+    )
+    attempts = 0 if previous is None or new_cause else previous.attempts
     counted = (
         plan_item.intent == Intent.PROVISION
         and outcome is not None
@@ -276,20 +331,19 @@ def next_status(
     if counted:
         attempts += 1
 
-    health = (
-        outcome.health
-        if outcome is not None and outcome.health is not None
-        else (previous.healthChecks if previous else HealthChecks())
-    )
-    check = next((a for a in plan_item.actions if a.kind == ActionKind.CHECK_HEALTH), None)
-    if check is not None and check.namespace_healthy is None and previous is not None:
-        # the namespace listing failed: keep the last known answer rather than flap
-        health = health.model_copy(update={"kubernetes": previous.healthChecks.kubernetes})
+    health, failures = _judge_health(previous, outcome, settings, now)
     phase, message, reason = _phase_and_message(
         plan_item, outcome, previous, health=health, attempts=attempts, settings=settings
     )
     if phase == Phase.READY:
         attempts = 0
+    next_attempt = (
+        next_attempt_at(settings, demo_id, attempts, str(spec["specHash"]), now)
+        if counted and phase != Phase.FAILED
+        else None
+    )
+    if phase != Phase.READY:
+        failures = None  # only a ready demo counts towards degraded
     supabase = _supabase(previous.supabase if previous else SupabaseStatus(), outcome)
     secret_ref = previous.secretProjectRef if previous else None
     if outcome is not None and ActionKind.WRITE_SECRET in outcome.done:
@@ -306,8 +360,11 @@ def next_status(
         secretProjectRef=secret_ref,
         dns=_dns(list(previous.dns) if previous else [], outcome, plan_item),
         healthChecks=health,
+        healthFailures=failures,
         conditions=_conditions(phase, message, reason, previous, now),
         attempts=attempts,
+        nextAttemptAt=next_attempt,
+        settingsHash=settings_hash if attempts or phase == Phase.FAILED else None,
         queuePosition=queue if phase == Phase.PENDING else None,
         message=message,
     )

@@ -21,6 +21,7 @@ from reconciler.providers.base import (
     ApiKeys,
     DesiredRecord,
     DnsRecord,
+    NamespaceMeta,
     NamespaceState,
     Project,
     ProviderError,
@@ -177,12 +178,27 @@ class FakeDns(Recorder):
 @dataclass
 class FakeCluster(Recorder):
     namespaces: dict[str, NamespaceState] = field(default_factory=dict)
+    foreign: dict[str, NamespaceMeta] = field(default_factory=dict)  # namespaces not ours
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     annotations: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def list_namespaces(self) -> list[NamespaceState]:
         self.record("list_namespaces", "")
         return sorted(self.namespaces.values(), key=lambda n: n.name)
+
+    def list_all_namespaces(self) -> list[NamespaceMeta]:
+        self.record("list_all_namespaces", "")
+        ours = {
+            n.name: NamespaceMeta(
+                n.name,
+                (
+                    ("app.kubernetes.io/managed-by", "democtl"),
+                    ("demos.splits.network/id", n.demo_id or ""),
+                ),
+            )
+            for n in self.namespaces.values()
+        }
+        return sorted({**self.foreign, **ours}.values(), key=lambda n: n.name)
 
     def apply_secret(
         self,
@@ -291,6 +307,7 @@ class World:
             projects=attempt(self.supabase.list_projects),  # type: ignore[arg-type]
             records=attempt(self.dns.list_records),  # type: ignore[arg-type]
             namespaces=attempt(self.cluster.list_namespaces),  # type: ignore[arg-type]
+            all_namespaces=attempt(self.cluster.list_all_namespaces),  # type: ignore[arg-type]
         )
 
     def providers(self):  # type: ignore[no-untyped-def]

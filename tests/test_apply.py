@@ -14,10 +14,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from reconciler.apply import Outcome, apply, outcome_for
+from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.local.postgres import LocalPostgres
+from reconciler.local.server import Request, Response
+from reconciler.loop import observe
 from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.plan import ActionKind, Plan, desired_records, plan
 from reconciler.providers.base import (
@@ -29,8 +33,9 @@ from reconciler.providers.base import (
 )
 from reconciler.status import next_status
 from reconciler.validate import LoadedDemo
-from tests.fakes import PREFIX, Crash, World
-from tests.test_plan import NOW, SETTINGS, file
+from tests.fakes import PREFIX, Crash, FakeProber, World
+from tests.supabase_support import harness_fixture
+from tests.test_plan import IMMEDIATE, NOW, SETTINGS, file
 
 A, B, C, D = "demo-a", "demo-b", "demo-c", "demo-d"
 
@@ -51,12 +56,14 @@ def cycle(
     repo: Repo,
     now: datetime = NOW,
     settings: Settings = SETTINGS,
+    providers: Providers | None = None,
     **options: object,
 ) -> tuple[Plan, list[Outcome]]:
-    result = plan(settings, list(repo.files.values()), {}, repo.statuses, world.observe(), now)
-    outcomes = apply(
-        result, world.providers(), settings, password_factory=repo.passwords, **options
-    )  # type: ignore[arg-type]
+    """One cycle; `providers` (the world's fakes by default) are also what is observed."""
+    providers = providers or world.providers()
+    observed = observe(providers)
+    result = plan(settings, list(repo.files.values()), {}, repo.statuses, observed, now)
+    outcomes = apply(result, providers, settings, password_factory=repo.passwords, **options)  # type: ignore[arg-type]
     for item in result.demos:
         loaded = repo.files.get(item.demo_id)
         new = next_status(
@@ -256,16 +263,16 @@ def test_rate_limited_demo_is_left_for_the_next_cycle() -> None:
 def test_repeated_permanent_failures_end_in_failed() -> None:
     world, repo = World(), Repo()
     new_demo(world, repo)
-    for _ in range(SETTINGS.safety.maxAttempts):
+    for n in range(SETTINGS.safety.maxAttempts):
         world.database.fail_on[("migrate", A)] = ProviderError(
             "supabase", "migrate", "syntax error at line 3", demo_id=A
         )
-        cycle(world, repo)
+        cycle(world, repo, NOW + timedelta(hours=n))  # past each pause after a failure
     status = repo.statuses[A]
     assert status.phase == Phase.FAILED and status.attempts == SETTINGS.safety.maxAttempts
     assert status.message == "gave up after 5 attempts: supabase migrate for demo-a: syntax error at line 3"  # fmt: skip
     world.forget_calls()
-    result, _ = cycle(world, repo)
+    result, _ = cycle(world, repo, NOW + timedelta(hours=9))
     assert result.for_demo(A).actions == ()  # type: ignore[union-attr]
     assert world.mutations() == []
 
@@ -312,7 +319,10 @@ def test_no_secret_reaches_outcomes_status_or_logs(caplog: pytest.LogCaptureFixt
     )
     progress: list[tuple[str, str]] = []
     cycle(world, repo)
-    _, outcomes = cycle(world, repo, on_progress=lambda i, line: progress.append((i, line)))
+    after_the_pause = NOW + timedelta(hours=1)
+    _, outcomes = cycle(
+        world, repo, after_the_pause, on_progress=lambda i, line: progress.append((i, line))
+    )
     secret = world.cluster.secrets[(A, SETTINGS.kubernetes.secretName)]
     assert set(secret) == {
         "SUPABASE_URL",
@@ -337,11 +347,11 @@ def test_health_failure_degrades_a_ready_demo_and_recovery_restores_it() -> None
     world, repo = World(), Repo()
     ready(world, repo)
     world.prober.failing = {"portal"}
-    cycle(world, repo)
+    cycle(world, repo, settings=IMMEDIATE)
     assert repo.statuses[A].phase == Phase.DEGRADED
     assert repo.statuses[A].message == "portal health check failing"
     world.prober.failing = set()
-    cycle(world, repo)
+    cycle(world, repo, settings=IMMEDIATE)
     assert repo.statuses[A].phase == Phase.READY
 
 
@@ -479,3 +489,164 @@ def test_empty_dns_listing_deletes_nothing_yet_teardown_completes() -> None:
     # once destroying, the status no longer claims records: the empty listing is believed
     cycle(world, repo)
     assert A not in repo.files and A not in repo.statuses
+
+
+# --- steady under faults: a failed call is not a health verdict ------------------------------
+
+
+@dataclass
+class SilentProber(FakeProber):
+    """A prober whose probes of the given hosts get no answer (a timeout, a dropped connection)."""
+
+    silent: set[str] = field(default_factory=set)
+
+    def probe(self, url: str) -> bool | None:
+        answer = super().probe(url)
+        return None if any(part in url for part in self.silent) else answer
+
+
+def test_a_failed_health_call_is_not_a_verdict() -> None:
+    world, repo = World(prober=SilentProber()), Repo()
+    ready(world, repo)
+    before = dict(repo.statuses)
+    ref = before[A].supabase.projectRef
+    assert ref is not None
+    # every health call fails at once: Supabase's errs without an answer, the probes time out
+    world.supabase.fail_on[("is_healthy", ref)] = ProviderError(
+        "supabase", "health", "connection reset by peer", demo_id=A
+    )
+    world.prober.silent = {"portal", "candidate", "api"}  # type: ignore[attr-defined]
+    cycle(world, repo, settings=IMMEDIATE)
+    assert repo.statuses == before, "no answer: the status, phase and health stay as they were"
+
+
+def test_flaky_calls_never_degrade_a_ready_demo_nor_rewrite_its_status() -> None:
+    """20% of calls fail (listings, the Supabase health call, probes), every way they can."""
+    world, repo = World(prober=SilentProber()), Repo()
+    ready(world, repo)
+    before = dict(repo.statuses)
+    ref = before[A].supabase.projectRef
+    assert ref is not None
+    unavailable = ProviderError("x", "call", "503 Service Unavailable", retryable=True)
+    faults: list[Callable[[], None]] = [
+        lambda: world.supabase.fail_on.update({("list_projects", ""): unavailable}),
+        lambda: world.cluster.fail_on.update({("list_namespaces", ""): unavailable}),
+        lambda: world.supabase.fail_on.update({("is_healthy", ref): unavailable}),
+        lambda: world.supabase.fail_on.update({("is_healthy", ref): ProviderError("supabase", "health", "dropped")}),
+        lambda: world.prober.silent.add("portal"),  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    for n in range(25):
+        world.prober.silent = set()  # type: ignore[attr-defined]
+        faults[n % len(faults)]()
+        cycle(world, repo, NOW + timedelta(minutes=5 * n))
+        assert repo.statuses == before, f"cycle {n}: {repo.statuses[A].message}"
+
+
+def test_a_failing_check_degrades_a_ready_demo_only_past_the_threshold() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    world.prober.failing = {"portal"}
+    phases = []
+    for minutes in (5, 6, 7):
+        cycle(world, repo, NOW + timedelta(minutes=minutes))
+        phases.append(repo.statuses[A].phase)
+    assert phases == [Phase.READY, Phase.READY, Phase.DEGRADED]
+    assert repo.statuses[A].message == "portal health check failing"
+    world.prober.failing = set()
+    cycle(world, repo, NOW + timedelta(minutes=8))
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].healthFailures is None
+
+
+def test_a_failed_supabase_listing_degrades_no_ready_demo(
+    tmp_path: Path, supabase_postgres: LocalPostgres
+) -> None:
+    """The Supabase emulator's listing answers 503 once: the planner has no project to
+    name, and that must not read as "no project" (which once degraded every ready demo)."""
+    harness = harness_fixture(tmp_path, supabase_postgres, attempts=1)  # no transport retry
+    sb = next(harness)
+    try:
+        world, repo = World(), Repo()
+        providers = replace(world.providers(), supabase=sb.client)
+        repo.files[A] = file(A)
+        world.cluster.sync(A)
+        cycle(world, repo, settings=IMMEDIATE, providers=providers)
+        sb.clock.advance(sb.emulator.come_up_seconds + 1)
+        cycle(world, repo, settings=IMMEDIATE, providers=providers)
+        before = dict(repo.statuses)
+        assert before[A].phase == Phase.READY
+
+        answered: list[int] = []
+
+        def listing_fails_once(request: Request) -> Response:
+            if request.method == "GET" and request.path == "/v1/projects" and not answered:
+                answered.append(503)
+                return Response(503, {"message": "Service Unavailable"})
+            return sb.emulator.handle(request)
+
+        sb.emulator.server.handler = listing_fails_once
+        result, outcomes = cycle(world, repo, settings=IMMEDIATE, providers=providers)
+        assert answered == [503]
+        assert any(w.startswith("supabase: the supabase listing failed") for w in result.warnings)
+        assert outcomes[0].health is not None and outcomes[0].health.supabase
+        assert repo.statuses == before, repo.statuses[A].message
+    finally:
+        next(harness, None)
+
+
+# --- pausing between attempts, and starting a failed demo again --------------------------
+
+
+def syntax_error(world: World) -> None:
+    world.database.fail_on[("migrate", A)] = ProviderError(
+        "supabase", "migrate", "syntax error at line 3", demo_id=A
+    )
+
+
+def test_a_failed_attempt_pauses_the_demo_across_cycles_of_one_run() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    syntax_error(world)
+    cycle(world, repo)
+    first = repo.statuses[A]
+    assert first.attempts == 1 and first.nextAttemptAt is not None and first.nextAttemptAt > NOW
+    world.forget_calls()
+    for seconds in (0, 1, 2):  # a --wait run cycling again at once
+        syntax_error(world)
+        result, outcomes = cycle(world, repo, NOW + timedelta(seconds=seconds))
+        assert result.for_demo(A).intent.value == "backoff" and outcomes == []  # type: ignore[union-attr]
+        assert world.mutations() == [] and repo.statuses[A] == first
+        world.database.fail_on.clear()
+    syntax_error(world)
+    cycle(world, repo, first.nextAttemptAt)
+    second = repo.statuses[A]
+    assert second.attempts == 2 and second.nextAttemptAt is not None
+    assert second.nextAttemptAt - first.nextAttemptAt > first.nextAttemptAt - NOW, "it grows"
+    cycle(world, repo, second.nextAttemptAt)  # the migration works now
+    assert repo.statuses[A].phase == Phase.READY
+    assert (repo.statuses[A].attempts, repo.statuses[A].nextAttemptAt) == (0, None)
+
+
+def test_a_retry_request_starts_a_failed_demo_again_without_a_spec_edit() -> None:
+    from reconciler.edit import request_retry
+    from reconciler.validate import load_demo
+
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    when = NOW
+    for _ in range(SETTINGS.safety.maxAttempts):
+        syntax_error(world)
+        cycle(world, repo, when)
+        when = repo.statuses[A].nextAttemptAt or when
+    assert repo.statuses[A].phase == Phase.FAILED
+    cycle(world, repo, when + timedelta(hours=1))
+    assert repo.statuses[A].phase == Phase.FAILED, "failed stays failed"
+    text = (
+        b"apiVersion: demos.splits.network/v1\nkind: Demo\nmetadata:\n  name: demo-a\n"
+        b"spec:\n  type: enterprise\n  owner: alice@splits.network\n  ttl: 2h\n"
+    )
+    assert load_demo("demos/demo-a.yaml", text).demo == repo.files[A].demo
+    edit = request_retry("demos/demo-a.yaml", text, when + timedelta(hours=1))
+    assert edit.after is not None
+    repo.files[A] = load_demo("demos/demo-a.yaml", edit.after)
+    cycle(world, repo, when + timedelta(hours=1))
+    assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].attempts == 0

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.model import Demo, DemoStatus, DnsRecordStatus, Phase, Settings, SupabaseStatus
+from reconciler.model import (
+    RETRY_ANNOTATION,
+    Demo,
+    DemoStatus,
+    DnsRecordStatus,
+    Phase,
+    Settings,
+    SupabaseStatus,
+)
 from reconciler.plan import (
     ActionKind,
     Intent,
@@ -23,7 +32,7 @@ from reconciler.plan import (
     desired_records,
     plan,
 )
-from reconciler.providers.base import DnsRecord, NamespaceState, Project
+from reconciler.providers.base import DnsRecord, NamespaceMeta, NamespaceState, Project
 from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, check_repository
 from reconciler.workspace import read_settings
 
@@ -41,6 +50,16 @@ def settings_with(**capacity: object) -> Settings:
 
 
 SETTINGS = settings_with()
+
+
+def health_settings(failureThreshold: int = 1, failureDuration: str = "0m") -> Settings:
+    """SETTINGS with another health failure threshold: by default, one answer degrades."""
+    data = SETTINGS.model_dump(mode="json")
+    data["health"] = {"failureThreshold": failureThreshold, "failureDuration": failureDuration}
+    return Settings.model_validate(data)
+
+
+IMMEDIATE = health_settings()
 
 
 # --- builders -------------------------------------------------------------------------
@@ -451,3 +470,110 @@ def test_plan_as_data() -> None:
             }
         ],
     }
+
+
+# A failed read is never a verdict: when the Supabase listing failed, the health check asks
+# about the project the status names instead of reporting "no project".
+@pytest.mark.parametrize(
+    "statuses, observed, project_ref, listed",
+    [
+        pytest.param({A: status(A)}, world(A), ref(A), True, id="listed-project-is-checked"),
+        pytest.param({A: status(A)}, Observed(None, records(A), (namespace(A),)), ref(A), False, id="failed-listing-checks-the-recorded-project"),
+        pytest.param({A: status(A)}, Observed((), records(A), (namespace(A),)), ref(A), False, id="untrusted-empty-listing-checks-the-recorded-project"),
+        pytest.param({A: status(A, Phase.CREATING, provisioned=False)}, Observed(None, (), ()), None, False, id="failed-listing-and-no-recorded-project-is-unknown"),
+        pytest.param({A: status(A)}, world(projects=[project(B)], namespaces=[namespace(A)]), None, True, id="listed-without-the-project-is-a-verdict"),
+    ],
+)  # fmt: skip
+def test_health_check_after_a_failed_listing(
+    statuses: dict[str, DemoStatus], observed: Observed, project_ref: str | None, listed: bool
+) -> None:
+    item = plan(SETTINGS, [file(A)], {}, statuses, observed, NOW).for_demo(A)
+    assert item is not None
+    check = next(a for a in item.actions if a.kind == ActionKind.CHECK_HEALTH)
+    assert (check.project_ref, check.project_listed) == (project_ref, listed)
+
+
+# --- backing off between attempts, and the new causes that start a failed demo again ------
+
+RETRY_AT = "2026-11-25T11:59:00Z"
+
+
+def retried(demo_id: str) -> LoadedDemo:
+    """The demo file after `democtl retry`: the same spec, with the retry annotation."""
+    base = demo(demo_id).model_dump(mode="json")
+    base["metadata"]["annotations"] = {RETRY_ANNOTATION: RETRY_AT}
+    return LoadedDemo(f"demos/{demo_id}.yaml", Demo.model_validate(base))
+
+
+def failing(demo_id: str, phase: Phase = Phase.CREATING, **update: Any) -> DemoStatus:
+    return status(demo_id, phase, provisioned=False, attempts=1).model_copy(update=update)
+
+
+OTHER_SETTINGS = "sha256:0000000000000000"
+
+RETRY_CASES = [
+    pytest.param([file(A)], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "backoff:"}, id="failed-attempt-waits-for-its-next-attempt-time"),
+    pytest.param([file(A)], {A: failing(A, nextAttemptAt=NOW)}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="next-attempt-time-reached-is-attempted"),
+    pytest.param([file(A, seed={"size": "large"})], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="spec-change-skips-the-pause"),
+    pytest.param([file(A, expires=PAST)], {A: failing(A, nextAttemptAt=NOW + timedelta(minutes=3))}, Observed(), {A: "teardown: remove-files"}, id="expiry-does-not-wait-for-the-pause"),
+    pytest.param([retried(A)], {A: status(A, Phase.FAILED)}, world(projects=[project(A, "INIT_FAILED")]), {A: "provision: delete-project"}, id="retry-request-starts-a-failed-demo-again"),
+    pytest.param([retried(A)], {A: status(A, Phase.CREATING, provisioned=False, attempts=5)}, Observed(), {A: "provision: ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="retry-request-resets-exhausted-attempts"),
+    pytest.param([file(A)], {A: failing(A, Phase.FAILED, settingsHash=OTHER_SETTINGS)}, world(projects=[project(A, "INIT_FAILED")]), {A: "provision: delete-project"}, id="settings-change-starts-a-failed-demo-again"),
+    pytest.param([file(A)], {A: failing(A, Phase.FAILED, settingsHash=SETTINGS.settings_hash())}, world(projects=[project(A, "INIT_FAILED")]), {A: "fail:"}, id="failed-demo-under-the-same-settings-stays-failed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("demos, statuses, observed, expected", RETRY_CASES)
+def test_backoff_and_new_causes(
+    demos: list[LoadedDemo],
+    statuses: dict[str, DemoStatus],
+    observed: Observed,
+    expected: dict[str, str],
+) -> None:
+    assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
+
+
+# --- a namespace taken by something foreign is a conflict, never taken over ---------------
+
+
+def foreign_ns(name: str, **labels: str) -> NamespaceMeta:
+    return NamespaceMeta(name, tuple(sorted(labels.items())))
+
+
+def cluster_with(*namespaces: NamespaceMeta, ids: Sequence[str] = ()) -> Observed:
+    base = world(*ids)
+    return replace(base, all_namespaces=tuple(namespaces))
+
+
+OURS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+
+NAMESPACE_CASES = [
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="foreign-namespace-of-a-new-demos-name-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "helm"})), {A: "hold: report-conflict"}, id="namespace-managed-by-another-tool-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": B})), {A: "hold: report-conflict"}, id="namespace-marked-for-another-demo-is-a-conflict"),
+    pytest.param([file(A)], {A: status(A, Phase.PENDING)}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="pending-demo-is-checked-too"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OURS)), {A: NEW}, id="namespace-with-our-mark-is-the-demos-own"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns("demo-other"), foreign_ns("kube-system")), {A: NEW}, id="other-namespaces-do-not-matter"),
+    pytest.param([file(A)], {}, replace(Observed(), all_namespaces=None), {A: "hold:"}, id="failed-namespace-listing-renders-no-new-demo"),
+    pytest.param([file(A)], {A: status(A)}, cluster_with(foreign_ns(A), ids=[A]), {A: CHECK}, id="a-live-demo-is-not-judged-again"),
+    pytest.param([file(A, expires=PAST)], {}, cluster_with(foreign_ns(A)), {A: "teardown: remove-files"}, id="expired-new-demo-only-removes-its-file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("demos, statuses, observed, expected", NAMESPACE_CASES)
+def test_foreign_namespace(
+    demos: list[LoadedDemo],
+    statuses: dict[str, DemoStatus],
+    observed: Observed,
+    expected: dict[str, str],
+) -> None:
+    assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
+
+
+def test_a_conflicted_demo_takes_no_capacity() -> None:
+    result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, cluster_with(foreign_ns(A)), NOW)
+    assert summary(result) == {A: "hold: report-conflict", B: NEW, C: NEW}
+    item = result.for_demo(A)
+    assert (
+        item is not None and "namespace demo-a already exists without democtl's mark" in item.reason
+    )

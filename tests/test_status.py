@@ -3,16 +3,27 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from reconciler.apply import Outcome
-from reconciler.model import DemoStatus, DnsRecordStatus, HealthChecks, Phase
+from reconciler.model import (
+    DemoStatus,
+    DnsRecordStatus,
+    HealthChecks,
+    HealthFailure,
+    Phase,
+    Settings,
+)
 from reconciler.plan import ActionKind, Observed, plan
-from reconciler.status import change_summary, next_status
+from reconciler.providers.base import NamespaceMeta
+from reconciler.status import change_summary, next_attempt_at, next_status
 from reconciler.validate import LoadedDemo
 from tests.test_plan import (
+    IMMEDIATE,
     NOW,
     SETTINGS,
     A,
@@ -37,12 +48,13 @@ def step(
     observed: Observed,
     outcome: Outcome | None,
     when: object = T1,
+    settings: Settings = SETTINGS,
 ) -> DemoStatus | None:
     statuses = {A: previous} if previous else {}
-    result = plan(SETTINGS, [loaded] if loaded else [], {}, statuses, observed, when)  # type: ignore[arg-type]
+    result = plan(settings, [loaded] if loaded else [], {}, statuses, observed, when)  # type: ignore[arg-type]
     item = result.for_demo(A)
     assert item is not None
-    return next_status(loaded.demo if loaded else None, previous, item, outcome, SETTINGS, {}, when)  # type: ignore[arg-type]
+    return next_status(loaded.demo if loaded else None, previous, item, outcome, settings, {}, when)  # type: ignore[arg-type]
 
 
 def checked(health: HealthChecks = HEALTHY, **facts: object) -> Outcome:
@@ -74,7 +86,7 @@ def test_condition_time_moves_only_when_its_status_does() -> None:
         "Reconciling": ("False", T1),
         "Stalled": ("False", T1),
     }
-    degraded = step(file(A), first, world(A), checked(PORTAL_DOWN), T2)
+    degraded = step(file(A), first, world(A), checked(PORTAL_DOWN), T2, IMMEDIATE)
     assert degraded is not None and degraded.phase == Phase.DEGRADED
     assert times(degraded) == {
         "Ready": ("False", T2),
@@ -87,6 +99,7 @@ def test_condition_time_moves_only_when_its_status_does() -> None:
         world(A),
         checked(PORTAL_DOWN.model_copy(update={"candidate": False})),
         T3,
+        IMMEDIATE,
     )
     assert worse is not None and worse.message == "portal, candidate health check failing"
     assert times(worse) == times(degraded)  # the message changed, the status did not
@@ -236,3 +249,97 @@ def test_failed_demo_stays_failed_without_writes(
     again = step(file(A), failed, observed, None, T2)
     assert again == failed
     assert again.condition("Stalled").status == "True"  # type: ignore[union-attr]
+
+
+# --- the failure threshold: one unhealthy answer is not a degraded demo ---------------------
+
+UP, DOWN, SILENT = "up", "down", "silent"  # a healthy answer, an unhealthy one, no answer
+
+
+def answer(kind: str) -> Outcome:
+    if kind == UP:
+        return checked()
+    if kind == DOWN:
+        return checked(PORTAL_DOWN)
+    return checked(PORTAL_DOWN, unanswered=("portal",))  # no answer: its value is void
+
+
+@pytest.mark.parametrize(
+    "answers, phases",
+    [
+        pytest.param([(0, DOWN)], [Phase.READY], id="one-unhealthy-answer-keeps-it-ready"),
+        pytest.param([(0, DOWN), (60, DOWN), (120, DOWN)], [Phase.READY, Phase.READY, Phase.DEGRADED], id="three-answers-over-two-minutes-degrade"),
+        pytest.param([(0, DOWN), (10, DOWN), (20, DOWN), (120, DOWN)], [Phase.READY] * 3 + [Phase.DEGRADED], id="three-quick-answers-are-not-enough-time"),
+        pytest.param([(0, DOWN), (60, DOWN), (120, UP), (180, DOWN), (240, DOWN)], [Phase.READY] * 5, id="a-healthy-answer-starts-the-count-again"),
+        pytest.param([(0, DOWN), (60, SILENT), (120, DOWN), (180, DOWN)], [Phase.READY] * 3 + [Phase.DEGRADED], id="no-answer-neither-counts-nor-resets"),
+        pytest.param([(t, SILENT) for t in range(0, 600, 60)], [Phase.READY] * 10, id="unanswered-checks-never-degrade"),
+        pytest.param([(0, DOWN), (60, DOWN), (120, DOWN), (180, UP)], [Phase.READY, Phase.READY, Phase.DEGRADED, Phase.READY], id="one-healthy-answer-recovers"),
+    ],
+)  # fmt: skip
+def test_a_ready_demo_degrades_only_past_the_failure_threshold(
+    answers: list[tuple[int, str]], phases: list[Phase]
+) -> None:
+    current = ready_status()
+    seen = []
+    for seconds, kind in answers:
+        new = step(file(A), current, world(A), answer(kind), T1 + timedelta(seconds=seconds))
+        assert new is not None
+        seen.append(new.phase)
+        current = new
+    assert seen == phases
+
+
+def test_a_healthy_or_unanswered_demo_is_never_rewritten() -> None:
+    first = ready_status()
+    for n, kind in enumerate([UP, SILENT, UP, SILENT, SILENT]):
+        again = step(file(A), first, world(A), answer(kind), T1 + timedelta(minutes=5 * n))
+        assert again == first
+
+
+def test_the_count_is_kept_only_while_failing_and_only_for_a_ready_demo() -> None:
+    first = ready_status()
+    once = step(file(A), first, world(A), answer(DOWN), T2)
+    assert once is not None and once.phase == Phase.READY
+    assert once.healthFailures == {"portal": HealthFailure(count=1, since=T2)}
+    assert once.healthChecks == HEALTHY, "an answer below the threshold is counted, not shown"
+    assert once.conditions == first.conditions
+    twice = step(file(A), once, world(A), answer(DOWN), T3)
+    assert twice is not None and twice.healthFailures == {
+        "portal": HealthFailure(count=2, since=T2)
+    }
+    healed = step(file(A), twice, world(A), answer(UP), T3 + timedelta(minutes=1))
+    assert healed == first, "a healthy answer leaves the file as it was before the failures"
+    degraded = step(file(A), twice, world(A), answer(DOWN), T3 + timedelta(minutes=1))
+    assert degraded is not None and degraded.phase == Phase.DEGRADED
+    assert degraded.healthFailures is None and degraded.healthChecks == PORTAL_DOWN
+    assert degraded.message == "portal health check failing"
+    still = step(file(A), degraded, world(A), answer(DOWN), T3 + timedelta(minutes=6))
+    assert still == degraded, "a degraded demo that stays down is not rewritten"
+
+
+def test_a_failed_listing_keeps_the_last_kubernetes_answer() -> None:
+    first = ready_status()
+    silent = checked(HEALTHY.model_copy(update={"kubernetes": False}), unanswered=("kubernetes",))
+    assert step(file(A), first, world(A), silent, T2, IMMEDIATE) == first
+
+
+def test_the_pause_after_a_failure_grows_is_spread_and_is_bounded() -> None:
+    pauses = [next_attempt_at(SETTINGS, A, n, "sha256:x", NOW) - NOW for n in range(1, 9)]
+    assert all(a < b for a, b in itertools.pairwise(pauses[:6])), pauses  # then the ceiling
+    assert all(p <= timedelta(minutes=30) for p in pauses)
+    assert timedelta(seconds=30) <= pauses[0] <= timedelta(minutes=1)
+    others = {next_attempt_at(SETTINGS, f"demo-n{i}", 1, "sha256:x", NOW) for i in range(10)}
+    assert len(others) > 5, "demos that failed together come back at different times"
+    assert next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW) == next_attempt_at(SETTINGS, A, 1, "sha256:x", NOW)  # fmt: skip
+
+
+def test_a_namespace_conflict_leaves_a_new_demo_pending_and_stalled() -> None:
+    taken = replace(world(), all_namespaces=(NamespaceMeta(A),))
+    new = step(file(A), None, taken, None)
+    assert new is not None and new.phase == Phase.PENDING
+    stalled = new.condition("Stalled")
+    assert stalled is not None and (stalled.status, stalled.reason) == ("True", "Conflict")
+    assert "namespace demo-a already exists" in stalled.message
+    assert step(file(A), new, taken, None, T2) == new, "a conflict that lasts writes nothing"
+    free = step(file(A), new, world(), None, T2)
+    assert free is not None and free.condition("Stalled").status == "False"  # type: ignore[union-attr]

@@ -190,9 +190,30 @@ class NamespaceState:
         )
 
 
+# The mark on a namespace democtl made (render.common_labels writes both).
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+DEMO_ID_LABEL = "demos.splits.network/id"
+
+
+@dataclass(frozen=True)
+class NamespaceMeta:
+    """Any namespace of the cluster, by name and labels: to see a name that is taken."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def marked_for(self, demo_id: str) -> bool:
+        """Carries democtl's mark for this demo (so it is the demo's own, to adopt)."""
+        labels = dict(self.labels)
+        return labels.get(MANAGED_BY_LABEL) == "democtl" and labels.get(DEMO_ID_LABEL) == demo_id
+
+
 class ClusterProvider(Protocol):
     def list_namespaces(self) -> list[NamespaceState]:
         """Every namespace labelled app.kubernetes.io/managed-by=democtl, with its health."""
+
+    def list_all_namespaces(self) -> list[NamespaceMeta]:
+        """Every namespace of the cluster, marked or not: names and labels only, one listing."""
 
     def apply_secret(
         self,
@@ -214,5 +235,7 @@ class ClusterProvider(Protocol):
 
 
 class HttpProber(Protocol):
-    def probe(self, url: str) -> bool:
-        """GET the URL (a demo's health endpoint); True on a 2xx answer."""
+    def probe(self, url: str) -> bool | None:
+        """GET the URL (a demo's health endpoint): True on a 2xx answer, False on another
+        answer or a refused connection (nothing listens), None when there was no answer to
+        judge by (a timeout, a dropped connection, a 429)."""

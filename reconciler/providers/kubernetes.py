@@ -37,6 +37,7 @@ from kubernetes.config.config_exception import ConfigException
 from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
     ClusterProvider,
+    NamespaceMeta,
     NamespaceState,
     ProviderError,
     RateLimited,
@@ -374,6 +375,19 @@ class KubernetesCluster:
         return self._list(f"list {plural}", fetch)
 
     # --- ClusterProvider ------------------------------------------------------------------
+
+    def list_all_namespaces(self) -> list[NamespaceMeta]:
+        """Names and labels of every namespace, so a new demo never takes over a foreign one."""
+        return sorted(
+            (
+                NamespaceMeta(
+                    ns["metadata"]["name"],
+                    tuple(sorted((ns["metadata"].get("labels") or {}).items())),
+                )
+                for ns in self._core_list(self.core.list_namespace, "list all namespaces", None)
+            ),
+            key=lambda n: n.name,
+        )
 
     def list_namespaces(self) -> list[NamespaceState]:
         """One paginated listing per kind, joined by namespace."""

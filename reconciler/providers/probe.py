@@ -1,7 +1,9 @@
 """HTTP health probes of a demo's portal, candidate site and API gateway.
 
 Owns `HttpxProber`, the `HttpProber` adapter: one GET per call, True on 2xx,
-False on any other answer or transport failure (the next cycle probes again, so
+False on any other answer or a refused connection, None when nothing answered
+(a timeout, a dropped connection) or the answer was 429, which says "later", not
+"unhealthy": a health verdict needs an answer (the next cycle probes again, so
 there is no retry here). In local mode `resolve` maps a public host name to the
 emulator's loopback base URL, and the request keeps the public name in its Host
 header, the way an ingress controller routes it. Environment proxies are
@@ -60,14 +62,20 @@ class HttpxProber:
             return f"{parts.scheme}://{parts.netloc}{path}", {}
         return f"{base.rstrip('/')}{path}", {"Host": host}
 
-    def probe(self, url: str) -> bool:
+    def probe(self, url: str) -> bool | None:
         request_url, headers = self.target(url)
         host = headers.get("Host") or urlsplit(request_url).hostname
         try:
             response = self._client.get(request_url, headers=headers)
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
             log.info("probe %s: %s", host, type(exc).__name__)
-            return False
+            return False  # refused or unresolvable: nothing serves the host
+        except httpx.HTTPError as exc:
+            log.info("probe %s: no answer: %s", host, type(exc).__name__)
+            return None
+        if response.status_code == 429:
+            log.info("probe %s: 429, no verdict", host)
+            return None
         healthy = response.is_success
         log.debug("probe %s: %d", host, response.status_code)
         return healthy
