@@ -13,7 +13,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 SCHEMA = PROJECT.parent / "shared" / "schemas" / "github-workflow.json"
 
 
-@pytest.mark.parametrize("workflow", sorted((PROJECT / "ci").glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", sorted((PROJECT / "examples" / "github").glob("*.yml")), ids=lambda p: p.name)
 def test_workflow_matches_github_schema(workflow: Path) -> None:
     document = yaml.safe_load(workflow.read_text())
     # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as the string "on".
