@@ -215,6 +215,8 @@ def test_secret_is_server_side_applied_then_updated_and_reapply_is_a_no_op(
     assert secret.type == "Opaque"
     assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "democtl"
     assert secret.metadata.labels["demos.splits.network/id"] == "demo-acme01"
+    # helm-controller upgrades the release at once on a change only with this label
+    assert secret.metadata.labels["reconcile.fluxcd.io/watch"] == "Enabled"
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == CREDENTIALS
     first_version = secret.metadata.resource_version
 

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 PROVIDER = "kubernetes"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DEMO_ID_LABEL = "demos.splits.network/id"
+# helm-controller reconciles a HelmRelease at once when a `valuesFrom` Secret changes only if
+# the Secret carries this label; without it the new keys wait for the release's interval.
+# https://fluxcd.io/flux/components/helm/helmreleases/#values-references ("Reacting
+# immediately to configuration dependencies", helm-controller v0.37 / Flux 2.2).
+FLUX_WATCH_LABEL = "reconcile.fluxcd.io/watch"
 DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
 APPLY_PATCH = "application/apply-patch+yaml"
 FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
@@ -504,7 +509,12 @@ class KubernetesCluster:
         metadata: dict[str, Any] = {
             "name": name,
             "namespace": namespace,
-            "labels": {MANAGED_BY: "democtl", DEMO_ID_LABEL: namespace},
+            "labels": {
+                MANAGED_BY: "democtl",
+                DEMO_ID_LABEL: namespace,
+                # harmless under Argo CD, which does not read the Secret
+                FLUX_WATCH_LABEL: "Enabled",
+            },
         }
         if annotations:
             metadata["annotations"] = dict(sorted(annotations.items()))
