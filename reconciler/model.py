@@ -378,6 +378,13 @@ class Chart(StrictModel):
     repository: str
     name: str
     version: str
+    # The Secret (in each demo namespace for Flux) holding the registry credentials of a
+    # private chart registry: Flux's OCIRepository/HelmRepository `spec.secretRef`. Argo CD
+    # finds its repository credential Secret by URL (label argocd.argoproj.io/secret-type:
+    # repository in its own namespace), so under Argo this only documents the name.
+    pullSecret: (
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")] | None
+    ) = None
 
 
 class SupabaseSettings(StrictModel):

@@ -332,6 +332,7 @@ def _context(
             "oci_url": f"{repository}/{settings.chart.name}",
             "name": settings.chart.name,
             "version": settings.chart.version,
+            "pull_secret": settings.chart.pullSecret,
         },
     }
 
