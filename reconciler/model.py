@@ -481,6 +481,10 @@ class NetworkPolicySettings(StrictModel):
 class KubernetesSettings(StrictModel):
     secretName: str = "supabase-credentials"
     networkPolicy: NetworkPolicySettings = Field(default_factory=NetworkPolicySettings)
+    # Which pods health counts for a demo: every pod of its namespace (the namespace IS the
+    # demo), or only those carrying demos.splits.network/id, for a chart that copies the
+    # label into its pod templates and shares the namespace with other pods.
+    podSelector: Literal["namespace", "label"] = "namespace"
     ingressNamespace: str = "ingress-nginx"
     ingressClass: str = "nginx"
     fluxNamespace: str = "flux-system"

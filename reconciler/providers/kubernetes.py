@@ -60,6 +60,14 @@ FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmrel
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 
 T = TypeVar("T")
+
+
+def pod_selector_for(mode: Literal["namespace", "label"]) -> str | None:
+    """The pod listing's label selector for `kubernetes.podSelector`: none for "namespace"
+    (every pod of a demo namespace counts), the demo-id label for "label"."""
+    return DEMO_ID_LABEL if mode == "label" else None
+
+
 GitOps = Literal["flux", "argo"]
 
 
