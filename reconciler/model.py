@@ -648,6 +648,9 @@ class DemoStatus(StrictModel):
     supabase: SupabaseStatus = Field(default_factory=SupabaseStatus)
     # the project whose credentials the Kubernetes Secret holds; None after a failed write
     secretProjectRef: str | None = None
+    # the release failure (NamespaceState.release_stalled) democtl already asked the GitOps
+    # controller to reset: one reset per failure, never a loop of them
+    releaseResetFor: str | None = None
     dns: list[DnsRecordStatus] = Field(default_factory=list)
     healthChecks: HealthChecks = Field(default_factory=HealthChecks)
     # A ready demo's checks that answered unhealthy, below the failure threshold (None when
