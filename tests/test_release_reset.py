@@ -9,7 +9,6 @@ import pytest
 from reconciler.plan import reset_token
 from reconciler.providers.kubernetes import _application_stalled, _helmrelease_stalled
 
-
 T = "2026-11-25T10:00:00Z"
 
 
