@@ -262,17 +262,22 @@ def test_a_creation_killed_between_database_and_record_is_taken_over_by_the_next
     def die(self: SupabaseEmulator) -> None:
         raise Killed
 
+    before = set(supabase_postgres.databases())
     monkeypatch.setattr(SupabaseEmulator, "_save", die)
     with pytest.raises(Killed):
         emulator.add_project("democtl-demo-kill2")
     monkeypatch.undo()
-    # the next command: the project was never recorded; creating it again gives a project
-    # whose database exists (the one the killed attempt made, under the same ref)
+    # the next command: the project was never recorded; creating it again (the same ref:
+    # refs derive from the state) gives a project with a fresh database
     after = SupabaseEmulator(state, supabase_postgres, clock=ManualClock())
     assert after.inspect()["projects"] == []
+    (orphan,) = set(supabase_postgres.databases()) - before
+    with supabase_postgres.connect(orphan) as conn:
+        conn.execute("CREATE TABLE left_behind (id int)")
     ref = after.add_project("democtl-demo-kill2")
+    assert ref == orphan
     seen = after.inspect()["projects"]
-    assert [(p["ref"], p["database"]) for p in seen] == [(ref, ref)]
+    assert [(p["ref"], p["database"], p["tables"]) for p in seen] == [(ref, ref, {})]
     with supabase_postgres.connect(ref) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     supabase_postgres.drop_database(ref)
