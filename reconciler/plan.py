@@ -795,8 +795,11 @@ def plan(
 ) -> Plan:
     """Decide, for every demo and every managed resource, what this cycle does and why.
 
-    `known_migrations` (the names the templates ship) lets a live demo pick up a new
-    migration; without it, a demo is migrated once, when no migration is recorded.
+    `known_migrations` (the names the templates ship: the migration file names without
+    .sql, `<YYYYMMDDHHMMSS>_<name>`) lets a live demo pick up a new migration; without
+    it, a demo is migrated once, when no migration is recorded. A status written before
+    the files took the Supabase CLI's names (`0001_...`) gets one MIGRATE, which adopts
+    the old bookkeeping and runs nothing again.
     """
     sight = _Sight.of(observed, statuses)
     refusals: list[str] = []

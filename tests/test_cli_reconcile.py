@@ -636,3 +636,18 @@ def test_every_log_line_about_a_demo_names_it(
     assert anonymous == []
     assert code in (0, 1), out  # a faulted action may fail on the way; the demos converge
     assert all(row[0] == "ready" for row in table_rows(out).values()), out
+
+
+def test_local_reset_starts_the_local_world_afresh(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    before = {p["ref"] for p in world(repo)["supabase"]["projects"]}
+    assert before
+    code, out = democtl(repo, "local", "reset")
+    assert code == 0 and "deleted" in out, out
+    assert not (repo / ".democtl" / "local").exists()
+    code, out = democtl(repo, "local", "reset")
+    assert code == 0 and "nothing to reset" in out, out
+    reconciled(repo)
+    # a new world: no project of the old one comes back
+    assert {p["ref"] for p in world(repo)["supabase"]["projects"]}.isdisjoint(before)

@@ -252,7 +252,12 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
     # the project's database: the migrated schema and the enterprise seed, small size
     assert [p["ref"] for p in world.demo_projects("demo-acme01")] == [ref]
     with world.stack.postgres.connect(ref) as conn:  # type: ignore[union-attr]
-        versions = [r[0] for r in conn.execute("SELECT version FROM democtl.schema_migrations")]
+        versions = [
+            f"{v}_{n}"
+            for v, n in conn.execute(
+                "SELECT version, name FROM supabase_migrations.schema_migrations"
+            )
+        ]
         tenant = conn.execute("SELECT name, kind FROM public.companies WHERE is_demo_tenant")
         tenants = tenant.fetchall()
         candidates = conn.execute("SELECT count(*) FROM public.candidates").fetchone()

@@ -117,11 +117,10 @@ def test_migrations_apply_once_in_order(sb: Harness) -> None:
     assert first == sorted(first)
     # again: nothing runs, and every applied version is still reported (MigrateFn)
     assert database.migrate(sb.client, ref, "demo-mig01") == first
-    assert sb.client.run_sql(ref, "SELECT count(*) AS n FROM democtl.schema_migrations") == [
-        {"n": len(first)}
-    ]
-    rows = sb.client.run_sql(ref, "SELECT version FROM democtl.schema_migrations ORDER BY 1")
-    assert [r["version"] for r in rows] == first
+    rows = sb.client.run_sql(
+        ref, "SELECT version, name FROM supabase_migrations.schema_migrations ORDER BY 1"
+    )
+    assert [f"{r['version']}_{r['name']}" for r in rows] == first
 
 
 def test_changed_migration_is_refused(sb: Harness, tmp_path: Path) -> None:
@@ -150,8 +149,8 @@ def test_failing_migration_is_atomic_and_quotes_the_sql_error(sb: Harness, tmp_p
     assert 'relation "missing" does not exist' in str(err) and "0002_bad" in str(err)
     tables = sb.emulator.inspect()["projects"][0]["tables"]
     assert "public.ok" in tables and "public.half" not in tables
-    versions = sb.client.run_sql(ref, "SELECT version FROM democtl.schema_migrations")
-    assert [r["version"] for r in versions] == ["0001_ok"]
+    versions = sb.client.run_sql(ref, "SELECT version FROM supabase_migrations.schema_migrations")
+    assert [r["version"] for r in versions] == ["0001"]
 
 
 @pytest.mark.parametrize("demo_type", database.DEMO_TYPES)
@@ -431,7 +430,7 @@ def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
         database.migrate(sb.client, ref, "demo-rate02")
     err = caught.value
     assert err.operation == "migrate" and err.retry_after is not None
-    assert "migration 0001_democtl_bookkeeping failed" in str(err)
+    assert "migration 20261125000001_democtl_bookkeeping failed" in str(err)
     sb.clock.advance(61)
     sb.emulator.rate_limit = 120
     applied = database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on

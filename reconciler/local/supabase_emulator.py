@@ -159,14 +159,20 @@ class SupabaseEmulator(ServedEmulator):
         """
         with self._lock:
             ref = self._new_ref(name)
+            self._fresh_database(ref)  # first: see _create
             project = self._insert(ref, name, organization_slug, "us-east-1")
             if created is not None:
                 project["created"] = created
             if status is not None:
                 project["forced_status"] = status
             self._save()
-        self.postgres.create_database(ref)
         return ref
+
+    def _fresh_database(self, ref: str) -> None:
+        """An empty database for a new project, as the real service gives: one left by a
+        creation killed before its record is unrecorded (the ref is free), so dropped."""
+        self.postgres.drop_database(ref)
+        self.postgres.create_database(ref)
 
     def set_status(self, ref: str, status: str | None) -> None:
         """Force a project's status (INIT_FAILED, ...); None returns it to the clock."""
@@ -366,12 +372,16 @@ class SupabaseEmulator(ServedEmulator):
         if region not in REGIONS:
             return _error(400, f"region {region!r} is not supported")
         with self._lock:
+            # The database and its role first, the record last: a process killed in between
+            # leaves at most an unrecorded database, which the next create of that name
+            # (the same ref: refs derive from the state) replaces, never a project whose
+            # database does not exist. Under the lock, so no other create picks this ref.
             ref = self._new_ref(body["name"])
+            self._fresh_database(ref)
+            self._apply_password(ref, body["db_pass"])
             project = self._insert(ref, body["name"], body["organization_slug"], region)
             self._save()
             project = dict(project)
-        self.postgres.create_database(ref)
-        self._apply_password(ref, body["db_pass"])
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
 
