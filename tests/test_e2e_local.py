@@ -32,7 +32,7 @@ from reconciler.apply import Providers
 from reconciler.gitstate import lock as gitstate_lock
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.stack import LocalStack, inspect_state, local_state_dir
-from reconciler.loop import CycleOptions, CycleResult, run_cycle_and_push
+from reconciler.loop import CycleOptions, CycleResult, Writer, run_cycle_and_push
 from reconciler.model import Phase
 from reconciler.plan import Intent
 from reconciler.workspace import read_settings
@@ -115,6 +115,8 @@ class World:
             now,
             options,
             holder="e2e",
+            # the test stands in for the edge: its real clock is the cycle's clock
+            writer=Writer(wall=lambda: now, background=False),
             sleep=lambda _: None,
         )
         self.results.append(result)
@@ -542,8 +544,9 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
         assert not any((world.origin_status(i) or {}).get("secretProjectRef") for i in ids)
 
     with pytest.raises(gitstate.LockHeld):
-        world.cycle(START + timedelta(minutes=5))
-    restarted = START + timedelta(minutes=16)  # past the lock's 15m ttl: taken over
+        # the "killed" holder is this live process: its lease is respected
+        world.cycle(START + timedelta(seconds=30))
+    restarted = START + timedelta(minutes=2)  # past the lock's 1m lease: taken over
     world.until(restarted, ready(*ids))
     assert world.cycle(restarted).commit is None
     for demo_id in ids:
