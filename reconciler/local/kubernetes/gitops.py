@@ -1,0 +1,123 @@
+"""The GitOps controller stand-in: Flux's (or Argo CD's) part, syncing `rendered/` into the store.
+
+Owns reading `rendered/<id>/*.yaml` of a state repository working tree, applying
+each demo's documents (Namespace, ResourceQuota, HelmRelease or Application; kinds
+the emulator does not serve are accepted and ignored), the record of what it applied
+per demo, and pruning a demo whose directory disappeared together with everything
+in its namespace. It never creates Secrets: democtl does. May import the store and
+PyYAML.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.local.kubernetes.store import (
+    KIND_TO_PLURAL,
+    RESOURCES,
+    ObjectStore,
+    object_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+class GitOpsController:
+    """Makes the store match `source/rendered/`, as Flux or Argo CD would (store lock held)."""
+
+    def __init__(self, store: ObjectStore, source: Path | None, *, argo_namespace: str) -> None:
+        self.store = store
+        self.source = source
+        self.argo_namespace = argo_namespace
+        self._fingerprint: tuple[object, ...] | None = None
+
+    def sync(self) -> None:
+        if self.source is None:
+            return
+        rendered = self.source / "rendered"
+        wanted = (
+            sorted(p.name for p in rendered.iterdir() if p.is_dir()) if rendered.is_dir() else []
+        )
+        try:
+            fingerprint: tuple[object, ...] | None = tuple(
+                (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                for demo_id in wanted
+                for path in sorted((rendered / demo_id).glob("*.y*ml"))
+            ) + tuple(wanted)
+        except OSError:
+            fingerprint = self._fingerprint  # a tree being rewritten: sync next time
+        if fingerprint == self._fingerprint:
+            return  # parse only when rendered/ changed: every API request syncs
+        for demo_id in wanted:
+            docs = self._read_rendered(rendered / demo_id)
+            if docs is not None:
+                self._apply_demo(demo_id, docs)
+        for demo_id in sorted(set(self.store.synced) - set(wanted)):
+            self._prune(demo_id)
+        self._fingerprint = fingerprint
+
+    def _read_rendered(self, folder: Path) -> list[dict[str, Any]] | None:
+        docs: list[dict[str, Any]] = []
+        for path in sorted(folder.glob("*.y*ml")):
+            try:
+                docs.extend(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+                # Flux keeps the last applied revision when a source fails to build.
+                log.warning("demo %s: cannot read %s: %s", folder.name, path.name, exc)
+                return None
+        return docs
+
+    def _apply_demo(self, demo_id: str, docs: list[dict[str, Any]]) -> None:
+        store = self.store
+        namespace = next(
+            (
+                str(d["metadata"]["name"])
+                for d in docs
+                if d.get("kind") == "Namespace" and (d.get("metadata") or {}).get("name")
+            ),
+            demo_id,
+        )
+        tracked: list[list[str]] = []
+        for doc in docs:
+            plural = KIND_TO_PLURAL.get((doc.get("apiVersion", ""), doc.get("kind", "")))
+            if plural is None or plural in {"secrets", "pods", "nodes"}:
+                continue  # LimitRange, NetworkPolicy, ...: accepted, not served
+            if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+                log.warning("demo %s: a %s without metadata.name is skipped", demo_id, plural)
+                continue
+            obj = copy.deepcopy(doc)
+            meta = obj.setdefault("metadata", {})
+            if plural == "namespaces":
+                obj["status"] = {"phase": "Active"}
+            elif plural == "applications":
+                meta.setdefault("namespace", self.argo_namespace)
+            else:
+                meta.setdefault("namespace", namespace)
+            existing = store.get(plural, object_key(meta.get("namespace"), meta["name"]))
+            if existing is not None and "status" in existing and plural != "namespaces":
+                obj["status"] = existing["status"]  # the controller owns status
+            store.put(plural, obj)
+            tracked.append([plural, object_key(meta.get("namespace"), meta["name"])])
+        previous = store.synced.get(demo_id, {}).get("objects", [])
+        for plural, key in previous:
+            if [plural, key] not in tracked:
+                store.delete(plural, key)
+        store.synced[demo_id] = {"namespace": namespace, "objects": tracked}
+
+    def _prune(self, demo_id: str) -> None:
+        store = self.store
+        entry = store.synced.pop(demo_id)
+        namespace = entry["namespace"]
+        for plural, key in entry["objects"]:
+            store.delete(plural, key)
+        for plural, (_, _, namespaced) in RESOURCES.items():
+            if namespaced:
+                for obj in store.in_namespace(plural, namespace):
+                    store.delete(plural, object_key(namespace, obj["metadata"]["name"]))
+        store.delete("namespaces", object_key(None, namespace))
+        log.info("demo %s: namespace %s pruned (rendered/ is gone)", demo_id, namespace)
