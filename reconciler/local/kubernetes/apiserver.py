@@ -21,12 +21,11 @@ from typing import Any
 
 import yaml
 
-from reconciler.local.kubernetes.selectors import selector_matches
+from reconciler.local.kubernetes.selectors import parse_selector
 from reconciler.local.kubernetes.store import (
     RESOURCES,
     ObjectStore,
     comparable,
-    labels_of,
     object_key,
 )
 from reconciler.local.server import Request, Response
@@ -160,6 +159,7 @@ class ApiServer:
     def __init__(self, store: ObjectStore, reconcile: Callable[[], None]) -> None:
         self.store = store
         self.reconcile = reconcile
+        self._listed: dict[tuple[str, str | None, str, int], list[dict[str, Any]]] = {}
 
     def handle(self, request: Request) -> Response:
         if request.method == "GET" and (discovered := _discovery(request.path)):
@@ -191,14 +191,17 @@ class ApiServer:
         api_version, kind, _ = RESOURCES[plural]
         selector = request.arg("labelSelector")
         try:
-            items = [
-                obj
-                for key, obj in sorted(self.store.objects(plural).items())
-                if (namespace is None or obj["metadata"].get("namespace") == namespace)
-                and selector_matches(selector, labels_of(obj))
-            ]
+            requirements = parse_selector(selector)
         except ValueError as exc:
             return _error(400, f"unable to parse requirement: {exc}")
+        # The pages of one list come from one snapshot while nothing changes, as the
+        # API server serves them at the first page's resourceVersion: a page costs
+        # its own items, not the whole list again.
+        query = (plural, namespace, selector or "", self.store.version)
+        items = self._listed.get(query)
+        if items is None:
+            items = self.store.select(plural, namespace, requirements)
+            self._listed = {query: items}
         list_version = str(self.store.version)
         start = 0
         token = request.arg("continue")

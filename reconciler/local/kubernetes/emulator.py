@@ -67,11 +67,11 @@ class KubernetesEmulator:
         self.quotas = QuotaController(self.store)
         self.api = ApiServer(self.store, self._reconcile_locked)
         self.health = HealthEndpoints(domain, url_patterns, self.demo_ready)
-        self._refreshed_at = -1
+        self._fresh = True  # the first controller pass looks at everything
         if nodes is not None:
             self._set_nodes(nodes)
             self.store.save()
-        elif not self.store.objects("nodes"):
+        elif not self.store.count("nodes"):
             self._set_nodes({"democtl-local": ("64", "256Gi")})  # saved with the next change
         self.api_server: EmulatorServer | None = None
         self.health_server: EmulatorServer | None = None
@@ -79,6 +79,11 @@ class KubernetesEmulator:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> KubernetesEmulator:
+        with self.store.lock:
+            if self.store.journal_pending():
+                # The serving process is the one writer: it folds the journal it found
+                # into the snapshot, so each command starts from one file.
+                self.store.compact()
         self.api_server = EmulatorServer(
             "kubernetes",
             self.handle,
@@ -144,11 +149,17 @@ class KubernetesEmulator:
     def _reconcile_locked(self) -> None:
         before = self.store.version
         self.gitops.sync()
-        if self.store.version != self._refreshed_at:
-            # Workloads follow objects; when no object changed there is nothing to follow.
-            self.workloads.refresh()
-            self.quotas.refresh()
-            self._refreshed_at = self.store.version
+        events = self.store.drain_events()
+        if events or self._fresh:
+            # Workloads follow objects, and only the objects that changed: when none
+            # did there is nothing to follow, and one Secret write concerns one demo.
+            first = self._fresh
+            self._fresh = False
+            self.workloads.refresh(None if first else events)
+            events += self.store.drain_events()
+            touched = {name if plural == "namespaces" else ns for plural, ns, name in events}
+            self.quotas.refresh(None if first else touched)
+            self.store.drain_events()  # the controllers' own changes concern no one else
         if self.store.version != before:
             self.store.save()
 
@@ -157,7 +168,8 @@ class KubernetesEmulator:
     def _set_nodes(self, nodes: Mapping[str, tuple[str, str]]) -> None:
         # put keeps an unchanged node as it is, so starting the emulator again on the
         # same settings moves no resourceVersion (a `plan --local` changes nothing).
-        for key in set(self.store.objects("nodes")) - {object_key(None, name) for name in nodes}:
+        present = {object_key(None, n["metadata"]["name"]) for n in self.store.all("nodes")}
+        for key in sorted(present - {object_key(None, name) for name in nodes}):
             self.store.delete("nodes", key)
         for name, (cpu, memory) in sorted(nodes.items()):
             self.store.put(
@@ -192,7 +204,7 @@ class KubernetesEmulator:
     def secret_data(self) -> list[dict[str, str]]:
         """The `data` of every Secret held (base64 values; tests look for leaks)."""
         with self.store.lock:
-            return [dict(s.get("data") or {}) for s in self.store.objects("secrets").values()]
+            return [dict(s.get("data") or {}) for s in self.store.all("secrets")]
 
     # --- health endpoints -----------------------------------------------------------------
 
@@ -216,14 +228,14 @@ class KubernetesEmulator:
     def inspect(self) -> dict[str, Any]:
         """The cluster as data for `democtl local inspect`; Secret values are REDACTED."""
         with self.store.lock:
-            objects = self.store.objects
+            objects = self.store.all
             namespaces = [
                 {
                     "name": ns["metadata"]["name"],
                     "labels": labels_of(ns),
                     "phase": ns.get("status", {}).get("phase"),
                 }
-                for ns in objects("namespaces").values()
+                for ns in objects("namespaces")
             ]
             pods = [
                 {
@@ -235,7 +247,7 @@ class KubernetesEmulator:
                         int(c.get("restartCount", 0)) for c in p["status"]["containerStatuses"]
                     ),
                 }
-                for p in objects("pods").values()
+                for p in objects("pods")
             ]
             secrets = [
                 {
@@ -247,7 +259,7 @@ class KubernetesEmulator:
                     "data": dict.fromkeys(sorted(s.get("data") or {}), REDACTED),
                     "resourceVersion": s["metadata"]["resourceVersion"],
                 }
-                for s in objects("secrets").values()
+                for s in objects("secrets")
             ]
             releases = [
                 {
@@ -257,7 +269,7 @@ class KubernetesEmulator:
                     "status": obj.get("status", {}),
                 }
                 for plural in workloads.RELEASES
-                for obj in objects(plural).values()
+                for obj in objects(plural)
             ]
             quotas = [
                 {
@@ -265,11 +277,11 @@ class KubernetesEmulator:
                     "name": q["metadata"]["name"],
                     "status": q.get("status", {}),
                 }
-                for q in objects("resourcequotas").values()
+                for q in objects("resourcequotas")
             ]
             nodes = [
                 {"name": n["metadata"]["name"], "allocatable": n["status"]["allocatable"]}
-                for n in objects("nodes").values()
+                for n in objects("nodes")
             ]
             return {
                 "resourceVersion": str(self.store.version),

@@ -4,14 +4,18 @@ Owns reading `rendered/<id>/*.yaml` of a state repository working tree, applying
 each demo's documents (Namespace, ResourceQuota, HelmRelease or Application; kinds
 the emulator does not serve are accepted and ignored), the record of what it applied
 per demo, and pruning a demo whose directory disappeared together with everything
-in its namespace. It never creates Secrets: democtl does. May import the store and
-PyYAML.
+in its namespace. It never creates Secrets: democtl does. A demo folder is parsed
+only when its files changed (their names, sizes and mtimes are kept with what was
+applied, so a restart does not parse an unchanged tree again). May import the store
+and PyYAML.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,27 @@ from reconciler.local.kubernetes.store import (
 
 log = logging.getLogger(__name__)
 
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Fingerprint = list[list[object]]  # [[file name, mtime_ns, size], ...], as JSON keeps it
+
+
+def _manifests(folder: Path) -> list[os.DirEntry[str]]:
+    """The `*.y*ml` files of a demo folder, by name (what `folder.glob("*.y*ml")` finds)."""
+    with os.scandir(folder) as entries:
+        found = [
+            e for e in entries if not e.name.startswith(".") and fnmatch.fnmatch(e.name, "*.y*ml")
+        ]
+    return sorted(found, key=lambda e: e.name)
+
+
+def fingerprint(folder: Path) -> Fingerprint:
+    """What tells a rewritten demo folder from an untouched one; raises OSError mid-rewrite."""
+    result: Fingerprint = []
+    for entry in _manifests(folder):
+        stat = entry.stat()
+        result.append([entry.name, stat.st_mtime_ns, stat.st_size])
+    return result
+
 
 class GitOpsController:
     """Makes the store match `source/rendered/`, as Flux or Argo CD would (store lock held)."""
@@ -34,7 +59,9 @@ class GitOpsController:
         self.store = store
         self.source = source
         self.argo_namespace = argo_namespace
-        self._fingerprint: tuple[object, ...] | None = None
+        # Folders that failed to parse, by the fingerprint they failed at: tried again
+        # only once they change (Flux keeps the last applied revision meanwhile).
+        self._failed: dict[str, Fingerprint] = {}
 
     def sync(self) -> None:
         if self.source is None:
@@ -43,36 +70,40 @@ class GitOpsController:
         wanted = (
             sorted(p.name for p in rendered.iterdir() if p.is_dir()) if rendered.is_dir() else []
         )
-        try:
-            fingerprint: tuple[object, ...] | None = tuple(
-                (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-                for demo_id in wanted
-                for path in sorted((rendered / demo_id).glob("*.y*ml"))
-            ) + tuple(wanted)
-        except OSError:
-            fingerprint = self._fingerprint  # a tree being rewritten: sync next time
-        if fingerprint == self._fingerprint:
-            return  # parse only when rendered/ changed: every API request syncs
         for demo_id in wanted:
-            docs = self._read_rendered(rendered / demo_id)
-            if docs is not None:
-                self._apply_demo(demo_id, docs)
+            folder = rendered / demo_id
+            try:
+                seen = fingerprint(folder)
+            except OSError:
+                continue  # a folder being rewritten: sync it next time
+            record = self.store.synced.get(demo_id) or {}
+            if seen == record.get("files") or seen == self._failed.get(demo_id):
+                continue  # parse only when the folder changed: every API request syncs
+            docs = self._read_rendered(folder)
+            if docs is None:
+                self._failed[demo_id] = seen
+            else:
+                self._failed.pop(demo_id, None)
+                self._apply_demo(demo_id, docs, seen)
         for demo_id in sorted(set(self.store.synced) - set(wanted)):
+            self._failed.pop(demo_id, None)
             self._prune(demo_id)
-        self._fingerprint = fingerprint
 
     def _read_rendered(self, folder: Path) -> list[dict[str, Any]] | None:
         docs: list[dict[str, Any]] = []
         for path in sorted(folder.glob("*.y*ml")):
             try:
-                docs.extend(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
+                loaded = yaml.load_all(
+                    path.read_text(), Loader=_Loader
+                )  # a safe loader, C if available
+                docs.extend(d for d in loaded if isinstance(d, dict))
             except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
                 # Flux keeps the last applied revision when a source fails to build.
                 log.warning("demo %s: cannot read %s: %s", folder.name, path.name, exc)
                 return None
         return docs
 
-    def _apply_demo(self, demo_id: str, docs: list[dict[str, Any]]) -> None:
+    def _apply_demo(self, demo_id: str, docs: list[dict[str, Any]], files: Fingerprint) -> None:
         store = self.store
         namespace = next(
             (
@@ -107,11 +138,11 @@ class GitOpsController:
         for plural, key in previous:
             if [plural, key] not in tracked:
                 store.delete(plural, key)
-        store.synced[demo_id] = {"namespace": namespace, "objects": tracked}
+        store.set_synced(demo_id, {"namespace": namespace, "objects": tracked, "files": files})
 
     def _prune(self, demo_id: str) -> None:
         store = self.store
-        entry = store.synced.pop(demo_id)
+        entry = store.pop_synced(demo_id)
         namespace = entry["namespace"]
         for plural, key in entry["objects"]:
             store.delete(plural, key)

@@ -10,6 +10,7 @@ the quantity helpers.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +24,17 @@ class QuotaController:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def refresh(self) -> None:
-        for quota in list(self.store.objects("resourcequotas").values()):
+    def refresh(self, namespaces: Iterable[str] | None) -> None:
+        """Recount the quotas of `namespaces` (None: every quota, as on a fresh start)."""
+        if namespaces is None:
+            quotas = self.store.all("resourcequotas")
+        else:
+            quotas = [
+                quota
+                for namespace in sorted(set(namespaces))
+                for quota in self.store.in_namespace("resourcequotas", namespace)
+            ]
+        for quota in quotas:
             self._set_status(quota)
 
     def _set_status(self, quota: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def target_namespace(plural: str, release: Mapping[str, Any]) -> str:
 
 
 class WorkloadController:
-    """Pods and status for every release (store lock held)."""
+    """Pods and status for the releases that changes concern (store lock held)."""
 
     def __init__(
         self, store: ObjectStore, *, secret_name: str, clock: Callable[[], datetime]
@@ -64,11 +64,11 @@ class WorkloadController:
         self.store = store
         self.secret_name = secret_name
         self.clock = clock
-
-    def _releases(self) -> Iterable[tuple[str, dict[str, Any]]]:
-        for plural in RELEASES:
-            for obj in list(self.store.objects(plural).values()):
-                yield plural, obj
+        # Which namespaces each release depends on, and the reverse: a namespace's
+        # dependents are the releases a change in it can concern.
+        self._watched: dict[tuple[str, str], set[str]] = {}
+        self._dependents: dict[str, set[tuple[str, str]]] = {}
+        self._indexed = False
 
     def _secret_refs(self, plural: str, release: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(namespace, name) of the Secrets the release waits for."""
@@ -84,20 +84,62 @@ class WorkloadController:
         # pods stay in CreateContainerConfigError until democtl has written it.
         return [(namespace, self.secret_name)]
 
-    def refresh(self) -> None:
-        for plural, release in self._releases():
-            if (release.get("spec") or {}).get("suspend") is True:
-                continue  # a suspended HelmRelease is left as it is, status included
-            namespace = target_namespace(plural, release)
-            if self.store.get("namespaces", object_key(None, namespace)) is None:
-                continue
-            missing = [
-                f"{ns}/{name}"
-                for ns, name in self._secret_refs(plural, release)
-                if self.store.get("secrets", object_key(ns, name)) is None
-            ]
-            pods = self._reconcile_pods(plural, release, namespace, ready=not missing)
-            self._set_release_status(plural, release, pods, missing)
+    def _watch(self, plural: str, key: str) -> None:
+        """Record which namespaces `plural/key` depends on (its own, its target, its Secrets')."""
+        for namespace in self._watched.pop((plural, key), set()):
+            self._dependents[namespace].discard((plural, key))
+        release = self.store.get(plural, key)
+        if release is None:
+            return
+        namespaces = {release["metadata"].get("namespace") or "", target_namespace(plural, release)}
+        namespaces |= {ns for ns, _ in self._secret_refs(plural, release)}
+        self._watched[(plural, key)] = namespaces
+        for namespace in namespaces:
+            self._dependents.setdefault(namespace, set()).add((plural, key))
+
+    def refresh(self, events: Iterable[tuple[str, str, str]] | None) -> None:
+        """Bring pods and status in step for the releases the changes in `events` concern.
+
+        `events` are the store's (plural, namespace, name) changes; None means every
+        release (a fresh start). A release is concerned when it changed itself or when
+        anything changed in a namespace it depends on: its own, its target (the
+        Namespace object included) or its Secrets'. A controller that watches instead of
+        polling is what keeps one Secret write from costing work in every demo.
+        """
+        if events is None or not self._indexed:
+            for plural in RELEASES:
+                for release in self.store.all(plural):
+                    meta = release["metadata"]
+                    self._watch(plural, object_key(meta.get("namespace"), meta["name"]))
+            self._indexed = True
+        concerned: set[tuple[str, str]]
+        if events is None:
+            concerned = set(self._watched)
+        else:
+            concerned = set()
+            for plural, namespace, name in events:
+                if plural in RELEASES:
+                    self._watch(plural, object_key(namespace, name))
+                    concerned.add((plural, object_key(namespace, name)))
+                touched = name if plural == "namespaces" else namespace
+                concerned |= self._dependents.get(touched, set())
+        for plural, key in sorted(concerned, key=lambda r: (RELEASES.index(r[0]), r[1])):
+            if (found := self.store.get(plural, key)) is not None:
+                self._refresh_release(plural, found)
+
+    def _refresh_release(self, plural: str, release: dict[str, Any]) -> None:
+        if (release.get("spec") or {}).get("suspend") is True:
+            return  # a suspended HelmRelease is left as it is, status included
+        namespace = target_namespace(plural, release)
+        if self.store.get("namespaces", object_key(None, namespace)) is None:
+            return
+        missing = [
+            f"{ns}/{name}"
+            for ns, name in self._secret_refs(plural, release)
+            if self.store.get("secrets", object_key(ns, name)) is None
+        ]
+        pods = self._reconcile_pods(plural, release, namespace, ready=not missing)
+        self._set_release_status(plural, release, pods, missing)
 
     def namespace_ready(self, namespace: str) -> bool:
         """All pods of the namespace ready (and at least one)."""
