@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import os
+import shutil
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.local.kubernetes import KubernetesEmulator
+from reconciler.local.kubernetes import KubernetesEmulator, gitops
 from reconciler.local.kubernetes.store import JOURNAL_FILE, STATE_FILE
 from reconciler.local.server import Request, Response
 from tests.test_kubernetes import CREDENTIALS, SECRET, SERVICES, helmrelease_yaml, render
@@ -278,3 +279,87 @@ def test_a_restart_does_not_parse_an_unchanged_rendered_tree_again(tmp_path: Pat
     before = again.store.version
     again.sync()
     assert again.store.version == before
+
+
+# --- the rendered/ tree: only changed folders are looked at ------------------------------
+
+
+def pods_of(emulator: KubernetesEmulator, name: str) -> int:
+    answer = emulator.handle(get(f"/api/v1/namespaces/{name}/pods"))
+    return len(answer.body["items"])
+
+
+def namespaces(emulator: KubernetesEmulator) -> list[str]:
+    answer = emulator.handle(get("/api/v1/namespaces"))
+    return [item["metadata"]["name"] for item in answer.body["items"]]
+
+
+@pytest.fixture(params=["inotify", "scan"])
+def watch_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "scan":  # a machine without inotify
+        monkeypatch.setattr("reconciler.local.kubernetes.treewatch._libc", lambda: None)
+    return str(request.param)
+
+
+def test_every_change_to_rendered_is_seen_by_the_next_request(
+    tmp_path: Path, watch_kind: str
+) -> None:
+    repo = tmp_path / "repo"
+    render(repo, demo_id(0))
+    emulator = KubernetesEmulator(tmp_path / "state", source=repo, clock=fixed_clock)
+    try:
+        assert pods_of(emulator, demo_id(0)) == 4
+        assert emulator.gitops._watch is not None
+        assert emulator.gitops._watch.watching is (watch_kind == "inotify")
+        render(repo, demo_id(0), services={"portal": 1})  # rewritten in place
+        assert pods_of(emulator, demo_id(0)) == 1
+        render(repo, demo_id(1))  # a new folder
+        assert pods_of(emulator, demo_id(1)) == 4
+        release = repo / "rendered" / demo_id(1) / "release.yaml"
+        tmp = release.with_suffix(".tmp")
+        tmp.write_text(release.read_text().replace("replicas: 2", "replicas: 5"))
+        os.replace(tmp, release)  # as gitstate writes: a new file renamed over the old one
+        assert pods_of(emulator, demo_id(1)) == 7
+        shutil.rmtree(repo / "rendered" / demo_id(0))  # a folder removed
+        assert namespaces(emulator) == [demo_id(1)]
+        shutil.rmtree(repo / "rendered")  # the whole tree removed, then written again
+        assert namespaces(emulator) == []
+        render(repo, demo_id(2))
+        assert namespaces(emulator) == [demo_id(2)]
+        moved = tmp_path / "elsewhere"
+        render(moved, demo_id(3))
+        os.rename(moved / "rendered" / demo_id(3), repo / "rendered" / demo_id(3))  # moved in
+        assert namespaces(emulator) == [demo_id(2), demo_id(3)]
+    finally:
+        emulator.gitops.close()
+
+
+def test_a_request_looks_only_at_the_folders_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+    real = gitops.fingerprint
+
+    def counting(folder: Path) -> gitops.Fingerprint:
+        looked.append(folder.name)
+        return real(folder)
+
+    monkeypatch.setattr(gitops, "fingerprint", counting)
+    repo = tmp_path / "repo"
+    for index in range(30):
+        render(repo, demo_id(index))
+    emulator = KubernetesEmulator(tmp_path / "state", source=repo, clock=fixed_clock)
+    try:
+        assert pods_of(emulator, demo_id(0)) == 4
+        assert emulator.gitops._watch is not None
+        if not emulator.gitops._watch.watching:
+            pytest.skip("no inotify on this machine: every request scans the tree")
+        assert len(looked) == 30  # the first look is at everything
+        looked.clear()
+        assert pods_of(emulator, demo_id(0)) == 4
+        assert looked == []  # nothing changed: nothing looked at
+        render(repo, demo_id(7), services={"portal": 1})
+        assert pods_of(emulator, demo_id(7)) == 1
+        assert looked == [demo_id(7)]
+    finally:
+        emulator.gitops.close()

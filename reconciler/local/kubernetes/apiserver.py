@@ -194,17 +194,17 @@ class ApiServer:
             requirements = parse_selector(selector)
         except ValueError as exc:
             return _error(400, f"unable to parse requirement: {exc}")
-        # The pages of one list come from one snapshot while nothing changes, as the
-        # API server serves them at the first page's resourceVersion: a page costs
-        # its own items, not the whole list again.
+        # The next pages of a list come from the first page's answer while nothing
+        # changes, as the API server serves them at the first page's resourceVersion:
+        # a next page costs its own items, not the whole list again.
+        token = request.arg("continue")
         query = (plural, namespace, selector or "", self.store.version)
-        items = self._listed.get(query)
+        items = self._listed.get(query) if token else None
         if items is None:
             items = self.store.select(plural, namespace, requirements)
             self._listed = {query: items}
         list_version = str(self.store.version)
         start = 0
-        token = request.arg("continue")
         if token:
             try:
                 decoded = json.loads(base64.urlsafe_b64decode(token.encode()))

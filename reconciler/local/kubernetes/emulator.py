@@ -109,6 +109,8 @@ class KubernetesEmulator:
             thread.start()
         for thread in stoppers:
             thread.join()
+        with self.store.lock:
+            self.gitops.close()  # its inotify descriptor; a later sync opens another
 
     def __enter__(self) -> KubernetesEmulator:
         return self.start()

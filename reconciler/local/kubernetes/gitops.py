@@ -6,8 +6,9 @@ the emulator does not serve are accepted and ignored), the record of what it app
 per demo, and pruning a demo whose directory disappeared together with everything
 in its namespace. It never creates Secrets: democtl does. A demo folder is parsed
 only when its files changed (their names, sizes and mtimes are kept with what was
-applied, so a restart does not parse an unchanged tree again). May import the store
-and PyYAML.
+applied, so a restart does not parse an unchanged tree again), and only folders the
+tree watch reports changed are looked at. May import the store, the tree watch and
+PyYAML.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from reconciler.local.kubernetes.store import (
     ObjectStore,
     object_key,
 )
+from reconciler.local.kubernetes.treewatch import TreeWatch
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +64,35 @@ class GitOpsController:
         # Folders that failed to parse, by the fingerprint they failed at: tried again
         # only once they change (Flux keeps the last applied revision meanwhile).
         self._failed: dict[str, Fingerprint] = {}
+        self._retry: set[str] = set()
+        self._watch: TreeWatch | None = None
 
     def sync(self) -> None:
         if self.source is None:
             return
         rendered = self.source / "rendered"
-        wanted = (
-            sorted(p.name for p in rendered.iterdir() if p.is_dir()) if rendered.is_dir() else []
-        )
-        for demo_id in wanted:
+        if self._watch is None:
+            self._watch = TreeWatch(rendered)
+        changed = self._watch.changed()
+        if changed is None:  # look at everything
+            wanted = (
+                sorted(p.name for p in rendered.iterdir() if p.is_dir())
+                if rendered.is_dir()
+                else []
+            )
+            look, gone = wanted, set(self.store.synced) - set(wanted)
+        else:  # look at what changed, and at what could not be read last time
+            changed |= self._retry
+            look = sorted(d for d in changed if (rendered / d).is_dir())
+            gone = {d for d in changed if d in self.store.synced} - set(look)
+        self._retry = set()
+        for demo_id in look:
             folder = rendered / demo_id
             try:
                 seen = fingerprint(folder)
             except OSError:
-                continue  # a folder being rewritten: sync it next time
+                self._retry.add(demo_id)  # a folder being rewritten: sync it next time
+                continue
             record = self.store.synced.get(demo_id) or {}
             if seen == record.get("files") or seen == self._failed.get(demo_id):
                 continue  # parse only when the folder changed: every API request syncs
@@ -85,9 +102,14 @@ class GitOpsController:
             else:
                 self._failed.pop(demo_id, None)
                 self._apply_demo(demo_id, docs, seen)
-        for demo_id in sorted(set(self.store.synced) - set(wanted)):
+        for demo_id in sorted(gone):
             self._failed.pop(demo_id, None)
             self._prune(demo_id)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def _read_rendered(self, folder: Path) -> list[dict[str, Any]] | None:
         docs: list[dict[str, Any]] = []

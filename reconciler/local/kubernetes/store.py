@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -416,7 +416,3 @@ class ObjectStore:
         self._pending[(plural, key)] = None
         self._events.append((plural, *split_key(key)))
         return True
-
-    def iter_namespaces(self, plural: str) -> Iterator[str]:
-        """The namespaces holding at least one object of `plural`."""
-        return iter(list(self._objects[plural]))
