@@ -84,6 +84,10 @@ class KubernetesEmulator:
                 # The serving process is the one writer: it folds the journal it found
                 # into the snapshot, so each command starts from one file.
                 self.store.compact()
+            # Catch up with rendered/ before serving: at thousands of demos the first
+            # parse and controller pass take seconds, which no client's first request
+            # should wait out (the adapter times out at 15 s).
+            self._reconcile_locked()
         self.api_server = EmulatorServer(
             "kubernetes",
             self.handle,
