@@ -205,7 +205,11 @@ class ObjectStore:
         """Make the changes since the last save durable: one journal line, or a snapshot."""
         if not self._pending and not self._pending_synced:
             return
-        if self._journal_torn or self._journal_size > max(self._snapshot_size, MIN_COMPACT_BYTES):
+        # No snapshot yet (a new cluster's first sync is all of it), a torn journal, or
+        # a journal larger than the snapshot: write the snapshot, amortised over the
+        # appends that grew the journal.
+        big = self._journal_size > max(self._snapshot_size, MIN_COMPACT_BYTES)
+        if self._journal_torn or not self._snapshot_size or big:
             self.compact()
             return
         entry = {
