@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reconciler import database, gitstate
 from reconciler.apply import Providers
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.server import parse_faults
 from reconciler.local.stack import (
     LocalStack,

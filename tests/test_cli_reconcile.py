@@ -648,6 +648,8 @@ def test_local_reset_starts_the_local_world_afresh(tmp_path: Path) -> None:
     assert not (repo / ".democtl" / "local").exists()
     code, out = democtl(repo, "local", "reset")
     assert code == 0 and "nothing to reset" in out, out
-    reconciled(repo)
-    # a new world: no project of the old one comes back
-    assert {p["ref"] for p in world(repo)["supabase"]["projects"]}.isdisjoint(before)
+    # a new world: nothing of the old one comes back
+    fresh = world(repo)
+    assert not fresh.get("supabase", {}).get("projects")
+    assert not fresh.get("cloudflare", {}).get("records")
+    assert not fresh["kubernetes"]["namespaces"]

@@ -31,7 +31,7 @@ from typing import IO, Any
 import yaml
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.postgres import LocalPostgres, discard_cluster
 from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
@@ -338,8 +338,8 @@ class LocalStack:
     def secret_values(self) -> list[str]:
         """Every value held in the emulated cluster's Secrets (tests look for leaks)."""
         values: list[str] = []
-        for secret in self._k8s()._state["objects"]["secrets"].values():
-            for encoded in (secret.get("data") or {}).values():
+        for data in self._k8s().secret_data():
+            for encoded in data.values():
                 values.append(base64.b64decode(encoded).decode(errors="replace"))
         return values
 
