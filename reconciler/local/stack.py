@@ -88,6 +88,8 @@ class LocalStack:
         faults: Faults | None = None,
         nodes: dict[str, tuple[str, str]] | None = None,
         come_up_seconds: float = 2.0,
+        database_lag_seconds: float = 0.5,
+        going_down_seconds: float = 30.0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
@@ -95,6 +97,8 @@ class LocalStack:
         self.faults = faults
         self.nodes = nodes
         self.come_up_seconds = come_up_seconds
+        self.database_lag_seconds = database_lag_seconds
+        self.going_down_seconds = going_down_seconds
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
         self.postgres: LocalPostgres | None = None
@@ -146,6 +150,10 @@ class LocalStack:
             self.postgres,
             clock=time.time,
             come_up_seconds=self.come_up_seconds,
+            # the token of local mode is a member of the settings' organisation only
+            organizations=(self.settings.supabase.organization,),
+            database_lag_seconds=self.database_lag_seconds,
+            going_down_seconds=self.going_down_seconds,
             faults=self.faults,
         )
         self.supabase = self._exit.enter_context(emulator)

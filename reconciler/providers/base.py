@@ -73,7 +73,13 @@ class Project:
     def failed(self) -> bool:
         return self.status in TERMINAL_PROJECT_FAILURES
 
+    @property
+    def going_down(self) -> bool:
+        """Deleted and on its way out: gone for every purpose but the listing."""
+        return self.status == GOING_DOWN
 
+
+GOING_DOWN = "GOING_DOWN"  # the status a project has between DELETE and its disappearance
 TERMINAL_PROJECT_FAILURES = frozenset(
     {"INIT_FAILED", "REMOVED", "INACTIVE", "GOING_DOWN", "PAUSE_FAILED", "RESTORE_FAILED"}
 )

@@ -178,7 +178,9 @@ class SupabaseManagementClient:
             if not exc.retryable:
                 raise
             # The create may have happened with its answer lost: adopt it, never repeat it.
-            adopted = [p for p in self.list_projects() if p.name == body["name"]]
+            adopted = [
+                p for p in self.list_projects() if p.name == body["name"] and not p.going_down
+            ]
             if len(adopted) == 1:
                 logger.warning(
                     "%s: create answered %s, adopted %s found by name",
@@ -293,6 +295,10 @@ class SupabaseManagementClient:
                 PROVIDER, "delete project", f"project {ref} is not managed by democtl"
             )
         demo_id = project.demo_id
+        if project.going_down:
+            # Already being deleted: a second DELETE would only be refused as "not ready".
+            logger.info("%s: Supabase project %s is already going down", demo_id, ref)
+            return
         response = self._call(
             "DELETE", f"/v1/projects/{ref}", "delete project", demo_id, accept={400, 404}
         )
