@@ -243,7 +243,10 @@ class _Executor:
         except ProviderError as exc:
             if exc.status_code != 409:
                 raise
-            existing = next((p for p in supabase.list_projects() if p.name == name), None)
+            existing = next(
+                (p for p in supabase.list_projects() if p.name == name and not p.going_down),
+                None,
+            )
             if existing is None:
                 raise
             log.info("%s: adopted existing project %s", demo_id, existing.ref)
