@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class LocalStack:
         come_up_seconds: float = 2.0,
         database_lag_seconds: float = 0.5,
         going_down_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
@@ -99,6 +101,7 @@ class LocalStack:
         self.come_up_seconds = come_up_seconds
         self.database_lag_seconds = database_lag_seconds
         self.going_down_seconds = going_down_seconds
+        self.clock = clock  # the Supabase emulator's time (tests drive its life cycle)
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
         self.postgres: LocalPostgres | None = None
@@ -148,7 +151,7 @@ class LocalStack:
         emulator = SupabaseEmulator(
             self.state_dir,
             self.postgres,
-            clock=time.time,
+            clock=self.clock,
             come_up_seconds=self.come_up_seconds,
             # the token of local mode is a member of the settings' organisation only
             organizations=(self.settings.supabase.organization,),
