@@ -27,6 +27,7 @@ from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
     ApiKeys,
     ClusterProvider,
+    Conflict,
     DnsProvider,
     DnsRecord,
     HttpProber,
@@ -99,6 +100,7 @@ class Outcome:
     rate_limited: bool = False
     retry_after: float | None = None  # seconds, when the provider said (Retry-After)
     orphan: bool = False
+    conflict: bool = False  # something not ours holds a name this demo needs
 
     @property
     def ok(self) -> bool:
@@ -181,7 +183,10 @@ class _Executor:
         except ProviderError as exc:
             log.warning("%s: %s failed: %s", demo_id, _k(current), exc)
             return run.outcome(
-                error=str(exc), failed_action=_kind(current), retryable=exc.retryable
+                error=str(exc),
+                failed_action=_kind(current),
+                retryable=exc.retryable,
+                conflict=isinstance(exc, Conflict),
             )
         except Exception as exc:  # a bug in one demo must not stop the others
             log.exception("%s: %s failed unexpectedly", demo_id, _k(current))

@@ -49,6 +49,14 @@ class RateLimited(ProviderError):
     """The provider refused for rate limiting; leave the rest for a later cycle."""
 
 
+class Conflict(ProviderError):
+    """Something democtl does not own holds the name it needs: a human must resolve it.
+
+    Retrying cannot help until then, and giving up for good would be wrong once they
+    have; the message names the resource and what holds it.
+    """
+
+
 class NotReady(ProviderError):
     """The resource exists but cannot take this operation yet (e.g. a project still coming up)."""
 
