@@ -647,9 +647,7 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         ("demo-oldorphan", "delete-orphan-records"),
     }
     world_now = world.stack.inspect()
-    refs = {
-        p["ref"] for p in world_now["supabase"]["projects"] if p["status"] != "GOING_DOWN"
-    }
+    refs = {p["ref"] for p in world_now["supabase"]["projects"] if p["status"] != "GOING_DOWN"}
     ids = {r["id"] for r in world_now["cloudflare"]["records"]}
     assert refs == foreign_projects, "only foreign projects are left"
     assert ids == foreign_records, "only foreign records are left"

@@ -158,9 +158,7 @@ def _untrusted_extension_available(postgres: LocalPostgres) -> bool:
     [
         pytest.param("ALTER SYSTEM SET work_mem = '8MB'", "42501", id="alter-system"),
         pytest.param("CREATE ROLE escalated SUPERUSER", "42501", id="superuser-role"),
-        pytest.param(
-            "ALTER ROLE current_user WITH SUPERUSER", "42501", id="alter-to-superuser"
-        ),
+        pytest.param("ALTER ROLE current_user WITH SUPERUSER", "42501", id="alter-to-superuser"),
         pytest.param("COPY (SELECT 1) TO PROGRAM 'true'", "42501", id="copy-program"),
         pytest.param("CREATE EXTENSION file_fdw", "42501", id="untrusted-extension"),
     ],

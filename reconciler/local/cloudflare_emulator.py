@@ -57,9 +57,7 @@ IDENTICAL_EXISTS = 81057
 HOST_CONFLICT = 81053  # a CNAME where an A, AAAA or CNAME record has the name
 CNAME_CONFLICT = 81054  # an A or AAAA where a CNAME record has the name
 # Cloudflare's troubleshooting page for both, which the 81054 message links to
-SAME_NAME_DOCS = (
-    "https://developers.cloudflare.com/dns/manage-dns-records/troubleshooting/records-with-same-name/"
-)
+SAME_NAME_DOCS = "https://developers.cloudflare.com/dns/manage-dns-records/troubleshooting/records-with-same-name/"
 NOT_FOUND = 81044
 NO_ROUTE = 7003
 INVALID_NAME = 9000
