@@ -23,6 +23,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -138,6 +139,7 @@ class SupabaseEmulator(ServedEmulator):
         faults: Faults | None = None,
         rate_limit: int = RATE_LIMIT,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ class SupabaseEmulator(ServedEmulator):
         self._window = _Window()
         self._state: dict[str, Any] = self._load()
         self.server = EmulatorServer(
-            "supabase", self.handle, faults=faults, route_of=self._route, port=port
+            "supabase", self.handle, faults=faults, route_of=self._route, port=port, tls=tls
         )
 
     # --- lifecycle ------------------------------------------------------------------

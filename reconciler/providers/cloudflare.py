@@ -17,7 +17,8 @@ next cycle tries again. 5xx, 408/409 and connection errors are retried by the SD
 create whose answer was lost comes back as 81057/81053/81054 and is adopted; a
 name held by a record that is not ours is a `Conflict`, never adopted or deleted.
 
-May import: the standard library, `httpx`, `cloudflare` and `reconciler.providers.base`.
+May import: the standard library, `httpx`, `cloudflare`, `reconciler.providers.base` and
+`reconciler.providers.http` (the client factory, not its retries).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
+from reconciler.providers.http import Network, http_client
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class CloudflareDns:
         per_page: int = MAX_PER_PAGE,
         use_batch: bool = True,
         timeout: float = 30.0,
+        network: Network | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
@@ -123,8 +126,8 @@ class CloudflareDns:
             base_url=base_url or DEFAULT_BASE_URL,
             max_retries=max_retries,
             timeout=timeout,
-            # Proxies from the environment would capture loopback (emulator) traffic.
-            http_client=httpx.Client(trust_env=False, timeout=timeout),
+            # The environment's proxies and CAs (`network`), loopback (an emulator) direct.
+            http_client=http_client(timeout=timeout, network=network),
         )
         # The SDK fills these from CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY /
         # CLOUDFLARE_API_USER_SERVICE_KEY when not given, and then prefers them over

@@ -30,7 +30,7 @@ from reconciler.providers.base import (
     RateLimited,
     SupabaseProvider,
 )
-from reconciler.providers.http import RetryPolicy, make_client, parse_retry_after
+from reconciler.providers.http import Network, RetryPolicy, make_client, parse_retry_after
 
 if TYPE_CHECKING:
     from reconciler.model import Settings
@@ -61,6 +61,7 @@ class SupabaseManagementClient:
         instance_size: str | None = None,
         project_url_template: str = "https://{ref}.supabase.co",
         health_services: Iterable[str] = HEALTH_SERVICES,
+        network: Network | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", f"{TOKEN_ENV} is empty")
@@ -77,6 +78,7 @@ class SupabaseManagementClient:
             self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
+            network=network,  # proxies and CAs of the environment, unless given
         )
         # ref -> demo id of every managed project seen, so errors can name the demo
         self._owned: dict[str, str] = {}
