@@ -4,9 +4,14 @@ Owns the emulated endpoints democtl uses (list/create/get/delete projects, healt
 api-keys, database/query, database/password) with the status codes and shapes of
 ../shared/specs (the OpenAPI spec and the recorded real exchanges), the project
 life cycle (UNKNOWN -> COMING_UP -> ACTIVE_HEALTHY by time since creation, read
-from an injected clock), the 120/minute rate limit with X-RateLimit-* headers, and
-the JSON state file under the state dir that lets successive commands share one
-world. Faults and request counters come from `local.server.EmulatorServer`.
+from an injected clock; the database takes queries `database_lag_seconds` after
+ACTIVE_HEALTHY, answering 500 before; a deleted project is GOING_DOWN for
+`going_down_seconds`, then gone), the refusals of the real API (403 for an
+organisation the token is not a member of, 400 for values outside the spec's
+enums), queries run as a non-superuser role with the attributes of Supabase's
+`postgres`, the 120/minute rate limit with X-RateLimit-* headers, and the JSON
+state file under the state dir that lets successive commands share one world.
+Faults and request counters come from `local.server.EmulatorServer`.
 
 May import: the standard library, psycopg, `reconciler.local.server` and
 `reconciler.local.postgres`. Stores no secret: database passwords are applied to a
