@@ -381,7 +381,10 @@ class _Sight:
     ) -> tuple[dict[str, list[Project]], dict[str, list[DnsRecord]], dict[str, NamespaceState]]:
         projects: dict[str, list[Project]] = {}
         for p in sorted(self.projects or (), key=lambda p: p.ref):
-            projects.setdefault(p.demo_id, []).append(p)
+            # A project going down is deleted already: it is gone for a teardown, no
+            # duplicate, nothing to adopt and never deleted again.
+            if not p.going_down:
+                projects.setdefault(p.demo_id, []).append(p)
         records: dict[str, list[DnsRecord]] = {}
         for r in sorted(self.records or (), key=lambda r: (r.name, r.id)):
             if r.demo_id:
@@ -734,8 +737,8 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
     doomed_projects: set[str] = set()
     if sight.projects is not None:
         for project in sorted(sight.projects, key=lambda p: (p.demo_id, p.ref)):
-            if project.demo_id in known:
-                continue
+            if project.demo_id in known or project.going_down:
+                continue  # a project going down is being deleted: never an orphan
             if not _is_demo_id(project.demo_id):
                 notes.append(f"project {project.ref} ({project.name}): not a demo id, kept")
             elif project.created_at is None:

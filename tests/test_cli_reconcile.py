@@ -287,7 +287,8 @@ def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) 
     assert "Demo-Action: " in git(scratch, "log", "-1", "--format=%B")
     after = world(repo)
     assert after["cloudflare"]["records"] == []
-    assert not [p for p in after["supabase"]["projects"] if p.get("status") != "REMOVED"]
+    # deleted projects stay listed a while (GOING_DOWN), their databases gone at once
+    assert [p["database"] for p in after["supabase"]["projects"]] == [None] * len(DEMOS)
 
 
 def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:

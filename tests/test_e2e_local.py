@@ -150,7 +150,12 @@ class World:
     # --- what the emulators hold ---------------------------------------------------------
 
     def projects(self, name: str) -> list[dict[str, Any]]:
-        return [p for p in self.stack.inspect()["supabase"]["projects"] if p["name"] == name]
+        """The live projects of that name: a deleted one stays listed a while, GOING_DOWN."""
+        return [
+            p
+            for p in self.stack.inspect()["supabase"]["projects"]
+            if p["name"] == name and p["status"] != "GOING_DOWN"
+        ]
 
     def demo_projects(self, demo_id: str) -> list[dict[str, Any]]:
         return self.projects(f"democtl-{demo_id}")
@@ -652,7 +657,7 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         ("demo-oldorphan", "delete-orphan-records"),
     }
     world_now = world.stack.inspect()
-    refs = {p["ref"] for p in world_now["supabase"]["projects"]}
+    refs = {p["ref"] for p in world_now["supabase"]["projects"] if p["status"] != "GOING_DOWN"}
     ids = {r["id"] for r in world_now["cloudflare"]["records"]}
     assert refs == foreign_projects, "only foreign projects are left"
     assert ids == foreign_records, "only foreign records are left"
@@ -689,7 +694,8 @@ def test_deleting_every_demo_file_at_once_is_refused_unless_allowed(world: World
     for demo_id in ids:
         assert not world.demo_projects(demo_id) and not world.demo_records(demo_id)
         assert world.origin_status(demo_id) is None
-    assert not world.stack.inspect()["supabase"]["projects"]
+    left = world.stack.inspect()["supabase"]["projects"]
+    assert {p["status"] for p in left} <= {"GOING_DOWN"}  # deleted, listed for a while
 
 
 # --- the README's first command, as a subprocess ---------------------------------------------

@@ -429,19 +429,24 @@ class LocalPostgres:
 
     # --- using it -------------------------------------------------------------------
 
-    def conninfo(self, dbname: str) -> str:
+    def conninfo(self, dbname: str, *, user: str | None = None) -> str:
+        """How to reach `dbname`, as the cluster's superuser unless `user` names another
+        role (the cluster trusts local connections, so a role needs no password)."""
         if self._uri is not None:
-            return psycopg.conninfo.make_conninfo(self._uri, dbname=dbname)
+            extra = {"user": user} if user else {}
+            return psycopg.conninfo.make_conninfo(self._uri, dbname=dbname, **extra)
         if self.socket_dir is None:
             raise PostgresError("the PostgreSQL cluster is not started")
         return psycopg.conninfo.make_conninfo(
-            host=str(self.socket_dir), port=str(self.port), user=SUPERUSER, dbname=dbname
+            host=str(self.socket_dir), port=str(self.port), user=user or SUPERUSER, dbname=dbname
         )
 
     def connect(
-        self, dbname: str, *, autocommit: bool = True
+        self, dbname: str, *, autocommit: bool = True, user: str | None = None
     ) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(self.conninfo(dbname), autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(
+            self.conninfo(dbname, user=user), autocommit=autocommit, connect_timeout=10
+        )
 
     @contextlib.contextmanager
     def admin(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:

@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +219,9 @@ class LocalStack:
         faults: Faults | None = None,
         nodes: dict[str, tuple[str, str]] | None = None,
         come_up_seconds: float = 2.0,
+        database_lag_seconds: float = 0.5,
+        going_down_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
@@ -226,6 +229,9 @@ class LocalStack:
         self.faults = faults
         self.nodes = nodes
         self.come_up_seconds = come_up_seconds
+        self.database_lag_seconds = database_lag_seconds
+        self.going_down_seconds = going_down_seconds
+        self.clock = clock  # the Supabase emulator's time (tests drive its life cycle)
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
         self.postgres: LocalPostgres | None = None
@@ -277,8 +283,12 @@ class LocalStack:
         emulator = SupabaseEmulator(
             self.state_dir,
             self.postgres,
-            clock=time.time,
+            clock=self.clock,
             come_up_seconds=self.come_up_seconds,
+            # the token of local mode is a member of the settings' organisation only
+            organizations=(self.settings.supabase.organization,),
+            database_lag_seconds=self.database_lag_seconds,
+            going_down_seconds=self.going_down_seconds,
             faults=self.faults,
         )
         self.supabase = self._exit.enter_context(emulator)
