@@ -31,7 +31,12 @@ def main() -> None:
         postgres = LocalPostgres(Path(tmp) / "pg").start()
         try:
             emulator = SupabaseEmulator(
-                Path(tmp) / "supabase", postgres, clock=lambda: now[0], come_up_seconds=1
+                Path(tmp) / "supabase",
+                postgres,
+                clock=lambda: now[0],
+                come_up_seconds=1,
+                organizations=("bench-org",),
+                database_lag_seconds=0,
             )
             with emulator:
                 client = SupabaseManagementClient(

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.providers.kubernetes import KubernetesCluster
 from tests.test_kubernetes import CREDENTIALS, SECRET, render
 

@@ -27,6 +27,7 @@ from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
     ApiKeys,
     ClusterProvider,
+    Conflict,
     DnsProvider,
     DnsRecord,
     HttpProber,
@@ -101,6 +102,7 @@ class Outcome:
     retry_after: float | None = None  # seconds, when the provider said (Retry-After)
     orphan: bool = False
     reset_for: str | None = None  # the release failure a RESET_RELEASE asked about
+    conflict: bool = False  # something not ours holds a name this demo needs
 
     @property
     def ok(self) -> bool:
@@ -180,7 +182,10 @@ class _Executor:
         except ProviderError as exc:
             if exc.status_code != 409:
                 raise
-            existing = next((p for p in supabase.list_projects() if p.name == name), None)
+            existing = next(
+                (p for p in supabase.list_projects() if p.name == name and not p.going_down),
+                None,
+            )
             if existing is None:
                 raise
             log.info("%s: adopted existing project %s", action.demo_id, existing.ref)
@@ -320,7 +325,11 @@ def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, 
         }
     if isinstance(exc, ProviderError):
         log.warning("%s: %s failed: %s", demo_id, _k(current), exc)
-        return failed | {"error": str(exc), "retryable": exc.retryable}
+        return failed | {
+            "error": str(exc),
+            "retryable": exc.retryable,
+            "conflict": isinstance(exc, Conflict),
+        }
     log.exception("%s: %s failed unexpectedly", demo_id, _k(current))
     return failed | {"error": f"internal error in {_k(current)}: {type(exc).__name__}"}
 

@@ -243,6 +243,24 @@ def run_cycle(
     return result
 
 
+@dataclass(frozen=True)
+class Writer:
+    """What a pushing cycle takes from the edge besides its `now`.
+
+    `wall`: the real clock, for the writer lock's lease; never the cycle's
+    `now`, which `--now` moves (a lock written 30 hours ahead would block
+    every real run until then). `jitter`: uniform draws in [0, 1) that spread
+    push retries, seeded at the edge. `push_budget`: seconds a cycle keeps
+    trying to push while the branch keeps moving. `background`: renew the
+    lease from a thread too (off in tests that renew at the checkpoints only).
+    """
+
+    wall: Callable[[], datetime]
+    jitter: Callable[[], float] | None = None
+    push_budget: float = gitstate.PUSH_BUDGET
+    background: bool = True
+
+
 def run_cycle_and_push(
     root: Path,
     providers: Providers,
@@ -250,14 +268,18 @@ def run_cycle_and_push(
     options: CycleOptions = CycleOptions(),
     *,
     holder: str,
+    writer: Writer,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> CycleResult:
     """A cycle on a checkout of the state repository that pushes its commit.
 
-    Syncs to the remote head, holds the writer lock for the cycle, and when the
-    push is rejected because the remote moved (a pull request merged meanwhile)
-    plans again on the new head. Raises gitstate errors for a human to read.
+    Syncs to the remote head, holds the writer lock's lease for the cycle
+    (on `writer.wall`, renewed: see `gitstate.held_lease`), and when the push
+    is rejected because the remote moved (a pull request merged meanwhile)
+    backs off and plans again on the new head, for up to `writer.push_budget`
+    seconds. Raises gitstate errors for a human to read.
     """
     # only the git settings are needed before the cycle; run_cycle loads the whole state
     found = read_settings(root)
@@ -268,15 +290,26 @@ def run_cycle_and_push(
     identity = gitstate.Identity.from_settings(state_settings)
     gitstate.sync(root, branch=git_settings.branch, identity=identity)
     results: list[CycleResult] = []
-
-    def cycle() -> str | None:
-        results.append(run_cycle(root, providers, now, options, progress=progress))
-        return results[-1].commit
-
     ttl = parse_duration(git_settings.lockTtl)
-    with gitstate.held_lock(root, holder, now, ttl, identity=identity):
+    with gitstate.held_lease(
+        root, holder, writer.wall, ttl, identity=identity, background=writer.background
+    ) as lease:
+
+        def cycle() -> str | None:
+            lease.check()  # renewed between phases; a lost lock stops us before we act
+            results.append(run_cycle(root, providers, now, options, progress=progress))
+            lease.check()  # and before the commit is pushed
+            return results[-1].commit
+
         gitstate.push_with_replan(
-            root, cycle, sleep=sleep, branch=git_settings.branch, identity=identity
+            root,
+            cycle,
+            sleep,
+            branch=git_settings.branch,
+            identity=identity,
+            budget=writer.push_budget,
+            jitter=writer.jitter,
+            monotonic=monotonic,
         )
     return results[-1]
 
@@ -291,12 +324,18 @@ class Repeat:
     `push`: each cycle syncs with the remote, holds the writer lock as `holder`
     and pushes its commit; otherwise it commits where it runs. `wait`: seconds
     more cycles may run while demos are still being created or torn down
-    (0: exactly one cycle).
+    (0: exactly one cycle). `writer`: the real clock and jitter a pushing
+    cycle needs (required with `push`).
     """
 
     push: bool = False
     holder: str = ""
     wait: float = 0.0
+    writer: Writer | None = None
+
+    def __post_init__(self) -> None:
+        if self.push and self.writer is None:
+            raise ValueError("a pushing run needs a Writer: the real clock for the lock")
 
 
 # Between cycles that committed nothing only the providers can move things on
@@ -356,9 +395,17 @@ def run_cycles(
         now = clock()
         if on_cycle_start is not None:
             on_cycle_start(number, now)
-        if repeat.push:
+        if repeat.push and repeat.writer is not None:
             last = run_cycle_and_push(
-                root, providers, now, options, holder=repeat.holder, progress=progress, sleep=sleep
+                root,
+                providers,
+                now,
+                options,
+                holder=repeat.holder,
+                writer=repeat.writer,
+                progress=progress,
+                sleep=sleep,
+                monotonic=monotonic,
             )
         else:
             last = run_cycle(root, providers, now, options, progress=progress)

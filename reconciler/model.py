@@ -495,7 +495,9 @@ class GitSettings(StrictModel):
     branch: str = "main"
     committerName: str = "democtl"
     committerEmail: str = "democtl@localhost"
-    lockTtl: Duration = "15m"
+    # the writer lock's lease on the real clock, renewed while a cycle runs: short, so
+    # that a killed run on another host blocks the next one for one lease at most
+    lockTtl: Duration = "1m"
 
 
 class SafetySettings(StrictModel):

@@ -389,7 +389,10 @@ class _Sight:
     ) -> tuple[dict[str, list[Project]], dict[str, list[DnsRecord]], dict[str, NamespaceState]]:
         projects: dict[str, list[Project]] = {}
         for p in sorted(self.projects or (), key=lambda p: p.ref):
-            projects.setdefault(p.demo_id, []).append(p)
+            # A project going down is deleted already: it is gone for a teardown, no
+            # duplicate, nothing to adopt and never deleted again.
+            if not p.going_down:
+                projects.setdefault(p.demo_id, []).append(p)
         records: dict[str, list[DnsRecord]] = {}
         for r in sorted(self.records or (), key=lambda r: (r.name, r.id)):
             if r.demo_id:
@@ -770,8 +773,8 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
     doomed_projects: set[str] = set()
     if sight.projects is not None:
         for project in sorted(sight.projects, key=lambda p: (p.demo_id, p.ref)):
-            if project.demo_id in known:
-                continue
+            if project.demo_id in known or project.going_down:
+                continue  # a project going down is being deleted: never an orphan
             if not _is_demo_id(project.demo_id):
                 notes.append(f"project {project.ref} ({project.name}): not a demo id, kept")
             elif project.created_at is None:
@@ -831,8 +834,11 @@ def plan(
 ) -> Plan:
     """Decide, for every demo and every managed resource, what this cycle does and why.
 
-    `known_migrations` (the names the templates ship) lets a live demo pick up a new
-    migration; without it, a demo is migrated once, when no migration is recorded.
+    `known_migrations` (the names the templates ship: the migration file names without
+    .sql, `<YYYYMMDDHHMMSS>_<name>`) lets a live demo pick up a new migration; without
+    it, a demo is migrated once, when no migration is recorded. A status written before
+    the files took the Supabase CLI's names (`0001_...`) gets one MIGRATE, which adopts
+    the old bookkeeping and runs nothing again.
     """
     sight = _Sight.of(observed, statuses)
     refusals: list[str] = []

@@ -179,7 +179,13 @@ def _phase_and_message(
                 f"gave up after {attempts} attempts: {outcome.error}",
                 "AttemptsExhausted",
             )
-        reason = "RateLimited" if outcome.rate_limited else "ProvisioningError"
+        reason = (
+            "RateLimited"
+            if outcome.rate_limited
+            else "Conflict"
+            if outcome.conflict
+            else "ProvisioningError"
+        )
         return (before if live and before else Phase.CREATING), outcome.error, reason
     failing = failing_checks(health)
     checked = outcome is not None and outcome.health is not None

@@ -3,7 +3,10 @@
 Owns the choice between production adapters (credentials from the environment
 only) and `--local` (emulators on loopback, no credentials, no network), and the
 scratch state repository local mode reconciles in. The CLI calls this; the loop
-receives the finished `Providers` and never knows which world it talks to.
+receives the finished `Providers` and never knows which world it talks to. In local
+mode every step here holds the local world's lock (`local.stack.local_lock`), so two
+`--local` commands in one repository take turns instead of colliding in the scratch
+repository.
 """
 
 from __future__ import annotations
@@ -19,9 +22,16 @@ from pathlib import Path
 
 from reconciler import database, gitstate
 from reconciler.apply import Providers
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.server import parse_faults
-from reconciler.local.stack import LocalStack, local_nodes, local_state_dir
+from reconciler.local.stack import (
+    LocalStack,
+    acquire_local_lock,
+    local_lock,
+    local_nodes,
+    local_state_dir,
+    release_local_lock,
+)
 from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
@@ -55,9 +65,15 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
     so the branch the user is working on never receives democtl's commits.
     """
     if local and not push:
-        return gitstate.scratch_state_repo(
-            repo, local_state_repo(repo), gitstate.Identity.from_settings(settings), when=now
-        )
+        # held on into the command's open_providers, which releases it on exit
+        acquire_local_lock(local_state_dir(repo), hand_over=True)
+        try:
+            return gitstate.scratch_state_repo(
+                repo, local_state_repo(repo), gitstate.Identity.from_settings(settings), when=now
+            )
+        except BaseException:
+            release_local_lock(local_state_dir(repo), handed_over=True)
+            raise
     return repo
 
 
@@ -71,7 +87,10 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
     if not local:
         yield repo
         return
-    with tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp:
+    with (
+        local_lock(local_state_dir(repo)),
+        tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp,
+    ):
         yield gitstate.preview_state_repo(
             repo,
             local_state_repo(repo),
@@ -104,9 +123,12 @@ def open_providers(
             faults = parse_faults(faults_text) if faults_text.strip() else None
         except ValueError as exc:
             raise SetupError(f"DEMOCTL_LOCAL_FAULTS: {exc}") from None
-        with LocalStack(
-            local_state_dir(repo), workdir, settings, faults=faults, come_up_seconds=come_up
-        ) as stack:
+        with (
+            local_lock(local_state_dir(repo)),
+            LocalStack(
+                local_state_dir(repo), workdir, settings, faults=faults, come_up_seconds=come_up
+            ) as stack,
+        ):
             providers = local_providers(stack)
             try:
                 yield providers

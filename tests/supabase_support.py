@@ -18,6 +18,9 @@ from reconciler.providers.http import RetryPolicy
 from reconciler.providers.supabase import SupabaseManagementClient
 
 TOKEN = "sbp_test_token_0123456789abcdef"  # a fake token, checked never to leak
+ORGANIZATION = "splits-network-demos"  # the one organisation the emulator knows
+DATABASE_LAG = 0.5  # seconds between ACTIVE_HEALTHY and the database taking queries
+GOING_DOWN = 60.0  # seconds a deleted project stays listed as GOING_DOWN
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Harness:
     def healthy(self, demo_id: str, db_pass: str = "creation-pass-1") -> str:
         """Create a project and move the clock until it is up; return its ref."""
         project = self.client.create_project(demo_id, db_pass)
-        self.clock.advance(self.emulator.come_up_seconds + 1)
+        self.clock.advance(self.emulator.come_up_seconds + DATABASE_LAG + 1)
         assert self.client.is_healthy(project.ref)
         return project.ref
 
@@ -69,13 +72,20 @@ def make_harness(
     clock = ManualClock()
     sleeps = Sleeps()
     emulator = SupabaseEmulator(
-        state_dir, postgres, clock=clock, come_up_seconds=120.0, faults=faults
+        state_dir,
+        postgres,
+        clock=clock,
+        come_up_seconds=120.0,
+        organizations=(ORGANIZATION,),
+        database_lag_seconds=DATABASE_LAG,
+        going_down_seconds=GOING_DOWN,
+        faults=faults,
     )
     emulator.start()
     client = SupabaseManagementClient(
         emulator.url,
         TOKEN,
-        "splits-network-demos",
+        ORGANIZATION,
         "us-east-1",
         prefix,
         retry=RetryPolicy(attempts=attempts, base_delay=0.5, max_delay=30.0, sleep=sleeps),

@@ -287,7 +287,8 @@ def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) 
     assert "Demo-Action: " in git(scratch, "log", "-1", "--format=%B")
     after = world(repo)
     assert after["cloudflare"]["records"] == []
-    assert not [p for p in after["supabase"]["projects"] if p.get("status") != "REMOVED"]
+    # deleted projects stay listed a while (GOING_DOWN), their databases gone at once
+    assert [p["database"] for p in after["supabase"]["projects"]] == [None] * len(DEMOS)
 
 
 def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:
@@ -636,3 +637,20 @@ def test_every_log_line_about_a_demo_names_it(
     assert anonymous == []
     assert code in (0, 1), out  # a faulted action may fail on the way; the demos converge
     assert all(row[0] == "ready" for row in table_rows(out).values()), out
+
+
+def test_local_reset_starts_the_local_world_afresh(tmp_path: Path) -> None:
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    before = {p["ref"] for p in world(repo)["supabase"]["projects"]}
+    assert before
+    code, out = democtl(repo, "local", "reset")
+    assert code == 0 and "deleted" in out, out
+    assert not (repo / ".democtl" / "local").exists()
+    code, out = democtl(repo, "local", "reset")
+    assert code == 0 and "nothing to reset" in out, out
+    # a new world: nothing of the old one comes back
+    fresh = world(repo)
+    assert not fresh.get("supabase", {}).get("projects")
+    assert not fresh.get("cloudflare", {}).get("records")
+    assert not fresh["kubernetes"]["namespaces"]

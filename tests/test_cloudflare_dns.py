@@ -14,7 +14,13 @@ import pytest
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.server import Faults
-from reconciler.providers.base import DesiredRecord, DnsRecord, ProviderError, RateLimited
+from reconciler.providers.base import (
+    Conflict,
+    DesiredRecord,
+    DnsRecord,
+    ProviderError,
+    RateLimited,
+)
 from reconciler.providers.cloudflare import (
     CloudflareDns,
     owner_of,
@@ -497,7 +503,8 @@ def test_the_token_never_reaches_errors_or_logs(
         wrong.list_records()
     errors.append(caught.value)
 
-    assert len({type(e) for e in errors}) == 2  # ProviderError and RateLimited
+    # ProviderError, RateLimited and Conflict (the foreign record)
+    assert {type(e) for e in errors} == {ProviderError, RateLimited, Conflict}
     for error in errors:
         assert TOKEN not in f"{error} {error!r} {error.args} {error.upstream_message}"
         # No SDK exception (holding the request and its headers) rides along.
@@ -507,3 +514,79 @@ def test_the_token_never_reaches_errors_or_logs(
     assert TOKEN not in repr(dns)
     state = emulator.state_path.read_text()
     assert ZONE in state and TOKEN not in state
+
+
+# --- names taken by a record of another type (Cloudflare's same-name rules) -----------
+
+HOST_TAKEN = "An A, AAAA, or CNAME record with that host already exists."
+CNAME_TAKEN = "A CNAME record with that host already exists."
+
+
+def _raw_create(emulator: CloudflareEmulator, **body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{emulator.api_url}/zones/{emulator.zone_id}/dns_records",
+        json={"proxied": False, "ttl": 1, **body},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+
+
+@pytest.mark.parametrize(
+    "existing, new, code, message",
+    [
+        pytest.param(("A", "192.0.2.1"), ("CNAME", TARGET), 81053, HOST_TAKEN, id="cname-on-a"),
+        pytest.param(("AAAA", "2001:db8::1"), ("CNAME", TARGET), 81053, HOST_TAKEN, id="on-aaaa"),
+        pytest.param(("CNAME", "x.example.org"), ("CNAME", TARGET), 81053, HOST_TAKEN, id="cname"),
+        pytest.param(("CNAME", TARGET), ("A", "192.0.2.1"), 81054, CNAME_TAKEN, id="a-on-cname"),
+        pytest.param(("CNAME", TARGET), ("AAAA", "2001:db8::1"), 81054, CNAME_TAKEN, id="aaaa"),
+    ],
+)  # fmt: skip
+def test_the_emulator_refuses_a_name_taken_by_another_type(
+    emulator: CloudflareEmulator,
+    existing: tuple[str, str],
+    new: tuple[str, str],
+    code: int,
+    message: str,
+) -> None:
+    name = f"taken.{ZONE}"
+    emulator.seed_record(type=existing[0], name=name, content=existing[1])
+    answer = _raw_create(emulator, type=new[0], name=name, content=new[1])
+    assert answer.status_code == 400
+    [error] = answer.json()["errors"]
+    assert error["code"] == code and error["message"].startswith(message)
+    assert answer.json()["success"] is False and answer.json()["result"] is None
+    assert [r["type"] for r in records_named(emulator, name)] == [existing[0]]
+
+
+def test_a_and_aaaa_share_a_name(emulator: CloudflareEmulator) -> None:
+    emulator.seed_record(type="A", name=f"both.{ZONE}", content="192.0.2.1")
+    assert _raw_create(emulator, type="AAAA", name="both", content="2001:db8::1").is_success
+
+
+@pytest.mark.parametrize(
+    "foreign_type, content, wanted_type, target",
+    [
+        pytest.param("A", "198.51.100.9", "CNAME", TARGET, id="our-cname-on-their-a-81053"),
+        pytest.param("CNAME", "other.example.org", "A", "192.0.2.10", id="our-a-on-cname-81054"),
+        pytest.param("CNAME", "other.example.org", "AAAA", "2001:db8::10", id="our-aaaa-81054"),
+    ],
+)  # fmt: skip
+def test_a_name_taken_by_another_type_is_a_conflict_never_adopted_or_deleted(
+    emulator: CloudflareEmulator,
+    make_dns: Callable[..., CloudflareDns],
+    foreign_type: str,
+    content: str,
+    wanted_type: str,
+    target: str,
+) -> None:
+    name = f"demo-a.portal.{ZONE}"
+    foreign = emulator.seed_record(type=foreign_type, name=name, content=content)
+    wanted = [DesiredRecord("demo-a", name, wanted_type, target, False)]
+    for dns in (make_dns(), make_dns(use_batch=False)):
+        with pytest.raises(Conflict) as caught:
+            dns.ensure_records("demo-a", wanted)
+        message = str(caught.value)
+        assert f"{foreign_type} {name} exists and is not ours" in message
+        assert f"{wanted_type} {name} cannot be created" in message
+        assert not caught.value.retryable and caught.value.demo_id == "demo-a"
+    assert records_named(emulator, name) == [foreign]  # untouched, not adopted
+    assert dns.list_records() == []

@@ -32,7 +32,7 @@ from reconciler.apply import Providers
 from reconciler.gitstate import lock as gitstate_lock
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.stack import LocalStack, inspect_state, local_state_dir
-from reconciler.loop import CycleOptions, CycleResult, run_cycle_and_push
+from reconciler.loop import CycleOptions, CycleResult, Writer, run_cycle_and_push
 from reconciler.model import Phase
 from reconciler.plan import Intent
 from reconciler.workspace import read_settings
@@ -115,6 +115,8 @@ class World:
             now,
             options,
             holder="e2e",
+            # the test stands in for the edge: its real clock is the cycle's clock
+            writer=Writer(wall=lambda: now, background=False),
             sleep=lambda _: None,
         )
         self.results.append(result)
@@ -148,7 +150,12 @@ class World:
     # --- what the emulators hold ---------------------------------------------------------
 
     def projects(self, name: str) -> list[dict[str, Any]]:
-        return [p for p in self.stack.inspect()["supabase"]["projects"] if p["name"] == name]
+        """The live projects of that name: a deleted one stays listed a while, GOING_DOWN."""
+        return [
+            p
+            for p in self.stack.inspect()["supabase"]["projects"]
+            if p["name"] == name and p["status"] != "GOING_DOWN"
+        ]
 
     def demo_projects(self, demo_id: str) -> list[dict[str, Any]]:
         return self.projects(f"democtl-{demo_id}")
@@ -252,7 +259,12 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
     # the project's database: the migrated schema and the enterprise seed, small size
     assert [p["ref"] for p in world.demo_projects("demo-acme01")] == [ref]
     with world.stack.postgres.connect(ref) as conn:  # type: ignore[union-attr]
-        versions = [r[0] for r in conn.execute("SELECT version FROM democtl.schema_migrations")]
+        versions = [
+            f"{v}_{n}"
+            for v, n in conn.execute(
+                "SELECT version, name FROM supabase_migrations.schema_migrations"
+            )
+        ]
         tenant = conn.execute("SELECT name, kind FROM public.companies WHERE is_demo_tenant")
         tenants = tenant.fetchall()
         candidates = conn.execute("SELECT count(*) FROM public.candidates").fetchone()
@@ -537,8 +549,9 @@ def test_a_crash_after_a_side_effect_is_repaired_without_duplicate_or_leak(
         assert not any((world.origin_status(i) or {}).get("secretProjectRef") for i in ids)
 
     with pytest.raises(gitstate.LockHeld):
-        world.cycle(START + timedelta(minutes=5))
-    restarted = START + timedelta(minutes=16)  # past the lock's 15m ttl: taken over
+        # the "killed" holder is this live process: its lease is respected
+        world.cycle(START + timedelta(seconds=30))
+    restarted = START + timedelta(minutes=2)  # past the lock's 1m lease: taken over
     world.until(restarted, ready(*ids))
     assert world.cycle(restarted).commit is None
     for demo_id in ids:
@@ -644,7 +657,7 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         ("demo-oldorphan", "delete-orphan-records"),
     }
     world_now = world.stack.inspect()
-    refs = {p["ref"] for p in world_now["supabase"]["projects"]}
+    refs = {p["ref"] for p in world_now["supabase"]["projects"] if p["status"] != "GOING_DOWN"}
     ids = {r["id"] for r in world_now["cloudflare"]["records"]}
     assert refs == foreign_projects, "only foreign projects are left"
     assert ids == foreign_records, "only foreign records are left"
@@ -681,7 +694,8 @@ def test_deleting_every_demo_file_at_once_is_refused_unless_allowed(world: World
     for demo_id in ids:
         assert not world.demo_projects(demo_id) and not world.demo_records(demo_id)
         assert world.origin_status(demo_id) is None
-    assert not world.stack.inspect()["supabase"]["projects"]
+    left = world.stack.inspect()["supabase"]["projects"]
+    assert {p["status"] for p in left} <= {"GOING_DOWN"}  # deleted, listed for a while
 
 
 # --- the README's first command, as a subprocess ---------------------------------------------

@@ -373,10 +373,15 @@ def test_push_with_replan_gives_up(tmp_path: Path) -> None:
         git(rival, "push", "--quiet", "origin", "main")
         return commit_cycle(work, {"status/demo-a.yaml": b"x\n"}, [DemoChange("demo-a", "ready")])
 
+    # the bound is time: the clock moves only by what the back-off sleeps
     sleeps: list[float] = []
-    with pytest.raises(PushGaveUp, match="gave up after 3 attempts"):
-        push_with_replan(work, cycle, attempts=3, sleep=sleeps.append)
+    with pytest.raises(PushGaveUp) as gave_up:
+        push_with_replan(work, cycle, sleeps.append, budget=6.5, monotonic=lambda: sum(sleeps))
+    # 1 + 2 seconds slept; the next 4 would end past the 6.5s budget
     assert sleeps == [1.0, 2.0]
+    message = str(gave_up.value)
+    assert "gave up pushing after 3 attempts in 3s (the budget is 6.5s)" in message
+    assert "Not pushed: this cycle's commit" in message and "(demo-a: ready)" in message
     assert "demo-a: ready" not in git(origin, "log", "--format=%s", "main")
 
 

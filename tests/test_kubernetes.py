@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from reconciler.cli import cli
-from reconciler.local.kubernetes_emulator import KubernetesEmulator, selector_matches
+from reconciler.local.kubernetes import KubernetesEmulator, selector_matches
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack, local_state_dir
 from reconciler.providers.base import SECRET_PROJECT_REF_ANNOTATION, ProviderError, RateLimited

@@ -253,6 +253,9 @@ CASES = [
     pytest.param([file(A, expires=PAST)], {}, Observed(), {}, {A: "teardown: remove-files"}, id="demo-expired-before-it-ran-is-removed"),
     pytest.param([file(A, expires=LATER)], {A: status(A, expires=PAST)}, world(A), {}, {A: "provision: render-release check-health"}, id="extended-demo-is-not-torn-down"),
     pytest.param([file(A, expires=PAST)], {A: status(A)}, world(A, projects=[project(A, ref_="ref-dup")]), {}, {A: "teardown: delete-dns delete-project delete-project remove-files"}, id="teardown-deletes-every-project-of-the-demo"),
+    pytest.param([file(A, expires=PAST)], {A: status(A)}, world(projects=[project(A, "GOING_DOWN")], extra_records=records(A), namespaces=[namespace(A)]), {}, {A: "teardown: delete-dns remove-files"}, id="project-going-down-counts-as-gone-for-a-teardown"),
+    pytest.param([], {A: status(A, Phase.DESTROYING, provisioned=False)}, world(projects=[project(A, "GOING_DOWN")]), {}, {A: "teardown: remove-files"}, id="project-going-down-is-not-deleted-again"),
+    pytest.param([file(A)], {A: status(A)}, world(A, projects=[project(A, "GOING_DOWN", ref_="ref-old")]), {}, {A: CHECK}, id="project-going-down-beside-the-live-one-is-no-duplicate"),
     # deleted files and invalid files
     pytest.param([], {A: status(A)}, world(A), {}, {A: TEARDOWN}, id="deleted-demo-is-torn-down"),
     pytest.param([], {A: status(A, Phase.DESTROYING, provisioned=False)}, Observed(), {}, {A: "teardown: remove-files"}, id="deleted-demo-status-goes-once-resources-are-gone"),
@@ -280,6 +283,8 @@ CASES = [
     pytest.param([], {A: status(A)}, Observed(None, None, None), {}, {A: "teardown:"}, id="all-listings-failed-deletes-nothing"),
     # orphans
     pytest.param([], {}, world(projects=[project(D, age=timedelta(hours=2))]), {}, {"orphans": "delete-orphan-project:demo-d"}, id="old-orphan-project-is-deleted"),
+    pytest.param([], {}, world(projects=[project(D, "GOING_DOWN", age=timedelta(days=2))]), {}, {}, id="project-going-down-is-never-an-orphan"),
+    pytest.param([], {}, world(projects=[project(D, "GOING_DOWN", age=timedelta(days=2))], extra_records=records(D)), {}, {"orphans": "delete-orphan-records:demo-d"}, id="orphan-records-of-a-project-going-down-are-collected"),
     pytest.param([], {}, world(projects=[project(D, age=timedelta(minutes=10))]), {}, {}, id="young-orphan-project-is-kept"),
     pytest.param([], {}, world(projects=[project(D, age=None)]), {}, {}, id="orphan-project-of-unknown-age-is-kept"),
     pytest.param([], {}, world(extra_records=records(D)), {}, {"orphans": "delete-orphan-records:demo-d"}, id="orphan-records-without-project-are-deleted"),

@@ -22,7 +22,7 @@ from reconciler.local.server import Faults, Request, Response
 from reconciler.model import Settings
 from reconciler.providers.base import NotReady, ProviderError, RateLimited
 from reconciler.providers.supabase import SupabaseManagementClient
-from tests.supabase_support import TOKEN, CapturedLogs, Harness, harness_fixture
+from tests.supabase_support import GOING_DOWN, TOKEN, CapturedLogs, Harness, harness_fixture
 
 TABLES = (
     "companies",
@@ -117,11 +117,10 @@ def test_migrations_apply_once_in_order(sb: Harness) -> None:
     assert first == sorted(first)
     # again: nothing runs, and every applied version is still reported (MigrateFn)
     assert database.migrate(sb.client, ref, "demo-mig01") == first
-    assert sb.client.run_sql(ref, "SELECT count(*) AS n FROM democtl.schema_migrations") == [
-        {"n": len(first)}
-    ]
-    rows = sb.client.run_sql(ref, "SELECT version FROM democtl.schema_migrations ORDER BY 1")
-    assert [r["version"] for r in rows] == first
+    rows = sb.client.run_sql(
+        ref, "SELECT version, name FROM supabase_migrations.schema_migrations ORDER BY 1"
+    )
+    assert [f"{r['version']}_{r['name']}" for r in rows] == first
 
 
 def test_changed_migration_is_refused(sb: Harness, tmp_path: Path) -> None:
@@ -150,8 +149,8 @@ def test_failing_migration_is_atomic_and_quotes_the_sql_error(sb: Harness, tmp_p
     assert 'relation "missing" does not exist' in str(err) and "0002_bad" in str(err)
     tables = sb.emulator.inspect()["projects"][0]["tables"]
     assert "public.ok" in tables and "public.half" not in tables
-    versions = sb.client.run_sql(ref, "SELECT version FROM democtl.schema_migrations")
-    assert [r["version"] for r in versions] == ["0001_ok"]
+    versions = sb.client.run_sql(ref, "SELECT version FROM supabase_migrations.schema_migrations")
+    assert [r["version"] for r in versions] == ["0001"]
 
 
 @pytest.mark.parametrize("demo_type", database.DEMO_TYPES)
@@ -233,9 +232,50 @@ def test_set_password_reaches_the_project_and_is_not_stored(sb: Harness) -> None
 def test_delete_twice_is_success(sb: Harness) -> None:
     ref = sb.healthy("demo-del01")
     sb.client.delete_project(ref)
-    sb.client.delete_project(ref)
-    assert sb.client.list_projects() == []
+    sb.client.delete_project(ref)  # GOING_DOWN: nothing sent again
+    assert sb.emulator.requests["DELETE /v1/projects/{ref}"] == 1
     assert ref not in sb.emulator.postgres.databases()
+    sb.clock.advance(GOING_DOWN)
+    sb.client.delete_project(ref)  # gone: 404 is success
+    assert sb.client.list_projects() == []
+    assert sb.emulator.requests["DELETE /v1/projects/{ref}"] == 1
+
+
+def test_a_deleted_project_is_listed_going_down_for_a_while(sb: Harness) -> None:
+    ref = sb.healthy("demo-del02")
+    sb.client.delete_project(ref)
+    listed = sb.client.list_projects()
+    assert [(p.ref, p.status, p.going_down) for p in listed] == [(ref, "GOING_DOWN", True)]
+    got = sb.client.get_project(ref)
+    assert got is not None and got.going_down
+    with pytest.raises(ProviderError, match="not ready to run queries: GOING_DOWN"):
+        sb.client.run_sql(ref, "SELECT 1")
+    # the emulator refuses a second DELETE, as the API refuses one in a transitional state
+    raw = httpx.delete(
+        f"{sb.emulator.url}/v1/projects/{ref}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert raw.status_code == 400 and raw.json() == {"message": "Project not ready for deletion."}
+    sb.clock.advance(GOING_DOWN - 1)
+    assert [p.ref for p in sb.client.list_projects()] == [ref]
+    sb.clock.advance(1)
+    assert sb.client.list_projects() == []
+    assert sb.client.get_project(ref) is None
+
+
+def test_adoption_after_a_lost_create_skips_a_project_going_down(sb: Harness) -> None:
+    old = sb.healthy("demo-again1")
+    sb.client.delete_project(old)
+    real = sb.emulator.handle
+
+    def create_unanswered(request: Request) -> Response:
+        if request.method == "POST" and request.path == "/v1/projects":
+            return Response(503, {"message": "upstream timed out"})  # never created
+        return real(request)
+
+    sb.emulator.server.handler = create_unanswered
+    # the only project by that name is going down: nothing to adopt, the error stands
+    with pytest.raises(ProviderError, match="HTTP 503"):
+        sb.client.create_project("demo-again1", "creation-pass-2")
 
 
 def test_delete_while_coming_up_is_not_ready_and_retryable(sb: Harness) -> None:
@@ -247,7 +287,7 @@ def test_delete_while_coming_up_is_not_ready_and_retryable(sb: Harness) -> None:
     assert "not ready for deletion" in str(caught.value)
     sb.clock.advance(300)
     sb.client.delete_project(project.ref)
-    assert sb.client.list_projects() == []
+    assert [p.status for p in sb.client.list_projects()] == ["GOING_DOWN"]
 
 
 # --- ownership ------------------------------------------------------------------------------
@@ -431,7 +471,7 @@ def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
         database.migrate(sb.client, ref, "demo-rate02")
     err = caught.value
     assert err.operation == "migrate" and err.retry_after is not None
-    assert "migration 0001_democtl_bookkeeping failed" in str(err)
+    assert "migration 20261125000001_democtl_bookkeeping failed" in str(err)
     sb.clock.advance(61)
     sb.emulator.rate_limit = 120
     applied = database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -72,6 +73,12 @@ def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> 
 def _holder() -> str:
     """Who holds the writer lock: enough for a person to find the process."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _writer(wait: float = 0.0) -> loop.Writer:
+    """The real clock for the lock (never --now) and push-retry jitter, seeded here."""
+    jitter = random.Random(f"{_holder()}:{time.time_ns()}")
+    return loop.Writer(real_now, jitter.random, max(gitstate.PUSH_BUDGET, wait))
 
 
 @click.command("plan")
@@ -162,7 +169,7 @@ def reconcile(
             + (f"committed {result.commit[:8]}" if result.commit else "had nothing to commit")
         )
 
-    repeat = loop.Repeat(push=push, holder=_holder(), wait=wait)
+    repeat = loop.Repeat(push=push, holder=_holder(), wait=wait, writer=_writer(wait))
     with providers_or_exit(ctx, workdir, settings) as providers:
         try:
             run = loop.run_cycles(
@@ -233,7 +240,7 @@ def run(
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
     options = _cycle_options(concurrency=concurrency)
-    repeat = loop.Repeat(push=push, holder=_holder())  # one cycle per tick
+    repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
 
     def cycle(first: bool = False) -> None:
         started = time.monotonic()

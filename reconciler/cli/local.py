@@ -1,6 +1,7 @@
-"""`democtl local inspect`: the emulators' persisted world, read without changing it.
+"""`democtl local inspect` and `democtl local reset`: the emulators' persisted world.
 
-Parse, call, print: the world is read by `local.stack.inspect_state`. May
+Parse, call, print: the world is read by `local.stack.inspect_state` and removed by
+`local.stack.reset`. May
 import the shared CLI options and output, the local stack and the workspace.
 """
 
@@ -12,7 +13,7 @@ import click
 
 from reconciler.cli.options import Context, common_options
 from reconciler.cli.output import table
-from reconciler.local.stack import inspect_state, local_state_dir
+from reconciler.local.stack import inspect_state, local_state_dir, reset
 from reconciler.workspace import read_settings
 
 
@@ -59,3 +60,17 @@ def local_inspect(fmt: str, ctx: Context) -> None:
                 + [(r["name"], r["type"], r["content"], r.get("comment") or "") for r in records]
             )
         )
+
+
+@local_group.command("reset")
+@common_options
+def local_reset(ctx: Context) -> None:
+    """Delete the local world (<repo>/.democtl/local and its PostgreSQL data) to start afresh.
+
+    Waits for a running --local command first. The next --local command starts empty.
+    """
+    state_dir = local_state_dir(ctx.repo)
+    if reset(state_dir):
+        click.echo(f"local world under {state_dir} deleted; the next --local command starts afresh")
+    else:
+        click.echo(f"no local world under {state_dir}; nothing to reset")

@@ -14,7 +14,7 @@ import os
 
 import click
 
-from reconciler.cli import cycle, demos, files, inspect, local
+from reconciler.cli import admin, cycle, demos, files, inspect, local
 from reconciler.cli.options import fail
 
 
@@ -39,6 +39,7 @@ for command in (
     cycle.reconcile,
     cycle.run,
     inspect.status,
+    admin.unlock,
 ):
     cli.add_command(command)
 

@@ -5,7 +5,7 @@ Owns every git operation of democtl, one noun per module:
 - `load`: the state at HEAD (settings, demo and status files, creation times)
 - `commit`: one cycle's file writes and its commit, with a message that tells the story
 - `remote`: fast-forward syncs, pushes that never force, re-planning on rejection
-- `lock`: the writer lock on the remote, `refs/democtl/lock`
+- `lock`: the writer lock on the remote, `refs/democtl/lock`: a short lease, renewed
 - `audit`: the audit trail (`history`), read back from the main line
 - `branch`: demo branches for `democtl create`/`extend`/`delete`
 - `scratch`: local mode's scratch and preview state repositories
@@ -46,44 +46,58 @@ from reconciler.gitstate.commit import (
 from reconciler.gitstate.load import State, creation_times, load_state, read_statuses
 from reconciler.gitstate.lock import (
     LOCK_REF,
+    Lease,
     Lock,
+    LockRecord,
+    UnlockResult,
     acquire_lock,
+    held_lease,
     held_lock,
+    pid_alive,
+    read_lock,
     release_lock,
     renew_lock,
+    unlock,
 )
-from reconciler.gitstate.remote import PushResult, push, push_with_replan, sync
+from reconciler.gitstate.remote import PUSH_BUDGET, PushResult, push, push_with_replan, sync
 from reconciler.gitstate.scratch import preview_state_repo, scratch_state_repo
 
 __all__ = [
     "DEFAULT_IDENTITY",
     "LOCK_REF",
+    "PUSH_BUDGET",
     "RENDERED_DIR",
     "SUBJECT_MAX",
     "DemoChange",
     "GitStateError",
     "HistoryEvent",
     "Identity",
+    "Lease",
     "Lock",
     "LockHeld",
     "LockLost",
+    "LockRecord",
     "PushError",
     "PushGaveUp",
     "PushResult",
     "State",
     "SyncError",
+    "UnlockResult",
     "acquire_lock",
     "author_email",
     "commit_cycle",
     "commit_message",
     "commit_paths",
     "creation_times",
+    "held_lease",
     "held_lock",
     "history",
     "load_state",
+    "pid_alive",
     "preview_state_repo",
     "push",
     "push_with_replan",
+    "read_lock",
     "read_statuses",
     "release_lock",
     "removal_writes",
@@ -91,5 +105,6 @@ __all__ = [
     "scratch_state_repo",
     "start_branch",
     "sync",
+    "unlock",
     "write_files",
 ]

@@ -2,7 +2,8 @@
 
 Owns `sync` (bring the local branch to the remote head, dropping only
 democtl's own unpushed commits), `push` (on rejection, sync and ask for a new
-plan), `push_with_replan` and `PushResult`. Imports nothing but `_git`, through
+plan), `push_with_replan` (back off with jitter and plan again, for up to
+`PUSH_BUDGET` seconds) and `PushResult`. Imports nothing but `_git`, through
 whose helpers it runs git.
 """
 
@@ -150,33 +151,70 @@ def push(
     )
 
 
+PUSH_BUDGET = 300.0
+"""Seconds a cycle keeps trying to push while the branch keeps moving: a cron period."""
+
+
 def push_with_replan(
     root: Path,
     cycle: Callable[[], str | None],
-    attempts: int = 5,
     sleep: Callable[[float], None] = time.sleep,
     *,
     remote: str = "origin",
     branch: str = "main",
     identity: Identity = DEFAULT_IDENTITY,
+    budget: float = PUSH_BUDGET,
     backoff: float = 1.0,
+    max_backoff: float = 15.0,
+    jitter: Callable[[], float] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> str | None:
     """Run `cycle` (plan, apply, commit: returns a sha or None) and push, re-planning on rejection.
 
-    The caller syncs before the first attempt. Waits `backoff * 2**n` seconds
-    between attempts; raises PushGaveUp after `attempts` rejections. Returns the
-    pushed sha, or None when a cycle had nothing to commit.
+    The caller syncs before the first attempt. Every rejection means someone
+    else's commit landed (a pull request merged): the local branch is reset to
+    it and the cycle plans again on the new head. Between attempts it waits
+    `backoff * 2**n` seconds, at most `max_backoff`, scaled by `jitter()` (a
+    uniform draw in [0, 1), seeded at the edge: "full jitter", so writers that
+    collided do not collide again in step). The bound is time, not a count:
+    it keeps trying while the next attempt would start within `budget`
+    seconds of the first (on `monotonic`), then raises PushGaveUp saying what
+    was not pushed and why. Returns the pushed sha, or None when a cycle had
+    nothing to commit. Never forces.
     """
-    for attempt in range(1, attempts + 1):
+    began = monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
         sha = cycle()
         if sha is None:
             return None
+        ours = _subject(root, sha)
         result = push(root, remote, branch, identity)
         if result.pushed:
+            if attempt > 1:
+                log.info("pushed on attempt %d, after %.0fs", attempt, monotonic() - began)
             return sha
-        if attempt < attempts:
-            sleep(backoff * 2 ** (attempt - 1))
-    raise PushGaveUp(
-        f"gave up after {attempts} attempts: {remote}/{branch} moved before every push; "
-        "the next run plans again from its head"
-    )
+        ceiling = min(max_backoff, backoff * 2 ** (attempt - 1))
+        delay = ceiling * (jitter() if jitter is not None else 1.0)
+        elapsed = monotonic() - began
+        if elapsed + delay > budget:
+            raise PushGaveUp(
+                f"gave up pushing after {attempt} attempts in {elapsed:.0f}s "
+                f"(the budget is {budget:g}s): {remote}/{branch} moved before every push, "
+                f"last to {result.head[:12]} ({_subject(root, result.head)}). "
+                f"Not pushed: this cycle's commit {sha[:12]} ({ours}); what it did at the "
+                "providers is idempotent and the next run plans and records it again"
+            )
+        log.info(
+            "push attempt %d rejected (%s/%s moved); planning again in %.1fs",
+            attempt,
+            remote,
+            branch,
+            delay,
+        )
+        sleep(delay)
+
+
+def _subject(root: Path, sha: str) -> str:
+    return _must(_repo(root), "log", "-1", "--format=%s", sha).strip()

@@ -7,7 +7,7 @@ type, content and comment filters), create, get, patch, put, delete and the
 batch endpoint (deletes, patches, puts, posts, in that order, all or nothing).
 It follows the upstream contract in ../shared/specs and the behaviours the
 adapter must survive: an empty page past the last one (the SDK pages until it
-sees one), 81057/81053 on duplicates and CNAME conflicts, 9xxx validation
+sees one), 81057 on duplicates, 81053/81054 on CNAME conflicts, 9xxx validation
 errors, comments capped at 100 characters (Free plan), proxied records stored
 with TTL 1, and faults (429 with Retry-After, 5xx, drops) from the shared server.
 
@@ -54,7 +54,10 @@ _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 # Error codes the real API answers with (the 9xxx validation codes are this
 # emulator's choice in Cloudflare's validation range).
 IDENTICAL_EXISTS = 81057
-HOST_CONFLICT = 81053
+HOST_CONFLICT = 81053  # a CNAME where an A, AAAA or CNAME record has the name
+CNAME_CONFLICT = 81054  # an A or AAAA where a CNAME record has the name
+# Cloudflare's troubleshooting page for both, which the 81054 message links to
+SAME_NAME_DOCS = "https://developers.cloudflare.com/dns/manage-dns-records/troubleshooting/records-with-same-name/"
 NOT_FOUND = 81044
 NO_ROUTE = 7003
 INVALID_NAME = 9000
@@ -548,13 +551,21 @@ class CloudflareEmulator(ServedEmulator):
                 continue
             if other["type"] == fields["type"] and other["content"] == fields["content"]:
                 raise ApiError(400, IDENTICAL_EXISTS, "An identical record already exists.")
-            if (
-                fields["type"] in ADDRESS_TYPES
-                and other["type"] in ADDRESS_TYPES
-                and ("CNAME" in (fields["type"], other["type"]))
-            ):
+            if fields["type"] not in ADDRESS_TYPES or other["type"] not in ADDRESS_TYPES:
+                continue
+            # Cloudflare's "records with the same name" rules: a CNAME cannot share its
+            # name with an A, AAAA or CNAME (81053), nor an A or AAAA with a CNAME
+            # (81054, as the API answers it: favonia/cloudflare-ddns issue #990).
+            if fields["type"] == "CNAME":
                 raise ApiError(
                     400, HOST_CONFLICT, "An A, AAAA, or CNAME record with that host already exists."
+                )
+            if other["type"] == "CNAME":
+                raise ApiError(
+                    400,
+                    CNAME_CONFLICT,
+                    "A CNAME record with that host already exists. "
+                    f"For more details, refer to <{SAME_NAME_DOCS}>.",
                 )
 
 

@@ -1,11 +1,19 @@
 """A real PostgreSQL cluster for the local Supabase emulator, one database per project.
 
 Owns starting, attaching to and stopping a cluster whose data lives under the state
-directory, listening on a unix socket beside it and on 127.0.0.1 at a free port.
-A second command with the same state directory attaches to the running cluster
-instead of starting another. Binaries come from PATH or /usr/lib/postgresql/*/bin,
-else from the `pgserver` pip package. PostgreSQL refuses to run as root, so as root
-the server runs as the `postgres` (or `nobody`) user through `runuser`.
+directory (`<state>/postgres/data`, so deleting the state directory deletes the world),
+listening on a unix socket and on 127.0.0.1 at a free port. The socket sits beside the
+data unless that path is too long for a unix socket (about 107 bytes), then in a short
+directory under the temp dir. A second command with the same state directory attaches
+to the running cluster instead of starting another, and every command registers itself
+as a user: `stop()` stops the server only when no other live user remains, so a command
+never stops a server another command is still using. Binaries come from PATH or
+/usr/lib/postgresql/*/bin, else from the `pgserver` pip package. PostgreSQL refuses to
+run as root, so as root the server runs as the `postgres` (or `nobody`) user through
+`runuser`; when that user cannot reach the state directory (a repository under /root),
+the data goes to a temp directory recorded in `<state>/postgres/location`, and a temp
+directory that no state directory records any more (it was deleted) is discarded, not
+reused. `discard_cluster` stops and deletes everything of a state directory.
 
 May import: psycopg and the standard library. Knows nothing of Supabase or demos.
 """
@@ -17,13 +25,16 @@ import fcntl
 import glob
 import hashlib
 import importlib
+import itertools
 import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for ".s.PGSQL.NNNNN"
+LOCATION_FILE = "location"  # <state>/postgres/location: where the data is, when not beside it
+USERS_DIR = "users"  # <state>/postgres/users/<pid>-<n>: the commands using the cluster
+_instances = itertools.count(1)
 
 
 class PostgresError(RuntimeError):
@@ -110,6 +124,84 @@ def _service_user() -> str | None:
     raise PostgresError("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _fallback_dir(state_dir: Path) -> Path:
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"democtl-pg-{digest}"
+
+
+def _recorded_location(state_dir: Path) -> Path | None:
+    marker = Path(state_dir).resolve() / "postgres" / LOCATION_FILE
+    if not marker.is_file():
+        return None
+    text = marker.read_text().strip()
+    return Path(text) if text else None
+
+
+def _socket_dir(base: Path) -> Path:
+    """`base/run`, or a short directory under the temp dir when a socket there would not
+    fit a unix socket path; the data stays under `base` either way."""
+    beside = base / "run"
+    if len(str(beside / ".s.PGSQL.65535")) <= _SOCKET_PATH_MAX:
+        return beside
+    digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"democtl-pgs-{digest}"
+
+
+def _stop_data_dir(data_dir: Path) -> None:
+    """Stop the server running from `data_dir`, if any (fast shutdown, as `pg_ctl stop -m
+    fast`: SIGINT to the postmaster named in postmaster.pid)."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not _alive(pid) or (cmdline.parent.parent.is_dir() and b"postgres" not in _read(cmdline)):
+        return  # a stale pid file: that number is no server of ours (any more)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logger.info("-: PostgreSQL stopped (data %s)", data_dir)
+
+
+def _discard_base(base: Path) -> None:
+    _stop_data_dir(base / "data")
+    shutil.rmtree(_socket_dir(base), ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def discard_cluster(state_dir: Path) -> None:
+    """Stop every server of `state_dir`'s cluster, whoever started it, and delete its data,
+    wherever it is (beside the state, in the recorded temp directory, pgserver's)."""
+    state_dir = Path(state_dir).resolve()
+    recorded = _recorded_location(state_dir)
+    for base in (state_dir / "postgres", recorded, _fallback_dir(state_dir)):
+        if base is not None and (base / "data").exists():
+            _discard_base(base)
+    _stop_data_dir(state_dir / "pgserver")
+    shutil.rmtree(state_dir / "postgres", ignore_errors=True)
+    shutil.rmtree(state_dir / "pgserver", ignore_errors=True)
+
+
 class LocalPostgres:
     """A PostgreSQL cluster under `state_dir/postgres`, started once and attached to after."""
 
@@ -121,6 +213,7 @@ class LocalPostgres:
         self._runner: _Runner | None = None
         self._pgserver: object | None = None
         self._uri: str | None = None
+        self._token: str | None = None  # our entry under users/ while started
         self.started_here = False
 
     # --- lifecycle ------------------------------------------------------------------
@@ -129,12 +222,45 @@ class LocalPostgres:
         """Start the cluster, or attach to it if it already runs from this state dir."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # two commands starting at once on one state dir: the second waits, then attaches
+        with self._locked():
+            self._start()
+            self._register()
+        return self
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         with (self.state_dir / "postgres.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                return self._start()
+                yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # --- who uses the cluster ------------------------------------------------------------
+
+    @property
+    def _users(self) -> Path:
+        return self.state_dir / "postgres" / USERS_DIR
+
+    def _register(self) -> None:
+        self._users.mkdir(parents=True, exist_ok=True)
+        self._token = f"{os.getpid()}-{next(_instances)}"
+        (self._users / self._token).write_text("")
+
+    def _other_users(self) -> list[str]:
+        """The live users besides this one; the entries of dead processes are removed."""
+        if not self._users.is_dir():
+            return []
+        others = []
+        for entry in sorted(self._users.iterdir()):
+            if entry.name == self._token:
+                continue
+            pid_text = entry.name.split("-", 1)[0]
+            if pid_text.isdigit() and _alive(int(pid_text)):
+                others.append(entry.name)
+            else:
+                entry.unlink(missing_ok=True)  # a command that was killed
+        return others
 
     def _start(self) -> LocalPostgres:
         bin_dir = find_bin_dir()
@@ -143,12 +269,12 @@ class LocalPostgres:
         self._runner = _Runner(bin_dir, _service_user())
         base = self._base_dir()
         self.data_dir = base / "data"
-        self.socket_dir = base / "run"
         if self._attach():
             return self
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir = _socket_dir(base)
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._runner.chown(self.socket_dir)
         self.port = _free_port()
         options = (
@@ -178,6 +304,24 @@ class LocalPostgres:
         return self
 
     def stop(self) -> None:
+        """Leave the cluster: stop the server unless another live command still uses it.
+
+        A command stops only what no one else needs: `democtl local inspect` run while a
+        reconcile provisions leaves the reconcile's server running, and whichever command
+        leaves last stops it (whoever started it).
+        """
+        if self._token is None:
+            return
+        with self._locked():
+            (self._users / self._token).unlink(missing_ok=True)
+            others = self._other_users()
+            self._token = None
+            if others:
+                logger.info("-: PostgreSQL left running for %d other command(s)", len(others))
+                return
+            self._stop_server()
+
+    def _stop_server(self) -> None:
         if self._pgserver is not None:
             # started with cleanup_mode=None so that later commands attach; stop explicitly
             # through import_module: pgserver is optional and typed without re-exports
@@ -195,10 +339,9 @@ class LocalPostgres:
         logger.info("-: PostgreSQL stopped (data %s)", self.data_dir)
 
     def remove(self) -> None:
-        """Stop the cluster and delete its files (tests; resetting the local world)."""
-        self.stop()
-        if self.data_dir is not None:
-            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        """Stop the cluster, whoever uses it, and delete its files (tests)."""
+        self._token = None
+        discard_cluster(self.state_dir)
 
     def __enter__(self) -> LocalPostgres:
         return self.start()
@@ -207,21 +350,24 @@ class LocalPostgres:
         self.stop()
 
     def _base_dir(self) -> Path:
-        """`state_dir/postgres`, unless the service user cannot reach it or the socket path
-        would be too long; then a fixed directory derived from the state dir, so that the
-        next command with the same state dir still finds the same cluster."""
+        """`state_dir/postgres`, unless the service user cannot reach it (root, with the
+        repository somewhere only root may enter): then a fixed temp directory derived from
+        the state dir and recorded in `state_dir/postgres/location`. One that exists but is
+        not recorded belongs to a world that was deleted (`rm -rf .democtl`): it is
+        discarded, so that the new world starts afresh."""
         preferred = self.state_dir / "postgres"
         preferred.mkdir(parents=True, exist_ok=True)
         assert self._runner is not None
         self._runner.chown(preferred)
-        long_socket = len(str(preferred / "run" / ".s.PGSQL.65535")) > _SOCKET_PATH_MAX
-        if not long_socket and self._runner.can_use(preferred):
+        if self._runner.can_use(preferred):
             return preferred
-        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
-        fallback = Path(tempfile.gettempdir()) / f"democtl-pg-{digest}"
+        fallback = _fallback_dir(self.state_dir)
+        if fallback.exists() and _recorded_location(self.state_dir) != fallback:
+            logger.info("-: discarding %s, left by a deleted local world", fallback)
+            _discard_base(fallback)
         fallback.mkdir(mode=0o700, exist_ok=True)
         self._runner.chown(fallback)
-        (preferred / "location").write_text(f"{fallback}\n")
+        (preferred / LOCATION_FILE).write_text(f"{fallback}\n")
         return fallback
 
     def _initdb(self) -> None:
@@ -283,19 +429,24 @@ class LocalPostgres:
 
     # --- using it -------------------------------------------------------------------
 
-    def conninfo(self, dbname: str) -> str:
+    def conninfo(self, dbname: str, *, user: str | None = None) -> str:
+        """How to reach `dbname`, as the cluster's superuser unless `user` names another
+        role (the cluster trusts local connections, so a role needs no password)."""
         if self._uri is not None:
-            return psycopg.conninfo.make_conninfo(self._uri, dbname=dbname)
+            extra = {"user": user} if user else {}
+            return psycopg.conninfo.make_conninfo(self._uri, dbname=dbname, **extra)
         if self.socket_dir is None:
             raise PostgresError("the PostgreSQL cluster is not started")
         return psycopg.conninfo.make_conninfo(
-            host=str(self.socket_dir), port=str(self.port), user=SUPERUSER, dbname=dbname
+            host=str(self.socket_dir), port=str(self.port), user=user or SUPERUSER, dbname=dbname
         )
 
     def connect(
-        self, dbname: str, *, autocommit: bool = True
+        self, dbname: str, *, autocommit: bool = True, user: str | None = None
     ) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(self.conninfo(dbname), autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(
+            self.conninfo(dbname, user=user), autocommit=autocommit, connect_timeout=10
+        )
 
     @contextlib.contextmanager
     def admin(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:

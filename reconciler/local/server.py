@@ -16,6 +16,7 @@ import json
 import math
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -125,7 +126,9 @@ class EmulatorServer:
         error_body: ErrorBody = _default_error,
         route_of: Callable[[Request], str] | None = None,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls` serves HTTPS with that (server-side) context, for tests of TLS clients."""
         self.name = name
         self.handler = handler
         self.faults = faults or Faults()
@@ -137,12 +140,16 @@ class EmulatorServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._make_handler())
         self._server.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self) -> str:
         self._thread = threading.Thread(

@@ -5,24 +5,34 @@ under `<repo>/.democtl/local/` (git-ignored), writes a kubeconfig pointing at th
 Kubernetes emulator (so `KUBECONFIG=<state>/kubeconfig` works for any client
 while the stack runs), and hands out adapters already pointed at them.
 It wires the Kubernetes emulator (with its health endpoints and Flux stand-in),
-the Supabase emulator over a local PostgreSQL, and the Cloudflare emulator. May
-import the emulators, the adapters and the settings model.
+the Supabase emulator over a local PostgreSQL, and the Cloudflare emulator.
+
+Also owns the local world's lock (`local_lock`: one `--local` command at a time per
+repository, the next waits and says so) and `reset` (stop what runs, delete the
+world). May import the emulators, the adapters and the settings model.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import logging
+import os
+import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
-from reconciler.local.postgres import LocalPostgres
+from reconciler.local.kubernetes import KubernetesEmulator
+from reconciler.local.postgres import LocalPostgres, discard_cluster
 from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
@@ -36,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".democtl") / "local"
 KUBECONFIG_FILE = "kubeconfig"
+LOCK_FILE = "lock"
 # The emulators check that a token is sent, not which: local mode needs no credentials.
 LOCAL_TOKEN = "democtl-local"  # noqa: S105
 LOCAL_PROJECT_URL = "http://{ref}.supabase.localhost"
@@ -53,6 +64,126 @@ def ignore_state_dir(state_dir: Path) -> None:
         marker.write_text(
             "# Created by democtl --local: the emulators' state, never committed.\n*\n"
         )
+
+
+# --- one --local command at a time -------------------------------------------------------
+
+
+@dataclass
+class _Hold:
+    handle: IO[str]
+    count: int = 0  # nested local_lock() in this process
+    handed_over: int = 0  # acquisitions that the next local_lock() exit releases
+
+
+_holds: dict[Path, _Hold] = {}
+_holds_guard = threading.Lock()  # guards _holds
+
+
+def _lock_path(state_dir: Path) -> Path:
+    return Path(state_dir).resolve() / LOCK_FILE
+
+
+def _open_locked(path: Path) -> IO[str]:
+    """Open `path` and hold an exclusive flock on it; wait, saying so, while another
+    process holds it. A lock file deleted meanwhile (`reset`) is opened again: a lock on
+    a file no longer at `path` would exclude no one."""
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            log.warning("another democtl --local is running (pid %s); waiting", holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return handle
+        handle.close()
+
+
+def acquire_local_lock(state_dir: Path, *, hand_over: bool = False) -> None:
+    """Take the local world's lock (re-entrant within a process).
+
+    `hand_over`: the caller cannot hold a context open (it returns a path the command
+    uses next), so the release is left to the exit of the next `local_lock` in this
+    process, the one that opens the providers; the command's process exit releases it
+    otherwise.
+    """
+    key = _lock_path(state_dir)
+    # one guard for the whole acquisition: within a process the lock is shared, so only
+    # the first taker opens the file (a second flock here would wait on ourselves)
+    with _holds_guard:
+        hold = _holds.get(key)
+        if hold is None:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            ignore_state_dir(Path(state_dir))
+            hold = _holds[key] = _Hold(_open_locked(key))
+        if hand_over:
+            hold.handed_over += 1
+        else:
+            hold.count += 1
+
+
+def release_local_lock(state_dir: Path, *, handed_over: bool = False) -> None:
+    key = _lock_path(state_dir)
+    with _holds_guard:
+        hold = _holds.get(key)
+        if hold is None:
+            return
+        if handed_over:
+            hold.handed_over = max(0, hold.handed_over - 1)
+        else:
+            hold.count = max(0, hold.count - 1)
+            if hold.count == 0:
+                hold.handed_over = 0  # the providers are closed: the hand-over is done
+        if hold.count or hold.handed_over:
+            return
+        del _holds[key]
+    fcntl.flock(hold.handle, fcntl.LOCK_UN)
+    hold.handle.close()
+
+
+@contextlib.contextmanager
+def local_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the lock of the local world under `state_dir` for the block.
+
+    Two `--local` commands at once would share one scratch git repository (index.lock
+    errors) and one emulator state: the second waits for the first, with a line saying
+    which process it waits for. Re-entrant: a command that holds it may take it again.
+    """
+    acquire_local_lock(state_dir)
+    try:
+        yield
+    finally:
+        release_local_lock(state_dir)
+
+
+def reset(state_dir: Path) -> bool:
+    """Start the local world afresh: wait for a running `--local` command, stop the local
+    PostgreSQL (whoever started it) and delete `state_dir` with everything under it,
+    and the cluster's data wherever it lives. False when there was nothing to reset.
+
+    The emulators other than PostgreSQL run inside the command that serves them, so
+    nothing else outlives a command.
+    """
+    state_dir = Path(state_dir)
+    if not state_dir.exists():
+        return False
+    with local_lock(state_dir):
+        discard_cluster(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    log.info("local world under %s deleted", state_dir)
+    return True
 
 
 def kubeconfig_document(server: str) -> dict[str, Any]:
@@ -88,6 +219,9 @@ class LocalStack:
         faults: Faults | None = None,
         nodes: dict[str, tuple[str, str]] | None = None,
         come_up_seconds: float = 2.0,
+        database_lag_seconds: float = 0.5,
+        going_down_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
@@ -95,6 +229,9 @@ class LocalStack:
         self.faults = faults
         self.nodes = nodes
         self.come_up_seconds = come_up_seconds
+        self.database_lag_seconds = database_lag_seconds
+        self.going_down_seconds = going_down_seconds
+        self.clock = clock  # the Supabase emulator's time (tests drive its life cycle)
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
         self.postgres: LocalPostgres | None = None
@@ -108,6 +245,8 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ignore_state_dir(self.state_dir)
+        # the world is one command's at a time (re-entrant: the command may hold it already)
+        self._exit.enter_context(local_lock(self.state_dir))
         try:
             self._start_kubernetes()
             self._start_supabase()
@@ -144,8 +283,12 @@ class LocalStack:
         emulator = SupabaseEmulator(
             self.state_dir,
             self.postgres,
-            clock=time.time,
+            clock=self.clock,
             come_up_seconds=self.come_up_seconds,
+            # the token of local mode is a member of the settings' organisation only
+            organizations=(self.settings.supabase.organization,),
+            database_lag_seconds=self.database_lag_seconds,
+            going_down_seconds=self.going_down_seconds,
             faults=self.faults,
         )
         self.supabase = self._exit.enter_context(emulator)
@@ -206,8 +349,8 @@ class LocalStack:
     def secret_values(self) -> list[str]:
         """Every value held in the emulated cluster's Secrets (tests look for leaks)."""
         values: list[str] = []
-        for secret in self._k8s()._state["objects"]["secrets"].values():
-            for encoded in (secret.get("data") or {}).values():
+        for data in self._k8s().secret_data():
+            for encoded in data.values():
                 values.append(base64.b64decode(encoded).decode(errors="replace"))
         return values
 
@@ -223,8 +366,9 @@ class LocalStack:
 def inspect_state(state_dir: Path, settings: Settings | None = None) -> dict[str, Any]:
     """The persisted local world, read without serving any API.
 
-    The Supabase part needs the local PostgreSQL (to count rows), which is
-    started for the read and stopped again when this command started it.
+    The Supabase part needs the local PostgreSQL (to count rows): this attaches to
+    a running one (a reconcile's) or starts it, and on leaving stops it only when no
+    other command uses it. No lock: reading must not wait for a long `run --every`.
     """
     world: dict[str, Any] = {"kubernetes": KubernetesEmulator(state_dir, source=None).inspect()}
     if settings is not None:

@@ -4,9 +4,14 @@ Owns the emulated endpoints democtl uses (list/create/get/delete projects, healt
 api-keys, database/query, database/password) with the status codes and shapes of
 ../shared/specs (the OpenAPI spec and the recorded real exchanges), the project
 life cycle (UNKNOWN -> COMING_UP -> ACTIVE_HEALTHY by time since creation, read
-from an injected clock), the 120/minute rate limit with X-RateLimit-* headers, and
-the JSON state file under the state dir that lets successive commands share one
-world. Faults and request counters come from `local.server.EmulatorServer`.
+from an injected clock; the database takes queries `database_lag_seconds` after
+ACTIVE_HEALTHY, answering 500 before; a deleted project is GOING_DOWN for
+`going_down_seconds`, then gone), the refusals of the real API (403 for an
+organisation the token is not a member of, 400 for values outside the spec's
+enums), queries run as a non-superuser role with the attributes of Supabase's
+`postgres`, the 120/minute rate limit with X-RateLimit-* headers, and the JSON
+state file under the state dir that lets successive commands share one world.
+Faults and request counters come from `local.server.EmulatorServer`.
 
 May import: the standard library, psycopg, `reconciler.local.server` and
 `reconciler.local.postgres`. Stores no secret: database passwords are applied to a
@@ -15,6 +20,7 @@ real role and forgotten; keys are derived from the ref and a per-state salt.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -22,8 +28,9 @@ import logging
 import math
 import random
 import re
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -56,10 +63,32 @@ CREATE_FIELDS = frozenset(
         "region_selection", "kps_enabled", "desired_instance_size", "template_url",
     }
 )  # fmt: skip
+# V1CreateProjectBody.desired_instance_size in ../shared/specs/supabase-management-api.json
+INSTANCE_SIZES = (
+    "nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge",
+    "12xlarge", "16xlarge", "24xlarge", "24xlarge_optimized_memory", "24xlarge_optimized_cpu",
+    "24xlarge_high_memory", "48xlarge", "48xlarge_optimized_memory", "48xlarge_optimized_cpu",
+    "48xlarge_high_memory",
+)  # fmt: skip
+PLANS = ("free", "pro")
+SMART_GROUPS = {"americas": "us-east-1", "emea": "eu-central-1", "apac": "ap-south-1"}
+# What the API answers a token with no rights on an organisation: 403 (the spec's
+# "Forbidden action"), with the message the fine-grained permission check gives
+# (supabase/cli issue #6392 quotes it). An organisation the token cannot see looks the same.
+FORBIDDEN = (
+    "Your account does not have the necessary privileges to access this endpoint. For more "
+    "details, refer to our documentation https://supabase.com/docs/guides/platform/access-control"
+)
 _REF_PATH = re.compile(r"^/v1/projects/(?P<ref>[^/]+)(?P<rest>/.*)?$")
 _SLUG = re.compile(r"^[\w-]+$")
 _REF = re.compile(r"^[a-z]{20}$")
 _DB_VERSION = "15.8.1.000"
+# The role the query endpoint runs as. Supabase calls it `postgres`; in this cluster
+# that name belongs to the bootstrap superuser, so it has its own name and the
+# attributes of Supabase's `postgres` (NOSUPERUSER: superuser-only SQL fails here as
+# it fails there).
+QUERY_ROLE = "supabase_postgres"
+QUERY_ROLE_ATTRIBUTES = "NOSUPERUSER LOGIN INHERIT CREATEROLE CREATEDB REPLICATION BYPASSRLS"
 
 
 def _iso(seconds: float) -> str:
@@ -85,6 +114,10 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _not_one_of(field: str, values: list[str]) -> str:
+    return f"{field} must be one of the following values: {', '.join(values)}"
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(status, {"message": message}, dict(headers or {}))
 
@@ -105,21 +138,33 @@ class SupabaseEmulator(ServedEmulator):
         *,
         clock: Callable[[], float],
         come_up_seconds: float = 2.0,
+        organizations: Iterable[str] = (),
+        going_down_seconds: float = 30.0,
+        database_lag_seconds: float = 1.0,
         faults: Faults | None = None,
         rate_limit: int = RATE_LIMIT,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = postgres
         self.clock = clock
         self.come_up_seconds = come_up_seconds
+        # The organisations the token is a member of; a seeded project's organisation
+        # counts too (it exists, since a project lives in it).
+        self.organizations = frozenset(organizations)
+        # A deleted project stays listed as GOING_DOWN this long, then is gone.
+        self.going_down_seconds = going_down_seconds
+        # How long after ACTIVE_HEALTHY the database still refuses connections.
+        self.database_lag_seconds = database_lag_seconds
         self.rate_limit = rate_limit
+        self._prepared: set[str] = set()  # databases whose query role is set up
         self._lock = threading.RLock()
         self._window = _Window()
         self._state: dict[str, Any] = self._load()
         self.server = EmulatorServer(
-            "supabase", self.handle, faults=faults, route_of=self._route, port=port
+            "supabase", self.handle, faults=faults, route_of=self._route, port=port, tls=tls
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -159,14 +204,20 @@ class SupabaseEmulator(ServedEmulator):
         """
         with self._lock:
             ref = self._new_ref(name)
+            self._fresh_database(ref)  # first: see _create
             project = self._insert(ref, name, organization_slug, "us-east-1")
             if created is not None:
                 project["created"] = created
             if status is not None:
                 project["forced_status"] = status
             self._save()
-        self.postgres.create_database(ref)
         return ref
+
+    def _fresh_database(self, ref: str) -> None:
+        """An empty database for a new project, as the real service gives: one left by a
+        creation killed before its record is unrecorded (the ref is free), so dropped."""
+        self.postgres.drop_database(ref)
+        self.postgres.create_database(ref)
 
     def set_status(self, ref: str, status: str | None) -> None:
         """Force a project's status (INIT_FAILED, ...); None returns it to the clock."""
@@ -198,6 +249,11 @@ class SupabaseEmulator(ServedEmulator):
         return project
 
     def status_of(self, project: dict[str, Any]) -> str:
+        if project.get("deleted") is not None:
+            # A deleted project is GOING_DOWN until it disappears (supabase/supabase
+            # PR #40941: "project's status will be swapped to GOING_DOWN when we're
+            # deleting the project").
+            return "GOING_DOWN"
         if project.get("forced_status"):
             return str(project["forced_status"])
         age = self.clock() - float(project["created"])
@@ -206,6 +262,28 @@ class SupabaseEmulator(ServedEmulator):
         if age < self.come_up_seconds:
             return "COMING_UP"
         return "ACTIVE_HEALTHY"
+
+    def database_ready(self, project: dict[str, Any]) -> bool:
+        """The database accepts connections a moment after the API says ACTIVE_HEALTHY."""
+        if project.get("forced_status"):
+            return True  # a forced status is a test's statement about the whole project
+        age = self.clock() - float(project["created"])
+        return age >= self.come_up_seconds + self.database_lag_seconds
+
+    def _purge(self) -> None:
+        """Forget the projects whose GOING_DOWN time is over (their databases went first)."""
+        now = self.clock()
+        with self._lock:
+            gone = [
+                ref
+                for ref, p in self._state["projects"].items()
+                if p.get("deleted") is not None
+                and now - float(p["deleted"]) >= self.going_down_seconds
+            ]
+            for ref in gone:
+                del self._state["projects"][ref]
+            if gone:
+                self._save()
 
     def _project_body(self, project: dict[str, Any], *, database: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -296,6 +374,7 @@ class SupabaseEmulator(ServedEmulator):
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[len("Bearer ") :].strip():
             return _error(401, "Unauthorized")
+        self._purge()
         if request.path == "/v1/projects":
             if request.method == "GET":
                 return self._list()
@@ -351,44 +430,76 @@ class SupabaseEmulator(ServedEmulator):
             return _error(400, "organization_slug must match ^[\\w-]+$")
         if "region" in body and "region_selection" in body:
             return _error(400, "Only one of region or region_selection can be specified.")
+        # The spec's enums (V1CreateProjectBody), answered as the API's validation
+        # answers every body error: 400 with {"message"}.
         region = body.get("region", "us-east-1")
+        if region not in REGIONS:
+            return _error(400, _not_one_of("region", sorted(REGIONS)))
         selection = body.get("region_selection")
         if selection is not None:
             if not isinstance(selection, dict) or selection.get("type") not in {
                 "specific",
                 "smartGroup",
             }:
-                return _error(400, "region_selection.type must be specific or smartGroup")
-            region = selection.get("code")
+                return _error(400, _not_one_of("region_selection.type", ["specific", "smartGroup"]))
+            if set(selection) - {"type", "code"}:
+                extra = sorted(set(selection) - {"type", "code"})[0]
+                return _error(400, f"property region_selection.{extra} should not exist")
+            code = selection.get("code")
             if selection["type"] == "smartGroup":
-                groups = {"americas": "us-east-1", "emea": "eu-central-1", "apac": "ap-south-1"}
-                region = groups.get(str(region), "")
-        if region not in REGIONS:
-            return _error(400, f"region {region!r} is not supported")
+                if code not in SMART_GROUPS:
+                    return _error(400, _not_one_of("region_selection.code", list(SMART_GROUPS)))
+                region = SMART_GROUPS[str(code)]
+            elif code not in REGIONS:
+                return _error(400, _not_one_of("region_selection.code", sorted(REGIONS)))
+            else:
+                region = str(code)
+        size = body.get("desired_instance_size")
+        if size is not None and size not in INSTANCE_SIZES:
+            return _error(400, _not_one_of("desired_instance_size", list(INSTANCE_SIZES)))
+        if body.get("plan") is not None and body["plan"] not in PLANS:
+            return _error(400, _not_one_of("plan", list(PLANS)))
+        if "kps_enabled" in body and not isinstance(body["kps_enabled"], bool):
+            return _error(400, "kps_enabled must be a boolean value")
+        if body["organization_slug"] not in self._known_organizations():
+            return _error(403, FORBIDDEN)
         with self._lock:
+            # The database and its role first, the record last: a process killed in between
+            # leaves at most an unrecorded database, which the next create of that name
+            # (the same ref: refs derive from the state) replaces, never a project whose
+            # database does not exist. Under the lock, so no other create picks this ref.
             ref = self._new_ref(body["name"])
+            self._fresh_database(ref)
+            self._apply_password(ref, body["db_pass"])
             project = self._insert(ref, body["name"], body["organization_slug"], region)
             self._save()
             project = dict(project)
-        self.postgres.create_database(ref)
-        self._apply_password(ref, body["db_pass"])
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
+
+    def _known_organizations(self) -> frozenset[str]:
+        with self._lock:
+            seeded = {str(p["organization_slug"]) for p in self._state["projects"].values()}
+        return self.organizations | seeded
 
     def _get(self, request: Request, project: dict[str, Any]) -> Response:
         return Response(200, self._project_body(project, database=True))
 
     def _delete(self, request: Request, project: dict[str, Any]) -> Response:
-        if self.status_of(project) in {"UNKNOWN", "COMING_UP"}:
+        # The recorded answer for a project in a transitional state; GOING_DOWN is one.
+        if self.status_of(project) in {"UNKNOWN", "COMING_UP", "GOING_DOWN"}:
             return _error(400, "Project not ready for deletion.")
         ref = project["ref"]
         self.postgres.drop_database(ref)
         with self.postgres.admin() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"db_{ref}")))
+        self._prepared.discard(ref)
         with self._lock:
-            self._state["projects"].pop(ref, None)
+            stored = self._state["projects"].get(ref)
+            if stored is not None:
+                stored["deleted"] = self.clock()
             self._save()
-        logger.info("-: emulated Supabase project %s deleted", ref)
+        logger.info("-: emulated Supabase project %s deleted (GOING_DOWN)", ref)
         return Response(
             200, {"id": int(project["id"]), "name": project["name"], "ref": ref, "slug": ref}
         )
@@ -461,9 +572,21 @@ class SupabaseEmulator(ServedEmulator):
             return _error(400, "query must be a non-empty string")
         if self.status_of(project) != "ACTIVE_HEALTHY":
             return _error(400, f"Project is not ready to run queries: {self.status_of(project)}")
+        if not self.database_ready(project):
+            # ACTIVE_HEALTHY runs ahead of the database accepting connections; the API
+            # then answers 500 (the spec's "Failed to run sql query") with the driver's
+            # message, as reported in supabase/supabase issues #45025 and #48055.
+            return _error(
+                500, "Failed to run sql query: Connection terminated due to connection timeout"
+            )
         parameters = body.get("parameters")
         try:
-            with self.postgres.connect(project["ref"]) as conn:
+            self._prepare(project["ref"])
+            conn = self.postgres.connect(project["ref"], user=QUERY_ROLE)
+        except psycopg.OperationalError as exc:
+            return _error(500, f"Failed to run sql query: {str(exc).strip()[:200]}")
+        try:
+            with conn:
                 rows = self._execute(conn, query, parameters)
         except psycopg.Error as exc:
             diag = exc.diag
@@ -471,6 +594,28 @@ class SupabaseEmulator(ServedEmulator):
             code = f"{diag.sqlstate}: " if diag.sqlstate else ""
             return _error(400, f"Failed to run sql query: ERROR:  {code}{detail}")
         return Response(201, rows, {"Cache-Control": "no-cache"})
+
+    def _prepare(self, ref: str) -> None:
+        """Give the project's database the query role Supabase's `postgres` is: no
+        superuser, but CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS, all privileges on
+        the database and ownership of the public schema (docs: database/postgres/
+        roles-superuser, "Superuser access is not given"). Once per database and process."""
+        if ref in self._prepared:
+            return
+        role = sql.Identifier(QUERY_ROLE)
+        with self.postgres.admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (QUERY_ROLE,))
+            if exists.fetchone() is None:
+                # two emulators on one cluster may race here: the loser's error is benign
+                with contextlib.suppress(psycopg.errors.DuplicateObject):
+                    conn.execute(sql.SQL("CREATE ROLE {}").format(role))
+            conn.execute(sql.SQL("ALTER ROLE {} WITH " + QUERY_ROLE_ATTRIBUTES).format(role))
+            conn.execute(
+                sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(sql.Identifier(ref), role)
+            )
+        with self.postgres.connect(ref) as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(role))
+        self._prepared.add(ref)
 
     @staticmethod
     def _execute(

@@ -49,6 +49,14 @@ class RateLimited(ProviderError):
     """The provider refused for rate limiting; leave the rest for a later cycle."""
 
 
+class Conflict(ProviderError):
+    """Something democtl does not own holds the name it needs: a human must resolve it.
+
+    Retrying cannot help until then, and giving up for good would be wrong once they
+    have; the message names the resource and what holds it.
+    """
+
+
 class NotReady(ProviderError):
     """The resource exists but cannot take this operation yet (e.g. a project still coming up)."""
 
@@ -73,7 +81,13 @@ class Project:
     def failed(self) -> bool:
         return self.status in TERMINAL_PROJECT_FAILURES
 
+    @property
+    def going_down(self) -> bool:
+        """Deleted and on its way out: gone for every purpose but the listing."""
+        return self.status == GOING_DOWN
 
+
+GOING_DOWN = "GOING_DOWN"  # the status a project has between DELETE and its disappearance
 TERMINAL_PROJECT_FAILURES = frozenset(
     {"INIT_FAILED", "REMOVED", "INACTIVE", "GOING_DOWN", "PAUSE_FAILED", "RESTORE_FAILED"}
 )

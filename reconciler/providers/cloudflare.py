@@ -14,9 +14,11 @@ Rate limits: a 429 blocks the token for minutes, so it is not retried here (the
 SDK's own retry of 429 is switched off): it becomes `RateLimited` at once and the
 next cycle tries again. 5xx, 408/409 and connection errors are retried by the SDK
 (bounded, `max_retries`). The SDK retries POST without an idempotency key, so a
-create whose answer was lost comes back as 81057/81053 and is adopted.
+create whose answer was lost comes back as 81057/81053/81054 and is adopted; a
+name held by a record that is not ours is a `Conflict`, never adopted or deleted.
 
-May import: the standard library, `httpx`, `cloudflare` and `reconciler.providers.base`.
+May import: the standard library, `httpx`, `cloudflare`, `reconciler.providers.base` and
+`reconciler.providers.http` (the client factory, not its retries).
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ import cloudflare
 import httpx
 from cloudflare.types.dns import record_list_params
 
-from reconciler.providers.base import DesiredRecord, DnsRecord, ProviderError, RateLimited
+from reconciler.providers.base import (
+    Conflict,
+    DesiredRecord,
+    DnsRecord,
+    ProviderError,
+    RateLimited,
+)
+from reconciler.providers.http import Network, http_client
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +52,8 @@ OWNER_PREFIX = "managed-by=democtl demo="
 COMMENT_MAX = 100  # Free plan
 MAX_PER_PAGE = 5_000_000  # the API's maximum (dns-records_per_page): one page for any real zone
 TTL_AUTO = 1
-DUPLICATE_CODES = frozenset({81057, 81053})  # identical record / A, AAAA or CNAME at that host
+# identical record / a CNAME where an A, AAAA or CNAME is / an A or AAAA where a CNAME is
+DUPLICATE_CODES = frozenset({81057, 81053, 81054})
 MISSING_CODES = frozenset({81044})  # record does not exist
 NO_ROUTE_CODES = frozenset({7000, 7003})
 _OWNER = re.compile(r"^managed-by=democtl demo=(?P<demo>[a-z0-9](?:[a-z0-9-]{0,62}))$")
@@ -102,6 +112,7 @@ class CloudflareDns:
         per_page: int = MAX_PER_PAGE,
         use_batch: bool = True,
         timeout: float = 30.0,
+        network: Network | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
@@ -115,8 +126,8 @@ class CloudflareDns:
             base_url=base_url or DEFAULT_BASE_URL,
             max_retries=max_retries,
             timeout=timeout,
-            # Proxies from the environment would capture loopback (emulator) traffic.
-            http_client=httpx.Client(trust_env=False, timeout=timeout),
+            # The environment's proxies and CAs (`network`), loopback (an emulator) direct.
+            http_client=http_client(timeout=timeout, network=network),
         )
         # The SDK fills these from CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY /
         # CLOUDFLARE_API_USER_SERVICE_KEY when not given, and then prefers them over
@@ -269,10 +280,11 @@ class CloudflareDns:
             if other.demo_id == demo_id or not clashes:
                 continue
             owner = f"comment {other.comment!r}" if other.comment else "no comment"
-            raise ProviderError(
+            raise Conflict(
                 PROVIDER,
                 "ensure records",
-                f"{other.type} {other.name} exists and is not ours ({owner}); "
+                f"conflict: {other.type} {other.name} exists and is not ours ({owner}); "
+                f"{wanted.type} {name} cannot be created beside it; "
                 "remove or rename it, democtl will not overwrite it",
                 demo_id=demo_id,
             )

@@ -1,21 +1,29 @@
 """The one retry mechanism for democtl's httpx-based transports, and the client factory.
 
 Owns `RetryPolicy` (bounded, jittered exponential backoff that honours a capped
-`Retry-After`) and `make_client` (an `httpx.Client` that ignores proxy settings in
-the environment, so loopback emulators are never captured by a proxy). Retried:
-429, 5xx, timeouts and connection errors. Never retried: any other 4xx, which
-means the request itself is wrong. Adapters convert what is left into
-`ProviderError` at their own edge. Imports httpx and the standard library only.
+`Retry-After`), `Network` (the proxies and trusted CAs the environment declares:
+HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR, as
+curl and httpx read them) and `make_client`/`http_client` (an `httpx.Client` that
+goes through those proxies and trusts those CAs for the real services, while a
+loopback host - an emulator - is always reached directly). `.netrc` is never read:
+democtl's credentials come from its own variables. Retried: 429, 5xx, timeouts
+and connection errors. Never retried: any other 4xx, which means the request
+itself is wrong. Adapters convert what is left into `ProviderError` at their own
+edge. Imports httpx and the standard library only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import random
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -114,17 +122,152 @@ class RetryPolicy:
         raise AssertionError("unreachable: the loop returns or raises on the last attempt")
 
 
+def is_loopback_host(host: str) -> bool:
+    """localhost, *.localhost (RFC 6761) or a loopback address: where the emulators live."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    # lower case first, as curl and urllib prefer it; empty means unset
+    return environ.get(name.lower()) or environ.get(name.upper()) or None
+
+
+def _no_proxy_name(entry: str) -> str:
+    """The host, domain, address or block of a NO_PROXY entry, without port or `*.`."""
+    if entry.startswith("["):
+        entry = entry[1:].split("]", 1)[0]
+    elif entry.count(":") == 1:
+        entry = entry.split(":", 1)[0]
+    return entry.lstrip("*").lstrip(".")
+
+
+@dataclass(frozen=True)
+class Network:
+    """Proxies and trusted CAs, as the environment declares them.
+
+    `no_proxy` entries are host names (`example.com` also covers its subdomains, as
+    does `.example.com`), addresses, CIDR blocks, or `*` for every host. Ports in
+    entries are ignored. Loopback hosts never go through a proxy.
+    """
+
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: tuple[str, ...] = ()
+    ca_file: str | None = None
+    ca_dir: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Network:
+        env = os.environ if environ is None else environ
+        every = _env(env, "ALL_PROXY")
+        no_proxy = tuple(
+            entry.strip().lower()
+            for entry in (_env(env, "NO_PROXY") or "").split(",")
+            if entry.strip()
+        )
+        return cls(
+            http_proxy=_env(env, "HTTP_PROXY") or every,
+            https_proxy=_env(env, "HTTPS_PROXY") or every,
+            no_proxy=no_proxy,
+            ca_file=env.get("SSL_CERT_FILE") or None,
+            ca_dir=env.get("SSL_CERT_DIR") or None,
+        )
+
+    def bypasses(self, host: str) -> bool:
+        """True when `host` is reached directly, without a proxy."""
+        host = host.strip("[]").lower().rstrip(".")
+        if is_loopback_host(host):
+            return True
+        for entry in self.no_proxy:
+            if entry == "*":
+                return True
+            name = _no_proxy_name(entry)
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            if host == name or host.endswith("." + name):
+                return True
+        return False
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to `url` goes through; None for a direct connection."""
+        parts = urlsplit(url)
+        if self.bypasses(parts.hostname or ""):
+            return None
+        return self.https_proxy if parts.scheme == "https" else self.http_proxy
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """The CAs to trust: SSL_CERT_FILE/SSL_CERT_DIR when set, else httpx's default."""
+        if self.ca_file is None and self.ca_dir is None:
+            return True
+        return ssl.create_default_context(cafile=self.ca_file, capath=self.ca_dir)
+
+    def mounts(self, verify: ssl.SSLContext | bool) -> dict[str, httpx.BaseTransport | None]:
+        """httpx mounts: each scheme through its proxy; loopback and NO_PROXY hosts direct."""
+        if "*" in self.no_proxy:
+            return {}
+        mounts: dict[str, httpx.BaseTransport | None] = {}
+        for scheme, proxy in (("http", self.http_proxy), ("https", self.https_proxy)):
+            if proxy:
+                mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=proxy, verify=verify)
+        if not mounts:
+            return {}
+        direct = httpx.HTTPTransport(verify=verify)
+        patterns = ["all://localhost", "all://*.localhost", "all://127.0.0.1", "all://[::1]"]
+        for entry in self.no_proxy:
+            name = _no_proxy_name(entry)
+            try:
+                ipaddress.ip_network(name, strict=False)
+            except ValueError:
+                patterns += [f"all://{name}", f"all://*.{name}"]
+            else:
+                if "/" not in name:
+                    patterns.append(f"all://[{name}]" if ":" in name else f"all://{name}")
+                # a CIDR block cannot be a mount pattern: `proxy_for` honours it
+        for pattern in patterns:
+            mounts[pattern] = direct
+        return mounts
+
+
+def http_client(
+    *,
+    base_url: str = "",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    network: Network | None = None,
+) -> httpx.Client:
+    """An httpx.Client honouring `network` (default: the process environment).
+
+    `trust_env=False` all the same: the proxies and CAs come from `network`, and
+    `.netrc` never adds credentials to democtl's requests.
+    """
+    network = Network.from_environ() if network is None else network
+    verify = network.verify()
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers or {},
+        timeout=httpx.Timeout(timeout),
+        verify=verify,
+        mounts=network.mounts(verify),
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
 def make_client(
     base_url: str,
     *,
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
+    network: Network | None = None,
 ) -> httpx.Client:
-    """An httpx.Client that ignores HTTP(S)_PROXY/NETRC in the environment (`trust_env=False`)."""
-    return httpx.Client(
-        base_url=base_url,
-        headers=headers or {},
-        timeout=httpx.Timeout(timeout),
-        trust_env=False,
-        follow_redirects=False,
-    )
+    """A client for one API at `base_url`; see `http_client`."""
+    return http_client(base_url=base_url, headers=headers, timeout=timeout, network=network)

@@ -161,6 +161,10 @@ def _single_shot(configuration: client.Configuration) -> client.Configuration:
     configuration.retries = False
     if _is_loopback(configuration.host):
         configuration.proxy = None  # a proxy from the environment must not capture loopback
+    elif configuration.ssl_ca_cert is None and os.environ.get("SSL_CERT_FILE"):
+        # The client reads HTTPS_PROXY/NO_PROXY and the kubeconfig's proxy-url itself,
+        # but without a CA of the kubeconfig it trusts certifi's bundle, not SSL_CERT_FILE.
+        configuration.ssl_ca_cert = os.environ["SSL_CERT_FILE"]
     return configuration
 
 

@@ -6,9 +6,9 @@ False on any other answer or a refused connection, None when nothing answered
 "unhealthy": a health verdict needs an answer (the next cycle probes again, so
 there is no retry here). In local mode `resolve` maps a public host name to the
 emulator's loopback base URL, and the request keeps the public name in its Host
-header, the way an ingress controller routes it. Environment proxies are
-ignored (`trust_env=False`): they would capture loopback traffic.
-May import httpx and `providers.base`.
+header, the way an ingress controller routes it. The environment's proxies and
+CAs apply to public hosts (`providers.http.Network`); loopback is reached directly.
+May import httpx, `providers.base` and `providers.http`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,23 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconciler.providers.base import HttpProber
+from reconciler.providers.http import Network, http_client
 
 log = logging.getLogger(__name__)
 
 
 class HttpxProber:
-    def __init__(self, *, resolve: Mapping[str, str] | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        resolve: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+        network: Network | None = None,
+    ) -> None:
         """`resolve` maps `host`, `*.suffix` (any host ending in `.suffix`) or `*` (any
         other host) to a base URL."""
         self.resolve = dict(resolve or {})
-        self._client = httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False)
+        self._client = http_client(timeout=timeout, network=network)
 
     def close(self) -> None:
         self._client.close()

@@ -30,7 +30,7 @@ from reconciler.providers.base import (
     RateLimited,
     SupabaseProvider,
 )
-from reconciler.providers.http import RetryPolicy, make_client, parse_retry_after
+from reconciler.providers.http import Network, RetryPolicy, make_client, parse_retry_after
 
 if TYPE_CHECKING:
     from reconciler.model import Settings
@@ -61,6 +61,7 @@ class SupabaseManagementClient:
         instance_size: str | None = None,
         project_url_template: str = "https://{ref}.supabase.co",
         health_services: Iterable[str] = HEALTH_SERVICES,
+        network: Network | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", f"{TOKEN_ENV} is empty")
@@ -77,6 +78,7 @@ class SupabaseManagementClient:
             self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
+            network=network,  # proxies and CAs of the environment, unless given
         )
         # ref -> demo id of every managed project seen, so errors can name the demo
         self._owned: dict[str, str] = {}
@@ -178,7 +180,9 @@ class SupabaseManagementClient:
             if not exc.retryable:
                 raise
             # The create may have happened with its answer lost: adopt it, never repeat it.
-            adopted = [p for p in self.list_projects() if p.name == body["name"]]
+            adopted = [
+                p for p in self.list_projects() if p.name == body["name"] and not p.going_down
+            ]
             if len(adopted) == 1:
                 logger.warning(
                     "%s: create answered %s, adopted %s found by name",
@@ -293,6 +297,10 @@ class SupabaseManagementClient:
                 PROVIDER, "delete project", f"project {ref} is not managed by democtl"
             )
         demo_id = project.demo_id
+        if project.going_down:
+            # Already being deleted: a second DELETE would only be refused as "not ready".
+            logger.info("%s: Supabase project %s is already going down", demo_id, ref)
+            return
         response = self._call(
             "DELETE", f"/v1/projects/{ref}", "delete project", demo_id, accept={400, 404}
         )
