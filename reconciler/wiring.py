@@ -172,24 +172,50 @@ def production_providers(settings: Settings) -> Providers:
         raise CredentialsMissing(str(exc)) from None
 
 
+@contextmanager
+def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[KubernetesCluster]:
+    """The cluster alone, for the commands that only read it (capacity, status --live).
+
+    Local mode serves the emulated cluster's persisted world without the GitOps
+    stand-in's source: syncing `rendered/` of a tree other than the one the last
+    reconcile rendered (the user's checkout has none) would create or prune
+    namespaces, and only a reconcile may change the emulated world. Production
+    needs the kubeconfig or in-cluster config only, no other credentials.
+    """
+    if local:
+        emulator = KubernetesEmulator(
+            local_state_dir(repo),
+            source=None,  # read-only: no Flux/Argo stand-in sync
+            secret_name=settings.kubernetes.secretName,
+            argo_namespace=settings.kubernetes.argoNamespace,
+            nodes=local_nodes(settings),
+        )
+        with emulator:
+            cluster = KubernetesCluster.for_url(
+                emulator.url, gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+            )
+            try:
+                yield cluster
+            finally:
+                cluster.close()
+        return
+    try:
+        cluster = KubernetesCluster.from_environment(
+            gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+        )
+    except ProviderError as exc:
+        raise SetupError(str(exc)) from None
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Decimal, Decimal]:
     """The nodes' allocatable cpu and memory, from the cluster (or the local emulator).
 
-    Raises ProviderError when the cluster cannot be read.
+    Raises SetupError when no cluster is configured, ProviderError when it cannot be read.
     """
-    if local:
-        with KubernetesEmulator(
-            local_state_dir(repo), source=repo, nodes=local_nodes(settings)
-        ) as emulator:
-            cluster = KubernetesCluster.for_url(emulator.url)
-            try:
-                cpu, memory = cluster.node_allocatable()
-            finally:
-                cluster.close()
-    else:
-        cluster = KubernetesCluster.from_environment()
-        try:
-            cpu, memory = cluster.node_allocatable()
-        finally:
-            cluster.close()
+    with open_cluster(repo, settings, local=local) as cluster:
+        cpu, memory = cluster.node_allocatable()
     return parse_quantity(cpu), parse_quantity(memory)

@@ -370,6 +370,31 @@ def test_status_text_json_and_live(converged: Path) -> None:
     assert conditions["Stalled"]["status"] == "False" and conditions["Stalled"]["reason"]
 
 
+def test_reading_commands_leave_the_local_world_as_it_is(tmp_path: Path) -> None:
+    """Only reconcile changes the emulated world: capacity, status --live and inspect read it.
+
+    The user's checkout has no rendered/ (local mode renders into its scratch
+    state); a Kubernetes emulator started on it would prune every namespace.
+    """
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    scratch = local_state_repo(repo)
+    before_world, before_head = world(repo), head(scratch)
+    assert len(before_world["kubernetes"]["namespaces"]) == 3
+    code, out = democtl(repo, "capacity", "--from-cluster", "--local", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["used"]["demos"] == 3
+    code, out = democtl(repo, "status", "demo-acme01", "--local", "--live", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["live"]["secret"] == "present"
+    assert world(repo) == before_world
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out
+    assert "= cycle 1 had nothing to commit" in out, out
+    assert head(scratch) == before_head
+    assert all(row[0] == "ready" for row in table_rows(out).values()), out
+
+
 def test_status_of_an_unknown_demo_exits_1(converged: Path) -> None:
     code, out = democtl(converged, "status", "demo-nope", "--local")
     assert code == 1

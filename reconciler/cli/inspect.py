@@ -23,7 +23,6 @@ from reconciler.cli.options import (
     fail,
     load_settings_or_exit,
     load_state_or_exit,
-    providers_or_exit,
 )
 from reconciler.cli.output import table
 from reconciler.inventory import demo_rows
@@ -86,11 +85,13 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
         fail(f"no status for {demo_id} in {ctx.state_repo} (demos with a status: {known})")
     data: dict[str, Any] = demo_status_dict(current)
     if live:
-        with providers_or_exit(ctx, ctx.state_repo, settings) as providers:
-            try:
-                namespaces = providers.cluster.list_namespaces()
-            except ProviderError as exc:
-                fail(f"cannot read the cluster: {exc}")
+        try:
+            with wiring.open_cluster(ctx.repo, settings, local=ctx.local) as cluster:
+                namespaces = cluster.list_namespaces()
+        except wiring.SetupError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except ProviderError as exc:
+            fail(f"cannot read the cluster: {exc}")
         found = next((n for n in namespaces if n.demo_id == demo_id), None)
         data["live"] = report.live_usage(found)
     if fmt == "json":
