@@ -2,7 +2,8 @@
 
 Owns the choice between production adapters (credentials from the environment
 only) and `--local` (emulators on loopback, no credentials, no network), and the
-scratch state repository local mode reconciles in. The CLI calls this; the loop
+scratch state repository local mode reconciles in, and where the state
+repository is when no `--repo` is given. The CLI calls this; the loop
 receives the finished `Providers` and never knows which world it talks to.
 """
 
@@ -30,6 +31,7 @@ from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.quantity import parse_quantity
+from reconciler.validate import SETTINGS_FILE
 
 SCRATCH = "state"
 
@@ -40,6 +42,23 @@ class SetupError(Exception):
 
 class CredentialsMissing(SetupError):
     """A production run without the credentials it needs; exit 2 and say which."""
+
+
+def find_state_repo(start: Path) -> Path | None:
+    """The state repository around `start`, found the way git finds its work tree.
+
+    The nearest folder from `start` upwards that holds reconciler.yaml, never
+    past the top of the git work tree `start` is in (the folder with `.git`);
+    None outside a work tree, or when no folder of it holds reconciler.yaml.
+    """
+    start = start.resolve()
+    found: Path | None = None
+    for folder in (start, *start.parents):
+        if found is None and (folder / SETTINGS_FILE).is_file():
+            found = folder
+        if (folder / ".git").exists():  # a directory, or a file in a linked worktree
+            return found
+    return None
 
 
 def local_state_repo(repo: Path) -> Path:

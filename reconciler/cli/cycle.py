@@ -35,7 +35,7 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import table
 from reconciler.clock import real_now
-from reconciler.model import DemoStatus, Phase, parse_duration
+from reconciler.model import DemoStatus, Phase, Settings, parse_duration
 
 
 def _wait_seconds(text: str) -> float:
@@ -80,7 +80,10 @@ def _holder() -> str:
 @common_options
 def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
     """What the next cycle would do, and why. No side effects anywhere."""
-    settings = load_settings_or_exit(ctx.repo)
+    _print_plan(ctx, load_settings_or_exit(ctx.repo), fmt, allow_mass_delete)
+
+
+def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: bool) -> None:
     try:
         with (
             wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
@@ -133,15 +136,7 @@ def reconcile(
         raise click.BadParameter(str(exc), param_hint="--wait") from None
     settings = load_settings_or_exit(ctx.repo)
     if dry_run:
-        click.get_current_context().invoke(
-            plan_cmd,
-            fmt="text",
-            allow_mass_delete=allow_mass_delete,
-            repo=ctx.repo,
-            local=ctx.local,
-            now_text=ctx.now.isoformat(),
-            verbose=0,
-        )
+        _print_plan(ctx, settings, "text", allow_mass_delete)
         return
     options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
     try:

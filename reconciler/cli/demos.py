@@ -91,6 +91,7 @@ def _demo_file(ctx: Context, demo_id: str) -> tuple[str, bytes]:
     return path, read_bounded(ctx.repo / path)
 
 
+_EDITS_THE_TREE = "demo files are edited in the working tree."
 _branch_option = click.option(
     "--branch", metavar="NAME", help="Commit the change on a new branch NAME, ready to push."
 )
@@ -109,7 +110,7 @@ _branch_option = click.option(
 @click.option("--id", "demo_id", help="The demo id (default: demo-<type>-<6 hex digits>).")
 @click.option("--company", help="The white-label company name.")
 @_branch_option
-@common_options
+@common_options(unused={"--local": _EDITS_THE_TREE})
 def create(
     *,
     demo_type: str,
@@ -151,7 +152,7 @@ def create(
 @click.argument("demo_id", metavar="ID")
 @click.option("--hours", required=True, type=click.FloatRange(min=0, min_open=True))
 @_branch_option
-@common_options
+@common_options(unused={"--local": _EDITS_THE_TREE})
 def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None:
     """Give a demo more time (the seed's extendInstance), up to its profile's maximum."""
     settings = load_settings_or_exit(ctx.repo)
@@ -167,7 +168,7 @@ def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @_branch_option
-@common_options
+@common_options(unused={"--local": _EDITS_THE_TREE})
 def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
     """Expire a demo now (the seed's deleteInstance); the reconciler tears it down."""
     settings = load_settings_or_exit(ctx.repo)

@@ -31,7 +31,7 @@ from reconciler.workspace import demo_paths, read_demo, read_settings, relative_
 @click.command()
 @click.argument("files", nargs=-1, type=str)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@common_options
+@common_options(unused={"--local": "the files of the working tree are checked."})
 def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
     """Check the settings and demo files; report every problem with file, line and field.
 
@@ -61,7 +61,13 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
 
 
 @click.command()
-def schema() -> None:
+@common_options(
+    unused={
+        name: "the schema is the same for every repository."
+        for name in ("-C", "--repo", "--local", "--now", "-v")
+    }
+)
+def schema(ctx: Context) -> None:
     """Print the JSON Schema of the demo file (committed as schemas/demo.schema.json)."""
     click.echo(demo_schema_json(), nl=False)
 
@@ -78,7 +84,9 @@ def demo_schema_json() -> str:
 
 @click.command()
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date.")
-@common_options
+@common_options(
+    unused={"--local": "rendered/ of the working tree is written; local mode renders its own."}
+)
 def render(check: bool, ctx: Context) -> None:
     """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
     state, settings = load_state_or_exit(ctx, ctx.repo)

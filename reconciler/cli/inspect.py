@@ -103,7 +103,7 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
 @click.command()
 @click.argument("demo_id", required=False, metavar="[ID]")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@common_options
+@common_options(unused={"--now": "the history is what git recorded."})
 def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
     """The audit trail from git: added, extended, ready, removed; by whom and when."""
     try:
@@ -137,7 +137,7 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--from-cluster", is_flag=True, help="Size the cluster from its nodes' allocatable.")
-@common_options
+@common_options(unused={"--now": "capacity counts the demos as their status files say."})
 def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
     """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
     settings = load_settings_or_exit(ctx.repo)

@@ -23,7 +23,12 @@ def local_group() -> None:
 
 @local_group.command("inspect")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@common_options
+@common_options(
+    unused={
+        "--local": "it always reads the local world.",
+        "--now": "it shows the world as it is.",
+    }
+)
 def local_inspect(fmt: str, ctx: Context) -> None:
     """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
     world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)

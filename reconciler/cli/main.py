@@ -15,13 +15,20 @@ import os
 import click
 
 from reconciler.cli import cycle, demos, files, inspect, local
-from reconciler.cli.options import fail
+from reconciler.cli.options import fail, global_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="democtl")
+@global_options
 def cli() -> None:
-    """democtl: on-demand demo environments, reconciled from a git repository."""
+    """democtl: on-demand demo environments, reconciled from a git repository.
+
+    The common options (-C, --repo, --local, --now, -v) go before the command
+    name or after it: `democtl --repo X list` is `democtl list --repo X`.
+    Without --repo the state repository is found as git finds its own: the
+    nearest folder upwards with reconciler.yaml, within the git work tree.
+    """
 
 
 for command in (

@@ -1,0 +1,160 @@
+"""The common options as users type them: before or after the command, -C, and no --repo at all.
+
+Every command takes -C, --repo, --local, --now and -v on either side of its
+name (as kubectl and git users expect), and without --repo the state
+repository is found as git finds its own: upwards from where democtl runs,
+within the git work tree. Real repositories from tests.gitrepo, in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.cli.main import cli as group
+from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, origin_and_clone
+
+LATER = (BASE_TIME + timedelta(minutes=30)).isoformat()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    _, work = origin_and_clone(tmp_path)
+    commit_as(work, files={"demos/demo-a.yaml": demo_yaml("demo-a", "2h")}, message="Add demo-a")
+    return work
+
+
+def listed(code_out: tuple[int, str]) -> list[dict[str, object]]:
+    code, out = code_out
+    assert code == 0, out
+    rows: list[dict[str, object]] = json.loads(out)
+    return rows
+
+
+def test_common_options_before_the_command_are_the_same_as_after(repo: Path) -> None:
+    after = listed(run("list", "--repo", str(repo), "--now", LATER, "--format", "json"))
+    before = listed(run("--repo", str(repo), "--now", LATER, "list", "--format", "json"))
+    mixed = listed(run("--repo", str(repo), "list", "--now", LATER, "--format", "json"))
+    assert after == before == mixed
+    assert [r["id"] for r in after] == ["demo-a"]
+    assert after[0]["expiresIn"] == "1h30m"  # --now reached the command from either side
+
+
+def test_after_the_command_wins_over_before(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "nothing-here"
+    elsewhere.mkdir()
+    rows = listed(
+        run(
+            "--repo",
+            str(elsewhere),
+            "list",
+            "--repo",
+            str(repo),
+            "--now",
+            LATER,
+            "--format",
+            "json",
+        )
+    )
+    assert [r["id"] for r in rows] == ["demo-a"]
+
+
+def test_dash_c_runs_as_if_started_there(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    by_c = listed(run("-C", str(repo), "list", "--now", LATER, "--format", "json"))
+    assert [r["id"] for r in by_c] == ["demo-a"]
+    # as in git, a relative --repo is taken from the -C directory, and -C adds up
+    relative = listed(run("-C", str(repo.parent), "list", "--repo", repo.name, "--format", "json"))
+    chained = listed(run("-C", str(repo.parent), "-C", repo.name, "list", "--format", "json"))
+    after = listed(run("list", "-C", str(repo / "demos"), "--format", "json"))
+    assert [r["id"] for r in relative] == [r["id"] for r in chained] == [r["id"] for r in after]
+
+
+def test_without_repo_the_state_repository_is_found_upwards(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = repo / "demos" / "sub"
+    deep.mkdir()
+    monkeypatch.chdir(deep)
+    rows = listed(run("list", "--now", LATER, "--format", "json"))
+    assert [r["id"] for r in rows] == ["demo-a"]
+
+
+def test_the_search_stops_at_the_top_of_the_git_work_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconciler.yaml above the work tree belongs to another project: never used."""
+    (tmp_path / "reconciler.yaml").write_text("kind: nope\n")
+    inner = tmp_path / "inner"
+    git(tmp_path, "init", "--quiet", "--initial-branch=main", str(inner))
+    monkeypatch.chdir(inner)
+    code, out = run("validate")
+    assert code == 2, out
+    assert f"reconciler.yaml: not found in {inner.resolve()}" in out, out
+
+
+def test_an_unknown_dash_c_directory_is_a_usage_error(tmp_path: Path) -> None:
+    code, out = run("-C", str(tmp_path / "missing"), "list")
+    assert code == 2 and "-C" in out
+
+
+def _options_of(command: object) -> set[str]:
+    return {opt for p in command.params for opt in p.opts}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["validate"],
+        ["schema"],
+        ["render"],
+        ["plan"],
+        ["reconcile"],
+        ["run"],
+        ["list"],
+        ["status"],
+        ["history"],
+        ["capacity"],
+        ["create"],
+        ["extend"],
+        ["delete"],
+        ["local", "inspect"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_takes_the_common_options(path: list[str]) -> None:
+    command: object = group
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert {"-C", "--repo", "--local", "--now", "-v"} <= _options_of(command)
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["validate"], "--local"),
+        (["schema"], "--repo"),
+        (["history"], "--now"),
+        (["create"], "--local"),
+        (["local", "inspect"], "--now"),
+    ],
+)
+def test_help_says_which_common_option_a_command_does_not_use(args: list[str], option: str) -> None:
+    code, out = run(*args, "--help")
+    assert code == 0
+    block = out[out.index(option) :]
+    assert "Not used by this command" in " ".join(block.split()[:40]), out
