@@ -68,6 +68,20 @@ class Edit:
         return self.before != self.after
 
 
+def duration_text(delta: timedelta) -> str:
+    """A duration as a demo file writes it, to the second: `2h`, `1h30m`, `2h30s`.
+
+    Unlike `format_duration` (for messages, to the minute) it loses nothing, so
+    extending a `ttl: 90s` keeps its seconds.
+    """
+    total = int(delta.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
 def demo_path(demo_id: str) -> str:
     return f"{DEMOS_DIR}/{demo_id}.yaml"
 
@@ -225,10 +239,10 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
                     else "(already at the maximum)"
                 )
             )
-        _set_after(spec, "ttl", format_duration(new_ttl), ("owner", "profile", "type"))
+        _set_after(spec, "ttl", duration_text(new_ttl), ("owner", "profile", "type"))
         summary = (
-            f"{demo.id}: ttl {demo.spec.ttl or format_duration(current) + ' (default)'} -> "
-            f"{format_duration(new_ttl)} (expires {(start + new_ttl).isoformat()})"
+            f"{demo.id}: ttl {demo.spec.ttl or duration_text(current) + ' (default)'} -> "
+            f"{duration_text(new_ttl)} (expires {(start + new_ttl).isoformat()})"
         )
     return Edit(path, before, _dump(tree), summary)
 

@@ -158,3 +158,46 @@ def test_help_says_which_common_option_a_command_does_not_use(args: list[str], o
     assert code == 0
     block = out[out.index(option) :]
     assert "Not used by this command" in " ".join(block.split()[:40]), out
+
+
+# --- durations: seconds as well as m/h/d, everywhere ---------------------------------------
+
+
+def test_now_takes_an_offset_in_seconds(repo: Path) -> None:
+    from reconciler.clock import parse_now
+
+    assert parse_now("+90s", BASE_TIME) == BASE_TIME + timedelta(seconds=90)
+    assert parse_now("-1m30s", BASE_TIME) == BASE_TIME - timedelta(seconds=90)
+    code, out = run("list", "--repo", str(repo), "--now", "+90s", "--format", "json")
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconcile", "--wait", "30s"],
+        ["reconcile", "--wait", "1m30s"],
+        ["run", "--every", "45s"],
+        ["run", "--every", "1m30s"],
+    ],
+    ids=" ".join,
+)
+def test_wait_and_every_take_seconds(repo: Path, args: list[str]) -> None:
+    """The value is accepted: the command goes on to read the (here unusable) settings."""
+    (repo / "reconciler.yaml").write_text("kind: nope\n")
+    code, out = run(*args, "--repo", str(repo))
+    assert code == 2, out
+    assert "Invalid value" not in out and "settings are unusable" in out, out
+
+
+@pytest.mark.parametrize(
+    "args, rule",
+    [
+        (["reconcile", "--wait", "soon"], "--wait"),
+        (["run", "--every", "0s"], "--every"),
+        (["run", "--every", "5x"], "--every"),
+    ],
+)
+def test_bad_durations_are_usage_errors(repo: Path, args: list[str], rule: str) -> None:
+    code, out = run(*args, "--repo", str(repo))
+    assert code == 2 and f"Invalid value for {rule}" in out, out

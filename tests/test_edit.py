@@ -410,3 +410,20 @@ def test_delete_of_an_uncommitted_demo_removes_the_file(repo: Path) -> None:
     result = democtl(repo, "delete", "demo-draft")
     assert result.exit_code == 0, result.output
     assert not (repo / "demos" / "demo-draft.yaml").exists()
+
+
+# --- durations in seconds ---------------------------------------------------------------
+
+
+def test_create_with_a_ttl_in_seconds_writes_a_valid_file(repo: Path) -> None:
+    result = democtl(repo, "create", "--type", "startup", "--id", "demo-quick", "--ttl", "90s")
+    assert result.exit_code == 0, result.output
+    assert spec_of((repo / "demos" / "demo-quick.yaml").read_bytes())["ttl"] == "90s"
+    assert democtl(repo, "validate").exit_code == 0
+
+
+def test_extend_keeps_the_seconds_of_a_ttl(settings: Settings) -> None:
+    before = COMMENTED.replace("ttl: 2h", "ttl: 1h30s").encode()
+    edit = extend("demos/demo-acme01.yaml", before, 1, settings, LANDED)
+    assert spec_of(edit.after)["ttl"] == "2h30s"
+    assert "expires 2026-11-25T12:00:30+00:00" in edit.summary

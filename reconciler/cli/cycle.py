@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -38,12 +39,13 @@ from reconciler.clock import real_now
 from reconciler.model import DemoStatus, Phase, Settings, parse_duration
 
 
-def _wait_seconds(text: str) -> float:
-    """`60s`, `2m`, `1h`: how long reconcile may keep cycling for demos to settle."""
+def _seconds(text: str) -> float:
+    """A duration option in seconds: `30s`, `5m`, `1h30m`, the grammar of every duration.
+
+    `0` (or `0s`, `0m`) means none, which only `--wait` accepts.
+    """
     text = text.strip()
-    if text.endswith("s") and text[:-1].isdigit():
-        return float(text[:-1])
-    if text in {"", "0"}:
+    if re.fullmatch(r"0*[dhms]?", text):
         return 0.0
     return parse_duration(text).total_seconds()
 
@@ -117,7 +119,7 @@ def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: b
     "wait_text",
     default="0s",
     metavar="DURATION",
-    help="Keep cycling up to this long (e.g. 60s) until no demo is creating.",
+    help="Keep cycling up to this long (e.g. 30s, 5m) until no demo is creating.",
 )
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
 @common_options
@@ -131,7 +133,7 @@ def reconcile(
 ) -> None:
     """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
     try:
-        wait = _wait_seconds(wait_text)
+        wait = _seconds(wait_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--wait") from None
     settings = load_settings_or_exit(ctx.repo)
@@ -196,7 +198,14 @@ def reconcile(
 
 
 @click.command()
-@click.option("--every", "every_text", default="5m", show_default=True, metavar="DURATION")
+@click.option(
+    "--every",
+    "every_text",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How often a cycle starts (e.g. 30s, 5m, 1h).",
+)
 @click.option("--push", is_flag=True, help="Push each cycle's commit (never forced).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
@@ -206,7 +215,7 @@ def run(
 ) -> None:
     """Reconcile on a schedule until SIGTERM or SIGINT (which let the current cycle finish)."""
     try:
-        every = _wait_seconds(every_text)
+        every = _seconds(every_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
     if every <= 0:

@@ -105,7 +105,7 @@ _branch_option = click.option(
     type=click.Choice(["recruiting-agency", "enterprise", "startup"]),
 )
 @click.option("--profile", default="small", show_default=True)
-@click.option("--ttl", metavar="DURATION", help="e.g. 90m, 2h, 1d (default: the profile's).")
+@click.option("--ttl", metavar="DURATION", help="e.g. 30s, 90m, 2h, 1d (default: the profile's).")
 @click.option("--owner", help="Who the demo is for (default: git config user.email).")
 @click.option("--id", "demo_id", help="The demo id (default: demo-<type>-<6 hex digits>).")
 @click.option("--company", help="The white-label company name.")

@@ -102,7 +102,7 @@ def _option_decorators(unused: Mapping[str, str]) -> list[Callable[[F], F]]:
             "--now",
             "now_text",
             metavar="TIME",
-            help=text("--now", "RFC 3339 or an offset like +3h."),
+            help=text("--now", "RFC 3339 or an offset like +3h, -30m, +90s."),
         ),
         click.option(
             "-v",
