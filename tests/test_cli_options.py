@@ -201,3 +201,25 @@ def test_wait_and_every_take_seconds(repo: Path, args: list[str]) -> None:
 def test_bad_durations_are_usage_errors(repo: Path, args: list[str], rule: str) -> None:
     code, out = run(*args, "--repo", str(repo))
     assert code == 2 and f"Invalid value for {rule}" in out, out
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_in_a_command_exits_130_with_one_line(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import reconciler.cli.inspect
+    from reconciler.cli import main
+
+    def interrupt(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reconciler.cli.inspect, "demo_rows", interrupt)
+    monkeypatch.setattr("sys.argv", ["democtl", "list", "--repo", str(repo)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "democtl: interrupted\n"
+    assert captured.out == ""

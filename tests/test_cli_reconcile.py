@@ -529,6 +529,23 @@ def test_run_keeps_going_after_a_failed_cycle(tmp_path: Path) -> None:
     assert "Traceback" not in proc.output()
 
 
+def test_ctrl_c_during_reconcile_exits_130_with_one_line(tmp_path: Path) -> None:
+    """1 means an action failed; an interrupted run is 130 (128 + SIGINT), as shells expect."""
+    _, repo = state_repo(tmp_path)
+    # projects that stay COMING_UP keep --wait cycling until the interrupt
+    args = ["reconcile", "--local", "--wait", "600s", "--repo", str(repo), "--now", NOW_TEXT]
+    proc = Process(args, env={"DEMOCTL_LOCAL_COME_UP_SECONDS": "3600"})
+    try:
+        proc.expect("out", "cycle 2 (")
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.finish()
+    finally:
+        proc.proc.kill()
+    errors = [line for name, line in proc.seen if name == "err" and line.strip()]
+    assert code == 130, proc.output()
+    assert errors == ["democtl: interrupted"], proc.output()
+
+
 # --- production mode without credentials ----------------------------------------------
 
 

@@ -15,10 +15,24 @@ import os
 import click
 
 from reconciler.cli import cycle, demos, files, inspect, local
-from reconciler.cli.options import fail, global_options
+from reconciler.cli.options import fail, global_options, interrupted
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """click's group, except that Ctrl-C inside a command exits 130 with one line.
+
+    click would print "Aborted!" and exit 1, which democtl reserves for a
+    failed check or action.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="democtl")
 @global_options
 def cli() -> None:
@@ -56,8 +70,8 @@ def main() -> None:
         cli.main(standalone_mode=True)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except KeyboardInterrupt:  # outside a command: while parsing, say
+        interrupted()
     except Exception as exc:
         if os.environ.get("DEMOCTL_DEBUG"):
             raise

@@ -32,6 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class Context:
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"democtl: {message}", err=True)
     sys.exit(code)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line and 130, never a traceback, never 1 (which means an action failed)."""
+    if sys.stderr.isatty():
+        click.echo("", err=True)  # end the line the terminal's ^C echo is on
+    fail("interrupted", EXIT_INTERRUPTED)
 
 
 @dataclass(frozen=True)
