@@ -12,6 +12,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -223,3 +224,44 @@ def test_ctrl_c_in_a_command_exits_130_with_one_line(
     captured = capsys.readouterr()
     assert captured.err == "democtl: interrupted\n"
     assert captured.out == ""
+
+
+# --- help speaks to users -----------------------------------------------------------------
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            found += _commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(group), ids=lambda p: " ".join(p) or "democtl")
+def test_help_speaks_to_users(path: tuple[str, ...]) -> None:
+    """No design-document wording (the seed's createInstance), and every option explained."""
+    code, out = run(*path, "--help")
+    assert code == 0, out
+    for jargon in ("seed's", "Instance", "the guard"):
+        assert jargon not in out, (jargon, out)
+    command: click.Command = group
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help and command.get_short_help_str()
+    unexplained = [p.opts[0] for p in command.params if isinstance(p, click.Option) and not p.help]
+    assert unexplained == []
+
+
+def test_usage_names_the_program_democtl(capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from reconciler.cli import main
+
+    argv, sys.argv = sys.argv, ["python -m reconciler", "list", "--help"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = argv
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("Usage: democtl list [OPTIONS]")

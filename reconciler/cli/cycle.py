@@ -77,11 +77,25 @@ def _holder() -> str:
 
 
 @click.command("plan")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
-@click.option("--allow-mass-delete", is_flag=True, help="Plan as if the guard were lifted.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    help="text for people, markdown for a pull request comment, json for scripts.",
+)
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Plan as if reconcile were given --allow-mass-delete.",
+)
 @common_options
 def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
-    """What the next cycle would do, and why. No side effects anywhere."""
+    """Show what the next reconcile would do to each demo, and why.
+
+    Changes nothing: no project, record or namespace is created or deleted,
+    and nothing is written or committed.
+    """
     _print_plan(ctx, load_settings_or_exit(ctx.repo), fmt, allow_mass_delete)
 
 
@@ -111,17 +125,31 @@ def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: b
 
 
 @click.command()
-@click.option("--push", is_flag=True, help="Push the cycle's commit (never forced).")
-@click.option("--dry-run", is_flag=True, help="Stop after planning; same as `democtl plan`.")
-@click.option("--allow-mass-delete", is_flag=True, help="Lift the mass-deletion guard.")
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Commit on this checkout and push (never forced), as CI does.",
+)
+@click.option("--dry-run", is_flag=True, help="Only show the plan: the same as democtl plan.")
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Tear down even when more than half of the running demos would go at once.",
+)
 @click.option(
     "--wait",
     "wait_text",
     default="0s",
     metavar="DURATION",
-    help="Keep cycling up to this long (e.g. 30s, 5m) until no demo is creating.",
+    help="Keep cycling up to this long (e.g. 30s, 5m) while demos are still changing.",
 )
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="How many demos are worked on at once.",
+)
 @common_options
 def reconcile(
     push: bool,
@@ -131,7 +159,12 @@ def reconcile(
     concurrency: int,
     ctx: Context,
 ) -> None:
-    """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+    """Bring every demo to what its file asks for, and commit its status.
+
+    Creates what a new demo needs, repairs what drifted, tears down what
+    expired or was deleted. One cycle; with --wait, more cycles while demos
+    are still being created or torn down. With --local, against emulators.
+    """
     try:
         wait = _seconds(wait_text)
     except ValueError as exc:
@@ -206,14 +239,30 @@ def reconcile(
     metavar="DURATION",
     help="How often a cycle starts (e.g. 30s, 5m, 1h).",
 )
-@click.option("--push", is_flag=True, help="Push each cycle's commit (never forced).")
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Commit on this checkout and push each cycle (never forced).",
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="How many demos are worked on at once.",
+)
 @common_options
 def run(
     every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
 ) -> None:
-    """Reconcile on a schedule until SIGTERM or SIGINT (which let the current cycle finish)."""
+    """Reconcile on a schedule, as a long-running service (in a cluster, say).
+
+    SIGTERM or Ctrl-C lets the current cycle finish, then exits 0. A failed
+    cycle is reported and the next one tries again.
+    """
     try:
         every = _seconds(every_text)
     except ValueError as exc:

@@ -103,8 +103,9 @@ _branch_option = click.option(
     "demo_type",
     required=True,
     type=click.Choice(["recruiting-agency", "enterprise", "startup"]),
+    help="Which platform the demo shows.",
 )
-@click.option("--profile", default="small", show_default=True)
+@click.option("--profile", default="small", show_default=True, help="A profile of reconciler.yaml.")
 @click.option("--ttl", metavar="DURATION", help="e.g. 30s, 90m, 2h, 1d (default: the profile's).")
 @click.option("--owner", help="Who the demo is for (default: git config user.email).")
 @click.option("--id", "demo_id", help="The demo id (default: demo-<type>-<6 hex digits>).")
@@ -122,7 +123,11 @@ def create(
     branch: str | None,
     ctx: Context,
 ) -> None:
-    """Write a new demo file (the seed's createInstance): a pull request away from running."""
+    """Write a new demo file under demos/.
+
+    The demo starts once the file is on the main branch: commit it and open
+    a pull request (the printed steps say how, or use --branch).
+    """
     settings = load_settings_or_exit(ctx.repo)
     kind = DemoType(demo_type)
     owner = owner or gitstate.author_email(ctx.repo)
@@ -150,11 +155,20 @@ def create(
 
 @click.command()
 @click.argument("demo_id", metavar="ID")
-@click.option("--hours", required=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--hours",
+    required=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="How many hours to add (e.g. 2, 0.5).",
+)
 @_branch_option
 @common_options(unused={"--local": _EDITS_THE_TREE})
 def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None:
-    """Give a demo more time (the seed's extendInstance), up to its profile's maximum."""
+    """Give demo ID more time: raise its ttl (or expiresAt) by --hours.
+
+    Never past its profile's maximum, counted from when the demo started
+    (when its file first landed on the main branch).
+    """
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     start = demo_start(demo_id, gitstate.creation_times(ctx.repo), ctx.now)
@@ -170,7 +184,11 @@ def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None
 @_branch_option
 @common_options(unused={"--local": _EDITS_THE_TREE})
 def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
-    """Expire a demo now (the seed's deleteInstance); the reconciler tears it down."""
+    """End demo ID now: set its expiresAt to now.
+
+    Once the change is merged, the next reconcile tears the demo down. A
+    demo file that never landed on the main branch is simply removed.
+    """
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     try:

@@ -30,13 +30,20 @@ from reconciler.workspace import demo_paths, read_demo, read_settings, relative_
 
 @click.command()
 @click.argument("files", nargs=-1, type=str)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts and editors.",
+)
 @common_options(unused={"--local": "the files of the working tree are checked."})
 def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
-    """Check the settings and demo files; report every problem with file, line and field.
+    """Check reconciler.yaml and the demo files (all of them, or FILES).
 
-    Exit 0 when clean, 1 when a demo file has a problem, 2 when the settings are
-    unusable (the demo files' own problems are still reported then).
+    Every problem is printed as file:line: field: rule. Exits 0 when all is
+    valid, 1 when a demo file has a problem, 2 when reconciler.yaml is unusable
+    (the demo files are still checked then).
     """
     settings_result = read_settings(ctx.repo)
     settings = settings_result.settings
@@ -68,7 +75,11 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
     }
 )
 def schema(ctx: Context) -> None:
-    """Print the JSON Schema of the demo file (committed as schemas/demo.schema.json)."""
+    """Print the JSON Schema of demo files, for editors and CI.
+
+    The repository keeps a copy as schemas/demo.schema.json, which the
+    yaml-language-server line at the top of each demo file points to.
+    """
     click.echo(demo_schema_json(), nl=False)
 
 
@@ -83,12 +94,18 @@ def demo_schema_json() -> str:
 
 
 @click.command()
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date.")
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date (for CI)."
+)
 @common_options(
     unused={"--local": "rendered/ of the working tree is written; local mode renders its own."}
 )
 def render(check: bool, ctx: Context) -> None:
-    """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
+    """Write the Kubernetes manifests of every valid demo into rendered/<id>/.
+
+    Flux or Argo CD apply them to the cluster. Only files that change are
+    written; a reconcile renders too, so this is for looking and for CI.
+    """
     state, settings = load_state_or_exit(ctx, ctx.repo)
     for problem in state.demo_problems + state.status_problems:
         click.echo(str(problem), err=True)

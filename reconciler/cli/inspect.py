@@ -33,10 +33,16 @@ from reconciler.workspace import demo_paths, read_demo
 
 
 @click.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table for people, json for scripts.",
+)
 @common_options
 def list_demos(fmt: str, ctx: Context) -> None:
-    """Every demo: id, type, profile, owner, phase, expires in (from --now) and URLs."""
+    """List every demo: id, type, profile, owner, phase, time left and URLs."""
     state, settings = load_state_or_exit(ctx)
     rows = demo_rows(
         settings,
@@ -74,10 +80,19 @@ def list_demos(fmt: str, ctx: Context) -> None:
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @click.option("--live", is_flag=True, help="Also ask the cluster for pods, CPU and memory now.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts.",
+)
 @common_options
 def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
-    """A demo's status file (phase, URLs, health checks, conditions); --live adds usage."""
+    """Show one demo's status: phase, URLs, health checks and conditions.
+
+    --live adds its pods, CPU and memory, read from the cluster now.
+    """
     state, settings = load_state_or_exit(ctx)
     current = state.statuses.get(demo_id)
     if current is None:
@@ -102,10 +117,19 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
 
 @click.command()
 @click.argument("demo_id", required=False, metavar="[ID]")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table for people, json for scripts.",
+)
 @common_options(unused={"--now": "the history is what git recorded."})
 def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
-    """The audit trail from git: added, extended, ready, removed; by whom and when."""
+    """Show what happened to the demos (or to demo ID), from git log.
+
+    Added, extended, ready, removed: who did it, when, and in which commit.
+    """
     try:
         events = gitstate.history(ctx.state_repo, demo_id)
     except gitstate.GitStateError as exc:
@@ -135,11 +159,25 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--from-cluster", is_flag=True, help="Size the cluster from its nodes' allocatable.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts.",
+)
+@click.option(
+    "--from-cluster",
+    is_flag=True,
+    help="Take the cluster's size from its nodes instead of reconciler.yaml.",
+)
 @common_options(unused={"--now": "capacity counts the demos as their status files say."})
 def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
-    """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
+    """Show the cluster's room for demos: total, used, free, and how many more fit.
+
+    Used counts the running demos and the valid demo files not reconciled
+    yet; "more fit" is per profile.
+    """
     settings = load_settings_or_exit(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     statuses, _ = gitstate.read_statuses(ctx.state_repo)  # a broken one counts by its file

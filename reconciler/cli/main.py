@@ -67,7 +67,7 @@ for command in (
 def main() -> None:
     """Entry point: no traceback reaches a user unless DEMOCTL_DEBUG is set."""
     try:
-        cli.main(standalone_mode=True)
+        cli.main(prog_name="democtl", standalone_mode=True)
     except SystemExit:
         raise
     except KeyboardInterrupt:  # outside a command: while parsing, say

@@ -104,13 +104,23 @@ def _option_decorators(unused: Mapping[str, str]) -> list[Callable[[F], F]]:
             help=text("--repo", REPO_HELP),
         ),
         click.option(
-            "--local", is_flag=True, help=text("--local", "Run against the local emulators.")
+            "--local",
+            is_flag=True,
+            help=text(
+                "--local",
+                "Run against local emulators instead of Supabase, Cloudflare and Kubernetes "
+                "(no credentials, no network).",
+            ),
         ),
         click.option(
             "--now",
             "now_text",
             metavar="TIME",
-            help=text("--now", "RFC 3339 or an offset like +3h, -30m, +90s."),
+            help=text(
+                "--now",
+                "Act as if it were TIME: RFC 3339 or an offset like +3h, -30m, +90s "
+                "(to see what expiry will do).",
+            ),
         ),
         click.option(
             "-v",
