@@ -265,3 +265,34 @@ def test_usage_names_the_program_democtl(capsys: pytest.CaptureFixture[str]) -> 
         sys.argv = argv
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("Usage: democtl list [OPTIONS]")
+
+
+# --- what local mode does not see -------------------------------------------------------------
+
+
+def test_uncommitted_demo_files_are_untracked_modified_staged_or_deleted(repo: Path) -> None:
+    from reconciler.gitstate import uncommitted_demo_files
+
+    assert uncommitted_demo_files(repo) == []
+    commit_as(repo, files={"demos/demo-b.yaml": demo_yaml("demo-b"), "demos/demo-c.yaml": "x"})
+    (repo / "demos" / "demo-new.yaml").write_text(demo_yaml("demo-new"))
+    (repo / "demos" / "demo-a.yaml").write_text(demo_yaml("demo-a", "3h"))
+    (repo / "demos" / "demo-b.yaml").unlink()
+    (repo / "demos" / "demo-c.yaml").write_text("y")
+    git(repo, "add", "demos/demo-c.yaml")
+    (repo / "demos" / "README.md").write_text("not a demo file")
+    (repo / "reconciler.yaml").write_text("changed outside demos/")
+    assert uncommitted_demo_files(repo) == [
+        "demos/demo-a.yaml",
+        "demos/demo-b.yaml",
+        "demos/demo-c.yaml",
+        "demos/demo-new.yaml",
+    ]
+    git(repo, "mv", "demos/demo-c.yaml", "demos/demo-d.yaml")
+    assert "demos/demo-d.yaml" in uncommitted_demo_files(repo)
+
+
+def test_uncommitted_demo_files_outside_a_repository_is_empty(tmp_path: Path) -> None:
+    from reconciler.gitstate import uncommitted_demo_files
+
+    assert uncommitted_demo_files(tmp_path) == []

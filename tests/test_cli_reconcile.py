@@ -268,6 +268,26 @@ def test_reconcile_reports_each_demo_then_a_summary(tmp_path: Path) -> None:
     assert head(scratch) == scratch_head
 
 
+def test_local_reconcile_names_the_demo_files_it_does_not_see(tmp_path: Path) -> None:
+    """Local mode reconciles commits; a demo file written but not committed is named, once."""
+    _, repo = state_repo(tmp_path)
+    (repo / "demos" / "demo-draft1.yaml").write_text(demo_yaml("demo-draft1", "1h"))
+    acme = repo / "demos" / "demo-acme01.yaml"
+    acme.write_text(acme.read_text().replace("ttl: 2h", "ttl: 3h"))
+    (repo / "notes.txt").write_text("not a demo file\n")
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: not committed, so not reconciled (--local reconciles commits): "
+        "demos/demo-acme01.yaml, demos/demo-draft1.yaml"
+    ], out
+    assert "demo-draft1" not in table_rows(out)
+    commit_as(repo, when=NOW, message="draft", files={})
+    code, out = democtl(repo, "plan", "--local")
+    assert code == 0 and "note: " not in out, out
+
+
 def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) -> None:
     _, repo = state_repo(tmp_path)
     reconciled(repo)

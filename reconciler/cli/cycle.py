@@ -63,6 +63,17 @@ def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) 
         click.echo(f"  * {demo_id}: {before[demo_id].phase.value} -> removed")
 
 
+def _note_uncommitted(ctx: Context) -> None:
+    """Local mode reconciles what is committed: say which demo files it will not see."""
+    files = gitstate.uncommitted_demo_files(ctx.repo)
+    if files:
+        click.echo(
+            f"note: not committed, so not reconciled (--local reconciles commits): "
+            f"{', '.join(files)}",
+            err=True,
+        )
+
+
 def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
@@ -100,6 +111,8 @@ def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
 
 
 def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: bool) -> None:
+    if ctx.local:
+        _note_uncommitted(ctx)
     try:
         with (
             wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
@@ -174,6 +187,8 @@ def reconcile(
         _print_plan(ctx, settings, "text", allow_mass_delete)
         return
     options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    if ctx.local and not push:  # with --push the cycle works on this checkout itself
+        _note_uncommitted(ctx)
     try:
         workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=ctx.now)
     except gitstate.GitStateError as exc:
