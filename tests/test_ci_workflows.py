@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
-SCHEMA = PROJECT.parent / "shared" / "schemas" / "github-workflow.json"
+SCHEMA = PROJECT / "tests" / "contracts" / "schemas" / "github-workflow.json"
 
 
 @pytest.mark.parametrize("workflow", sorted((PROJECT / "ci").glob("*.yml")), ids=lambda p: p.name)
