@@ -11,8 +11,11 @@ here (the CLI reads, `gitstate.write_files` writes). Imports the model and
 from __future__ import annotations
 
 import io
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -24,7 +27,6 @@ from ruamel.yaml.timestamp import TimeStamp
 
 from reconciler.model import (
     API_VERSION,
-    DEMO_ID_MAX,
     DURATION_MAX,
     RETRY_ANNOTATION,
     Demo,
@@ -44,11 +46,9 @@ from reconciler.validate import (
 )
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/demo.schema.json"
-TYPE_ABBREVIATIONS = {
-    DemoType.RECRUITING_AGENCY: "rec",
-    DemoType.ENTERPRISE: "ent",
-    DemoType.STARTUP: "start",
-}
+ID_TOKEN_LENGTH = 6
+ID_TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+ID_TOKEN = re.compile(rf"[a-z0-9]{{{ID_TOKEN_LENGTH}}}")
 
 
 class EditError(ValueError):
@@ -69,16 +69,42 @@ class Edit:
         return self.before != self.after
 
 
+def duration_text(delta: timedelta) -> str:
+    """A duration as a demo file writes it, to the second: `2h`, `1h30m`, `2h30s`.
+
+    Unlike `format_duration` (for messages, to the minute) it loses nothing, so
+    extending a `ttl: 90s` keeps its seconds.
+    """
+    total = int(delta.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
 def demo_path(demo_id: str) -> str:
     return f"{DEMOS_DIR}/{demo_id}.yaml"
 
 
-def generate_id(demo_type: DemoType, token: str) -> str:
-    """`demo-<type abbreviation>-<token>`; the caller brings the randomness (e.g. 6 hex digits)."""
-    demo_id = f"demo-{TYPE_ABBREVIATIONS[demo_type]}-{token.lower()}"
-    if len(demo_id) > DEMO_ID_MAX:
-        raise EditError(f"generated id {demo_id!r} is longer than {DEMO_ID_MAX} characters")
-    return demo_id
+def generate_id(token: str) -> str:
+    """`demo-<token>`, the token being 6 lowercase letters or digits the caller drew at random."""
+    if not ID_TOKEN.fullmatch(token):
+        raise EditError(f"an id token is {ID_TOKEN_LENGTH} lowercase letters or digits: {token!r}")
+    return f"demo-{token}"
+
+
+def pick_id(tokens: Iterable[str], taken: Callable[[str], bool], attempts: int = 10) -> str:
+    """The first `demo-<token>` not `taken` (a file with that id exists), from random `tokens`.
+
+    With 36^6 ids a clash is rare; after `attempts` clashes in a row something
+    else is wrong (a full namespace, a broken random source), so it stops.
+    """
+    for token in itertools.islice(tokens, attempts):
+        demo_id = generate_id(token)
+        if not taken(demo_id):
+            return demo_id
+    raise EditError(f"no free demo id after {attempts} tries; give one with --id")
 
 
 def _yaml() -> YAML:
@@ -125,20 +151,30 @@ def new_demo(
     *,
     profile: str = "small",
     ttl: str | None = None,
+    expires_at: datetime | None = None,
     company: str | None = None,
+    now: datetime | None = None,
 ) -> bytes:
     """The text of a new demo file, with the schema comment editors use to check it as typed.
 
-    `ttl` defaults to the profile's default, written out so that the file says what happens.
+    Either `ttl` or `expires_at` (which must be after `now`, when given); `ttl`
+    defaults to the profile's default, written out so that the file says what happens.
     """
     if profile not in settings.profiles:
         known = ", ".join(sorted(settings.profiles))
         raise EditError(f"unknown profile {profile!r}; known profiles: {known}")
+    if ttl is not None and expires_at is not None:
+        raise EditError("give a ttl or an expiry time, not both")
     spec = CommentedMap()
     spec["type"] = demo_type.value
     spec["profile"] = profile
     spec["owner"] = owner
-    spec["ttl"] = ttl if ttl is not None else settings.profiles[profile].defaultTtl
+    if expires_at is not None:
+        if now is not None and expires_at <= now:
+            raise EditError(f"expiresAt {expires_at.isoformat()} is already past")
+        spec["expiresAt"] = _timestamp(expires_at.replace(microsecond=0))
+    else:
+        spec["ttl"] = ttl if ttl is not None else settings.profiles[profile].defaultTtl
     if company is not None:
         spec["branding"] = CommentedMap(companyName=company)
     document = CommentedMap()
@@ -185,10 +221,23 @@ def _rename(spec: CommentedMap, old: str, new: str, value: Any) -> None:
         spec.ca.items[new] = comment
 
 
-def extend(path: str, before: bytes, hours: float, settings: Settings, start: datetime) -> Edit:
+def extend(
+    path: str,
+    before: bytes,
+    hours: float,
+    settings: Settings,
+    start: datetime | None,
+    *,
+    now: datetime,
+) -> Edit:
     """Raise `ttl` (or move `expiresAt`) by `hours`, never past the profile's maximum from `start`.
 
-    `start` is when the file landed on main (the demo's clock), not now.
+    `start` is when the file landed on main (the demo's clock, the reconciler's
+    `createdAt`), not now; None when it has not landed yet, whose clock starts
+    at the merge (the maximum is checked from `now`, as validation does). The
+    summary says when the demo will expire as the reconciler computes it, and
+    an extension that would still end in the past is refused: that demo is
+    gone or going, and a new one is what is needed.
     """
     if not math.isfinite(hours) or hours * 3600 > DURATION_MAX.total_seconds():
         raise EditError(f"--hours must be a number of hours up to {DURATION_MAX.days * 24}")
@@ -201,6 +250,8 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
     if profile is None:
         raise EditError(f"{path}: unknown profile {demo.spec.profile!r}")
     maximum = parse_duration(profile.maxTtl)
+    landed = start is not None
+    start = start if start is not None else now
     latest = start + maximum
     if demo.spec.expiresAt is not None:
         new_end = demo.spec.expiresAt + delta
@@ -211,6 +262,7 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
                 f"profile {demo.spec.profile!r} is {profile.maxTtl} "
                 f"(at most until {latest.isoformat()})"
             )
+        _refuse_past(demo.id, demo.spec.expiresAt, new_end, now)
         spec["expiresAt"] = _timestamp(new_end.astimezone(demo.spec.expiresAt.tzinfo))
         summary = f"{demo.id}: expiresAt {demo.spec.expiresAt.isoformat()} -> {new_end.isoformat()}"
     else:
@@ -226,12 +278,27 @@ def extend(path: str, before: bytes, hours: float, settings: Settings, start: da
                     else "(already at the maximum)"
                 )
             )
-        _set_after(spec, "ttl", format_duration(new_ttl), ("owner", "profile", "type"))
+        if landed:
+            _refuse_past(demo.id, start + current, start + new_ttl, now)
+        _set_after(spec, "ttl", duration_text(new_ttl), ("owner", "profile", "type"))
+        expires = (
+            f"expires {(start + new_ttl).isoformat()}"
+            if landed
+            else f"expires {duration_text(new_ttl)} after it lands on the main branch"
+        )
         summary = (
-            f"{demo.id}: ttl {demo.spec.ttl or format_duration(current) + ' (default)'} -> "
-            f"{format_duration(new_ttl)} (expires {(start + new_ttl).isoformat()})"
+            f"{demo.id}: ttl {demo.spec.ttl or duration_text(current) + ' (default)'} -> "
+            f"{duration_text(new_ttl)} ({expires})"
         )
     return Edit(path, before, _dump(tree), summary)
+
+
+def _refuse_past(demo_id: str, ended: datetime, new_end: datetime, now: datetime) -> None:
+    if new_end <= now:
+        raise EditError(
+            f"{demo_id} expired at {ended.isoformat()}; extended it would still end at "
+            f"{new_end.isoformat()}, already past: create a new demo instead"
+        )
 
 
 def expire(

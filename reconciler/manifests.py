@@ -1,13 +1,20 @@
 """Schema validation of rendered manifests: core kinds, Flux and Argo CD kinds, kustomization.yaml.
 
-Owns `ManifestSchemas` (validators loaded once and cached per kind) and
-`validate_rendered`. Core kinds are checked against the strict Kubernetes
-OpenAPI schemas shipped by the `kubernetes-validate` package (unknown fields
-fail); Flux and Argo CD kinds against the CRD JSON schemas of a directory laid
-out like `../shared/schemas/crds/<group>/<kind>_<version>.json`, made strict the
-way the API server treats structural schemas (unknown fields fail unless a node
-says `x-kubernetes-preserve-unknown-fields`), with their metadata checked as a
-core ObjectMeta. Reads schema files only; imports `render` for the YAML parser.
+Owns `ManifestSchemas` (validators loaded once and cached per kind), the
+packaged schema set (`packaged_schemas`) and `validate_rendered`. The schemas
+are package data under `manifest_schemas/` (provenance and licences in its
+SOURCES.md), found through importlib.resources so that an installed wheel
+validates too: core kinds against the strict standalone Kubernetes schemas of
+one version (unknown fields fail); Flux and Argo CD kinds against CRD JSON
+schemas laid out as `crds/<group>/<kind>_<version>.json`, made strict the way
+the API server treats structural schemas (unknown fields fail unless a node says
+`x-kubernetes-preserve-unknown-fields`), with their metadata checked as a core
+ObjectMeta; `kustomization.yaml` against SchemaStore's schema. Rendering calls
+this on every document, so a user sees a schema error from democtl, naming the
+file and field, before Flux or Argo CD refuses the manifest.
+
+Pure: reads schema files only. May import jsonschema, fastjsonschema and, for
+parsing rendered files, `render` (lazily: `render` imports this module).
 """
 
 from __future__ import annotations
@@ -15,17 +22,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import jsonschema
 
-from reconciler.render import parse_documents
-
 logger = logging.getLogger(__name__)
 
+# Package data, found through importlib.resources so that an installed wheel validates too.
+SCHEMAS_DIR = Path(str(resources.files("reconciler") / "manifest_schemas"))
+CRD_DIR = SCHEMAS_DIR / "crds"
+KUSTOMIZATION_SCHEMA = SCHEMAS_DIR / "kustomization.json"
+# The Kubernetes version whose core schemas ship in manifest_schemas/kubernetes/.
 KUBERNETES_VERSION = "1.30.0"
 _CORE_GROUPS = {"v1": "v1", "networking.k8s.io/v1": "networking-v1"}
 _KUSTOMIZE = ("kustomize.config.k8s.io/v1beta1", "Kustomization")
@@ -48,12 +59,8 @@ _COMPILED_KINDS = frozenset(
 
 
 def kubernetes_schema_dir(version: str = KUBERNETES_VERSION) -> Path:
-    """The strict standalone schemas of one Kubernetes version inside kubernetes-validate."""
-    import kubernetes_validate
-
-    return Path(kubernetes_validate.__file__).parent / (
-        f"kubernetes-json-schema/v{version}-local-strict"
-    )
+    """The strict standalone core schemas of one Kubernetes version, as packaged."""
+    return SCHEMAS_DIR / "kubernetes" / f"v{version}-local-strict"
 
 
 def strict_crd_schema(node: Any) -> Any:
@@ -82,14 +89,14 @@ class ManifestSchemas:
 
     def __init__(
         self,
-        crd_dir: Path,
+        crd_dir: Path = CRD_DIR,
         *,
-        kustomization_schema: Path | None = None,
-        kubernetes_version: str = KUBERNETES_VERSION,
+        kustomization_schema: Path | None = KUSTOMIZATION_SCHEMA,
+        core_dir: Path | None = None,
     ) -> None:
         self.crd_dir = crd_dir
         self.kustomization_schema = kustomization_schema
-        self.core_dir = kubernetes_schema_dir(kubernetes_version)
+        self.core_dir = core_dir if core_dir is not None else kubernetes_schema_dir()
         self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self._fast: dict[tuple[str, str], Callable[[Any], Any]] = {}
 
@@ -181,15 +188,28 @@ class ManifestSchemas:
         return found or ([refusal] if compiled else [])
 
 
+@cache
+def packaged_schemas() -> ManifestSchemas:
+    """The schemas shipped with democtl, one instance per process so compiled validators last."""
+    return ManifestSchemas()
+
+
 def _path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(root)"
 
 
 def validate_rendered(
-    rendered: Mapping[str, bytes] | Iterable[Mapping[str, Any]], schemas: ManifestSchemas
+    rendered: Mapping[str, bytes] | Iterable[Mapping[str, Any]],
+    schemas: ManifestSchemas | None = None,
 ) -> list[str]:
-    """Schema problems of one demo's rendered files (file name -> bytes) or of parsed objects."""
+    """Schema problems of one demo's rendered files (file name -> bytes) or of parsed objects.
+
+    `schemas` defaults to the packaged ones.
+    """
+    schemas = schemas if schemas is not None else packaged_schemas()
     if isinstance(rendered, Mapping):
+        from reconciler.render import parse_documents  # render imports this module
+
         problems: list[str] = []
         for file, content in rendered.items():
             for doc in parse_documents(content.decode()):

@@ -34,7 +34,7 @@ STATUS_SCHEMA_VERSION = 1
 DEMO_ID_PATTERN = r"^demo-[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 DEMO_ID_MAX = 32
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 # Far beyond any profile's maximum, yet small enough that `start + ttl` never overflows.
 DURATION_MAX = timedelta(days=366)
 # Characters that could confuse a later stage: control characters (newlines
@@ -52,13 +52,13 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse `90m`, `2h`, `1d`, `1h30m` into a positive timedelta."""
+    """Parse `30s`, `90m`, `2h`, `1d`, `1h30m` into a positive timedelta."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not text.strip() or not any(match.groupdict().values()):
         raise ValueError(f"{text!r} is not a duration like 90m, 2h, 1d or 1h30m")
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
     try:
-        delta = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+        delta = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     except OverflowError:
         delta = DURATION_MAX + timedelta(days=1)
     if delta <= timedelta(0):
@@ -139,7 +139,9 @@ Duration = Annotated[
     BeforeValidator(_number_as_text),
     AfterValidator(_duration_text),
     # editors see the shape too; the validator above also refuses zero and huge values
-    Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?$", "examples": ["90m", "2h"]}),
+    Field(
+        json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", "examples": ["90m", "2h"]}
+    ),
 ]
 # A duration that may also be none at all ("0m"), for a minimum that can be switched off.
 DurationOrZero = Annotated[

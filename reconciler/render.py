@@ -3,14 +3,17 @@
 Owns the Jinja environment, the per-demo manifest set, the structural check of
 every rendered document and the diff between what is on disk and what should be
 (`rendered_writes`). Pure: no git, no file writes, no clock. Templates are read
-from the package's `templates/` (package data) once per process. Imports the model only.
+from the package's `templates/` (package data) once per process. Imports the model
+and `manifests` (the schema check every rendered document also passes).
 
 Safety: every value reaches the templates through the `yq` filter, which emits a
 YAML double-quoted scalar (or a literal bool, int or null); the environment's
 `finalize` hook refuses any `{{ }}` output that did not pass through it, so a
 template cannot interpolate a raw value by mistake. Every rendered document is
 parsed back with the safe YAML loader and checked for the kinds and labels it
-must have; a mismatch raises `RenderError`.
+must have, and against its Kubernetes, CRD or kustomization schema (`manifests`);
+a mismatch raises `RenderError`, so a reconcile, `democtl render` and
+`democtl render --check` all refuse a manifest Flux or Argo CD would refuse.
 
 Waiting for Supabase: the Supabase URL and anon key come from the demo's status
 once the project exists. For Flux, the HelmRelease always takes them through
@@ -40,6 +43,7 @@ from typing import Any, NamedTuple
 import jinja2
 import yaml
 
+from reconciler.manifests import ManifestSchemas, packaged_schemas
 from reconciler.model import Demo, DemoStatus, Settings, reserved_label_key
 
 logger = logging.getLogger(__name__)
@@ -486,13 +490,23 @@ def render_demo(
     *,
     expires_at: datetime,
     status: DemoStatus | None,
+    schemas: ManifestSchemas | None = None,
 ) -> dict[str, bytes]:
     """The files of `rendered/<id>/` for one valid demo, by file name.
 
-    Raises RenderError when a rendered document does not parse or has the wrong shape.
+    Raises RenderError when a rendered document does not parse, has the wrong shape
+    or does not match its schema (`schemas`, by default the packaged ones).
     """
-    files, _ = render_demo_documents(demo, settings, expires_at=expires_at, status=status)
+    files, _ = render_demo_documents(
+        demo, settings, expires_at=expires_at, status=status, schemas=schemas
+    )
     return files
+
+
+def _check_schema(demo_id: str, file: str, docs: list[Any], schemas: ManifestSchemas) -> None:
+    problems = [p for doc in docs for p in schemas.errors(doc)]
+    if problems:
+        raise RenderError(demo_id, file, "does not match its schema: " + "; ".join(problems))
 
 
 def render_demo_documents(
@@ -501,8 +515,10 @@ def render_demo_documents(
     *,
     expires_at: datetime,
     status: DemoStatus | None,
+    schemas: ManifestSchemas | None = None,
 ) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
-    """`render_demo`, plus the parsed objects, so that schema validation need not parse again."""
+    """`render_demo`, plus the parsed objects, so that callers need not parse again."""
+    schemas = schemas if schemas is not None else packaged_schemas()
     context = _context(demo, settings, expires_at, status)
     env = environment()
     labels = context["labels"]
@@ -518,12 +534,14 @@ def render_demo_documents(
         except yaml.YAMLError as exc:
             raise RenderError(demo.id, file, f"does not parse as YAML: {exc}") from None
         _check(demo.id, file, expect, docs, labels)
+        _check_schema(demo.id, file, docs, schemas)
         out[file] = text.encode()
         objects.extend(docs)
     kustomization = _kustomization(out)
     docs = parse_documents(kustomization)
     if len(docs) != 1 or docs[0].get("resources") != sorted(out):
         raise RenderError(demo.id, "kustomization.yaml", "does not list the rendered files")
+    _check_schema(demo.id, "kustomization.yaml", docs, schemas)
     out["kustomization.yaml"] = kustomization.encode()
     objects.extend(docs)
     logger.debug("%s: rendered %d files for %s", demo.id, len(out), settings.gitops)

@@ -2,7 +2,8 @@
 
 Owns the choice between production adapters (credentials from the environment
 only) and `--local` (emulators on loopback, no credentials, no network), and the
-scratch state repository local mode reconciles in. The CLI calls this; the loop
+scratch state repository local mode reconciles in, and where the state
+repository is when no `--repo` is given. The CLI calls this; the loop
 receives the finished `Providers` and never knows which world it talks to. In local
 mode every step here holds the local world's lock (`local.stack.local_lock`), so two
 `--local` commands in one repository take turns instead of colliding in the scratch
@@ -40,6 +41,7 @@ from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.quantity import parse_quantity
+from reconciler.validate import SETTINGS_FILE
 
 SCRATCH = "state"
 
@@ -50,6 +52,23 @@ class SetupError(Exception):
 
 class CredentialsMissing(SetupError):
     """A production run without the credentials it needs; exit 2 and say which."""
+
+
+def find_state_repo(start: Path) -> Path | None:
+    """The state repository around `start`, found the way git finds its work tree.
+
+    The nearest folder from `start` upwards that holds reconciler.yaml, never
+    past the top of the git work tree `start` is in (the folder with `.git`);
+    None outside a work tree, or when no folder of it holds reconciler.yaml.
+    """
+    start = start.resolve()
+    found: Path | None = None
+    for folder in (start, *start.parents):
+        if found is None and (folder / SETTINGS_FILE).is_file():
+            found = folder
+        if (folder / ".git").exists():  # a directory, or a file in a linked worktree
+            return found
+    return None
 
 
 def local_state_repo(repo: Path) -> Path:
@@ -196,24 +215,50 @@ def production_providers(settings: Settings) -> Providers:
         raise CredentialsMissing(str(exc)) from None
 
 
+@contextmanager
+def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[KubernetesCluster]:
+    """The cluster alone, for the commands that only read it (capacity, status --live).
+
+    Local mode serves the emulated cluster's persisted world without the GitOps
+    stand-in's source: syncing `rendered/` of a tree other than the one the last
+    reconcile rendered (the user's checkout has none) would create or prune
+    namespaces, and only a reconcile may change the emulated world. Production
+    needs the kubeconfig or in-cluster config only, no other credentials.
+    """
+    if local:
+        emulator = KubernetesEmulator(
+            local_state_dir(repo),
+            source=None,  # read-only: no Flux/Argo stand-in sync
+            secret_name=settings.kubernetes.secretName,
+            argo_namespace=settings.kubernetes.argoNamespace,
+            nodes=local_nodes(settings),
+        )
+        with emulator:
+            cluster = KubernetesCluster.for_url(
+                emulator.url, gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+            )
+            try:
+                yield cluster
+            finally:
+                cluster.close()
+        return
+    try:
+        cluster = KubernetesCluster.from_environment(
+            gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+        )
+    except ProviderError as exc:
+        raise SetupError(str(exc)) from None
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Decimal, Decimal]:
     """The nodes' allocatable cpu and memory, from the cluster (or the local emulator).
 
-    Raises ProviderError when the cluster cannot be read.
+    Raises SetupError when no cluster is configured, ProviderError when it cannot be read.
     """
-    if local:
-        with KubernetesEmulator(
-            local_state_dir(repo), source=repo, nodes=local_nodes(settings)
-        ) as emulator:
-            cluster = KubernetesCluster.for_url(emulator.url)
-            try:
-                cpu, memory = cluster.node_allocatable()
-            finally:
-                cluster.close()
-    else:
-        cluster = KubernetesCluster.from_environment()
-        try:
-            cpu, memory = cluster.node_allocatable()
-        finally:
-            cluster.close()
+    with open_cluster(repo, settings, local=local) as cluster:
+        cpu, memory = cluster.node_allocatable()
     return parse_quantity(cpu), parse_quantity(memory)

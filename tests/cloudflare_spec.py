@@ -1,4 +1,4 @@
-"""The Cloudflare DNS contract (../shared/specs, 2024 subset) as JSON Schema validators.
+"""The Cloudflare DNS contract (tests/contracts/specs, 2024 subset) as JSON Schema validators.
 
 OpenAPI 3.0 is not JSON Schema: `nullable` becomes a "null" type, and in request
 bodies the server-assigned fields (`id`, `created_on`, ...) are not required.
@@ -22,12 +22,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-SPEC_NAME = "shared/specs/cloudflare-dns-records.openapi.json"
-# ../shared next to the project (main) or further up (a worktree under /work/wt/<name>).
-SPEC_PATH = next(
-    (p / SPEC_NAME for p in Path(__file__).resolve().parents if (p / SPEC_NAME).exists()),
-    Path(__file__).resolve().parents[2] / SPEC_NAME,
-)
+SPEC_PATH = Path(__file__).resolve().parent / "contracts/specs/cloudflare-dns-records.openapi.json"
 API_PREFIX = "/client/v4"
 # Assigned by the server; required in the record schema, never sent by a client.
 SERVER_FIELDS = {"id", "proxiable", "created_on", "modified_on"}

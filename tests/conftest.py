@@ -1,4 +1,9 @@
-"""Shared fixtures: paths to the project, the shared specs and schemas, and a fixed clock."""
+"""Shared fixtures: paths to the project and its contract files, and a fixed clock.
+
+The upstream API specs and schemas the tests check against live in the repository
+(`tests/contracts/`, provenance in its SOURCES.md; the manifest schemas democtl itself
+uses are package data under `reconciler/manifest_schemas/`), so a bare clone tests.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
-SHARED = PROJECT.parent / "shared"
+CONTRACTS = PROJECT / "tests" / "contracts"
+SPECS = CONTRACTS / "specs"
+SCHEMAS = CONTRACTS / "schemas"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 

@@ -255,7 +255,6 @@ def test_the_plan_comment_appears_once_and_is_updated_on_the_next_push(
     assert runner.step("Every demo renders").status == "success"
 
 
-@pytest.mark.xfail(strict=True, reason=WIRING + ": democtl validate --format github")
 def test_a_demo_with_an_error_is_annotated_by_the_validate_step(
     tmp_path: Path, workspace: Path, github: GitHubEmulator
 ) -> None:
@@ -270,7 +269,6 @@ def test_a_demo_with_an_error_is_annotated_by_the_validate_step(
     assert "::error file=demos/demo-bad.yaml,line=8,title=spec.ttl::" in validate.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=WIRING + ": democtl validate --format markdown")
 def test_a_fork_gets_a_validate_only_plan_comment(
     tmp_path: Path, workspace: Path, github: GitHubEmulator
 ) -> None:

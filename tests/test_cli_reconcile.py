@@ -269,6 +269,26 @@ def test_reconcile_reports_each_demo_then_a_summary(tmp_path: Path) -> None:
     assert head(scratch) == scratch_head
 
 
+def test_local_reconcile_names_the_demo_files_it_does_not_see(tmp_path: Path) -> None:
+    """Local mode reconciles commits; a demo file written but not committed is named, once."""
+    _, repo = state_repo(tmp_path)
+    (repo / "demos" / "demo-draft1.yaml").write_text(demo_yaml("demo-draft1", "1h"))
+    acme = repo / "demos" / "demo-acme01.yaml"
+    acme.write_text(acme.read_text().replace("ttl: 2h", "ttl: 3h"))
+    (repo / "notes.txt").write_text("not a demo file\n")
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: not committed, so not reconciled (--local reconciles commits): "
+        "demos/demo-acme01.yaml, demos/demo-draft1.yaml"
+    ], out
+    assert "demo-draft1" not in table_rows(out)
+    commit_as(repo, when=NOW, message="draft", files={})
+    code, out = democtl(repo, "plan", "--local")
+    assert code == 0 and "note: " not in out, out
+
+
 def test_reconcile_past_expiry_tears_down_and_removes_the_files(tmp_path: Path) -> None:
     _, repo = state_repo(tmp_path)
     reconciled(repo)
@@ -373,6 +393,31 @@ def test_status_text_json_and_live(converged: Path) -> None:
     assert "anonKey" in data["supabase"]
     conditions = {c["type"]: c for c in data["conditions"]}
     assert conditions["Stalled"]["status"] == "False" and conditions["Stalled"]["reason"]
+
+
+def test_reading_commands_leave_the_local_world_as_it_is(tmp_path: Path) -> None:
+    """Only reconcile changes the emulated world: capacity, status --live and inspect read it.
+
+    The user's checkout has no rendered/ (local mode renders into its scratch
+    state); a Kubernetes emulator started on it would prune every namespace.
+    """
+    _, repo = state_repo(tmp_path)
+    reconciled(repo)
+    scratch = local_state_repo(repo)
+    before_world, before_head = world(repo), head(scratch)
+    assert len(before_world["kubernetes"]["namespaces"]) == 3
+    code, out = democtl(repo, "capacity", "--from-cluster", "--local", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["used"]["demos"] == 3
+    code, out = democtl(repo, "status", "demo-acme01", "--local", "--live", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["live"]["secret"] == "present"
+    assert world(repo) == before_world
+    code, out = democtl(repo, "reconcile", "--local")
+    assert code == 0, out
+    assert "= cycle 1 had nothing to commit" in out, out
+    assert head(scratch) == before_head
+    assert all(row[0] == "ready" for row in table_rows(out).values()), out
 
 
 def test_status_of_an_unknown_demo_exits_1(converged: Path) -> None:
@@ -507,6 +552,23 @@ def test_run_keeps_going_after_a_failed_cycle(tmp_path: Path) -> None:
     finally:
         proc.proc.kill()
     assert "Traceback" not in proc.output()
+
+
+def test_ctrl_c_during_reconcile_exits_130_with_one_line(tmp_path: Path) -> None:
+    """1 means an action failed; an interrupted run is 130 (128 + SIGINT), as shells expect."""
+    _, repo = state_repo(tmp_path)
+    # projects that stay COMING_UP keep --wait cycling until the interrupt
+    args = ["reconcile", "--local", "--wait", "600s", "--repo", str(repo), "--now", NOW_TEXT]
+    proc = Process(args, env={"DEMOCTL_LOCAL_COME_UP_SECONDS": "3600"})
+    try:
+        proc.expect("out", "cycle 2 (")
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.finish()
+    finally:
+        proc.proc.kill()
+    errors = [line for name, line in proc.seen if name == "err" and line.strip()]
+    assert code == 130, proc.output()
+    assert errors == ["democtl: interrupted"], proc.output()
 
 
 # --- production mode without credentials ----------------------------------------------

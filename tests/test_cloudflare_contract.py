@@ -1,5 +1,5 @@
 """Contract tests: the Cloudflare emulator's answers and the adapter's requests
-against the upstream OpenAPI spec (../shared/specs), batch against the SDK's types."""
+against the upstream OpenAPI spec (tests/contracts/specs), batch against the SDK's types."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ so the demo's clock (when its file landed) is known.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -29,11 +30,13 @@ from reconciler.edit import (
     extend,
     generate_id,
     new_demo,
+    pick_id,
 )
 from reconciler.model import DemoType, Settings
 from reconciler.validate import load_demo
 from reconciler.workspace import read_settings
 from tests.conftest import PROJECT
+from tests.gitrepo import demo_yaml
 
 LANDED = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
@@ -82,9 +85,18 @@ def spec_of(text: bytes | None) -> dict[str, object]:
 # --- create ---------------------------------------------------------------------------
 
 
-def test_generated_id_is_valid_and_names_the_type() -> None:
-    assert generate_id(DemoType.RECRUITING_AGENCY, "A1B2C3") == "demo-rec-a1b2c3"
-    assert generate_id(DemoType.STARTUP, "00ff00") == "demo-start-00ff00"
+def test_generated_id_is_demo_and_six_lowercase_letters_or_digits() -> None:
+    assert generate_id("a1b2c3") == "demo-a1b2c3"
+    for token in ("A1B2C3", "a1b2c", "a1b2c3d", "a1-b2c"):
+        with pytest.raises(EditError, match="6 lowercase letters or digits"):
+            generate_id(token)
+
+
+def test_pick_id_draws_again_when_the_id_is_taken() -> None:
+    taken = {"demo-aaaaaa", "demo-bbbbbb"}
+    assert pick_id(iter(["aaaaaa", "bbbbbb", "cccccc"]), taken.__contains__) == "demo-cccccc"
+    with pytest.raises(EditError, match="no free demo id after 2 tries; give one with --id"):
+        pick_id(iter(["aaaaaa"] * 5), taken.__contains__, attempts=2)
 
 
 def test_new_demo_is_valid_and_carries_the_schema_line(settings: Settings) -> None:
@@ -118,7 +130,7 @@ def test_new_demo_refuses_an_unknown_profile(settings: Settings) -> None:
 
 
 def test_extend_changes_only_the_ttl_line(settings: Settings) -> None:
-    edit = extend("demos/demo-acme01.yaml", COMMENTED.encode(), 3, settings, LANDED)
+    edit = extend("demos/demo-acme01.yaml", COMMENTED.encode(), 3, settings, LANDED, now=NOW)
     assert changed_lines(edit.before or b"", edit.after) == [
         ("  ttl: 2h   # keep short", "  ttl: 5h   # keep short")
     ]
@@ -127,7 +139,7 @@ def test_extend_changes_only_the_ttl_line(settings: Settings) -> None:
 
 def test_extend_writes_a_ttl_when_the_default_applied(settings: Settings) -> None:
     text = COMMENTED.replace("  # two hours is enough for the call\n  ttl: 2h   # keep short\n", "")
-    edit = extend("demos/demo-acme01.yaml", text.encode(), 1.5, settings, LANDED)
+    edit = extend("demos/demo-acme01.yaml", text.encode(), 1.5, settings, LANDED, now=NOW)
     assert spec_of(edit.after)["ttl"] == "3h30m"
     assert list(spec_of(edit.after))[:4] == ["type", "profile", "owner", "ttl"]
     assert "# their blue" in (edit.after or b"").decode()
@@ -135,7 +147,7 @@ def test_extend_writes_a_ttl_when_the_default_applied(settings: Settings) -> Non
 
 def test_extend_moves_expires_at_and_keeps_its_offset(settings: Settings) -> None:
     text = COMMENTED.replace("ttl: 2h", "expiresAt: 2026-11-25T13:00:00+01:00")
-    edit = extend("demos/demo-acme01.yaml", text.encode(), 2, settings, LANDED)
+    edit = extend("demos/demo-acme01.yaml", text.encode(), 2, settings, LANDED, now=NOW)
     assert changed_lines(text.encode(), edit.after) == [
         (
             "  expiresAt: 2026-11-25T13:00:00+01:00   # keep short",
@@ -160,17 +172,17 @@ def test_extend_refuses_beyond_the_profile_maximum(
     settings: Settings, text: str, hours: float, message: str
 ) -> None:
     with pytest.raises(EditError, match=message):
-        extend("demos/demo-acme01.yaml", text.encode(), hours, settings, LANDED)
+        extend("demos/demo-acme01.yaml", text.encode(), hours, settings, LANDED, now=NOW)
 
 
 def test_extend_up_to_the_maximum_exactly(settings: Settings) -> None:
-    edit = extend("demos/demo-acme01.yaml", COMMENTED.encode(), 6, settings, LANDED)
+    edit = extend("demos/demo-acme01.yaml", COMMENTED.encode(), 6, settings, LANDED, now=NOW)
     assert spec_of(edit.after)["ttl"] == "8h"
 
 
 def test_a_broken_file_is_not_edited(settings: Settings) -> None:
     with pytest.raises(EditError, match="fix them first"):
-        extend("demos/demo-acme01.yaml", b"spec: [\n", 1, settings, LANDED)
+        extend("demos/demo-acme01.yaml", b"spec: [\n", 1, settings, LANDED, now=NOW)
 
 
 # --- delete (expire now) ----------------------------------------------------------------
@@ -285,11 +297,29 @@ def test_create_writes_a_valid_file_and_prints_the_pull_request_steps(repo: Path
 
 
 def test_create_generates_an_id(repo: Path) -> None:
+    before = set((repo / "demos").iterdir())
     result = democtl(repo, "create", "--type", "recruiting-agency", "--owner", "bo@splits.network")
     assert result.exit_code == 0, result.output
-    created = [p.name for p in (repo / "demos").glob("demo-rec-*.yaml")]
+    created = [p.name for p in set((repo / "demos").iterdir()) - before]
     assert len(created) == 1
-    assert len(created[0]) == len("demo-rec-123456.yaml")
+    assert re.fullmatch(r"demo-[a-z0-9]{6}\.yaml", created[0]), created
+
+
+def test_create_draws_another_id_when_a_file_carries_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A demo file, or a status left by a demo being torn down, takes the id."""
+    import reconciler.cli.demos
+
+    (repo / "status").mkdir()
+    (repo / "status" / "demo-bbbbbb.yaml").write_text("phase: destroying\n")
+    (repo / "demos" / "demo-aaaaaa.yaml").write_text(demo_yaml("demo-aaaaaa"))
+    tokens = iter(["aaaaaa", "bbbbbb", "cccccc"])
+    monkeypatch.setattr(reconciler.cli.demos, "random_token", lambda: next(tokens))
+    result = democtl(repo, "create", "--type", "startup")
+    assert result.exit_code == 0, result.output
+    assert (repo / "demos" / "demo-cccccc.yaml").is_file()
+    assert "demo-cccccc: new startup demo" in result.stdout
 
 
 def test_create_on_a_branch_commits_only_the_new_file(repo: Path) -> None:
@@ -308,16 +338,23 @@ def test_create_on_a_branch_commits_only_the_new_file(repo: Path) -> None:
         "1h",
     )
     assert result.exit_code == 0, result.output
-    assert git(repo, "branch", "--show-current").strip() == "demo/b"
-    assert git(repo, "show", "--name-only", "--format=%s", "HEAD").split() == [
+    # the person is back on (never left) the branch they were on, their work as it was
+    assert git(repo, "branch", "--show-current").strip() == "main"
+    assert git(repo, "status", "--short") == "A  notes.txt\n"
+    assert not (repo / "demos" / "demo-b.yaml").exists()
+    assert git(repo, "show", "--name-only", "--format=%s", "demo/b").split() == [
         "demo-b:",
         "create",
         "enterprise",
         "demo",
         "demos/demo-b.yaml",
     ]
+    assert git(repo, "rev-parse", "demo/b~1") == git(repo, "rev-parse", "main")
+    committed = git(repo, "show", "demo/b:demos/demo-b.yaml")
+    assert spec_of(committed.encode())["ttl"] == "1h"
+    assert "your checkout is unchanged" in result.stdout
     assert "git push -u origin demo/b" in result.stdout
-    assert "A  notes.txt" in git(repo, "status", "--short")
+    assert "git switch" not in result.stdout
 
 
 def test_create_on_an_existing_branch_writes_nothing(repo: Path) -> None:
@@ -396,9 +433,13 @@ def test_extend_bad_arguments(repo: Path, args: list[str], code: int, message: s
 def test_delete_expires_now_and_the_repository_stays_valid(repo: Path) -> None:
     result = democtl(repo, "delete", "demo-acme01", "--branch", "demo/acme-done")
     assert result.exit_code == 0, result.output
-    text = (repo / "demos" / "demo-acme01.yaml").read_text()
+    assert (repo / "demos" / "demo-acme01.yaml").read_text() == COMMENTED  # still on main
+    text = git(repo, "show", "demo/acme-done:demos/demo-acme01.yaml")
     assert text == COMMENTED.replace("ttl: 2h   #", "expiresAt: 2026-11-25T11:00:00Z #")
-    assert git(repo, "log", "-1", "--format=%s").strip() == "demo-acme01: expire now"
+    assert git(repo, "log", "-1", "--format=%s", "demo/acme-done").strip() == (
+        "demo-acme01: expire now"
+    )
+    git(repo, "switch", "--quiet", "demo/acme-done")
     assert democtl(repo, "validate", now=NOW + timedelta(hours=1)).exit_code == 0
     again = democtl(repo, "delete", "demo-acme01", now=NOW + timedelta(hours=1))
     assert again.exit_code == 0
@@ -410,3 +451,115 @@ def test_delete_of_an_uncommitted_demo_removes_the_file(repo: Path) -> None:
     result = democtl(repo, "delete", "demo-draft")
     assert result.exit_code == 0, result.output
     assert not (repo / "demos" / "demo-draft.yaml").exists()
+
+
+# --- durations in seconds ---------------------------------------------------------------
+
+
+def test_create_with_a_ttl_in_seconds_writes_a_valid_file(repo: Path) -> None:
+    result = democtl(repo, "create", "--type", "startup", "--id", "demo-quick", "--ttl", "90s")
+    assert result.exit_code == 0, result.output
+    assert spec_of((repo / "demos" / "demo-quick.yaml").read_bytes())["ttl"] == "90s"
+    assert democtl(repo, "validate").exit_code == 0
+
+
+def test_extend_keeps_the_seconds_of_a_ttl(settings: Settings) -> None:
+    before = COMMENTED.replace("ttl: 2h", "ttl: 1h30s").encode()
+    edit = extend("demos/demo-acme01.yaml", before, 1, settings, LANDED, now=NOW)
+    assert spec_of(edit.after)["ttl"] == "2h30s"
+    assert "expires 2026-11-25T12:00:30+00:00" in edit.summary
+
+
+# --- create --expires-at, and the expiry extend announces ------------------------------------
+
+
+def test_create_with_an_expiry_time_instead_of_a_ttl(repo: Path) -> None:
+    result = democtl(
+        repo,
+        "create",
+        "--type",
+        "startup",
+        "--id",
+        "demo-timed",
+        "--expires-at",
+        "2026-11-25T15:30:00Z",
+    )
+    assert result.exit_code == 0, result.output
+    spec = spec_of((repo / "demos" / "demo-timed.yaml").read_bytes())
+    assert "ttl" not in spec
+    assert str(spec["expiresAt"]).startswith("2026-11-25 15:30:00")
+    assert democtl(repo, "validate").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        pytest.param(
+            ["--ttl", "2h", "--expires-at", "2026-11-25T15:00:00Z"],
+            2,
+            "give --ttl or --expires-at, not both",
+            id="both",
+        ),
+        pytest.param(["--expires-at", "2026-11-25T10:00:00Z"], 1, "already past", id="past"),
+        pytest.param(["--expires-at", "2026-11-25T15:00:00"], 2, "no time zone", id="naive"),
+        pytest.param(["--expires-at", "tomorrow"], 2, "is not a time like", id="garbage"),
+    ],
+)
+def test_create_refuses_a_bad_expiry(repo: Path, args: list[str], code: int, message: str) -> None:
+    result = democtl(repo, "create", "--type", "startup", "--id", "demo-timed", *args)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert not (repo / "demos" / "demo-timed.yaml").exists()
+
+
+def test_extend_of_a_demo_not_merged_yet_counts_from_the_merge(repo: Path) -> None:
+    assert democtl(repo, "create", "--type", "startup", "--id", "demo-draft").exit_code == 0
+    result = democtl(repo, "extend", "demo-draft", "--hours", "1")
+    assert result.exit_code == 0, result.output
+    # its clock starts when the file lands on main, so no time can be promised yet
+    assert "ttl 2h -> 3h (expires 3h after it lands on the main branch)" in result.stdout
+
+
+def test_extend_never_announces_an_expiry_already_past(repo: Path) -> None:
+    later = LANDED + timedelta(hours=5)  # ttl 2h: expired three hours ago
+    result = democtl(repo, "extend", "demo-acme01", "--hours", "1", now=later)
+    assert result.exit_code == 1, result.output
+    assert (
+        "demo-acme01 expired at 2026-11-25T12:00:00+00:00; extended it would still end at "
+        "2026-11-25T13:00:00+00:00, already past: create a new demo instead"
+    ) in result.stderr
+    assert (repo / "demos" / "demo-acme01.yaml").read_text() == COMMENTED
+
+
+def test_extend_with_local_counts_from_when_local_mode_first_saw_the_demo(repo: Path) -> None:
+    """The reconciler's start is the state repository's; in local mode, its scratch clone."""
+    from reconciler.wiring import local_state_repo
+
+    scratch = local_state_repo(repo)
+    scratch.parent.mkdir(parents=True)
+    git(repo, "clone", "--quiet", str(repo), str(scratch))
+    (repo / "demos" / "demo-late.yaml").write_text(demo_yaml("demo-late", "2h"))
+    git(repo, "add", "demos/demo-late.yaml")
+    git(repo, "commit", "-qm", "add demo-late", when=LANDED)
+    seen = LANDED + timedelta(minutes=30)  # local mode merged it half an hour later
+    git(scratch, "config", "user.email", "sam@splits.network")
+    git(scratch, "config", "user.name", "Sam")
+    git(scratch, "pull", "--quiet", "--no-rebase", "--no-ff", "--no-edit", when=seen)
+    plain = democtl(repo, "extend", "demo-late", "--hours", "1")
+    assert "(expires 2026-11-25T13:00:00+00:00)" in plain.stdout, plain.output
+    (repo / "demos" / "demo-late.yaml").write_text(demo_yaml("demo-late", "2h"))
+    local = democtl(repo, "extend", "demo-late", "--hours", "1", "--local")
+    assert local.exit_code == 0, local.output
+    assert "(expires 2026-11-25T13:30:00+00:00)" in local.stdout, local.output
+
+
+def test_retry_stamps_the_annotation_and_keeps_the_rest(repo: Path) -> None:
+    path = repo / "demos" / "demo-acme01.yaml"
+    result = democtl(repo, "retry", "demo-acme01")
+    assert result.exit_code == 0, result.output
+    after = path.read_text()
+    assert "demos.splits.network/retry:" in after
+    assert "# keep short" in after  # comments kept
+    loaded = load_demo("demos/demo-acme01.yaml", after.encode())
+    assert loaded.valid, loaded.problems
+    assert democtl(repo, "retry", "demo-nope").exit_code == 1

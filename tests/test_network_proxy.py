@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reconciler.local.kubernetes_emulator import KubernetesEmulator
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import EmulatorServer, Request, Response
 from reconciler.local.supabase_emulator import SupabaseEmulator

@@ -52,11 +52,6 @@ from reconciler.render import (
 from reconciler.validate import expiry_of, load_demo, load_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
-SHARED = next(
-    (p for p in (PROJECT.parent / "shared", PROJECT.parent.parent / "shared") if p.is_dir()),
-    PROJECT.parent / "shared",
-)
-CRDS = SHARED / "schemas" / "crds"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 KUBERNETES_VERSION = "1.30"
 CREATED = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -64,9 +59,6 @@ NOW = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 SAMPLES = ("demo-acme01", "demo-rocket", "demo-talentco")
 CORE_API_VERSIONS = {"v1", "networking.k8s.io/v1"}
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
-
-pytestmark = pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/schemas not present")
-
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -135,7 +127,8 @@ def values_of(files: Mapping[str, bytes]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def schemas() -> ManifestSchemas:
-    return ManifestSchemas(CRDS, kustomization_schema=SHARED / "schemas" / "kustomization.json")
+    # the packaged schemas democtl renders against (reconciler/manifest_schemas)
+    return ManifestSchemas()
 
 
 # --- goldens and schemas on the samples ------------------------------------------------

@@ -1,4 +1,4 @@
-"""Contract tests: the Supabase adapter and emulator against ../shared/specs.
+"""Contract tests: the Supabase adapter and emulator against tests/contracts/specs.
 
 - the recorded real exchanges validate against the OpenAPI spec (the checker checks itself);
 - every request the adapter sends and every answer the emulator gives, over a full
@@ -31,14 +31,9 @@ from reconciler.local.server import EmulatorServer, Request, Response
 from reconciler.providers.base import NotReady
 from reconciler.providers.http import RetryPolicy
 from reconciler.providers.supabase import SupabaseManagementClient
-from tests.conftest import PROJECT, SHARED
+from tests.conftest import SPECS
 from tests.supabase_support import TOKEN, Harness, Recorder, harness_fixture
 
-# ../shared beside the project; a git worktree under wt/ finds it one level further up
-SPECS = next(
-    (p / "specs" for p in (SHARED, PROJECT.parent.parent / "shared") if (p / "specs").is_dir()),
-    SHARED / "specs",
-)
 SPEC_PATH = SPECS / "supabase-management-api.json"
 RECORDED = SPECS / "supabase-recorded"
 HOST = "https://api.supabase.com"

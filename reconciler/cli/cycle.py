@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ from datetime import datetime
 import click
 import schedule
 
-from reconciler import database, gitstate, loop, metrics, report, wiring
+from reconciler import database, github_actions, gitstate, loop, metrics, plan, report, wiring
 from reconciler.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -36,15 +37,16 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import table
 from reconciler.clock import real_now
-from reconciler.model import DemoStatus, Phase, parse_duration
+from reconciler.model import DemoStatus, Phase, Settings, parse_duration
 
 
-def _wait_seconds(text: str) -> float:
-    """`60s`, `2m`, `1h`: how long reconcile may keep cycling for demos to settle."""
+def _seconds(text: str) -> float:
+    """A duration option in seconds: `30s`, `5m`, `1h30m`, the grammar of every duration.
+
+    `0` (or `0s`, `0m`) means none, which only `--wait` accepts.
+    """
     text = text.strip()
-    if text.endswith("s") and text[:-1].isdigit():
-        return float(text[:-1])
-    if text in {"", "0"}:
+    if re.fullmatch(r"0*[dhms]?", text):
         return 0.0
     return parse_duration(text).total_seconds()
 
@@ -60,6 +62,17 @@ def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) 
         click.echo(f"  * {demo_id}: {arrow}{status.phase.value}{queue}{where}")
     for demo_id in sorted(set(before) - set(result.statuses)):
         click.echo(f"  * {demo_id}: {before[demo_id].phase.value} -> removed")
+
+
+def _note_uncommitted(ctx: Context) -> None:
+    """Local mode reconciles what is committed: say which demo files it will not see."""
+    files = gitstate.uncommitted_demo_files(ctx.repo)
+    if files:
+        click.echo(
+            f"note: not committed, so not reconciled (--local reconciles commits): "
+            f"{', '.join(files)}",
+            err=True,
+        )
 
 
 def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
@@ -82,12 +95,41 @@ def _writer(wait: float = 0.0) -> loop.Writer:
 
 
 @click.command("plan")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
-@click.option("--allow-mass-delete", is_flag=True, help="Plan as if the guard were lifted.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    help="text for people, markdown for a pull request comment, json for scripts.",
+)
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Plan as if reconcile were given --allow-mass-delete.",
+)
+@click.option(
+    "--comment",
+    is_flag=True,
+    help="Also put the markdown plan into the pull request's one democtl comment "
+    "(GitHub Actions: GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_EVENT_PATH), "
+    "updated in place on every push.",
+)
 @common_options
-def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
-    """What the next cycle would do, and why. No side effects anywhere."""
-    settings = load_settings_or_exit(ctx.repo)
+def plan_cmd(fmt: str, allow_mass_delete: bool, comment: bool, ctx: Context) -> None:
+    """Show what the next reconcile would do to each demo, and why.
+
+    Changes nothing: no project, record or namespace is created or deleted,
+    and nothing is written or committed (--comment writes only the comment).
+    """
+    the_plan = _print_plan(ctx, load_settings_or_exit(ctx.repo), fmt, allow_mass_delete)
+    if comment:
+        markdown = report.plan_markdown(the_plan, ctx.now)
+        sys.exit(github_actions.post_plan_comment(markdown, os.environ))
+
+
+def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: bool) -> plan.Plan:
+    if ctx.local:
+        _note_uncommitted(ctx)
     try:
         with (
             wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
@@ -110,20 +152,35 @@ def plan_cmd(fmt: str, allow_mass_delete: bool, ctx: Context) -> None:
         click.echo(report.plan_markdown(result.plan, ctx.now), nl=False)
     else:
         click.echo(report.plan_text(result.plan, ctx.now))
+    return result.plan
 
 
 @click.command()
-@click.option("--push", is_flag=True, help="Push the cycle's commit (never forced).")
-@click.option("--dry-run", is_flag=True, help="Stop after planning; same as `democtl plan`.")
-@click.option("--allow-mass-delete", is_flag=True, help="Lift the mass-deletion guard.")
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Commit on this checkout and push (never forced), as CI does.",
+)
+@click.option("--dry-run", is_flag=True, help="Only show the plan: the same as democtl plan.")
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Tear down even when more than half of the running demos would go at once.",
+)
 @click.option(
     "--wait",
     "wait_text",
     default="0s",
     metavar="DURATION",
-    help="Keep cycling up to this long (e.g. 60s) until no demo is creating.",
+    help="Keep cycling up to this long (e.g. 30s, 5m) while demos are still changing.",
 )
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="How many demos are worked on at once.",
+)
 @common_options
 def reconcile(
     push: bool,
@@ -133,24 +190,23 @@ def reconcile(
     concurrency: int,
     ctx: Context,
 ) -> None:
-    """Run one reconcile cycle (and more, up to --wait, while demos are being created)."""
+    """Bring every demo to what its file asks for, and commit its status.
+
+    Creates what a new demo needs, repairs what drifted, tears down what
+    expired or was deleted. One cycle; with --wait, more cycles while demos
+    are still being created or torn down. With --local, against emulators.
+    """
     try:
-        wait = _wait_seconds(wait_text)
+        wait = _seconds(wait_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--wait") from None
     settings = load_settings_or_exit(ctx.repo)
     if dry_run:
-        click.get_current_context().invoke(
-            plan_cmd,
-            fmt="text",
-            allow_mass_delete=allow_mass_delete,
-            repo=ctx.repo,
-            local=ctx.local,
-            now_text=ctx.now.isoformat(),
-            verbose=0,
-        )
+        _print_plan(ctx, settings, "text", allow_mass_delete)
         return
     options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    if ctx.local and not push:  # with --push the cycle works on this checkout itself
+        _note_uncommitted(ctx)
     try:
         workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=ctx.now)
     except gitstate.GitStateError as exc:
@@ -208,17 +264,40 @@ def reconcile(
 
 
 @click.command()
-@click.option("--every", "every_text", default="5m", show_default=True, metavar="DURATION")
-@click.option("--push", is_flag=True, help="Push each cycle's commit (never forced).")
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics here.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--every",
+    "every_text",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How often a cycle starts (e.g. 30s, 5m, 1h).",
+)
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Commit on this checkout and push each cycle (never forced).",
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="How many demos are worked on at once.",
+)
 @common_options
 def run(
     every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
 ) -> None:
-    """Reconcile on a schedule until SIGTERM or SIGINT (which let the current cycle finish)."""
+    """Reconcile on a schedule, as a long-running service (in a cluster, say).
+
+    SIGTERM or Ctrl-C lets the current cycle finish, then exits 0. A failed
+    cycle is reported and the next one tries again.
+    """
     try:
-        every = _wait_seconds(every_text)
+        every = _seconds(every_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
     if every <= 0:

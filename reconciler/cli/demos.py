@@ -1,9 +1,13 @@
 """The commands that write a demo file: `create`, `extend`, `delete`.
 
-Parse, call, print: the file's text is `edit`'s, the checks are `validate`'s,
-writing, branching and committing are gitstate's. The one thing decided at
-this edge is randomness (a new demo's id). May import the shared CLI options
-and output, and those modules.
+Parse, call, print: the file's text and the id's rules are `edit`'s, the
+checks are `validate`'s, writing and committing are gitstate's. The one
+thing drawn at this edge is randomness (a new demo's id, `random_token`,
+which tests replace). A change goes into the working tree, or with
+`--branch` into a commit on a new branch while the checkout stays as it is;
+`_hand_off` then says how to open the pull request (the seam where `--pr`
+will open it through the GitHub API instead). May import the shared CLI
+options, and those modules.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import difflib
 import re
 import secrets
 import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -26,30 +33,85 @@ from reconciler.cli.options import (
     load_settings_or_exit,
 )
 from reconciler.model import DEMO_ID_MAX, DEMO_ID_PATTERN, DemoType, Settings
-from reconciler.validate import demo_start
+from reconciler.render import RENDERED_DIR
+from reconciler.statusfile import status_path
 from reconciler.workspace import demo_paths, read_bounded, read_demo
 
 
+def random_token() -> str:
+    """Six random lowercase letters or digits: the only randomness a new id has."""
+    return "".join(secrets.choice(edits.ID_TOKEN_ALPHABET) for _ in range(edits.ID_TOKEN_LENGTH))
+
+
+def _random_tokens() -> Iterator[str]:
+    while True:
+        yield random_token()
+
+
+def _taken(repo: Path, demo_id: str) -> bool:
+    """An id is taken while any file carries it: the demo file, a status, rendered output."""
+    paths = (edits.demo_path(demo_id), status_path(demo_id), f"{RENDERED_DIR}/{demo_id}")
+    return any((repo / path).exists() for path in paths)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change ready to become a pull request: in the working tree, or committed on `branch`."""
+
+    path: str
+    message: str
+    branch: str
+    committed: bool
+
+
+def _hand_off(proposal: Proposal) -> None:
+    """Tell the person how their change becomes a pull request.
+
+    The seam for `--pr`: there a GitHub client pushes `proposal.branch` and
+    opens the pull request with `proposal.message` as its title, instead of
+    printing the steps.
+    """
+    quoted = shlex.quote(proposal.branch)
+    steps = []
+    if not proposal.committed:
+        steps += [
+            f"git switch -c {quoted}",
+            f"git add -A -- {shlex.quote(proposal.path)}",
+            f"git commit -m {shlex.quote(proposal.message)} -- {shlex.quote(proposal.path)}",
+        ]
+    steps += [f"git push -u origin {quoted}", f"gh pr create --fill --head {quoted}"]
+    click.echo("to open the pull request:")
+    for step in steps:
+        click.echo(f"  {step}")
+
+
 def _apply_edit(
-    ctx: Context, edit: edits.Edit, settings: Settings, branch: str | None, action: str
+    ctx: Context,
+    edit: edits.Edit,
+    settings: Settings,
+    created: dict[str, datetime],
+    branch: str | None,
+    action: str,
 ) -> None:
-    """Check an edit against every other demo, write it, print it, optionally commit it."""
+    """Check an edit against every other demo, then write it or commit it on `branch`."""
     if not edit.changed:
         click.echo(f"{edit.summary}; nothing to change")
         return
-    created = gitstate.creation_times(ctx.repo)
     others = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     errors, warnings = edits.check_edit(edit, others, settings, created, ctx.now)
     if errors:
         for problem in errors:
             click.echo(str(problem), err=True)
         fail(f"refusing to write {edit.path}: the result would be invalid")
+    demo_id = Path(edit.path).stem
+    message = f"{demo_id}: {action}"
     if branch is not None:
         try:
-            gitstate.start_branch(ctx.repo, branch)
+            sha = gitstate.commit_on_new_branch(ctx.repo, branch, {edit.path: edit.after}, message)
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
-    gitstate.write_files(ctx.repo, {edit.path: edit.after})
+    else:
+        gitstate.write_files(ctx.repo, {edit.path: edit.after})
     click.echo(edit.summary)
     before = (edit.before or b"").decode("utf-8").splitlines(keepends=True)
     after = (edit.after or b"").decode("utf-8").splitlines(keepends=True)
@@ -57,29 +119,13 @@ def _apply_edit(
     click.echo("".join(diff), nl=False)
     for problem in warnings:
         click.echo(f"warning: {problem}", err=True)
-    demo_id = Path(edit.path).stem
-    message = f"{demo_id}: {action}"
+    if branch is not None:
+        click.echo(
+            f"committed {sha[:12]} on the new branch {branch}: {message} "
+            "(your checkout is unchanged)"
+        )
     suggested = branch or f"demo/{demo_id}-{action.split(maxsplit=1)[0]}"
-    steps = []
-    if branch is None:
-        steps += [
-            f"git switch -c {shlex.quote(suggested)}",
-            f"git add -A -- {shlex.quote(edit.path)}",
-            f"git commit -m {shlex.quote(message)} -- {shlex.quote(edit.path)}",
-        ]
-    else:
-        try:
-            sha = gitstate.commit_paths(ctx.repo, [edit.path], message)
-        except ValueError as exc:
-            fail(str(exc))
-        click.echo(f"committed {sha[:12]} on branch {branch}: {message}")
-    steps += [
-        f"git push -u origin {shlex.quote(suggested)}",
-        f"gh pr create --fill --head {shlex.quote(suggested)}",
-    ]
-    click.echo("to open the pull request:")
-    for step in steps:
-        click.echo(f"  {step}")
+    _hand_off(Proposal(edit.path, message, suggested, committed=branch is not None))
 
 
 def _demo_file(ctx: Context, demo_id: str) -> tuple[str, bytes]:
@@ -91,8 +137,27 @@ def _demo_file(ctx: Context, demo_id: str) -> tuple[str, bytes]:
     return path, read_bounded(ctx.repo / path)
 
 
+def _expires_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a time like 2026-12-01T18:00:00Z", param_hint="--expires-at"
+        ) from None
+    if value.tzinfo is None:
+        raise click.BadParameter(
+            f"{text!r} has no time zone; add one, e.g. Z", param_hint="--expires-at"
+        )
+    return value.astimezone(UTC)
+
+
+_EDITS_THE_TREE = "demo files are edited in the working tree."
 _branch_option = click.option(
-    "--branch", metavar="NAME", help="Commit the change on a new branch NAME, ready to push."
+    "--branch",
+    metavar="NAME",
+    help="Commit the change on a new branch NAME, ready to push; you stay on your branch.",
 )
 
 
@@ -101,67 +166,101 @@ _branch_option = click.option(
     "--type",
     "demo_type",
     required=True,
-    type=click.Choice(["recruiting-agency", "enterprise", "startup"]),
+    type=click.Choice([t.value for t in DemoType]),
+    help="Which platform the demo shows.",
 )
-@click.option("--profile", default="small", show_default=True)
-@click.option("--ttl", metavar="DURATION", help="e.g. 90m, 2h, 1d (default: the profile's).")
-@click.option("--owner", help="Who the demo is for (default: git config user.email).")
-@click.option("--id", "demo_id", help="The demo id (default: demo-<type>-<6 hex digits>).")
-@click.option("--company", help="The white-label company name.")
+@click.option("--id", "demo_id", help="The demo id (default: demo- and 6 random letters/digits).")
+@click.option("--profile", default="small", show_default=True, help="A profile of reconciler.yaml.")
+@click.option(
+    "--ttl",
+    metavar="DURATION",
+    help="How long it runs once merged, e.g. 30s, 90m, 2h, 1d (default: the profile's).",
+)
+@click.option(
+    "--expires-at",
+    "expires_text",
+    metavar="TIME",
+    help="When it ends instead of a ttl, e.g. 2026-12-01T18:00:00Z.",
+)
+@click.option("--owner", help="Who the demo is for (default: your git user.email).")
+@click.option("--company", help="The company name the demo is branded with.")
 @_branch_option
-@common_options
+@common_options(unused={"--local": _EDITS_THE_TREE})
 def create(
     *,
     demo_type: str,
+    demo_id: str | None,
     profile: str,
     ttl: str | None,
+    expires_text: str | None,
     owner: str | None,
-    demo_id: str | None,
     company: str | None,
     branch: str | None,
     ctx: Context,
 ) -> None:
-    """Write a new demo file (the seed's createInstance): a pull request away from running."""
+    """Write a new demo file under demos/.
+
+    The demo starts once the file is on the main branch: commit it and open
+    a pull request (the printed steps say how, or use --branch).
+    """
+    if ttl is not None and expires_text is not None:
+        raise click.UsageError("give --ttl or --expires-at, not both")
+    expires_at = _expires_at(expires_text)
     settings = load_settings_or_exit(ctx.repo)
-    kind = DemoType(demo_type)
     owner = owner or gitstate.author_email(ctx.repo)
     if not owner:
         raise click.UsageError("give --owner (no git user.email is configured)")
-    if demo_id is None:
-        # randomness belongs to the edge; a few tries make a clash vanishingly unlikely
-        for _ in range(5):
-            demo_id = edits.generate_id(kind, secrets.token_hex(3))
-            if not (ctx.repo / edits.demo_path(demo_id)).exists():
-                break
-    assert demo_id is not None
-    path = edits.demo_path(demo_id)
-    if (ctx.repo / path).exists():
-        fail(f"{path} already exists; choose another --id")
     try:
+        if demo_id is None:
+            demo_id = edits.pick_id(_random_tokens(), lambda i: _taken(ctx.repo, i))
+        elif _taken(ctx.repo, demo_id):
+            fail(f"{demo_id} already exists (a demo, status or rendered file); choose another --id")
         text = edits.new_demo(
-            demo_id, kind, owner, settings, profile=profile, ttl=ttl, company=company
+            demo_id,
+            DemoType(demo_type),
+            owner,
+            settings,
+            profile=profile,
+            ttl=ttl,
+            expires_at=expires_at,
+            company=company,
+            now=ctx.now,
         )
     except edits.EditError as exc:
         fail(str(exc))
+    path = edits.demo_path(demo_id)
     edit = edits.Edit(path, None, text, f"{demo_id}: new {demo_type} demo ({profile})")
-    _apply_edit(ctx, edit, settings, branch, f"create {demo_type} demo")
+    created = gitstate.creation_times(ctx.repo)
+    _apply_edit(ctx, edit, settings, created, branch, f"create {demo_type} demo")
 
 
 @click.command()
 @click.argument("demo_id", metavar="ID")
-@click.option("--hours", required=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--hours",
+    required=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="How many hours to add (e.g. 2, 0.5).",
+)
 @_branch_option
 @common_options
 def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None:
-    """Give a demo more time (the seed's extendInstance), up to its profile's maximum."""
+    """Give demo ID more time: raise its ttl (or expiresAt) by --hours.
+
+    Never past its profile's maximum, counted from when the demo started
+    (when its file first landed on the main branch; with --local, when local
+    mode first saw it), and the new expiry is printed as the reconciler will
+    compute it.
+    """
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
-    start = demo_start(demo_id, gitstate.creation_times(ctx.repo), ctx.now)
+    created = gitstate.creation_times(ctx.state_repo)
+    start = created.get(demo_id)  # None: not landed yet, its clock starts at the merge
     try:
-        edit = edits.extend(path, before, hours, settings, start)
+        edit = edits.extend(path, before, hours, settings, start, now=ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
-    _apply_edit(ctx, edit, settings, branch, f"extend by {hours:g}h")
+    _apply_edit(ctx, edit, settings, created, branch, f"extend by {hours:g}h")
 
 
 @click.command()
@@ -169,11 +268,37 @@ def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None
 @_branch_option
 @common_options
 def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
-    """Expire a demo now (the seed's deleteInstance); the reconciler tears it down."""
+    """End demo ID now: set its expiresAt to now.
+
+    Once the change is merged, the next reconcile tears the demo down. A
+    demo file that never landed on the main branch (with --local: that local
+    mode never saw) is simply removed.
+    """
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
+    created = gitstate.creation_times(ctx.state_repo)
     try:
-        edit = edits.expire(path, before, settings, gitstate.creation_times(ctx.repo), ctx.now)
+        edit = edits.expire(path, before, settings, created, ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
-    _apply_edit(ctx, edit, settings, branch, "expire now")
+    _apply_edit(ctx, edit, settings, created, branch, "expire now")
+
+
+@click.command()
+@click.argument("demo_id", metavar="ID")
+@_branch_option
+@common_options
+def retry(demo_id: str, branch: str | None, ctx: Context) -> None:
+    """Try failed demo ID again, without editing its spec.
+
+    Stamps the annotation demos.splits.network/retry: a new cause, so the
+    next reconcile starts the demo's attempts afresh.
+    """
+    settings = load_settings_or_exit(ctx.repo)
+    path, before = _demo_file(ctx, demo_id)
+    created = gitstate.creation_times(ctx.state_repo)
+    try:
+        edit = edits.request_retry(path, before, ctx.now)
+    except edits.EditError as exc:
+        fail(str(exc))
+    _apply_edit(ctx, edit, settings, created, branch, "retry")

@@ -8,11 +8,13 @@ May import the shared CLI options and output, and those modules.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
-from reconciler import gitstate, loop
+from reconciler import annotations as workflow_commands
+from reconciler import github_actions, gitstate, loop
 from reconciler.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,19 +26,27 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import print_problems
 from reconciler.model import Demo
-from reconciler.validate import check_repository, demo_start, expiry_of
+from reconciler.validate import Problem, check_repository, demo_start, expiry_of
 from reconciler.workspace import demo_paths, read_demo, read_settings, relative_demo_path
 
 
 @click.command()
 @click.argument("files", nargs=-1, type=str)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@common_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github", "markdown"]),
+    default="text",
+    help="text for people, json for scripts and editors, github for workflow annotations "
+    "on the lines of a pull request's diff, markdown for a comment.",
+)
+@common_options(unused={"--local": "the files of the working tree are checked."})
 def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
-    """Check the settings and demo files; report every problem with file, line and field.
+    """Check reconciler.yaml and the demo files (all of them, or FILES).
 
-    Exit 0 when clean, 1 when a demo file has a problem, 2 when the settings are
-    unusable (the demo files' own problems are still reported then).
+    Every problem is printed as file:line: field: rule. Exits 0 when all is
+    valid, 1 when a demo file has a problem, 2 when reconciler.yaml is unusable
+    (the demo files are still checked then).
     """
     settings_result = read_settings(ctx.repo)
     settings = settings_result.settings
@@ -47,10 +57,10 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
             (p for item in loaded for p in item.problems),
             key=lambda p: (p.file, p.line or 0, p.field),
         )
-        print_problems([*settings_result.problems, *own], fmt)
+        _show([*settings_result.problems, *own], fmt, ctx, len(loaded))
         fail("settings are unusable; fix reconciler.yaml first", EXIT_USAGE)
     problems = check_repository(loaded, settings, gitstate.creation_times(ctx.repo), ctx.now)
-    print_problems(problems, fmt)
+    _show(problems, fmt, ctx, len(loaded))
     if fmt == "text":
         valid = sum(1 for item in loaded if item.valid)
         click.echo(
@@ -60,9 +70,29 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
+def _show(problems: list[Problem], fmt: str, ctx: Context, checked: int) -> None:
+    if fmt == "github":
+        root = github_actions.annotation_root(ctx.repo, os.environ)
+        click.echo(workflow_commands.workflow_annotations(problems, root=root), nl=False)
+    elif fmt == "markdown":
+        click.echo(workflow_commands.problems_markdown(problems, checked=checked), nl=False)
+    else:
+        print_problems(problems, fmt)
+
+
 @click.command()
-def schema() -> None:
-    """Print the JSON Schema of the demo file (committed as schemas/demo.schema.json)."""
+@common_options(
+    unused={
+        name: "the schema is the same for every repository."
+        for name in ("-C", "--repo", "--local", "--now", "-v")
+    }
+)
+def schema(ctx: Context) -> None:
+    """Print the JSON Schema of demo files, for editors and CI.
+
+    The repository keeps a copy as schemas/demo.schema.json, which the
+    yaml-language-server line at the top of each demo file points to.
+    """
     click.echo(demo_schema_json(), nl=False)
 
 
@@ -77,10 +107,18 @@ def demo_schema_json() -> str:
 
 
 @click.command()
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date.")
-@common_options
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 if rendered/ is out of date (for CI)."
+)
+@common_options(
+    unused={"--local": "rendered/ of the working tree is written; local mode renders its own."}
+)
 def render(check: bool, ctx: Context) -> None:
-    """Render every valid demo into rendered/<id>/ for Flux or Argo CD; write only changes."""
+    """Write the Kubernetes manifests of every valid demo into rendered/<id>/.
+
+    Flux or Argo CD apply them to the cluster. Only files that change are
+    written; a reconcile renders too, so this is for looking and for CI.
+    """
     state, settings = load_state_or_exit(ctx, ctx.repo)
     for problem in state.demo_problems + state.status_problems:
         click.echo(str(problem), err=True)

@@ -23,7 +23,6 @@ from reconciler.cli.options import (
     fail,
     load_settings_or_exit,
     load_state_or_exit,
-    providers_or_exit,
 )
 from reconciler.cli.output import table
 from reconciler.inventory import demo_rows
@@ -34,10 +33,16 @@ from reconciler.workspace import demo_paths, read_demo
 
 
 @click.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table for people, json for scripts.",
+)
 @common_options
 def list_demos(fmt: str, ctx: Context) -> None:
-    """Every demo: id, type, profile, owner, phase, expires in (from --now) and URLs."""
+    """List every demo: id, type, profile, owner, phase, time left and URLs."""
     state, settings = load_state_or_exit(ctx)
     rows = demo_rows(
         settings,
@@ -75,10 +80,19 @@ def list_demos(fmt: str, ctx: Context) -> None:
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @click.option("--live", is_flag=True, help="Also ask the cluster for pods, CPU and memory now.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts.",
+)
 @common_options
 def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
-    """A demo's status file (phase, URLs, health checks, conditions); --live adds usage."""
+    """Show one demo's status: phase, URLs, health checks and conditions.
+
+    --live adds its pods, CPU and memory, read from the cluster now.
+    """
     state, settings = load_state_or_exit(ctx)
     current = state.statuses.get(demo_id)
     if current is None:
@@ -86,11 +100,13 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
         fail(f"no status for {demo_id} in {ctx.state_repo} (demos with a status: {known})")
     data: dict[str, Any] = demo_status_dict(current)
     if live:
-        with providers_or_exit(ctx, ctx.state_repo, settings) as providers:
-            try:
-                namespaces = providers.cluster.list_namespaces()
-            except ProviderError as exc:
-                fail(f"cannot read the cluster: {exc}")
+        try:
+            with wiring.open_cluster(ctx.repo, settings, local=ctx.local) as cluster:
+                namespaces = cluster.list_namespaces()
+        except wiring.SetupError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except ProviderError as exc:
+            fail(f"cannot read the cluster: {exc}")
         found = next((n for n in namespaces if n.demo_id == demo_id), None)
         data["live"] = report.live_usage(found)
     if fmt == "json":
@@ -101,10 +117,19 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
 
 @click.command()
 @click.argument("demo_id", required=False, metavar="[ID]")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@common_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table for people, json for scripts.",
+)
+@common_options(unused={"--now": "the history is what git recorded."})
 def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
-    """The audit trail from git: added, extended, ready, removed; by whom and when."""
+    """Show what happened to the demos (or to demo ID), from git log.
+
+    Added, extended, ready, removed: who did it, when, and in which commit.
+    """
     try:
         events = gitstate.history(ctx.state_repo, demo_id)
     except gitstate.GitStateError as exc:
@@ -134,11 +159,25 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--from-cluster", is_flag=True, help="Size the cluster from its nodes' allocatable.")
-@common_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts.",
+)
+@click.option(
+    "--from-cluster",
+    is_flag=True,
+    help="Take the cluster's size from its nodes instead of reconciler.yaml.",
+)
+@common_options(unused={"--now": "capacity counts the demos as their status files say."})
 def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
-    """Cluster capacity: total, used by live demos, free, and how many more of each profile fit."""
+    """Show the cluster's room for demos: total, used, free, and how many more fit.
+
+    Used counts the running demos and the valid demo files not reconciled
+    yet; "more fit" is per profile.
+    """
     settings = load_settings_or_exit(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     statuses, _ = gitstate.read_statuses(ctx.state_repo)  # a broken one counts by its file

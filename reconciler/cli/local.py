@@ -19,14 +19,29 @@ from reconciler.workspace import read_settings
 
 @click.group("local")
 def local_group() -> None:
-    """The local emulators behind --local and their persisted world."""
+    """The emulators --local runs against, and the world they keep between commands."""
 
 
 @local_group.command("inspect")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@common_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts.",
+)
+@common_options(
+    unused={
+        "--local": "it always reads the local world.",
+        "--now": "it shows the world as it is.",
+    }
+)
 def local_inspect(fmt: str, ctx: Context) -> None:
-    """Print the emulators' state under <repo>/.democtl/local (secret values redacted)."""
+    """Show the local world: namespaces, pods, Secrets, Supabase projects, DNS records.
+
+    Read from <repo>/.democtl/local without changing it; Secret values are
+    never shown.
+    """
     world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)
     if fmt == "json":
         click.echo(json.dumps(world, indent=2, sort_keys=True))

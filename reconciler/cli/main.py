@@ -15,13 +15,34 @@ import os
 import click
 
 from reconciler.cli import admin, cycle, demos, files, inspect, local
-from reconciler.cli.options import fail
+from reconciler.cli.options import fail, global_options, interrupted
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """click's group, except that Ctrl-C inside a command exits 130 with one line.
+
+    click would print "Aborted!" and exit 1, which democtl reserves for a
+    failed check or action.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="democtl")
+@global_options
 def cli() -> None:
-    """democtl: on-demand demo environments, reconciled from a git repository."""
+    """democtl: on-demand demo environments, reconciled from a git repository.
+
+    The common options (-C, --repo, --local, --now, -v) go before the command
+    name or after it: `democtl --repo X list` is `democtl list --repo X`.
+    Without --repo the state repository is found as git finds its own: the
+    nearest folder upwards with reconciler.yaml, within the git work tree.
+    """
 
 
 for command in (
@@ -33,6 +54,7 @@ for command in (
     demos.create,
     demos.extend,
     demos.delete,
+    demos.retry,
     files.render,
     local.local_group,
     cycle.plan_cmd,
@@ -47,11 +69,11 @@ for command in (
 def main() -> None:
     """Entry point: no traceback reaches a user unless DEMOCTL_DEBUG is set."""
     try:
-        cli.main(standalone_mode=True)
+        cli.main(prog_name="democtl", standalone_mode=True)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except KeyboardInterrupt:  # outside a command: while parsing, say
+        interrupted()
     except Exception as exc:
         if os.environ.get("DEMOCTL_DEBUG"):
             raise

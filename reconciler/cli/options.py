@@ -1,7 +1,8 @@
 """What every democtl command shares: the context, the common options, exit codes, failing.
 
-Owns `Context` (where, when, against what), `common_options` (`--repo`,
-`--local`, `--now`, `-v`), the exit codes, `fail`, and the loading every
+Owns `Context` (where, when, against what), the common options (`-C`,
+`--repo`, `--local`, `--now`, `-v`, before or after the command name), the
+exit codes, `fail`, and the loading every
 command starts with (settings, state, providers) with its exits on bad
 input. May import click, the clock, logging setup, wiring, workspace and
 gitstate's loading; never decides anything about demos.
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 import click
 
@@ -31,6 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -56,29 +58,156 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def common_options(func: F) -> F:
-    @click.option(
-        "--repo",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("."),
-        show_default=True,
-        help="The state repository.",
-    )
-    @click.option("--local", is_flag=True, help="Run against the local emulators.")
-    @click.option("--now", "now_text", metavar="TIME", help="RFC 3339 or an offset like +3h.")
-    @click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line and 130, never a traceback, never 1 (which means an action failed)."""
+    if sys.stderr.isatty():
+        click.echo("", err=True)  # end the line the terminal's ^C echo is on
+    fail("interrupted", EXIT_INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """The common options as given, before the command name or after it."""
+
+    chdir: tuple[Path, ...] = ()
+    repo: Path | None = None
+    local: bool = False
+    now_text: str | None = None
+    verbose: int = 0
+
+
+REPO_HELP = (
+    "The state repository (default: the nearest folder upwards with reconciler.yaml, "
+    "within the git work tree, as git finds its repository)."
+)
+
+
+def _option_decorators(unused: Mapping[str, str]) -> list[Callable[[F], F]]:
+    def text(name: str, help_text: str) -> str:
+        return (
+            f"{help_text} Not used by this command: {unused[name]}" if name in unused else help_text
+        )
+
+    return [
+        click.option(
+            "-C",
+            "chdir",
+            multiple=True,
+            metavar="DIR",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help=text("-C", "Run as if democtl was started in DIR (as git -C); repeatable."),
+        ),
+        click.option(
+            "--repo",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help=text("--repo", REPO_HELP),
+        ),
+        click.option(
+            "--local",
+            is_flag=True,
+            help=text(
+                "--local",
+                "Run against local emulators instead of Supabase, Cloudflare and Kubernetes "
+                "(no credentials, no network).",
+            ),
+        ),
+        click.option(
+            "--now",
+            "now_text",
+            metavar="TIME",
+            help=text(
+                "--now",
+                "Act as if it were TIME: RFC 3339 or an offset like +3h, -30m, +90s "
+                "(to see what expiry will do).",
+            ),
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help=text("-v", "More log lines (-vv for debug)."),
+        ),
+    ]
+
+
+def global_options(func: F) -> F:
+    """The common options before the command name, on the group: kept for the command."""
+
     @functools.wraps(func)
     def wrapper(
-        *args: Any, repo: Path, local: bool, now_text: str | None, verbose: int, **kwargs: Any
+        *args: Any,
+        chdir: tuple[Path, ...],
+        repo: Path | None,
+        local: bool,
+        now_text: str | None,
+        verbose: int,
+        **kwargs: Any,
     ) -> Any:
-        logsetup.configure(verbose)
-        try:
-            now = parse_now(now_text, real_now())
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--now") from None
-        return func(*args, ctx=Context(repo=repo.resolve(), local=local, now=now), **kwargs)
+        click.get_current_context().obj = CommonOptions(chdir, repo, local, now_text, verbose)
+        return func(*args, **kwargs)
 
+    for option in reversed(_option_decorators({})):
+        wrapper = option(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+@overload
+def common_options(func: F) -> F: ...
+
+
+@overload
+def common_options(*, unused: Mapping[str, str]) -> Callable[[F], F]: ...
+
+
+def common_options(func: F | None = None, *, unused: Mapping[str, str] | None = None) -> Any:
+    """Give a command `ctx: Context` from the common options, before or after its name.
+
+    After the name wins over before it (`--repo`, `--now`), flags add up
+    (`--local`, `-v`), and `-C` directories apply in order, as in git.
+    `unused` names the options the command accepts yet does not use, with why;
+    its --help says so.
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any,
+            chdir: tuple[Path, ...],
+            repo: Path | None,
+            local: bool,
+            now_text: str | None,
+            verbose: int,
+            **kwargs: Any,
+        ) -> Any:
+            outer = click.get_current_context().find_object(CommonOptions) or CommonOptions()
+            inner = CommonOptions(chdir, repo, local, now_text, verbose)
+            return command(*args, ctx=make_context(outer, inner), **kwargs)
+
+        decorated: Any = wrapper
+        for option in reversed(_option_decorators(unused or {})):
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate(func) if func is not None else decorate
+
+
+def make_context(outer: CommonOptions, inner: CommonOptions) -> Context:
+    """The command's Context from the options before (`outer`) and after (`inner`) its name."""
+    verbose = outer.verbose + inner.verbose
+    logsetup.configure(verbose)
+    base = Path.cwd()
+    for folder in (*outer.chdir, *inner.chdir):
+        base = base / folder
+    given = inner.repo if inner.repo is not None else outer.repo
+    # like git: without --repo, the repository around where democtl runs
+    repo = base / given if given is not None else wiring.find_state_repo(base) or base
+    now_text = inner.now_text if inner.now_text is not None else outer.now_text
+    try:
+        now = parse_now(now_text, real_now())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--now") from None
+    return Context(repo=repo.resolve(), local=outer.local or inner.local, now=now)
 
 
 def settings_unusable(problems: Any) -> NoReturn:

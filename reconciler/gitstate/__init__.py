@@ -34,7 +34,12 @@ from reconciler.gitstate._git import (
     SyncError,
 )
 from reconciler.gitstate.audit import HistoryEvent, history
-from reconciler.gitstate.branch import author_email, commit_paths, start_branch
+from reconciler.gitstate.branch import (
+    author_email,
+    commit_on_new_branch,
+    commit_paths,
+    start_branch,
+)
 from reconciler.gitstate.commit import (
     SUBJECT_MAX,
     DemoChange,
@@ -43,7 +48,13 @@ from reconciler.gitstate.commit import (
     removal_writes,
     write_files,
 )
-from reconciler.gitstate.load import State, creation_times, load_state, read_statuses
+from reconciler.gitstate.load import (
+    State,
+    creation_times,
+    load_state,
+    read_statuses,
+    uncommitted_demo_files,
+)
 from reconciler.gitstate.lock import (
     LOCK_REF,
     Lease,
@@ -87,6 +98,7 @@ __all__ = [
     "author_email",
     "commit_cycle",
     "commit_message",
+    "commit_on_new_branch",
     "commit_paths",
     "creation_times",
     "held_lease",
@@ -105,6 +117,7 @@ __all__ = [
     "scratch_state_repo",
     "start_branch",
     "sync",
+    "uncommitted_demo_files",
     "unlock",
     "write_files",
 ]

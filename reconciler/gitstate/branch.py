@@ -7,6 +7,7 @@ Errors are ValueErrors carrying git's reason. Imports gitpython only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import git
@@ -55,3 +56,49 @@ def commit_paths(root: Path, paths: list[str], message: str) -> str:
 def _git_reason(exc: git.GitCommandError) -> str:
     text = str(exc.stderr or exc).strip()
     return text.removeprefix("stderr:").strip().strip("'").strip()
+
+
+def commit_on_new_branch(
+    root: Path, branch: str, writes: Mapping[str, bytes | None], message: str
+) -> str:
+    """Commit `writes` (None removes) on top of HEAD as the new branch `branch`; return its id.
+
+    Nothing the person has is touched: not the working tree, not the index,
+    not HEAD, so they stay on the branch they were on with their uncommitted
+    work. Built with plumbing in a private index (read-tree HEAD, the blobs,
+    write-tree, commit-tree) and an update-ref that only creates the branch.
+    Raises ValueError with the reason (not a repository, no commit yet, a bad
+    branch name, a branch that exists, git's own refusal).
+    """
+    import tempfile
+
+    try:
+        repo = git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ValueError(f"{root} is not a git repository") from None
+    try:
+        repo.git.check_ref_format("--branch", branch)
+    except git.GitCommandError:
+        raise ValueError(f"{branch!r} is not a valid branch name") from None
+    if branch in [head.name for head in repo.heads]:
+        raise ValueError(f"branch {branch!r} already exists")
+    if not repo.head.is_valid():
+        raise ValueError(f"{root} has no commit yet to branch from")
+    with tempfile.TemporaryDirectory(prefix="democtl-branch-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        blob = Path(tmp) / "blob"
+        try:
+            repo.git.read_tree("HEAD", env=env)
+            for path, content in sorted(writes.items()):
+                if content is None:
+                    repo.git.update_index("--force-remove", "--", path, env=env)
+                    continue
+                blob.write_bytes(content)
+                sha = repo.git.hash_object("-w", f"--path={path}", str(blob))
+                repo.git.update_index("--add", "--cacheinfo", f"100644,{sha},{path}", env=env)
+            tree = repo.git.write_tree(env=env)
+            commit = str(repo.git.commit_tree(tree, "-p", "HEAD", "-m", message))
+            repo.git.update_ref(f"refs/heads/{branch}", commit, "")  # "": must not exist yet
+        except git.GitCommandError as exc:
+            raise ValueError(f"git: {_git_reason(exc)}") from None
+    return commit

@@ -178,3 +178,35 @@ def _read_statuses(root: Path) -> tuple[dict[str, DemoStatus], list[Problem]]:
 def read_statuses(root: Path) -> tuple[dict[str, DemoStatus], list[Problem]]:
     """The status files under `root/status/` (no git needed): valid ones by id, and problems."""
     return _read_statuses(root)
+
+
+def uncommitted_demo_files(root: Path) -> list[str]:
+    """Demo files under demos/ whose working-tree state is not committed, sorted.
+
+    Untracked, modified, staged or deleted: `git status` of `demos/*.yaml`
+    against HEAD. Local mode reconciles committed state only (it merges the
+    branch's commits), so the command line names these instead of ignoring
+    them silently. Empty when `root` is not the top of a git work tree.
+    """
+    try:
+        repo = git.Repo(root)
+        out = repo.git.execute(
+            ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", DEMOS_DIR],
+            strip_newline_in_stdout=False,
+        )
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+        return []
+    entries = str(out).split("\0")
+    found: set[str] = set()
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:
+            index += 1  # porcelain -z: a rename's or copy's source path follows
+        if PurePosixPath(path).suffix.lower() in {".yaml", ".yml"}:
+            found.add(path)
+    return sorted(found)
