@@ -101,6 +101,7 @@ class Outcome:
     rate_limited: bool = False
     retry_after: float | None = None  # seconds, when the provider said (Retry-After)
     orphan: bool = False
+    reset_for: str | None = None  # the release failure a RESET_RELEASE asked about
     conflict: bool = False  # something not ours holds a name this demo needs
 
     @property
@@ -272,6 +273,13 @@ class _Executor:
             raise _no_ref(action)
         self.providers.supabase.delete_project(action.project_ref)
 
+    def reset_release(self, run: _Run, action: Action) -> None:
+        if action.release_object is None or action.reset_token is None:
+            raise ValueError(f"{action.demo_id}: reset-release without a release")  # planner bug
+        namespace, name = action.release_object
+        self.providers.cluster.reset_release(namespace, name, action.reset_token)
+        run.record(reset_for=action.reset_for)
+
     def check_health(self, run: _Run, action: Action) -> None:
         """Ask every check; a check that got no answer is left out of the verdict.
 
@@ -353,6 +361,7 @@ _STEPS: dict[ActionKind, Step] = {
     ActionKind.FETCH_KEYS: _Executor.fetch_keys,
     ActionKind.WRITE_SECRET: _Executor.write_secret,
     ActionKind.ENSURE_DNS: _Executor.ensure_dns,
+    ActionKind.RESET_RELEASE: _Executor.reset_release,
     ActionKind.CHECK_HEALTH: _Executor.check_health,
     ActionKind.DELETE_DNS: _Executor.delete_records,
     ActionKind.DELETE_ORPHAN_RECORDS: _Executor.delete_records,

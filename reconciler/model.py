@@ -9,6 +9,7 @@ package and does no I/O.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from datetime import datetime, timedelta
@@ -380,6 +381,13 @@ class Chart(StrictModel):
     repository: str
     name: str
     version: str
+    # The Secret (in each demo namespace for Flux) holding the registry credentials of a
+    # private chart registry: Flux's OCIRepository/HelmRepository `spec.secretRef`. Argo CD
+    # finds its repository credential Secret by URL (label argocd.argoproj.io/secret-type:
+    # repository in its own namespace), so under Argo this only documents the name.
+    pullSecret: (
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")] | None
+    ) = None
 
 
 class SupabaseSettings(StrictModel):
@@ -402,8 +410,83 @@ class CloudflareSettings(StrictModel):
     apiUrl: str | None = None
 
 
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR block (address/prefix, host bits zero): {exc}") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+_LABEL_KEY = r"^([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
+_LABEL_VALUE = r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$"
+LabelMap = dict[
+    Annotated[str, StringConstraints(pattern=_LABEL_KEY)],
+    Annotated[str, StringConstraints(pattern=_LABEL_VALUE)],
+]
+
+
+class DnsPeer(StrictModel):
+    """Pods that answer DNS: in the namespace named, with these labels."""
+
+    namespace: str = "kube-system"
+    podLabels: LabelMap = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+
+
+class DnsEgress(StrictModel):
+    """Where demo pods may send DNS (UDP and TCP 53). The default covers the cluster DNS
+    pods (kube-dns / CoreDNS carry k8s-app: kube-dns on GKE, EKS, AKS and kubeadm) and
+    NodeLocal DNSCache's link-local address 169.254.20.10, which the cache answers on from
+    every node when it is enabled (GKE NodeLocal DNSCache, EKS and AKS add-on guides)."""
+
+    selectors: list[DnsPeer] = Field(default_factory=lambda: [DnsPeer()])
+    cidrs: list[Cidr] = Field(default_factory=lambda: ["169.254.20.10/32"])
+
+
+class SupabaseEgress(StrictModel):
+    """Where demo pods may reach Supabase (and other public HTTPS APIs).
+
+    Supabase's direct database host (db.<ref>.supabase.co) resolves to IPv6 only; its
+    pooler, Supavisor (<region>.pooler.supabase.com, 5432 session / 6543 transaction), is
+    IPv4 (https://supabase.com/docs/guides/database/connecting-to-postgres). An IPv4-only
+    cluster must use the pooler string; `ipv6` opens the direct host on a dual-stack one.
+    Private ranges are always excepted from a block that contains them (other demos' pods).
+    """
+
+    ipv4: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    ipv6: list[Cidr] = Field(default_factory=list)
+    ports: list[Port] = Field(default_factory=lambda: [443, 5432, 6543])
+
+    @field_validator("ipv4")
+    @classmethod
+    def _v4(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if ipaddress.ip_network(c).version != 4]
+        if bad:
+            raise ValueError(f"not IPv4 blocks: {', '.join(bad)}")
+        return value
+
+    @field_validator("ipv6")
+    @classmethod
+    def _v6(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if ipaddress.ip_network(c).version != 6]
+        if bad:
+            raise ValueError(f"not IPv6 blocks: {', '.join(bad)}")
+        return value
+
+
+class NetworkPolicySettings(StrictModel):
+    dns: DnsEgress = Field(default_factory=DnsEgress)
+    supabase: SupabaseEgress = Field(default_factory=SupabaseEgress)
+
+
 class KubernetesSettings(StrictModel):
     secretName: str = "supabase-credentials"
+    networkPolicy: NetworkPolicySettings = Field(default_factory=NetworkPolicySettings)
+    # Which pods health counts for a demo: every pod of its namespace (the namespace IS the
+    # demo), or only those carrying demos.splits.network/id, for a chart that copies the
+    # label into its pod templates and shares the namespace with other pods.
+    podSelector: Literal["namespace", "label"] = "namespace"
     ingressNamespace: str = "ingress-nginx"
     ingressClass: str = "nginx"
     fluxNamespace: str = "flux-system"
@@ -569,6 +652,9 @@ class DemoStatus(StrictModel):
     supabase: SupabaseStatus = Field(default_factory=SupabaseStatus)
     # the project whose credentials the Kubernetes Secret holds; None after a failed write
     secretProjectRef: str | None = None
+    # the release failure (NamespaceState.release_stalled) democtl already asked the GitOps
+    # controller to reset: one reset per failure, never a loop of them
+    releaseResetFor: str | None = None
     dns: list[DnsRecordStatus] = Field(default_factory=list)
     healthChecks: HealthChecks = Field(default_factory=HealthChecks)
     # A ready demo's checks that answered unhealthy, below the failure threshold (None when

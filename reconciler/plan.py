@@ -21,6 +21,7 @@ The safety rules live here, because this is where "delete" is decided:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,7 @@ class ActionKind(StrEnum):
     WRITE_SECRET = "write-secret"  # noqa: S105 (an action name)
     ENSURE_DNS = "ensure-dns"
     RENDER_RELEASE = "render-release"
+    RESET_RELEASE = "reset-release"
     CHECK_HEALTH = "check-health"
     DELETE_DNS = "delete-dns"
     DELETE_PROJECT = "delete-project"
@@ -144,6 +146,12 @@ class Action:
     demo_type: str | None = None
     seed_size: str | None = None
     company_name: str | None = None
+    # CHECK_HEALTH: the release's message when it ran out of retries (degraded: RetriesExceeded)
+    stalled_message: str | None = None
+    # RESET_RELEASE: the release object, the failure it resets and the controller's token
+    release_object: tuple[str, str] | None = None
+    reset_for: str | None = None
+    reset_token: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
@@ -550,6 +558,7 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
         _secret_step(recipe, project.ref if project else None, fetching=fetching)
     _dns_steps(recipe)
     _render_release(recipe, fetching=fetching)
+    _reset_release(recipe)
     _health_check(recipe, project)
     steps = [a.kind.value for a in recipe.actions if a.kind.changes_something]
     reason = ("provision: " + ", ".join(steps)) if steps else "up to date: check health"
@@ -708,6 +717,30 @@ def _render_release(recipe: _Recipe, *, fetching: bool) -> None:
         )
 
 
+def reset_token(cause: str) -> str:
+    """The controller's request token for one failure: the same failure, the same token
+    (so a repeated request changes nothing), a new failure, a new one."""
+    return "democtl-" + hashlib.sha256(cause.encode()).hexdigest()[:16]
+
+
+def _reset_release(recipe: _Recipe) -> None:
+    """One reset per release failure that used up its retries; the status remembers it."""
+    namespace = recipe.ctx.sight.namespace_of(recipe.demo_id)
+    if namespace is None or namespace.release_stalled is None or namespace.release_object is None:
+        return
+    cause = namespace.release_stalled
+    if recipe.status is not None and recipe.status.releaseResetFor == cause:
+        return  # asked once for this failure: it stays degraded until a new one
+    recipe.add(
+        ActionKind.RESET_RELEASE,
+        f"the release ran out of retries ({namespace.release_message}): ask for one reset",
+        namespace=namespace.name,
+        release_object=namespace.release_object,
+        reset_for=cause,
+        reset_token=reset_token(cause),
+    )
+
+
 def _health_check(recipe: _Recipe, project: Project | None) -> None:
     sight, demo_id = recipe.ctx.sight, recipe.demo_id
     namespace = sight.namespace_of(demo_id)
@@ -726,6 +759,9 @@ def _health_check(recipe: _Recipe, project: Project | None) -> None:
         if sight.namespaces is None
         else False,
         health_urls=health_urls(recipe.ctx.settings, demo_id),
+        stalled_message=namespace.release_message
+        if namespace is not None and namespace.release_stalled is not None
+        else None,
     )
 
 

@@ -28,6 +28,7 @@ policies are synced first, the platform follows in the next render.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -249,6 +250,47 @@ def platform_services(settings: Settings, profile_name: str) -> list[dict[str, A
     return services
 
 
+# Where other demos' pods, nodes and cloud metadata live: never reachable through the
+# "internet" egress blocks, whatever ranges the settings open (RFC 1918, link-local,
+# IPv6 unique-local and link-local).
+PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(c)
+    for c in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
+def _excepting_private(cidr: str) -> dict[str, Any]:
+    network = ipaddress.ip_network(cidr)
+    excepted = [
+        str(p)
+        for p in PRIVATE_RANGES
+        if p.version == network.version and p.subnet_of(network)  # type: ignore[arg-type]
+    ]
+    return {"cidr": cidr, "except": excepted}
+
+
+def egress_blocks(settings: Settings) -> dict[str, Any]:
+    """The network policy's egress peers, from `kubernetes.networkPolicy`."""
+    policy = settings.kubernetes.networkPolicy
+    supabase = policy.supabase
+    return {
+        "dns_selectors": [
+            {"namespace": s.namespace, "pod_labels": dict(sorted(s.podLabels.items()))}
+            for s in policy.dns.selectors
+        ],
+        "dns_cidrs": list(policy.dns.cidrs),
+        "internet": [_excepting_private(c) for c in [*supabase.ipv4, *supabase.ipv6]],
+        "ports": sorted(set(supabase.ports)),
+    }
+
+
 def common_labels(demo: Demo) -> dict[str, str]:
     """The labels on every rendered object, in a fixed order."""
     return {
@@ -314,6 +356,7 @@ def _context(
         "limit_default": LIMIT_DEFAULT,
         "limit_default_request": LIMIT_DEFAULT_REQUEST,
         "kube": settings.kubernetes,
+        "egress": egress_blocks(settings),
         "hosts": hosts,
         "tls_secret": f"{demo.id}-tls",
         "env": dict(sorted(env.items())),
@@ -336,6 +379,7 @@ def _context(
             "oci_url": f"{repository}/{settings.chart.name}",
             "name": settings.chart.name,
             "version": settings.chart.version,
+            "pull_secret": settings.chart.pullSecret,
         },
     }
 

@@ -189,6 +189,10 @@ def _phase_and_message(
         return (before if live and before else Phase.CREATING), outcome.error, reason
     failing = failing_checks(health)
     checked = outcome is not None and outcome.health is not None
+    gave_up = next((a.stalled_message for a in item.actions if a.stalled_message), None)
+    if gave_up is not None and checked and "kubernetes" in failing:
+        # the GitOps controller gave up on the release; democtl asked for one reset
+        return Phase.DEGRADED, f"the release ran out of retries: {gave_up}", "RetriesExceeded"
     if live and previous is not None:
         # a running demo is judged by its health checks alone
         if not checked:
@@ -358,12 +362,16 @@ def next_status(
         secret_ref = None  # the password may have changed without the Secret: write again
     if supabase.projectRef is None:
         secret_ref = None
+    reset_for = previous.releaseResetFor if previous else None
+    if outcome is not None and outcome.reset_for is not None:
+        reset_for = outcome.reset_for
     queue = next((a.queue_position for a in plan_item.actions if a.kind == ActionKind.QUEUE), None)
     status = DemoStatus(
         **spec,
         phase=phase,
         supabase=supabase,
         secretProjectRef=secret_ref,
+        releaseResetFor=reset_for,
         dns=_dns(list(previous.dns) if previous else [], outcome, plan_item),
         healthChecks=health,
         healthFailures=failures,

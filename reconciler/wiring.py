@@ -37,7 +37,7 @@ from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RetryPolicy
-from reconciler.providers.kubernetes import KubernetesCluster
+from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.quantity import parse_quantity
@@ -203,7 +203,9 @@ def production_providers(settings: Settings) -> Providers:
                 base_url=settings.cloudflare.apiUrl,
             ),
             cluster=KubernetesCluster.from_environment(
-                gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+                gitops=settings.gitops,
+                secret_name=settings.kubernetes.secretName,
+                pod_selector=pod_selector_for(settings.kubernetes.podSelector),
             ),
             prober=HttpxProber(),
             migrate=database.migrate,

@@ -181,6 +181,7 @@ class FakeCluster(Recorder):
     foreign: dict[str, NamespaceMeta] = field(default_factory=dict)  # namespaces not ours
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     annotations: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    resets: list[tuple[str, str, str]] = field(default_factory=list)
 
     def list_namespaces(self) -> list[NamespaceState]:
         self.record("list_namespaces", "")
@@ -223,6 +224,10 @@ class FakeCluster(Recorder):
         self.record("delete_secret", namespace, namespace, name)
         self.secrets.pop((namespace, name), None)
         self.annotations.pop((namespace, name), None)
+
+    def reset_release(self, namespace: str, name: str, token: str) -> None:
+        self.record("reset_release", namespace, namespace, name, token)
+        self.resets.append((namespace, name, token))
 
     def node_allocatable(self) -> tuple[str, str]:
         return "64", "256Gi"

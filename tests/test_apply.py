@@ -650,3 +650,45 @@ def test_a_retry_request_starts_a_failed_demo_again_without_a_spec_edit() -> Non
     repo.files[A] = load_demo("demos/demo-a.yaml", edit.after)
     cycle(world, repo, when + timedelta(hours=1))
     assert repo.statuses[A].phase == Phase.READY and repo.statuses[A].attempts == 0
+
+
+def test_release_out_of_retries_is_reset_once_per_failure_and_marked_degraded() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+
+    def give_up(cause: str) -> None:
+        # helm-controller: Ready=False, Stalled=True reason RetriesExceeded; it waits for us
+        world.cluster.namespaces[A] = replace(
+            world.cluster.namespaces[A],
+            pods_ready=0,
+            release_ready=False,
+            release_message="RetriesExceeded: upgrade retries exhausted",
+            release_stalled=cause,
+            release_object=(A, "platform"),
+        )
+
+    give_up("flux/3/2026-11-25T10:00:00Z/upgrade retries exhausted")
+    cycle(world, repo, settings=IMMEDIATE)
+    status = repo.statuses[A]
+    assert status.phase == Phase.DEGRADED
+    assert status.condition("Ready") is not None
+    assert status.condition("Ready").reason == "RetriesExceeded"  # type: ignore[union-attr]
+    assert status.releaseResetFor == "flux/3/2026-11-25T10:00:00Z/upgrade retries exhausted"
+    assert len(world.cluster.resets) == 1
+
+    # the same failure again (the reset did not help): no second request, no new status
+    before = repo.statuses[A]
+    cycle(world, repo, settings=IMMEDIATE)
+    assert len(world.cluster.resets) == 1
+    assert repo.statuses[A] == before
+
+    # a new failure (a later attempt gave up too) earns one new reset, with a new token
+    give_up("flux/4/2026-11-25T10:30:00Z/upgrade retries exhausted")
+    cycle(world, repo, settings=IMMEDIATE)
+    assert len(world.cluster.resets) == 2
+    assert world.cluster.resets[0][2] != world.cluster.resets[1][2]
+
+    world.cluster.sync(A)  # the release came up after the reset
+    cycle(world, repo, settings=IMMEDIATE)
+    assert repo.statuses[A].phase == Phase.READY
+    assert len(world.cluster.resets) == 2

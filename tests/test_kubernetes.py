@@ -215,6 +215,8 @@ def test_secret_is_server_side_applied_then_updated_and_reapply_is_a_no_op(
     assert secret.type == "Opaque"
     assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "democtl"
     assert secret.metadata.labels["demos.splits.network/id"] == "demo-acme01"
+    # helm-controller upgrades the release at once on a change only with this label
+    assert secret.metadata.labels["reconcile.fluxcd.io/watch"] == "Enabled"
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == CREDENTIALS
     first_version = secret.metadata.resource_version
 
@@ -768,6 +770,37 @@ def test_pods_are_found_by_the_demo_label_the_chart_puts_on_them(
     everything = KubernetesCluster.for_url(emulator.url, secret_name=SECRET, pod_selector=None)
     assert by_name(everything)["demo-acme01"].pods_ready == 4
     everything.close()
+
+
+@pytest.mark.parametrize(
+    "mode, counted", [pytest.param("namespace", 4, id="namespace-default"), ("label", 0)]
+)
+def test_pod_selector_setting_decides_which_pods_count(
+    repo: Path, emulator: KubernetesEmulator, mode: str, counted: int
+) -> None:
+    """kubernetes.podSelector: the default counts every pod of the demo's namespace, so a
+    chart that does not copy the demo-id label into its pod templates still reads healthy."""
+    from reconciler.model import KubernetesSettings
+    from reconciler.providers.kubernetes import pod_selector_for
+
+    assert KubernetesSettings().podSelector == "namespace"
+    render(repo, "demo-acme01")
+    release = repo / "rendered" / "demo-acme01" / "release.yaml"
+    release.write_text(
+        "".join(
+            line
+            for line in release.read_text().splitlines(keepends=True)
+            if "commonLabels" not in line and "demos.splits.network/id: demo-acme01" not in line
+        )
+    )
+    adapter = KubernetesCluster.for_url(
+        emulator.url,
+        secret_name=SECRET,
+        pod_selector=pod_selector_for(KubernetesSettings(podSelector=mode).podSelector),  # type: ignore[arg-type]
+    )
+    adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    assert by_name(adapter)["demo-acme01"].pods_ready == counted
+    adapter.close()
 
 
 GOLDEN = PROJECT / "tests" / "golden"

@@ -38,7 +38,7 @@ from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RetryPolicy
-from reconciler.providers.kubernetes import KubernetesCluster
+from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
 
@@ -313,6 +313,7 @@ class LocalStack:
             self._k8s().url,
             gitops=self.settings.gitops,
             secret_name=self.settings.kubernetes.secretName,
+            pod_selector=pod_selector_for(self.settings.kubernetes.podSelector),
         )
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:

@@ -193,6 +193,14 @@ class NamespaceState:
     cpu_hard: str = "0"
     memory_hard: str = "0"
     pods_used: int = 0
+    # (kept last: tests build this positionally)
+    # The release used up its remediation retries (a HelmRelease Stalled with reason
+    # RetriesExceeded; an Application whose sync failed after its retry limit): the GitOps
+    # controller will not try again by itself. The value names this failure (generation,
+    # message, time) so that democtl resets it once per failure; None otherwise.
+    release_stalled: str | None = None
+    # (namespace, name) of the HelmRelease or Application, for `reset_release`
+    release_object: tuple[str, str] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -243,6 +251,16 @@ class ClusterProvider(Protocol):
         """
 
     def delete_secret(self, namespace: str, name: str) -> None: ...
+
+    def reset_release(self, namespace: str, name: str, token: str) -> None:
+        """Ask the GitOps controller to try a release that exhausted its retries again.
+
+        Flux: annotate the HelmRelease with reconcile.fluxcd.io/requestedAt and
+        reconcile.fluxcd.io/resetAt both set to `token` (helm-controller resets the
+        failure counts when resetAt equals requestedAt and differs from the last one it
+        handled). Argo CD: a hard refresh and a sync operation with retry on the
+        Application. The same token twice is a no-op for the controller.
+        """
 
     def node_allocatable(self) -> tuple[str, str]:
         """Sum of the nodes' allocatable cpu and memory, as Kubernetes quantities."""

@@ -49,12 +49,25 @@ log = logging.getLogger(__name__)
 PROVIDER = "kubernetes"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DEMO_ID_LABEL = "demos.splits.network/id"
+# helm-controller reconciles a HelmRelease at once when a `valuesFrom` Secret changes only if
+# the Secret carries this label; without it the new keys wait for the release's interval.
+# https://fluxcd.io/flux/components/helm/helmreleases/#values-references ("Reacting
+# immediately to configuration dependencies", helm-controller v0.37 / Flux 2.2).
+FLUX_WATCH_LABEL = "reconcile.fluxcd.io/watch"
 DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
 APPLY_PATCH = "application/apply-patch+yaml"
 FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 
 T = TypeVar("T")
+
+
+def pod_selector_for(mode: Literal["namespace", "label"]) -> str | None:
+    """The pod listing's label selector for `kubernetes.podSelector`: none for "namespace"
+    (every pod of a demo namespace counts), the demo-id label for "label"."""
+    return DEMO_ID_LABEL if mode == "label" else None
+
+
 GitOps = Literal["flux", "argo"]
 
 
@@ -177,6 +190,8 @@ class _Demo:
     pods_expected: int | None = None
     release_ready: bool = False
     release_message: str = "no release found"
+    release_stalled: str | None = None
+    release_object: tuple[str, str] | None = None
     secret_present: bool = False
     secret_project_ref: str | None = None
     quota_used: dict[str, str] = field(default_factory=dict)
@@ -193,6 +208,8 @@ class _Demo:
             restarts=self.restarts,
             release_ready=self.release_ready,
             release_message=self.release_message,
+            release_stalled=self.release_stalled,
+            release_object=self.release_object,
             secret_present=self.secret_present,
             secret_project_ref=self.secret_project_ref,
             cpu_used=used.get("requests.cpu", used.get("cpu", "0")),
@@ -230,6 +247,67 @@ def _application_values(app: Mapping[str, Any]) -> dict[str, Any]:
                 if isinstance(parsed, dict):
                     return parsed
     return {}
+
+
+def _helmrelease_stalled(status: Mapping[str, Any]) -> str | None:
+    """The failure a HelmRelease gave up on, or None.
+
+    helm-controller marks a release whose install/upgrade remediation retries ran out
+    with Stalled=True, reason RetriesExceeded (Ready=False), and stops until the spec
+    changes or a reset is requested
+    (https://fluxcd.io/flux/components/helm/helmreleases/#resetting-remediation-retries).
+    The key names that failure: the attempted generation, the time and message of it.
+    """
+    conditions = status.get("conditions") or []
+    stalled = next(
+        (
+            c
+            for c in conditions
+            if c.get("type") == "Stalled"
+            and c.get("status") == "True"
+            and c.get("reason") == "RetriesExceeded"
+        ),
+        None,
+    )
+    if stalled is None:
+        return None
+    return "/".join(
+        [
+            "flux",
+            str(status.get("lastAttemptedGeneration", "")),
+            str(stalled.get("lastTransitionTime", "")),
+            str(stalled.get("message", "")),
+        ]
+    )
+
+
+def _application_stalled(app: Mapping[str, Any]) -> str | None:
+    """The failed sync an Application gave up on, or None.
+
+    Argo CD retries a failed automated sync up to `syncPolicy.retry.limit` times, recorded
+    in `status.operationState.retryCount`; then the operation ends Failed or Error and
+    automated sync does not try the same revision again
+    (https://argo-cd.readthedocs.io/en/stable/user-guide/auto_sync/#automated-sync-semantics).
+    """
+    operation = (app.get("status") or {}).get("operationState") or {}
+    if operation.get("phase") not in ("Failed", "Error"):
+        return None
+    limit = int(
+        (((app.get("spec") or {}).get("syncPolicy") or {}).get("retry") or {}).get("limit") or 0
+    )
+    if int(operation.get("retryCount") or 0) < limit:
+        return None  # still retrying
+    revision = ((operation.get("syncResult") or {}).get("revision")) or (
+        ((operation.get("operation") or {}).get("sync") or {}).get("revision", "")
+    )
+    return "/".join(
+        [
+            "argo",
+            str(revision),
+            str(operation.get("finishedAt", "")),
+            str(operation.get("message", "")),
+        ]
+    )
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -462,7 +540,9 @@ class KubernetesCluster:
             if demo is None:
                 continue
             demo.pods_expected = expected_replicas(spec.get("values") or {})
+            demo.release_object = (release["metadata"]["namespace"], release["metadata"]["name"])
             status = release.get("status") or {}
+            demo.release_stalled = _helmrelease_stalled(status)
             conditions = status.get("conditions") or []
             ready = next((c for c in conditions if c.get("type") == "Ready"), None)
             generation = int(release["metadata"].get("generation") or 0)
@@ -486,7 +566,9 @@ class KubernetesCluster:
             if demo is None:
                 continue
             demo.pods_expected = expected_replicas(_application_values(app))
+            demo.release_object = (app["metadata"]["namespace"], app["metadata"]["name"])
             status = app.get("status") or {}
+            demo.release_stalled = _application_stalled(app)
             health = (status.get("health") or {}).get("status", "Unknown")
             sync = (status.get("sync") or {}).get("status", "Unknown")
             demo.release_ready = health == "Healthy" and sync == "Synced"
@@ -508,7 +590,12 @@ class KubernetesCluster:
         metadata: dict[str, Any] = {
             "name": name,
             "namespace": namespace,
-            "labels": {MANAGED_BY: "democtl", DEMO_ID_LABEL: namespace},
+            "labels": {
+                MANAGED_BY: "democtl",
+                DEMO_ID_LABEL: namespace,
+                # harmless under Argo CD, which does not read the Secret
+                FLUX_WATCH_LABEL: "Enabled",
+            },
         }
         if annotations:
             metadata["annotations"] = dict(sorted(annotations.items()))
@@ -539,6 +626,54 @@ class KubernetesCluster:
         log.info(
             "demo %s: applied secret %s/%s (keys %s)", namespace, namespace, name, sorted(data)
         )
+
+    def reset_release(self, namespace: str, name: str, token: str) -> None:
+        """A merge patch of the release's annotations (and, for Argo CD, its operation).
+
+        Flux: requestedAt and resetAt set to the same token make helm-controller reset the
+        remediation counts and try again (fluxcd/helm-controller#823, the annotations
+        `flux reconcile hr --reset` sets). Argo CD: `argocd.argoproj.io/refresh: hard` and
+        a sync `operation` with retry, what `argocd app sync --retry-limit` submits.
+        """
+        if self.gitops == "flux":
+            body: dict[str, Any] = {
+                "metadata": {
+                    "annotations": {
+                        "reconcile.fluxcd.io/requestedAt": token,
+                        "reconcile.fluxcd.io/resetAt": token,
+                    }
+                }
+            }
+            group, version, plural = FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL
+        else:
+            body = {
+                "metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}},
+                "operation": {
+                    "initiatedBy": {"username": "democtl"},
+                    "info": [{"name": "reason", "value": token}],
+                    "sync": {"prune": True},
+                    "retry": {"limit": 5, "backoff": {"duration": "30s", "factor": 2}},
+                },
+            }
+            group, version, plural = ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL
+        self._call(
+            "reset release",
+            namespace,
+            lambda: _read(
+                self.custom.patch_namespaced_custom_object(
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    body,
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            ),
+        )
+        log.info("demo %s: asked %s/%s for a reset (%s)", namespace, namespace, name, token)
 
     def delete_secret(self, namespace: str, name: str) -> None:
         """Delete the Secret if it carries our mark; one without it is refused, never deleted.
