@@ -13,9 +13,7 @@ from reconciler.model import Settings
 from reconciler.render import render_demo
 from reconciler.validate import expiry_of
 from tests.test_render import (
-    CRDS,
     CREATED,
-    SHARED,
     docs_of,
     find,
     load_project_settings,
@@ -24,12 +22,11 @@ from tests.test_render import (
     status_for,
 )
 
-pytestmark = pytest.mark.skipif(not CRDS.is_dir(), reason="../shared/schemas not present")
-
 
 @pytest.fixture(scope="module")
 def schemas() -> ManifestSchemas:
-    return ManifestSchemas(CRDS, kustomization_schema=SHARED / "schemas" / "kustomization.json")
+    # the packaged schemas democtl renders against (reconciler/manifest_schemas)
+    return ManifestSchemas()
 
 
 def with_settings(flavour: str, **changes: dict[str, Any]) -> Settings:

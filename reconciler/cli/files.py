@@ -137,6 +137,8 @@ def render(check: bool, ctx: Context) -> None:
     if check:
         for path, content in writes.items():
             click.echo(f"out of date: {path}" if content is not None else f"stale: {path}")
+        if changes.errors:
+            fail(f"{len(changes.errors)} demo(s) could not be rendered")
         if writes:
             fail(f"{len(writes)} file(s) under rendered/ are out of date; run democtl render")
         click.echo(f"rendered/ is up to date ({len(changes.rendered)} demo(s))")
