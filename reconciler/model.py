@@ -361,9 +361,9 @@ class Capacity(StrictModel):
 
 
 class Urls(StrictModel):
-    portal: str = "{id}.portal.{domain}"
-    candidate: str = "{id}.candidate.{domain}"
-    api: str = "{id}.api.{domain}"
+    portal: str = "{id}-portal.{domain}"
+    candidate: str = "{id}-candidate.{domain}"
+    api: str = "{id}-api.{domain}"
 
     @field_validator("portal", "candidate", "api")
     @classmethod
@@ -407,6 +407,9 @@ class CloudflareSettings(StrictModel):
     target: str
     recordType: Literal["CNAME", "A", "AAAA"] = "CNAME"
     proxied: bool = True
+    # Names on edge certificates beyond Universal SSL's (the zone and *.zone), such as an
+    # Advanced certificate for "*.portal.example.com"; proxied hostnames must be covered.
+    certificates: list[str] = Field(default_factory=list)
     apiUrl: str | None = None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.capacity import admit_in_order
+from reconciler.certs import SAMPLE_ID, uncovered_hosts
 from reconciler.model import (
     COLOR_PATTERN,
     DEMO_ID_MAX,
@@ -278,9 +279,34 @@ def load_settings(rel_path: str, data: bytes) -> tuple[Settings | None, list[Pro
     except YamlError as exc:
         return None, [Problem(rel_path, exc.line, "", exc.message)]
     try:
-        return Settings.model_validate(document.data), []
+        settings = Settings.model_validate(document.data)
     except ValidationError as exc:
         return None, problems_from_validation(rel_path, document, exc)
+    problems = certificate_problems(rel_path, document, settings)
+    return (None, problems) if problems else (settings, [])
+
+
+def certificate_problems(rel_path: str, document: Document, settings: Settings) -> list[Problem]:
+    """URL patterns whose proxied hostnames no edge certificate covers: a TLS error for real.
+
+    Refused here, so `validate` and every cycle stop before a demo nobody can open.
+    """
+    cloudflare = settings.cloudflare
+    found = uncovered_hosts(
+        settings.hosts(SAMPLE_ID),
+        cloudflare.zone,
+        proxied=cloudflare.proxied,
+        certificates=cloudflare.certificates,
+    )
+    return [
+        Problem(
+            rel_path,
+            document.line_of(("urls", u.kind)),
+            f"urls.{u.kind}",
+            f"{u.hostname} {u.reason}",
+        )
+        for u in found
+    ]
 
 
 def demo_start(demo_id: str, created_at: Mapping[str, datetime], now: datetime) -> datetime:
