@@ -143,9 +143,9 @@ def make_status(demo_id: str = "demo-acme01", phase: Phase = Phase.READY) -> Dem
         createdAt=STATUS_TIME,
         expiresAt=datetime(2026, 11, 25, 11, 0, tzinfo=UTC),
         specHash="sha256:0123456789abcdef",
-        urls={"portal": f"https://{demo_id}.portal.demo.splits.network"},
+        urls={"portal": f"https://{demo_id}-portal.splits.network"},
         supabase=SupabaseStatus(projectRef="abcdefghijklmnopqrst", migrations=["0001_init"]),
-        dns=[DnsRecordStatus(name=f"{demo_id}.portal.x", type="CNAME", content="lb.x")],
+        dns=[DnsRecordStatus(name=f"{demo_id}-portal.x", type="CNAME", content="lb.x")],
         conditions=[
             Condition(
                 type="Ready", status="True", reason="AllHealthy", lastTransitionTime=STATUS_TIME

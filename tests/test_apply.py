@@ -127,7 +127,7 @@ def orphans(world: World, repo: Repo) -> None:
         "ref-orphan", PREFIX + D, "ACTIVE_HEALTHY", D, "", NOW - timedelta(hours=3)
     )
     world.dns.records["rec-orphan"] = DnsRecord(
-        "rec-orphan", "demo-d.portal.demo.splits.network", "CNAME", "x", True, 1, "c", D
+        "rec-orphan", "demo-d-portal.splits.network", "CNAME", "x", True, 1, "c", D
     )
 
 

@@ -56,7 +56,7 @@ def test_list_json(tmp_path: Path) -> None:
     assert rows["demo-a"]["expiresAt"] == "2026-11-25T12:00:00Z"
     assert rows["demo-b"]["phase"] == "new"
     assert rows["demo-b"]["owner"] == "bob@splits.network"
-    assert rows["demo-b"]["urls"][0] == "https://demo-b.portal.demo.splits.network"
+    assert rows["demo-b"]["urls"][0] == "https://demo-b-portal.splits.network"
     assert rows["demo-bad"]["phase"] == "invalid"
 
 

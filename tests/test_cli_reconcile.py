@@ -251,7 +251,7 @@ def test_reconcile_reports_each_demo_then_a_summary(tmp_path: Path) -> None:
     for demo_id in DEMOS:
         progress = lines[first_cycle + 1 : first_result]
         assert any(line.startswith(f"  {demo_id}: ") for line in progress), out
-        assert f"  * {demo_id}: creating -> ready  https://{demo_id}.portal." in out
+        assert f"  * {demo_id}: creating -> ready  https://{demo_id}-portal." in out
     rows = table_rows(out)
     assert sorted(rows) == sorted(DEMOS)
     assert all(row[0] == "ready" for row in rows.values()), rows
@@ -318,7 +318,7 @@ def test_reconcile_exits_1_when_an_action_fails(tmp_path: Path) -> None:
     zone before the first cycle, as an existing zone would hold it.
     """
     _, repo = state_repo(tmp_path)
-    name = "demo-acme01.portal.demo.splits.network"
+    name = "demo-acme01-portal.splits.network"
     state = local_state_dir(repo)
     state.mkdir(parents=True)
     CloudflareEmulator(state, zone_name="splits.network").seed_record(
@@ -383,7 +383,7 @@ def test_status_text_json_and_live(converged: Path) -> None:
     code, out = democtl(converged, "status", "demo-acme01", "--local")
     assert code == 0, out
     assert out.startswith("demo-acme01  ready\n")
-    assert "portal: https://demo-acme01.portal.demo.splits.network" in out
+    assert "portal: https://demo-acme01-portal.splits.network" in out
     assert "Ready=True Ready" in out and "Stalled=False None" not in out
     code, out = democtl(converged, "status", "demo-acme01", "--local", "--live", "--format", "json")
     assert code == 0, out

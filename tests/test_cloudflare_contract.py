@@ -68,7 +68,7 @@ def test_emulator_answers_match_the_spec(emulator: CloudflareEmulator) -> None:
 
     comment = ownership_comment("demo-acme01")
     status, created = call(
-        "POST", records, json=cname(f"demo-acme01.portal.{ZONE}", comment=comment)
+        "POST", records, json=cname(f"demo-acme01-portal.{ZONE}", comment=comment)
     )
     assert status == 200 and created["result"]["comment"] == comment
     record_id = created["result"]["id"]
@@ -89,11 +89,11 @@ def test_emulator_answers_match_the_spec(emulator: CloudflareEmulator) -> None:
     patched = call(
         "PATCH",
         f"{records}/{record_id}",
-        json=cname(f"demo-acme01.portal.{ZONE}", "b.example.net", comment=comment),
+        json=cname(f"demo-acme01-portal.{ZONE}", "b.example.net", comment=comment),
     )
     assert patched[1]["result"]["content"] == "b.example.net"
     put = call(
-        "PUT", f"{records}/{record_id}", json=cname(f"demo-acme01.portal.{ZONE}", "c.example.net")
+        "PUT", f"{records}/{record_id}", json=cname(f"demo-acme01-portal.{ZONE}", "c.example.net")
     )
     assert "comment" not in put[1]["result"]  # PUT overwrites: the comment is gone
 
@@ -101,8 +101,8 @@ def test_emulator_answers_match_the_spec(emulator: CloudflareEmulator) -> None:
         "POST",
         f"{records}/batch",
         json={
-            "posts": [cname(f"demo-b.portal.{ZONE}", comment=ownership_comment("demo-b"))],
-            "patches": [{"id": record_id, **cname(f"demo-acme01.portal.{ZONE}", comment=comment)}],
+            "posts": [cname(f"demo-b-portal.{ZONE}", comment=ownership_comment("demo-b"))],
+            "patches": [{"id": record_id, **cname(f"demo-acme01-portal.{ZONE}", comment=comment)}],
         },
     )
     assert (
@@ -138,7 +138,7 @@ def test_emulator_answers_match_the_spec(emulator: CloudflareEmulator) -> None:
     for name in ("long-comment", "bad-ttl", "bad-ip", "bad-per-page"):
         assert codes[name][0] == 400 and 9000 <= codes[name][1] < 10000, name
     # A failed batch changes nothing.
-    assert [r["name"] for r in emulator.inspect()["records"]].count(f"demo-b.portal.{ZONE}") == 1
+    assert [r["name"] for r in emulator.inspect()["records"]].count(f"demo-b-portal.{ZONE}") == 1
 
     emulator.set_faults(Faults(rate_limit=1.0, retry_after=300))
     response = call.http.get(records)
@@ -177,8 +177,8 @@ def test_adapter_requests_match_the_spec(emulator: CloudflareEmulator) -> None:
 
     def desired(demo: str, target: str = "ingress.example.net") -> list[DesiredRecord]:
         return [
-            DesiredRecord(demo, f"{demo}.portal.{ZONE}", "CNAME", target, True),
-            DesiredRecord(demo, f"{demo}.candidate.{ZONE}", "CNAME", target, False),
+            DesiredRecord(demo, f"{demo}-portal.{ZONE}", "CNAME", target, True),
+            DesiredRecord(demo, f"{demo}-candidate.{ZONE}", "CNAME", target, False),
         ]
 
     for demo in ("demo-a", "demo-b", "demo-c"):
@@ -186,7 +186,7 @@ def test_adapter_requests_match_the_spec(emulator: CloudflareEmulator) -> None:
     dns.ensure_records("demo-a", desired("demo-a", "ingress2.example.net"))  # batch of patches
     dns.ensure_records("demo-d", desired("demo-d")[:1])  # single POST
     dns.ensure_records(
-        "demo-d", [DesiredRecord("demo-d", f"demo-d.portal.{ZONE}", "CNAME", "x.example.net", True)]
+        "demo-d", [DesiredRecord("demo-d", f"demo-d-portal.{ZONE}", "CNAME", "x.example.net", True)]
     )
     emulator.lose_responses("POST /zones/{zone_id}/dns_records/batch")
     dns.ensure_records("demo-e", desired("demo-e"))  # adopt after the retried batch

@@ -77,8 +77,8 @@ def dns(make_dns: Callable[..., CloudflareDns]) -> CloudflareDns:
 
 def desired(demo: str, target: str = TARGET, proxied: bool = True) -> list[DesiredRecord]:
     return [
-        DesiredRecord(demo, f"{demo}.portal.{ZONE}", "CNAME", target, proxied),
-        DesiredRecord(demo, f"{demo}.candidate.{ZONE}", "CNAME", target, proxied),
+        DesiredRecord(demo, f"{demo}-portal.{ZONE}", "CNAME", target, proxied),
+        DesiredRecord(demo, f"{demo}-candidate.{ZONE}", "CNAME", target, proxied),
     ]
 
 
@@ -109,7 +109,7 @@ def seed_foreign(emulator: CloudflareEmulator) -> list[dict[str, Any]]:
             content=TARGET,
             comment="managed-by=democtl demo=demo-a (hand-made)",
         ),
-        emulator.seed_record(type="TXT", name=f"demo-a.portal.{ZONE}", content="v=verification"),
+        emulator.seed_record(type="TXT", name=f"demo-a-portal.{ZONE}", content="v=verification"),
     ]
 
 
@@ -170,7 +170,7 @@ def test_list_with_the_default_page_size_is_one_request(
     for i in range(150):
         emulator.seed_record(
             type="CNAME",
-            name=f"demo-{i}.portal.{ZONE}",
+            name=f"demo-{i}-portal.{ZONE}",
             content=TARGET,
             comment=ownership_comment(f"demo-{i}"),
         )
@@ -184,7 +184,7 @@ def test_full_pages_end_on_the_empty_page_past_the_end(
     for i in range(10):
         emulator.seed_record(
             type="CNAME",
-            name=f"demo-{i}.portal.{ZONE}",
+            name=f"demo-{i}-portal.{ZONE}",
             content=TARGET,
             comment=ownership_comment(f"demo-{i}"),
         )
@@ -212,8 +212,8 @@ def test_ensure_creates_marked_records_with_automatic_ttl(
     result = dns.ensure_records("demo-acme01", desired("demo-acme01"))
 
     assert [(r.name, r.content, r.proxied, r.ttl, r.demo_id) for r in result] == [
-        (f"demo-acme01.candidate.{ZONE}", TARGET, True, 1, "demo-acme01"),
-        (f"demo-acme01.portal.{ZONE}", TARGET, True, 1, "demo-acme01"),
+        (f"demo-acme01-candidate.{ZONE}", TARGET, True, 1, "demo-acme01"),
+        (f"demo-acme01-portal.{ZONE}", TARGET, True, 1, "demo-acme01"),
     ]
     stored = emulator.inspect()["records"]
     assert {r["comment"] for r in stored} == {"managed-by=democtl demo=demo-acme01"}
@@ -241,7 +241,7 @@ def test_unproxied_records_converge_too(emulator: CloudflareEmulator, dns: Cloud
 def test_addresses_compare_in_canonical_form(
     emulator: CloudflareEmulator, dns: CloudflareDns
 ) -> None:
-    wanted = [DesiredRecord("demo-a", f"demo-a.portal.{ZONE}", "AAAA", "2001:DB8:0:0::1", False)]
+    wanted = [DesiredRecord("demo-a", f"demo-a-portal.{ZONE}", "AAAA", "2001:DB8:0:0::1", False)]
     [record] = dns.ensure_records("demo-a", wanted)
     assert record.content == "2001:db8::1"
     before = writes(emulator)
@@ -254,7 +254,7 @@ def test_a_record_someone_gave_a_ttl_is_set_back_to_automatic(
 ) -> None:
     emulator.seed_record(
         type="CNAME",
-        name=f"demo-a.portal.{ZONE}",
+        name=f"demo-a-portal.{ZONE}",
         content=TARGET,
         ttl=300,
         comment=ownership_comment("demo-a"),
@@ -347,16 +347,16 @@ def test_a_same_name_record_without_our_mark_is_a_conflict(
 ) -> None:
     extra = {"comment": comment} if comment else {}
     foreign = emulator.seed_record(
-        type="CNAME", name=f"demo-a.portal.{ZONE}", content="other.example.org", **extra
+        type="CNAME", name=f"demo-a-portal.{ZONE}", content="other.example.org", **extra
     )
 
     with pytest.raises(ProviderError) as caught:
         dns.ensure_records("demo-a", desired("demo-a"))
 
     assert not caught.value.retryable and caught.value.demo_id == "demo-a"
-    assert "not ours" in str(caught.value) and f"demo-a.portal.{ZONE}" in str(caught.value)
+    assert "not ours" in str(caught.value) and f"demo-a-portal.{ZONE}" in str(caught.value)
     assert records_named(emulator, foreign["name"]) == [foreign]
-    assert records_named(emulator, f"demo-a.candidate.{ZONE}") == []  # the batch is all or nothing
+    assert records_named(emulator, f"demo-a-candidate.{ZONE}") == []  # the batch is all or nothing
 
 
 def test_foreign_records_survive_many_operations(
@@ -487,7 +487,7 @@ def test_the_token_never_reaches_errors_or_logs(
     caplog.set_level(logging.DEBUG)
     dns = make_dns(max_retries=1)
     errors: list[ProviderError] = []
-    emulator.seed_record(type="CNAME", name=f"demo-a.portal.{ZONE}", content="other.example.org")
+    emulator.seed_record(type="CNAME", name=f"demo-a-portal.{ZONE}", content="other.example.org")
     for action in (
         lambda: dns.ensure_records("demo-a", desired("demo-a")),  # conflict
         lambda: emulator.set_faults(Faults(rate_limit=1.0)) or dns.list_records(),
@@ -578,7 +578,7 @@ def test_a_name_taken_by_another_type_is_a_conflict_never_adopted_or_deleted(
     wanted_type: str,
     target: str,
 ) -> None:
-    name = f"demo-a.portal.{ZONE}"
+    name = f"demo-a-portal.{ZONE}"
     foreign = emulator.seed_record(type=foreign_type, name=name, content=content)
     wanted = [DesiredRecord("demo-a", name, wanted_type, target, False)]
     for dns in (make_dns(), make_dns(use_batch=False)):

@@ -164,7 +164,8 @@ class World:
         return list(self.stack.inspect()["cloudflare"]["records"])
 
     def demo_records(self, demo_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["name"].startswith(f"{demo_id}.")]
+        # one-level names: <id>-<kind>.<zone>
+        return [r for r in self.records() if r["name"].split(".")[0].rsplit("-", 1)[0] == demo_id]
 
     def secret(self, namespace: str) -> dict[str, str] | None:
         """The demo's Secret, read with the real kubernetes client through the kubeconfig."""
@@ -247,9 +248,9 @@ def test_a_merged_demo_becomes_ready_with_everything_provisioned(
     status = world.origin_status("demo-acme01")
     assert status is not None and status["phase"] == "ready"
     assert status["urls"] == {
-        "portal": "https://demo-acme01.portal.demo.splits.network",
-        "candidate": "https://demo-acme01.candidate.demo.splits.network",
-        "api": "https://demo-acme01.api.demo.splits.network",
+        "portal": "https://demo-acme01-portal.splits.network",
+        "candidate": "https://demo-acme01-candidate.splits.network",
+        "api": "https://demo-acme01-api.splits.network",
     }
     ref = status["supabase"]["projectRef"]
     assert status["supabase"]["anonKey"].startswith("sb_publishable_")
@@ -593,7 +594,7 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
     orphan_records = [
         cloudflare.seed_record(
             type="CNAME",
-            name=f"demo-oldorphan.{part}.demo.splits.network",
+            name=f"demo-oldorphan.{part}.splits.network",
             content="demo-ingress.splits.network",
             comment=MARK.format("demo-oldorphan"),
         )["id"]
@@ -610,18 +611,18 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         # the very name a demo wants, without our mark: that demo reports a conflict
         cloudflare.seed_record(
             type="CNAME",
-            name="demo-clash.candidate.demo.splits.network",
+            name="demo-clash-candidate.splits.network",
             content="elsewhere.example.com",
         )["id"],
         # looks like a demo's record, but without our mark
         cloudflare.seed_record(
             type="CNAME",
-            name="demo-ghost.portal.demo.splits.network",
+            name="demo-ghost-portal.splits.network",
             content="demo-ingress.splits.network",
         )["id"],
         cloudflare.seed_record(
             type="TXT",
-            name="demo-acme01.portal.demo.splits.network",
+            name="demo-acme01-portal.splits.network",
             content="verification=abc",
             comment="managed-by=someone-else demo=demo-acme01",
         )["id"],
@@ -639,9 +640,7 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
     result = world.until(START, ready("demo-acme01"))
     clash = result.statuses["demo-clash"]
     assert clash.phase is Phase.CREATING
-    assert "demo-clash.candidate.demo.splits.network exists and is not ours" in (
-        clash.message or ""
-    )
+    assert "demo-clash-candidate.splits.network exists and is not ours" in (clash.message or "")
     # younger than the grace period: the orphan is kept
     assert len(world.projects("democtl-demo-oldorphan")) == 1
 
@@ -742,7 +741,7 @@ def test_the_readme_command_takes_the_samples_to_ready_without_touching_the_user
     assert "Traceback" not in out + run.stderr
     for path in sorted((PROJECT / "demos").glob("*.yaml")):
         demo_id = path.stem
-        assert f"{demo_id}: creating -> ready  https://{demo_id}.portal.demo.splits.network" in out
+        assert f"{demo_id}: creating -> ready  https://{demo_id}-portal.splits.network" in out
     assert "Next:" in out
     scratch = wiring.local_state_repo(user)
     history = git(scratch, "log", "-p", "--all")

@@ -30,7 +30,7 @@ from reconciler.providers.probe import HttpxProber
 from reconciler.workspace import read_settings
 from tests.conftest import PROJECT
 
-DOMAIN = "demo.splits.network"
+DOMAIN = "splits.network"
 SECRET = "supabase-credentials"
 CREDENTIALS = {
     "SUPABASE_URL": "https://abcdefghijklmnopqrst.supabase.co",
@@ -535,20 +535,20 @@ def test_prober_sees_200_when_ready_503_when_not_and_false_for_unknown_hosts(
 ) -> None:
     render(repo, "demo-acme01")
     prober = HttpxProber(resolve={f"*.{DOMAIN}": emulator.health_url}, timeout=2)
-    portal = f"https://demo-acme01.portal.{DOMAIN}/health"
+    portal = f"https://demo-acme01-portal.{DOMAIN}/health"
     assert prober.probe(portal) is False
     direct = httpx.get(
         f"{emulator.health_url}/health",
-        headers={"Host": f"demo-acme01.api.{DOMAIN}"},
+        headers={"Host": f"demo-acme01-api.{DOMAIN}"},
         trust_env=False,
     )
     assert direct.status_code == 503
 
     cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)
     assert prober.probe(portal) is True
-    assert prober.probe(f"demo-acme01.candidate.{DOMAIN}") is True
-    assert prober.probe(f"https://demo-acme01.api.{DOMAIN}") is True
-    assert prober.probe(f"https://demo-nobody.portal.{DOMAIN}/health") is False
+    assert prober.probe(f"demo-acme01-candidate.{DOMAIN}") is True
+    assert prober.probe(f"https://demo-acme01-api.{DOMAIN}") is True
+    assert prober.probe(f"https://demo-nobody-portal.{DOMAIN}/health") is False
     unknown = httpx.get(
         f"{emulator.health_url}/health", headers={"Host": "example.org"}, trust_env=False
     )
@@ -557,8 +557,8 @@ def test_prober_sees_200_when_ready_503_when_not_and_false_for_unknown_hosts(
 
 
 def test_prober_answers_false_when_nothing_listens() -> None:
-    with HttpxProber(resolve={"demo-x.portal.example.com": "http://127.0.0.1:9"}) as prober:
-        assert prober.probe("https://demo-x.portal.example.com/health") is False
+    with HttpxProber(resolve={"demo-x-portal.example.com": "http://127.0.0.1:9"}) as prober:
+        assert prober.probe("https://demo-x-portal.example.com/health") is False
 
 
 # --- the local stack, its kubeconfig and the CLI ---------------------------------------------

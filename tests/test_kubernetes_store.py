@@ -117,7 +117,7 @@ def delete_secret(namespace: str) -> Request:
 
 
 def health(name: str) -> Request:
-    return Request("GET", "/health", {}, {"host": f"{name}.portal.demo.splits.network"}, b"")
+    return Request("GET", "/health", {}, {"host": f"{name}-portal.splits.network"}, b"")
 
 
 def cost_of_one_demos_requests(tmp_path: Path, demos: int) -> dict[str, dict[str, int]]:

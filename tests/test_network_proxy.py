@@ -284,7 +284,7 @@ def test_probes_of_public_hosts_go_through_the_proxy_local_ones_do_not(proxy: Pr
             assert prober.probe(f"http://portal.{DOMAIN}:{_port(server.url)}/health")
         assert proxy.seen == [("GET", f"portal.{DOMAIN}")]
         with HttpxProber(resolve={"*": server.url}, network=network) as local:
-            assert local.probe(f"https://demo-a.portal.{DOMAIN}")  # resolved to loopback
+            assert local.probe(f"https://demo-a-portal.{DOMAIN}")  # resolved to loopback
         assert proxy.seen == [("GET", f"portal.{DOMAIN}")]
 
 

@@ -272,11 +272,11 @@ CASES = [
     pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "teardown: delete-project", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-deletes-nothing-and-keeps-the-files"),
     pytest.param([file(A)], {A: status(A)}, Observed((project(A),), None, (namespace(A),)), {}, {A: CHECK}, id="failed-dns-listing-creates-no-record"),
     # DNS records a live demo no longer wants
-    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {}, {A: "provision: delete-dns check-health"}, id="record-no-longer-desired-is-deleted"),
-    pytest.param([file(A)], {A: status(A)}, world(projects=[project(A)], namespaces=[namespace(A)], extra_records=[stale_record(A, n.replace(".demo.", ".old.")) for n in (r.name for r in records(A))]), {}, {A: "provision: ensure-dns delete-dns check-health"}, id="url-pattern-change-creates-then-deletes"),
-    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network")]), {"demos_load_failed": True}, {A: CHECK}, id="record-no-longer-desired-kept-when-demos-failed-to-load"),
-    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.demo.splits.network", owner="")]), {}, {A: CHECK}, id="unmarked-record-of-a-demos-name-is-never-touched"),
-    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(A, B, extra_records=[stale_record(B, "demo-b.www.demo.splits.network")]), {}, {A: CHECK, B: "provision: delete-dns check-health"}, id="a-stale-record-is-deleted-by-its-own-demo-only"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.splits.network")]), {}, {A: "provision: delete-dns check-health"}, id="record-no-longer-desired-is-deleted"),
+    pytest.param([file(A)], {A: status(A)}, world(projects=[project(A)], namespaces=[namespace(A)], extra_records=[stale_record(A, n.replace(".splits.", ".old.splits.")) for n in (r.name for r in records(A))]), {}, {A: "provision: ensure-dns delete-dns check-health"}, id="url-pattern-change-creates-then-deletes"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.splits.network")]), {"demos_load_failed": True}, {A: CHECK}, id="record-no-longer-desired-kept-when-demos-failed-to-load"),
+    pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.splits.network", owner="")]), {}, {A: CHECK}, id="unmarked-record-of-a-demos-name-is-never-touched"),
+    pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, world(A, B, extra_records=[stale_record(B, "demo-b.www.splits.network")]), {}, {A: CHECK, B: "provision: delete-dns check-health"}, id="a-stale-record-is-deleted-by-its-own-demo-only"),
     # the credentials Secret
     pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref="ref-old"),)), {}, {A: "provision: write-secret check-health"}, id="secret-holding-another-projects-credentials-is-rewritten"),
     pytest.param([file(A)], {A: status(A)}, Observed(world(A).projects, records(A), (namespace(A, secret_ref=ref(A)),)), {}, {A: CHECK}, id="secret-recording-the-current-project-is-left-alone"),
@@ -457,9 +457,9 @@ def test_allowed_mass_deletion_is_a_warning_and_ordinary_deletion_is_silent() ->
 
 def test_desired_records_follow_settings() -> None:
     assert [(r.name, r.type, r.content, r.proxied) for r in desired_records(SETTINGS, A)] == [
-        ("demo-a.api.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
-        ("demo-a.candidate.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
-        ("demo-a.portal.demo.splits.network", "CNAME", "demo-ingress.splits.network", True),
+        ("demo-a-api.splits.network", "CNAME", "demo-ingress.splits.network", True),
+        ("demo-a-candidate.splits.network", "CNAME", "demo-ingress.splits.network", True),
+        ("demo-a-portal.splits.network", "CNAME", "demo-ingress.splits.network", True),
     ]
 
 

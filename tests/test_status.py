@@ -118,9 +118,9 @@ def test_new_demo_starts_creating_with_its_facts() -> None:
     assert (new.phase, new.supabase.projectRef, new.attempts) == (Phase.CREATING, "ref-x", 0)
     assert new.message == "waiting: secret: namespace demo-a is not there yet"
     assert new.urls == {
-        "portal": "https://demo-a.portal.demo.splits.network",
-        "candidate": "https://demo-a.candidate.demo.splits.network",
-        "api": "https://demo-a.api.demo.splits.network",
+        "portal": "https://demo-a-portal.splits.network",
+        "candidate": "https://demo-a-candidate.splits.network",
+        "api": "https://demo-a-api.splits.network",
     }
     assert new.expiresAt == NOW + timedelta(hours=2)
     assert times(new) == {
@@ -194,7 +194,7 @@ def test_teardown_clears_the_deleted_facts() -> None:
 
 
 def test_deleting_a_live_demos_stale_record_keeps_the_others() -> None:
-    old_name = "demo-a.www.demo.splits.network"
+    old_name = "demo-a.www.splits.network"
     previous = status(A)
     previous = previous.model_copy(
         update={"dns": [*previous.dns, DnsRecordStatus(name=old_name, type="CNAME", content="x")]}

@@ -725,7 +725,7 @@ def test_text_output_format(repo: Path) -> None:
     "mutate, line, field, fragment",
     [
         pytest.param(
-            lambda t: t.replace("domain: demo.splits.network", "domain: [x"),
+            lambda t: t.replace("domain: splits.network", "domain: [x"),
             None,
             "",
             "not valid YAML",
@@ -765,6 +765,20 @@ def test_text_output_format(repo: Path) -> None:
             "colour",
             "unknown field",
             id="unknown-field",
+        ),
+        pytest.param(
+            lambda t: t.replace('"{id}-portal.{domain}"', '"{id}.portal.{domain}"'),
+            8,
+            "urls.portal",
+            "is not covered by an edge certificate",
+            id="hostname-two-levels-deep-under-universal-ssl",
+        ),
+        pytest.param(
+            lambda t: t.replace("zone: splits.network", "zone: example.org"),
+            8,
+            "urls.portal",
+            "is outside the Cloudflare zone",
+            id="hostname-outside-the-zone",
         ),
         pytest.param(
             lambda t: t.replace("  small:\n", "  tiny:\n"),
