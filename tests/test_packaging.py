@@ -249,15 +249,22 @@ def test_installed_wheel_reconciles_the_samples_to_ready(installed: Path, tmp_pa
     for path in json.loads(where.stdout):
         assert Path(path).is_relative_to(venv), f"{path} is not from the installed wheel"
 
-    result = subprocess.run(
-        [str(installed / "democtl"), "reconcile", "--local", "--wait", "60s"],
-        cwd=state,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [str(installed / "democtl"), "reconcile", "--local", "--wait", "60s"],
+            cwd=state,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        # As root the PostgreSQL cluster lives outside tmp_path (the service user cannot
+        # enter it), in the folder `location` names; the command has stopped it by now.
+        location = state / ".democtl" / "local" / "postgres" / "location"
+        if location.is_file():
+            shutil.rmtree(location.read_text().strip(), ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     status_dir = state / ".democtl" / "local" / "state" / "status"
