@@ -39,3 +39,33 @@ def supabase_postgres(tmp_path_factory: pytest.TempPathFactory):  # type: ignore
     postgres = LocalPostgres(tmp_path_factory.mktemp("postgres")).start()
     yield postgres
     postgres.remove()
+
+
+# --- local PostgreSQL clusters made by a test go with it --------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _discard_local_clusters(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """After each test, stop and delete every local PostgreSQL cluster it made.
+
+    As root the cluster's data may live outside the test's folder (the postgres user
+    cannot enter pytest's 0700 folders), in the temp directory, where nothing else
+    would remove it: about 80 MB a test, enough to fill a CI disk over a few runs.
+    """
+    yield
+    from reconciler.local.postgres import discard_cluster
+
+    for state_dir in {marker.parent.parent for marker in tmp_path.rglob("postgres/location")}:
+        discard_cluster(state_dir)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _discard_session_clusters(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same at the end of the session, for clusters of module- and session-scoped
+    fixtures (this worker's own base folder only: xdist workers each have one)."""
+    yield
+    from reconciler.local.postgres import discard_cluster
+
+    base = tmp_path_factory.getbasetemp()
+    for state_dir in {marker.parent.parent for marker in base.rglob("postgres/location")}:
+        discard_cluster(state_dir)
