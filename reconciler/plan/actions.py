@@ -1,0 +1,195 @@
+"""The values a plan is made of: `ActionKind`, `Action`, `Intent`, `DemoPlan` and `Plan`.
+
+Owns the data types only (and their `as_dict` views); no decision is made here.
+Pure. May import the model, validation and the provider value types; never another
+module of this package, an adapter, git, httpx, cloudflare, kubernetes or psycopg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from reconciler.model import Demo, Phase
+from reconciler.providers.base import DesiredRecord, DnsRecord
+from reconciler.validate import Problem
+
+# --- values -----------------------------------------------------------------------------
+
+
+class ActionKind(StrEnum):
+    """The steps, in the order a demo's actions run.
+
+    Provider steps are executed by `apply`. Three are for the writer of the cycle
+    (the loop), which apply only marks done: RENDER_NAMESPACE (render the demo's
+    namespace side now, before Supabase values exist), RENDER_RELEASE (render
+    everything with the Supabase URL and anon key from the status), REMOVE_FILES
+    (remove demos/<id>.yaml, status/<id>.yaml and rendered/<id>/). QUEUE and
+    REPORT_* only inform; CHECK_HEALTH and WAIT_PROJECT only read.
+    """
+
+    QUEUE = "queue"
+    RENDER_NAMESPACE = "render-namespace"
+    ENSURE_PROJECT = "ensure-project"
+    WAIT_PROJECT = "wait-project"
+    MIGRATE = "migrate"
+    SEED = "seed"
+    FETCH_KEYS = "fetch-keys"
+    WRITE_SECRET = "write-secret"  # noqa: S105 (an action name)
+    ENSURE_DNS = "ensure-dns"
+    RENDER_RELEASE = "render-release"
+    RESET_RELEASE = "reset-release"
+    CHECK_HEALTH = "check-health"
+    DELETE_DNS = "delete-dns"
+    DELETE_PROJECT = "delete-project"
+    DELETE_DUPLICATE_PROJECT = "delete-duplicate-project"
+    REMOVE_FILES = "remove-files"
+    DELETE_ORPHAN_PROJECT = "delete-orphan-project"
+    DELETE_ORPHAN_RECORDS = "delete-orphan-records"
+    REPORT_CONFLICT = "report-conflict"
+    REPORT_INVALID = "report-invalid"
+
+    @property
+    def changes_something(self) -> bool:
+        """False for kinds that only look or report: a plan of only these is a no-op."""
+        return self not in _READ_ONLY
+
+    @property
+    def deletes(self) -> bool:
+        return self in _DELETES
+
+
+_READ_ONLY = frozenset(
+    {
+        ActionKind.QUEUE,
+        ActionKind.WAIT_PROJECT,
+        ActionKind.CHECK_HEALTH,
+        ActionKind.REPORT_CONFLICT,
+        ActionKind.REPORT_INVALID,
+    }
+)
+_DELETES = frozenset(
+    {
+        ActionKind.DELETE_DNS,
+        ActionKind.DELETE_PROJECT,
+        ActionKind.DELETE_DUPLICATE_PROJECT,
+        ActionKind.REMOVE_FILES,
+        ActionKind.DELETE_ORPHAN_PROJECT,
+        ActionKind.DELETE_ORPHAN_RECORDS,
+    }
+)
+
+
+class Intent(StrEnum):
+    """What the plan means for a demo's lifecycle; `status.next_status` turns it into a phase."""
+
+    QUEUE = "queue"  # waits for capacity: pending
+    PROVISION = "provision"  # create what is missing, then check health: creating/ready/degraded
+    TEARDOWN = "teardown"  # expired or deleted: delete, then the files go (destroying meanwhile)
+    FAIL = "fail"  # gave up until a new cause (spec, settings, a retry request): failed
+    BACKOFF = "backoff"  # an attempt failed; the next waits until status.nextAttemptAt
+    HOLD = "hold"  # touch nothing (invalid file, conflict, refused): phase unchanged
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step. Carries what the executor needs; `reason` is for people."""
+
+    kind: ActionKind
+    demo_id: str
+    reason: str
+    project_ref: str | None = None
+    records: tuple[DnsRecord, ...] = ()
+    desired: tuple[DesiredRecord, ...] = ()
+    queue_position: int | None = None
+    namespace: str | None = None
+    namespace_healthy: bool | None = None
+    # False when the Supabase listing failed: then a missing project_ref says nothing
+    project_listed: bool = True
+    health_urls: tuple[tuple[str, str], ...] = ()  # (HealthChecks field, URL)
+    demo_type: str | None = None
+    seed_size: str | None = None
+    company_name: str | None = None
+    # CHECK_HEALTH: the release's message when it ran out of retries (degraded: RetriesExceeded)
+    stalled_message: str | None = None
+    # RESET_RELEASE: the release object, the failure it resets and the controller's token
+    release_object: tuple[str, str] | None = None
+    reset_for: str | None = None
+    reset_token: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
+        data["reason"] = self.reason
+        if self.project_ref:
+            data["projectRef"] = self.project_ref
+        if self.queue_position is not None:
+            data["queuePosition"] = self.queue_position
+        if self.records:
+            data["records"] = [r.name for r in self.records]
+        if self.desired:
+            data["desired"] = [r.name for r in self.desired]
+        return data
+
+    def __str__(self) -> str:
+        target = f" {self.project_ref}" if self.project_ref else ""
+        return f"{self.kind.value}{target}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    demo_id: str
+    phase_before: Phase | None
+    intent: Intent
+    actions: tuple[Action, ...]
+    reason: str
+    waiting: str | None = None  # a step that cannot run this cycle, and why
+    expires_at: datetime | None = None
+    demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
+
+    @property
+    def kinds(self) -> tuple[ActionKind, ...]:
+        return tuple(a.kind for a in self.actions)
+
+    @property
+    def changes_something(self) -> bool:
+        return any(a.kind.changes_something for a in self.actions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    demos: tuple[DemoPlan, ...]
+    orphans: tuple[Action, ...] = ()
+    refusals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    def for_demo(self, demo_id: str) -> DemoPlan | None:
+        return next((d for d in self.demos if d.demo_id == demo_id), None)
+
+    @property
+    def changes_something(self) -> bool:
+        return bool(self.orphans) or any(d.changes_something for d in self.demos)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data in a stable order, for `democtl plan --format json`."""
+        return {
+            "changes": self.changes_something,
+            "demos": [
+                {
+                    "id": d.demo_id,
+                    "phase": d.phase_before.value if d.phase_before else None,
+                    "intent": d.intent.value,
+                    "reason": d.reason,
+                    "waiting": d.waiting,
+                    "expiresAt": d.expires_at.isoformat() if d.expires_at else None,
+                    "actions": [a.as_dict() for a in d.actions],
+                }
+                for d in self.demos
+            ],
+            "orphans": [a.as_dict() for a in self.orphans],
+            "refusals": list(self.refusals),
+            "warnings": list(self.warnings),
+            "problems": [p.as_dict() for p in self.problems],
+        }
