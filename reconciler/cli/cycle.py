@@ -155,6 +155,16 @@ def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: b
     return result.plan
 
 
+# reconcile and run take the same bound on demos worked on at once
+_concurrency_option = click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="How many demos are worked on at once.",
+)
+
+
 @click.command()
 @click.option(
     "--push",
@@ -174,13 +184,7 @@ def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: b
     metavar="DURATION",
     help="Keep cycling up to this long (e.g. 30s, 5m) while demos are still changing.",
 )
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="How many demos are worked on at once.",
-)
+@_concurrency_option
 @common_options
 def reconcile(
     push: bool,
@@ -280,13 +284,7 @@ def reconcile(
 @click.option(
     "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
 )
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="How many demos are worked on at once.",
-)
+@_concurrency_option
 @common_options
 def run(
     every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
