@@ -10,6 +10,9 @@ half done: no local branch, no remote branch, no pull request.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -277,3 +280,63 @@ def test_a_pull_request_github_refuses_takes_the_pushed_branch_back(world: World
     # nothing in the way of the next one
     again = world.democtl("create", "--type", "startup", "--id", "demo-other", "--pr")
     assert again.exit_code == 0, again.output
+
+
+# --- --local --pr: the GitHub emulator `democtl local github` serves --------------------
+
+NO_GITHUB: dict[str, str | None] = {
+    "GITHUB_TOKEN": None,
+    "GITHUB_REPOSITORY": None,
+    "GITHUB_API_URL": None,
+}
+
+
+def test_local_pr_without_the_local_github_says_how_to_start_it(world: World) -> None:
+    result = world.democtl(
+        "create", "--type", "startup", "--id", "demo-pitch", "--local", "--pr", env=NO_GITHUB
+    )
+    assert result.exit_code == 1, result.output
+    assert "start `democtl local github` in another terminal; nothing was written" in (
+        result.stderr
+    )
+    assert_untouched(world)
+
+
+def test_local_pr_opens_the_pull_request_on_the_served_emulator(world: World) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in NO_GITHUB}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "democtl"),
+            "local",
+            "github",
+            "--repo",
+            str(world.repo),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()  # written once it listens
+        assert first.startswith("GitHub emulator for local/clone on http://127.0.0.1:"), first
+        assert "export GITHUB_API_URL=http://127.0.0.1:" in server.stdout.readline()
+        served = world.repo / ".democtl" / "local" / "github.json"
+        assert served.is_file()
+        result = world.democtl(
+            "create", "--type", "startup", "--id", "demo-pitch", "--local", "--pr", env=NO_GITHUB
+        )
+        assert result.exit_code == 0, result.output
+        assert (
+            "opened pull request https://github.com/local/clone/pull/1 "
+            "(democtl/create-demo-pitch -> main)" in result.stdout
+        )
+        assert branches_of(world.origin) == {"main", "democtl/create-demo-pitch"}
+        assert git(world.repo, "status", "--porcelain") == ""  # .democtl/ ignores itself
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 130, err
+    assert "democtl: interrupted" in err
+    assert not served.exists()

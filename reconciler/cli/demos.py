@@ -111,7 +111,9 @@ def _apply_edit(
     verb = _BRANCH_VERBS.get(verb, verb)
     target = None
     if pr:
-        target = pull_request.target_or_exit(ctx.repo, settings.git.branch, os.environ)
+        target = pull_request.target_or_exit(
+            ctx.repo, settings.git.branch, os.environ, local=ctx.local
+        )
         if branch is None:
             branch = pull_request.branch_name(
                 verb, demo_id, lambda name: gitstate.branch_exists(ctx.repo, name)
@@ -173,7 +175,6 @@ def _expires_at(text: str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-_EDITS_THE_TREE = "demo files are edited in the working tree."
 _branch_option = click.option(
     "--branch",
     metavar="NAME",
@@ -184,8 +185,8 @@ _pr_option = click.option(
     is_flag=True,
     help="Also push the branch (default name: democtl/<command>-<id>) to origin and open "
     "its pull request through the GitHub API (GITHUB_TOKEN; the repository from "
-    "GITHUB_REPOSITORY or origin's URL; GITHUB_API_URL for GitHub Enterprise or an "
-    "emulator); prints its URL.",
+    "GITHUB_REPOSITORY or origin's URL; GITHUB_API_URL for GitHub Enterprise); with "
+    "--local, on the emulator `democtl local github` serves. Prints its URL.",
 )
 
 
@@ -214,7 +215,7 @@ _pr_option = click.option(
 @click.option("--company", help="The company name the demo is branded with.")
 @_branch_option
 @_pr_option
-@common_options(unused={"--local": _EDITS_THE_TREE})
+@common_options
 def create(
     *,
     demo_type: str,

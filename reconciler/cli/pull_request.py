@@ -6,12 +6,15 @@ which may point at a loopback emulator), the branch name democtl picks, and the
 order that leaves nothing half done: everything is checked (token, origin,
 the repository's access) before anything is committed; a refused push removes
 the local branch again; a pull request GitHub refuses takes the pushed branch
-back. Every failure is one line and exit 1. May import the shared CLI
-options, gitstate and the GitHub adapter.
+back. Every failure is one line and exit 1. With `--local` the pull request
+goes to the GitHub emulator `democtl local github` serves, found through the
+file it writes (`LOCAL_GITHUB_FILE`). May import the shared CLI options,
+gitstate, the GitHub adapter and the local stack's folder.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ import click
 
 from reconciler import gitstate
 from reconciler.cli.options import fail
+from reconciler.local.stack import LOCAL_TOKEN, local_state_dir
 from reconciler.providers.base import ProviderError
 from reconciler.providers.github import (
     API_URL_ENV,
@@ -34,6 +38,7 @@ from reconciler.providers.http import RetryPolicy
 
 REMOTE = "origin"
 BRANCH_PREFIX = "democtl/"
+LOCAL_GITHUB_FILE = "github.json"  # under the local world: where `local github` listens
 # https://github.com/o/n(.git), ssh://git@github.com/o/n(.git), git@github.com:o/n(.git):
 # the forms GitHub offers to clone with ("About remote repositories", GitHub docs)
 _REMOTE_URL = re.compile(
@@ -48,6 +53,31 @@ def github_repository(url: str) -> str | None:
     """`owner/name` of a GitHub remote URL; None for a path or another shape."""
     match = _REMOTE_URL.match(url.strip())
     return f"{match['owner']}/{match['name']}" if match else None
+
+
+def local_repository(repo: Path, env: Mapping[str, str]) -> str:
+    """The repository the local GitHub emulator serves: as --pr would name it, else local/<dir>."""
+    url = gitstate.remote_url(repo, REMOTE)
+    named = env.get(REPOSITORY_ENV, "") or (github_repository(url) if url else None)
+    return named or "local/" + (re.sub(r"[^A-Za-z0-9_.-]", "-", repo.name) or "demos")
+
+
+def local_github_file(repo: Path) -> Path:
+    return local_state_dir(repo) / LOCAL_GITHUB_FILE
+
+
+def _local_endpoint(repo: Path) -> tuple[str, str]:
+    """(api url, repository) of the running `democtl local github`; or exit 1."""
+    path = local_github_file(repo)
+    try:
+        served = json.loads(path.read_text())
+        return str(served["url"]), str(served["repository"])
+    except (OSError, ValueError, KeyError, TypeError):
+        fail(
+            "--local --pr opens the pull request on the local GitHub emulator, and none is "
+            f"running for {repo} (no {path}): start `democtl local github` in another "
+            "terminal; nothing was written"
+        )
 
 
 def branch_name(verb: str, demo_id: str, taken: Callable[[str], bool]) -> str:
@@ -72,10 +102,16 @@ def _client(api_url: str, token: str, repository: str) -> PullRequestHost:
 
 
 def target_or_exit(
-    repo: Path, base: str, env: Mapping[str, str], host: HostFactory = _client
+    repo: Path,
+    base: str,
+    env: Mapping[str, str],
+    *,
+    local: bool = False,
+    host: HostFactory = _client,
 ) -> PullRequestTarget:
     """Where the pull request goes, checked with GitHub before anything is written; or exit 1."""
-    token = env.get(TOKEN_ENV, "")
+    endpoint = _local_endpoint(repo) if local else None
+    token = env.get(TOKEN_ENV, "") or (LOCAL_TOKEN if local else "")
     if not token:
         fail(
             f"--pr opens the pull request through the GitHub API and needs {TOKEN_ENV} "
@@ -91,7 +127,11 @@ def target_or_exit(
             f"--pr pushes the branch to the remote {REMOTE}, and {repo} has none "
             f"(git remote add {REMOTE} URL); nothing was written"
         )
-    repository = env.get(REPOSITORY_ENV, "") or github_repository(url)
+    if endpoint is not None:
+        api_url, repository = endpoint
+    else:
+        api_url = env.get(API_URL_ENV) or DEFAULT_API_URL
+        repository = env.get(REPOSITORY_ENV, "") or github_repository(url) or ""
     if not repository:
         fail(
             f"cannot tell the GitHub repository from {REMOTE}'s URL "
@@ -99,10 +139,11 @@ def target_or_exit(
             "nothing was written"
         )
     try:
-        client = host(env.get(API_URL_ENV) or DEFAULT_API_URL, token, repository)
+        client = host(api_url, token, repository)
         client.default_branch()  # the token and the repository, checked before any write
     except ProviderError as exc:
-        fail(f"{exc}; nothing was written")
+        hint = " (is `democtl local github` still running?)" if local else ""
+        fail(f"{exc}{hint}; nothing was written")
     return PullRequestTarget(client, repository, base)
 
 

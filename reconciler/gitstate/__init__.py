@@ -77,6 +77,7 @@ from reconciler.gitstate.publish import (
     drop_local_branch,
     mask_credentials,
     publish_branch,
+    remote_branches,
     remote_url,
     withdraw_branch,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "read_lock",
     "read_statuses",
     "release_lock",
+    "remote_branches",
     "remote_url",
     "removal_writes",
     "renew_lock",

@@ -1,6 +1,6 @@
 """Publishing a demo branch: what `democtl create/extend/delete --pr` does with git.
 
-Owns `remote_url` (where a remote points, credentials masked), `branch_exists`,
+Owns `remote_url` (where a remote points), `remote_branches`, `branch_exists`,
 `publish_branch` (push a local branch to the remote as a new branch there:
 never onto one that exists, never forced) and `withdraw_branch` (undo that
 when the pull request could not be opened: each branch only while it still
@@ -40,6 +40,16 @@ def remote_url(root: Path, remote: str = "origin") -> str | None:
     if status != 0:
         return None
     return out.strip() or None
+
+
+def remote_branches(root: Path, remote: str = "origin") -> set[str]:
+    """The branches `remote` has now (asked over the wire, not the remote-tracking refs)."""
+    status, out, err = _run(_repo(root), "ls-remote", "--heads", remote)
+    if status != 0:
+        raise PushError(f"cannot list the branches of {remote}: {mask_credentials(err.strip())}")
+    return {
+        line.split("\trefs/heads/", 1)[1] for line in out.splitlines() if "\trefs/heads/" in line
+    }
 
 
 def branch_exists(root: Path, branch: str) -> bool:
