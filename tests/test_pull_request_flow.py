@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from reconciler import gitstate
 from reconciler.cli import cli
 from reconciler.cli.pull_request import branch_name, github_repository
 from reconciler.local.github_emulator import GitHubEmulator
+from reconciler.local.server import Request, Response
 from tests.github_support import REPO, TOKEN, Recorder, check_exchange
 from tests.gitrepo import clone, demo_yaml, git, origin_and_clone, sample_settings
 
@@ -340,3 +342,34 @@ def test_local_pr_opens_the_pull_request_on_the_served_emulator(world: World) ->
     assert server.returncode == 130, err
     assert "democtl: interrupted" in err
     assert not served.exists()
+
+
+def test_ctrl_c_while_github_opens_the_pull_request_keeps_the_branch_and_says_so(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pull request may exist by then (here it does): its branch must stay."""
+    from reconciler.cli import main
+
+    handler = world.github.server.handler
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def ctrl_c_during_create(request: Request) -> Response:
+        if request.method == "POST" and request.path.endswith("/pulls"):
+            # the person's Ctrl-C, while GitHub works: to the thread waiting for the answer
+            signal.pthread_kill(main_thread, signal.SIGINT)
+        return handler(request)
+
+    world.github.server.handler = ctrl_c_during_create
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["democtl", "create", "--type", "startup", "--id", "demo-pitch", "--pr"]
+    monkeypatch.setattr("sys.argv", [*argv, "--repo", str(world.repo), "--now", NOW.isoformat()])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted after pushing democtl/create-demo-pitch to origin" in err
+    assert err.endswith("democtl: interrupted\n")
+    assert branches_of(world.origin) == {"main", "democtl/create-demo-pitch"}
+    assert len(world.github.pull_requests(REPO)) == 1

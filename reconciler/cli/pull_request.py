@@ -163,6 +163,16 @@ def open_or_exit(
     click.echo(f"pushed {branch} to {REMOTE} ({sha[:12]})")
     try:
         return target.host.open_pull_request(branch, target.base, title, body)
+    except KeyboardInterrupt:
+        # Ctrl-C while GitHub is asked: the pull request may or may not exist, so the
+        # branch it would show stays; say so, then exit 130 as every interrupt does
+        click.echo(
+            f"democtl: interrupted after pushing {branch} to {REMOTE}; if no pull request "
+            f"was opened, open it (gh pr create --head {branch}) or delete the branch "
+            f"(git push {REMOTE} --delete {branch})",
+            err=True,
+        )
+        raise
     except ProviderError as exc:
         left = gitstate.withdraw_branch(repo, published)
         if left:
