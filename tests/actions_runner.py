@@ -133,6 +133,7 @@ class Runner:
     env: dict[str, str]
     contexts: dict[str, Any]
     results: list[StepResult] = field(default_factory=list)
+    timeout: float = 180.0  # seconds one step may take (a real install takes minutes)
 
     def run(self, workflow: Path, *, stop_after: str | None = None) -> list[StepResult]:
         """Run the job's steps (up to and including `stop_after`, to keep a test short)."""
@@ -229,7 +230,7 @@ class Runner:
             env=full,
             capture_output=True,
             text=True,
-            timeout=180,
+            timeout=self.timeout,
             check=False,
         )
         status = "success" if process.returncode == 0 else "failure"

@@ -150,7 +150,7 @@ def test_every_command_takes_the_common_options(path: list[str]) -> None:
         (["validate"], "--local"),
         (["schema"], "--repo"),
         (["history"], "--now"),
-        (["create"], "--local"),
+        (["local", "github"], "--now"),
         (["local", "inspect"], "--now"),
     ],
 )

@@ -216,3 +216,22 @@ def test_tokens_are_never_recorded(emulator: GitHubEmulator) -> None:
         http.get(f"/repos/{REPO}")
     assert TOKEN not in repr(list(emulator.calls))
     assert emulator.calls[-1]["auth"] == "bearer"
+
+
+def test_tracked_branches_are_read_when_a_pull_request_is_opened(
+    emulator: GitHubEmulator,
+) -> None:
+    """With a source (the bare origin in the --pr tests), a head exists once it is there."""
+    pushed: set[str] = set()
+    emulator.track_branches(REPO, lambda: set(pushed))
+    with _http(emulator) as http:
+        pull = {"head": "democtl/x", "base": "main", "title": "t"}
+        before = http.post(f"/repos/{REPO}/pulls", json=pull)
+        pushed.add("democtl/x")
+        after = http.post(f"/repos/{REPO}/pulls", json=pull)
+    assert before.status_code == 422
+    assert before.json()["errors"] == [
+        {"resource": "PullRequest", "field": "head", "code": "invalid"}
+    ]
+    assert after.status_code == 201
+    assert after.json()["head"]["ref"] == "democtl/x"

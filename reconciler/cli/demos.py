@@ -5,14 +5,15 @@ checks are `validate`'s, writing and committing are gitstate's. The one
 thing drawn at this edge is randomness (a new demo's id, `random_token`,
 which tests replace). A change goes into the working tree, or with
 `--branch` into a commit on a new branch while the checkout stays as it is;
-`_hand_off` then says how to open the pull request (the seam where `--pr`
-will open it through the GitHub API instead). May import the shared CLI
-options, and those modules.
+`_hand_off` then says how to open the pull request, or with `--pr` has
+`cli.pull_request` push the branch and open it through the GitHub API. May
+import the shared CLI options, `cli.pull_request`, and those modules.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import secrets
 import shlex
@@ -25,6 +26,7 @@ import click
 
 from reconciler import edit as edits
 from reconciler import gitstate
+from reconciler.cli import pull_request
 from reconciler.cli.options import (
     EXIT_USAGE,
     Context,
@@ -65,12 +67,7 @@ class Proposal:
 
 
 def _hand_off(proposal: Proposal) -> None:
-    """Tell the person how their change becomes a pull request.
-
-    The seam for `--pr`: there a GitHub client pushes `proposal.branch` and
-    opens the pull request with `proposal.message` as its title, instead of
-    printing the steps.
-    """
+    """Tell the person how their change becomes a pull request (without --pr)."""
     quoted = shlex.quote(proposal.branch)
     steps = []
     if not proposal.committed:
@@ -92,8 +89,13 @@ def _apply_edit(
     created: dict[str, datetime],
     branch: str | None,
     action: str,
+    pr: bool = False,
 ) -> None:
-    """Check an edit against every other demo, then write it or commit it on `branch`."""
+    """Check an edit against every other demo, then write it, commit it on a branch, or open a PR.
+
+    With `pr`, everything the pull request needs is checked before anything is
+    written: the branch is `branch` or one named after the verb and the demo.
+    """
     if not edit.changed:
         click.echo(f"{edit.summary}; nothing to change")
         return
@@ -105,6 +107,17 @@ def _apply_edit(
         fail(f"refusing to write {edit.path}: the result would be invalid")
     demo_id = Path(edit.path).stem
     message = f"{demo_id}: {action}"
+    verb = action.split(maxsplit=1)[0]
+    verb = _BRANCH_VERBS.get(verb, verb)
+    target = None
+    if pr:
+        target = pull_request.target_or_exit(
+            ctx.repo, settings.git.branch, os.environ, local=ctx.local
+        )
+        if branch is None:
+            branch = pull_request.branch_name(
+                verb, demo_id, lambda name: gitstate.branch_exists(ctx.repo, name)
+            )
     if branch is not None:
         try:
             sha = gitstate.commit_on_new_branch(ctx.repo, branch, {edit.path: edit.after}, message)
@@ -124,8 +137,17 @@ def _apply_edit(
             f"committed {sha[:12]} on the new branch {branch}: {message} "
             "(your checkout is unchanged)"
         )
+    if target is not None and branch is not None:
+        body = f"{edit.summary}\n\nProposed with `democtl {verb}`: {message}.\n"
+        url = pull_request.open_or_exit(ctx.repo, target, branch, sha, message, body)
+        click.echo(f"opened pull request {url} ({branch} -> {target.base})")
+        return
     suggested = branch or f"demo/{demo_id}-{action.split(maxsplit=1)[0]}"
     _hand_off(Proposal(edit.path, message, suggested, committed=branch is not None))
+
+
+# the command a change is named after: `democtl delete` expires the demo
+_BRANCH_VERBS = {"expire": "delete"}
 
 
 def _demo_file(ctx: Context, demo_id: str) -> tuple[str, bytes]:
@@ -153,11 +175,18 @@ def _expires_at(text: str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-_EDITS_THE_TREE = "demo files are edited in the working tree."
 _branch_option = click.option(
     "--branch",
     metavar="NAME",
     help="Commit the change on a new branch NAME, ready to push; you stay on your branch.",
+)
+_pr_option = click.option(
+    "--pr",
+    is_flag=True,
+    help="Also push the branch (default name: democtl/<command>-<id>) to origin and open "
+    "its pull request through the GitHub API (GITHUB_TOKEN; the repository from "
+    "GITHUB_REPOSITORY or origin's URL; GITHUB_API_URL for GitHub Enterprise); with "
+    "--local, on the emulator `democtl local github` serves. Prints its URL.",
 )
 
 
@@ -185,7 +214,8 @@ _branch_option = click.option(
 @click.option("--owner", help="Who the demo is for (default: your git user.email).")
 @click.option("--company", help="The company name the demo is branded with.")
 @_branch_option
-@common_options(unused={"--local": _EDITS_THE_TREE})
+@_pr_option
+@common_options
 def create(
     *,
     demo_type: str,
@@ -196,12 +226,13 @@ def create(
     owner: str | None,
     company: str | None,
     branch: str | None,
+    pr: bool,
     ctx: Context,
 ) -> None:
     """Write a new demo file under demos/.
 
     The demo starts once the file is on the main branch: commit it and open
-    a pull request (the printed steps say how, or use --branch).
+    a pull request (the printed steps say how, or use --branch, or --pr).
     """
     if ttl is not None and expires_text is not None:
         raise click.UsageError("give --ttl or --expires-at, not both")
@@ -231,7 +262,7 @@ def create(
     path = edits.demo_path(demo_id)
     edit = edits.Edit(path, None, text, f"{demo_id}: new {demo_type} demo ({profile})")
     created = gitstate.creation_times(ctx.repo)
-    _apply_edit(ctx, edit, settings, created, branch, f"create {demo_type} demo")
+    _apply_edit(ctx, edit, settings, created, branch, f"create {demo_type} demo", pr)
 
 
 @click.command()
@@ -243,8 +274,9 @@ def create(
     help="How many hours to add (e.g. 2, 0.5).",
 )
 @_branch_option
+@_pr_option
 @common_options
-def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None:
+def extend(demo_id: str, hours: float, branch: str | None, pr: bool, ctx: Context) -> None:
     """Give demo ID more time: raise its ttl (or expiresAt) by --hours.
 
     Never past its profile's maximum, counted from when the demo started
@@ -260,14 +292,15 @@ def extend(demo_id: str, hours: float, branch: str | None, ctx: Context) -> None
         edit = edits.extend(path, before, hours, settings, start, now=ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
-    _apply_edit(ctx, edit, settings, created, branch, f"extend by {hours:g}h")
+    _apply_edit(ctx, edit, settings, created, branch, f"extend by {hours:g}h", pr)
 
 
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @_branch_option
+@_pr_option
 @common_options
-def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
+def delete(demo_id: str, branch: str | None, pr: bool, ctx: Context) -> None:
     """End demo ID now: set its expiresAt to now.
 
     Once the change is merged, the next reconcile tears the demo down. A
@@ -281,14 +314,15 @@ def delete(demo_id: str, branch: str | None, ctx: Context) -> None:
         edit = edits.expire(path, before, settings, created, ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
-    _apply_edit(ctx, edit, settings, created, branch, "expire now")
+    _apply_edit(ctx, edit, settings, created, branch, "expire now", pr)
 
 
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @_branch_option
+@_pr_option
 @common_options
-def retry(demo_id: str, branch: str | None, ctx: Context) -> None:
+def retry(demo_id: str, branch: str | None, pr: bool, ctx: Context) -> None:
     """Try failed demo ID again, without editing its spec.
 
     Stamps the annotation demos.splits.network/retry: a new cause, so the
@@ -301,4 +335,4 @@ def retry(demo_id: str, branch: str | None, ctx: Context) -> None:
         edit = edits.request_retry(path, before, ctx.now)
     except edits.EditError as exc:
         fail(str(exc))
-    _apply_edit(ctx, edit, settings, created, branch, "retry")
+    _apply_edit(ctx, edit, settings, created, branch, "retry", pr)

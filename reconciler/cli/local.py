@@ -1,19 +1,34 @@
-"""`democtl local inspect` and `democtl local reset`: the emulators' persisted world.
+"""`democtl local inspect`, `local reset`, `local github`: the emulators' world, and GitHub's.
 
 Parse, call, print: the world is read by `local.stack.inspect_state` and removed by
-`local.stack.reset`. May
-import the shared CLI options and output, the local stack and the workspace.
+`local.stack.reset`; `local github` serves the GitHub emulator in the foreground for
+`--local --pr`, with the state repository's origin as its branches. May import the
+shared CLI options and output, `cli.pull_request`, gitstate, the local stack, the
+GitHub emulator and the workspace.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+from types import FrameType
 
 import click
 
-from reconciler.cli.options import Context, common_options
+from reconciler import gitstate
+from reconciler.cli import pull_request
+from reconciler.cli.options import Context, common_options, fail
 from reconciler.cli.output import table
-from reconciler.local.stack import inspect_state, local_state_dir, reset
+from reconciler.local.github_emulator import GitHubEmulator
+from reconciler.local.stack import (
+    LOCAL_TOKEN,
+    ignore_state_dir,
+    inspect_state,
+    local_state_dir,
+    reset,
+)
 from reconciler.workspace import read_settings
 
 
@@ -89,3 +104,54 @@ def local_reset(ctx: Context) -> None:
         click.echo(f"local world under {state_dir} deleted; the next --local command starts afresh")
     else:
         click.echo(f"no local world under {state_dir}; nothing to reset")
+
+
+@local_group.command("github")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="The loopback port to listen on (0: any free one).",
+)
+@common_options(
+    unused={
+        "--local": "it is the local GitHub itself.",
+        "--now": "pull requests and comments carry the emulator's own times.",
+    }
+)
+def local_github(port: int, ctx: Context) -> None:
+    """Serve a GitHub API emulator on loopback until Ctrl-C, for --local --pr.
+
+    `democtl create/extend/delete --local --pr` open their pull requests on it;
+    a pull request's branch must really be on origin, which --pr pushes it to.
+    Prints the variables that point other GitHub clients (the plan comment)
+    at it. Nothing is kept when it stops.
+    """
+    try:
+        repository = pull_request.local_repository(ctx.repo, os.environ)
+    except gitstate.GitStateError as exc:
+        fail(str(exc))
+    state_dir = local_state_dir(ctx.repo)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore_state_dir(state_dir)
+    served = pull_request.local_github_file(ctx.repo)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with GitHubEmulator((repository,), port=port) as github:
+            github.track_branches(repository, lambda: gitstate.remote_branches(ctx.repo))
+            served.write_text(json.dumps({"url": github.url, "repository": repository}) + "\n")
+            click.echo(f"GitHub emulator for {repository} on {github.url} (Ctrl-C stops it)")
+            click.echo(
+                f"  export GITHUB_API_URL={github.url} GITHUB_REPOSITORY={repository} "
+                f"GITHUB_TOKEN={LOCAL_TOKEN}"
+            )
+            stop.wait()
+    finally:
+        served.unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, previous)

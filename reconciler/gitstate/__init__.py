@@ -8,6 +8,7 @@ Owns every git operation of democtl, one noun per module:
 - `lock`: the writer lock on the remote, `refs/democtl/lock`: a short lease, renewed
 - `audit`: the audit trail (`history`), read back from the main line
 - `branch`: demo branches for `democtl create`/`extend`/`delete`
+- `publish`: pushing a demo branch for its pull request, and taking it back
 - `scratch`: local mode's scratch and preview state repositories
 - `_git`: what they share (running git, the errors, `Identity`); private
 
@@ -70,6 +71,16 @@ from reconciler.gitstate.lock import (
     renew_lock,
     unlock,
 )
+from reconciler.gitstate.publish import (
+    PublishedBranch,
+    branch_exists,
+    drop_local_branch,
+    mask_credentials,
+    publish_branch,
+    remote_branches,
+    remote_url,
+    withdraw_branch,
+)
 from reconciler.gitstate.remote import PUSH_BUDGET, PushResult, push, push_with_replan, sync
 from reconciler.gitstate.scratch import preview_state_repo, scratch_state_repo
 
@@ -88,6 +99,7 @@ __all__ = [
     "LockHeld",
     "LockLost",
     "LockRecord",
+    "PublishedBranch",
     "PushError",
     "PushGaveUp",
     "PushResult",
@@ -96,22 +108,28 @@ __all__ = [
     "UnlockResult",
     "acquire_lock",
     "author_email",
+    "branch_exists",
     "commit_cycle",
     "commit_message",
     "commit_on_new_branch",
     "commit_paths",
     "creation_times",
+    "drop_local_branch",
     "held_lease",
     "held_lock",
     "history",
     "load_state",
+    "mask_credentials",
     "pid_alive",
     "preview_state_repo",
+    "publish_branch",
     "push",
     "push_with_replan",
     "read_lock",
     "read_statuses",
     "release_lock",
+    "remote_branches",
+    "remote_url",
     "removal_writes",
     "renew_lock",
     "scratch_state_repo",
@@ -119,5 +137,6 @@ __all__ = [
     "sync",
     "uncommitted_demo_files",
     "unlock",
+    "withdraw_branch",
     "write_files",
 ]

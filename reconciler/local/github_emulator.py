@@ -117,12 +117,19 @@ class _Repository:
     default_branch: str
     branches: set[str]
     private: bool = True
+    # where the branches really are (a git remote's), when the test gives one
+    branch_source: Callable[[], set[str]] | None = None
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # pull requests too
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+    def has_branch(self, name: str) -> bool:
+        if name in self.branches:
+            return True
+        return self.branch_source is not None and name in self.branch_source()
 
 
 class GitHubEmulator(ServedEmulator):
@@ -175,6 +182,12 @@ class GitHubEmulator(ServedEmulator):
     def add_branch(self, full_name: str, branch: str) -> None:
         with self._lock:
             self._repo(full_name).branches.add(branch)
+
+    def track_branches(self, full_name: str, source: Callable[[], set[str]]) -> None:
+        """Take the repository's branches from `source` too (the bare repository pushes go to),
+        so a pull request's head exists only once it was really pushed."""
+        with self._lock:
+            self._repo(full_name).branch_source = source
 
     def open_pull_request(
         self, full_name: str, head: str, base: str = "main", *, user: str = "alice"
@@ -391,11 +404,11 @@ class GitHubEmulator(ServedEmulator):
             raise _validation_failed(
                 doc, {"resource": "PullRequest", "field": "head", "code": "invalid"}
             )
-        if base not in repo.branches:
+        if not repo.has_branch(base):
             raise _validation_failed(
                 doc, {"resource": "PullRequest", "field": "base", "code": "invalid"}
             )
-        if head not in repo.branches:
+        if not repo.has_branch(head):
             raise _validation_failed(
                 doc, {"resource": "PullRequest", "field": "head", "code": "invalid"}
             )
