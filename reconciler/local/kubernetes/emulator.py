@@ -212,11 +212,11 @@ class KubernetesEmulator:
     ) -> None:
         """Make the next `times` attempts (install, upgrade or sync) of a release fail.
 
-        `namespace`/`name` are the HelmRelease's or the Application's own."""
+        `namespace`/`name` are the HelmRelease's (under Argo CD, the Application's) own;
+        the release need not exist yet."""
         with self.store.lock:
-            key = object_key(namespace, name)
-            plural = "applications" if self.store.get("applications", key) else "helmreleases"
-            self.workloads.fail_release(plural, key, times, message)
+            plural = "applications" if self.gitops.gitops == "argo" else "helmreleases"
+            self.workloads.fail_release(plural, object_key(namespace, name), times, message)
 
     def add_namespace(self, name: str, labels: Mapping[str, str]) -> None:
         """Create a namespace outside of rendered/ (a foreign or hand-made one)."""

@@ -159,6 +159,7 @@ def reconcile_helmrelease(
     ):
         for counter in ("failures", "installFailures", "upgradeFailures"):
             status.pop(counter, None)
+        _drop_condition(status, "Stalled")  # a new attempt: a new stall is a new failure
     status["lastAttemptedGeneration"] = generation
     status["lastAttemptedConfigDigest"] = digest
     history: list[dict[str, Any]] = list(status.get("history") or [])
@@ -168,7 +169,11 @@ def reconcile_helmrelease(
         _drop_condition(status, "Stalled")
         return Outcome(status, "keep", now + interval)
     release_name = str(spec.get("releaseName") or meta["name"])
-    chart = str((spec.get("chartRef") or {}).get("name") or "chart")
+    chart = str(
+        (spec.get("chartRef") or {}).get("name")
+        or ((spec.get("chart") or {}).get("spec") or {}).get("chart")
+        or "chart"
+    )
     target = f"{meta['namespace']}/{release_name}"
     ever_deployed = any(h.get("status") in {"deployed", "superseded"} for h in history)
     action = "upgrade" if ever_deployed else "install"
@@ -263,13 +268,7 @@ def reconcile_application(app: Mapping[str, Any], *, attempt: Attempt, now: date
         attempted = (state.get("syncResult") or {}).get("revision") == revision
         if attempted and state.get("phase") != "Succeeded":
             # autoSync: "Skipping auto-sync: failed previous sync attempt to <revision>"
-            status["conditions"] = [
-                {
-                    "type": "SyncError",
-                    "message": f"Failed sync attempt to {revision}: {state.get('message', '')}",
-                    "lastTransitionTime": stamp,
-                }
-            ]
+            _sync_error(status, revision, stamp)
             return Outcome(status, "keep", None, cleared, removed)
         # an automated sync carries the policy's retry, five retries when it has none
         operation = {
@@ -309,4 +308,13 @@ def reconcile_application(app: Mapping[str, Any], *, attempt: Attempt, now: date
             "syncResult": {"revision": revision},
         }
         status["sync"] = {"status": "OutOfSync", "revision": revision}
+        _sync_error(status, revision, stamp)  # the refresh after the operation: autoSync skips
         return Outcome(status, "keep", None, cleared, removed)
+
+
+def _sync_error(status: dict[str, Any], revision: str, stamp: str) -> None:
+    message = (status.get("operationState") or {}).get("message", "")
+    previous = next((c for c in status.get("conditions") or [] if c["type"] == "SyncError"), {})
+    text = f"Failed sync attempt to {revision}: {message}"
+    since = previous.get("lastTransitionTime", stamp) if previous.get("message") == text else stamp
+    status["conditions"] = [{"type": "SyncError", "message": text, "lastTransitionTime": since}]
