@@ -314,7 +314,9 @@ def reconcile_application(app: Mapping[str, Any], *, attempt: Attempt, now: date
 
 def _sync_error(status: dict[str, Any], revision: str, stamp: str) -> None:
     message = (status.get("operationState") or {}).get("message", "")
-    previous = next((c for c in status.get("conditions") or [] if c["type"] == "SyncError"), {})
+    previous: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c["type"] == "SyncError"), {}
+    )
     text = f"Failed sync attempt to {revision}: {message}"
     since = previous.get("lastTransitionTime", stamp) if previous.get("message") == text else stamp
     status["conditions"] = [{"type": "SyncError", "message": text, "lastTransitionTime": since}]
