@@ -137,7 +137,10 @@ class GitOpsController:
                 applied = self._sync_folders(rendered, changed)
             except BuildError as exc:
                 self._rescan = True
-                self._kustomization_status(False, exc.args[1], exc.args[0])
+                if self.store.synced or self._kustomization_ready() is not None:
+                    # (a cluster that never saw rendered/ shows no Kustomization yet: a
+                    # `plan --local` on a new repository leaves the world as it was)
+                    self._kustomization_status(False, exc.args[1], exc.args[0])
                 return
             if applied or self._kustomization_stale():
                 self._kustomization_status(True, "ReconciliationSucceeded", "")
