@@ -270,6 +270,46 @@ def test_a_reset_without_requested_at_or_a_handled_token_changes_nothing(
     assert cluster.list_namespaces()[0].release_ready
 
 
+def pods(emulator: KubernetesEmulator) -> int:
+    return len([p for p in emulator.inspect()["pods"] if p["namespace"] == NS])
+
+
+def test_a_failed_upgrade_keeps_the_old_pods_until_the_spec_changes(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, NS, services={"portal": 1})
+    cluster.apply_secret(NS, SECRET, CREDENTIALS)
+    assert pods(emulator) == 1
+    emulator.fail_release(NS, "splits-network", 1, "UPGRADE FAILED: timed out")
+    render(repo, NS, services={"portal": 2})  # no upgrade retries: one failure stalls it
+    status = custom(emulator, FLUX, NS, "splits-network")["status"]
+    stalled = condition(status, "Stalled")
+    assert stalled is not None
+    assert stalled["message"] == "Failed to upgrade after 1 attempt(s)"
+    assert pods(emulator) == 1, "the failed upgrade is rolled back"
+    render(repo, NS, services={"portal": 3})  # a new generation clears the failure counts
+    assert cluster.list_namespaces()[0].release_ready
+    assert pods(emulator) == 3
+
+
+def test_force_at_runs_one_upgrade_of_a_release_in_sync(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, NS)
+    cluster.apply_secret(NS, SECRET, CREDENTIALS)
+    before = custom(emulator, FLUX, NS, "splits-network")["status"]["history"][0]["version"]
+    token = "force-1"
+    annotations = {"reconcile.fluxcd.io/requestedAt": token, "reconcile.fluxcd.io/forceAt": token}
+    with api(emulator) as raw:
+        for _ in range(2):  # the same token twice: one release
+            client.CustomObjectsApi(raw).patch_namespaced_custom_object(
+                *FLUX[:2], NS, FLUX[2], "splits-network", {"metadata": {"annotations": annotations}}
+            )  # fmt: skip
+    status = custom(emulator, FLUX, NS, "splits-network")["status"]
+    assert status["lastHandledForceAt"] == token
+    assert status["history"][0]["version"] == before + 1
+
+
 # --- Argo CD: a sync that failed after its retry limit, and a new operation ---------------
 
 
