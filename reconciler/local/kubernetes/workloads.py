@@ -1,12 +1,16 @@
 """The workload controllers the emulator plays: Helm (or Argo CD) releases, their pods, readiness.
 
 Owns what happens below a HelmRelease or Application once the GitOps stand-in has
-applied it: one pod per service replica of the chart's values (with the chart's
+applied it: when the release controller runs (`releases` decides what it does) - on a
+change to the release, its namespace appearing, a change to a values Secret carrying
+`reconcile.fluxcd.io/watch: Enabled`, or its requeue time (`spec.interval`, a retry's
+delay) on the injected clock - the configured failures tests ask for, one pod per
+service replica of the chart's values once it installs or syncs (with the chart's
 `commonLabels` and selector labels), ready only once the Secret the release reads
-exists (like Flux waiting on `valuesFrom`; for Argo CD the Application syncs at once
-and its pods wait for the Secret they read), the release's status (Flux's Ready
-condition, Argo CD's sync and health), and whether a namespace's pods are all
-ready. May import the store and PyYAML.
+exists (for Argo CD the Application syncs at once and its pods wait for the Secret
+they read), the release's status (Flux's conditions and history, Argo CD's operation
+state, sync and health), and whether a namespace's pods are all ready. May import the
+store, `releases` and PyYAML.
 """
 
 from __future__ import annotations
