@@ -245,6 +245,11 @@ def test_a_release_out_of_retries_stays_stalled_until_a_reset(
     assert healthy.healthy
     assert after["metadata"]["generation"] == 1, "annotations are not a new generation"
 
+    render(repo, NS, services={"portal": 1})  # Flux applies rendered/ again
+    applied = custom(emulator, FLUX, NS, "splits-network")
+    assert applied["metadata"]["generation"] == 2
+    assert applied["metadata"]["annotations"]["reconcile.fluxcd.io/resetAt"] == "token-1"
+
 
 def test_a_reset_without_requested_at_or_a_handled_token_changes_nothing(
     repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster

@@ -94,6 +94,25 @@ def _listed_folders(text: str) -> set[str]:
     return folders
 
 
+# What clients (democtl, the flux and argocd CLIs) set on a release and rendered/ never
+# holds: server-side apply by kustomize-controller leaves another manager's fields alone.
+_REQUEST_ANNOTATIONS = ("reconcile.fluxcd.io/", "argocd.argoproj.io/refresh")
+
+
+def _keep_requests(existing: dict[str, Any], obj: dict[str, Any]) -> None:
+    """Carry a client's request annotations (and Argo CD's pending `operation`) over."""
+    given = obj["metadata"].get("annotations") or {}
+    kept = {
+        k: v
+        for k, v in (existing["metadata"].get("annotations") or {}).items()
+        if k.startswith(_REQUEST_ANNOTATIONS) and k not in given
+    }
+    if kept:
+        obj["metadata"]["annotations"] = {**given, **kept}
+    if "operation" in existing and "operation" not in obj:
+        obj["operation"] = existing["operation"]
+
+
 class GitOpsController:
     """Makes the store match `source/rendered/`, as Flux or Argo CD would (store lock held)."""
 
@@ -324,6 +343,8 @@ class GitOpsController:
             existing = store.get(plural, object_key(meta.get("namespace"), meta["name"]))
             if existing is not None and "status" in existing and plural != "namespaces":
                 obj["status"] = existing["status"]  # the controller owns status
+            if existing is not None:
+                _keep_requests(existing, obj)
             store.put(plural, obj)
             tracked.append([plural, object_key(meta.get("namespace"), meta["name"])])
         previous = store.synced.get(demo_id, {}).get("objects", [])
