@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -271,7 +272,10 @@ class LocalStack:
             url_patterns=(settings.urls.portal, settings.urls.candidate, settings.urls.api),
             secret_name=settings.kubernetes.secretName,
             argo_namespace=settings.kubernetes.argoNamespace,
+            gitops=settings.gitops,
             nodes=self.nodes or local_nodes(settings),
+            # one clock for the local world: the release controllers' intervals follow it
+            clock=lambda: datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0),
         )
         self.kubernetes = self._exit.enter_context(emulator)
         self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(emulator.url)))

@@ -5,7 +5,8 @@ The package is split along the seams of the system it imitates:
 - `store`: the object store behind the API server (etcd's part) and its persistence;
 - `selectors`: label selectors;
 - `apiserver`: HTTP routing, discovery, reads, lists and Secret writes;
-- `gitops`: the GitOps controller stand-in syncing `rendered/`;
+- `gitops`: the GitOps controller stand-in syncing `rendered/` (Flux's Kustomization);
+- `releases`: what helm-controller and Argo CD decide for one release (retries, resets);
 - `workloads`: releases, their pods and readiness;
 - `quota`: ResourceQuota accounting;
 - `health`: the demos' `/health` endpoints by Host header;

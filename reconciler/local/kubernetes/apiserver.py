@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import re
 from collections.abc import Callable
@@ -38,6 +39,10 @@ _SHORT_NAMES = {
     "helmreleases": ["hr"],
     "applications": ["app", "apps"],
 }
+# the releases democtl annotates (a reset) with a JSON merge patch
+_PATCHABLE = frozenset({"helmreleases", "applications"})
+# what the server keeps whatever a patch says: identity and the fields it maintains
+_SERVER_FIELDS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation")
 _CORE_PATH = re.compile(
     r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
@@ -77,6 +82,19 @@ def status_body(code: int, message: str, *, name: str = "", kind: str = "") -> d
 
 def _error(code: int, message: str, *, name: str = "", kind: str = "") -> Response:
     return Response(code, status_body(code, message, name=name, kind=kind))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null deletes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 def parse_path(path: str) -> tuple[str, str | None, str | None, str] | None:
@@ -130,7 +148,13 @@ def _discovery(path: str) -> Response | None:
         resources = []
         for plural in groups[group_version]:
             _, kind, namespaced = RESOURCES[plural]
-            verbs = ["get", "list"] + (["patch", "delete"] if plural == "secrets" else [])
+            verbs = ["get", "list"] + (
+                ["patch", "delete"]
+                if plural == "secrets"
+                else ["patch"]
+                if plural in _PATCHABLE
+                else []
+            )
             resources.append(
                 {
                     "name": plural,
@@ -180,6 +204,8 @@ class ApiServer:
                 if obj is None:
                     return _error(404, f'{plural} "{name}" not found', name=name, kind=plural)
                 return Response(200, obj)
+            if plural in _PATCHABLE and namespace and name and request.method == "PATCH":
+                return self._merge_patch(plural, namespace, name, request)
             if plural == "secrets" and namespace and name:
                 if request.method == "PATCH":
                     return self._apply_secret(namespace, name, request)
@@ -308,3 +334,37 @@ class ApiServer:
                 "details": {"name": name, "kind": "secrets"},
             },
         )
+
+    def _merge_patch(self, plural: str, namespace: str, name: str, request: Request) -> Response:
+        # `kubectl annotate` and `kubectl patch --type merge` send a JSON merge patch:
+        # https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type != "application/merge-patch+json":
+            return _error(
+                415,
+                f"the emulator implements only merge patches for {plural}, not {content_type!r}",
+            )
+        current = self.store.get(plural, object_key(namespace, name))
+        if current is None:
+            return _error(404, f'{plural} "{name}" not found', name=name, kind=plural)
+        try:
+            patch = json.loads(request.body.decode() or "{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"error decoding JSON: {exc}")
+        if not isinstance(patch, dict):
+            return _error(400, "the merge patch must be an object")
+        meta = patch.get("metadata") or {}
+        if meta.get("name", name) != name or meta.get("namespace", namespace) != namespace:
+            return _error(400, "the name or namespace of the object does not match the URL")
+        patch.pop("status", None)  # status is a subresource: the main resource ignores it
+        updated = merge_patch(copy.deepcopy(current), patch)
+        updated_meta = updated.setdefault("metadata", {})
+        for field in _SERVER_FIELDS:
+            if field in current["metadata"]:
+                updated_meta[field] = current["metadata"][field]
+        if "status" in current:
+            updated["status"] = copy.deepcopy(current["status"])
+        stored = self.store.put(plural, updated)
+        self.reconcile()
+        self.store.save()
+        return Response(200, self.store.get(plural, object_key(namespace, name)) or stored)

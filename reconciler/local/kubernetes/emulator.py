@@ -50,6 +50,7 @@ class KubernetesEmulator:
         ),
         secret_name: str = DEFAULT_SECRET_NAME,
         argo_namespace: str = "argocd",
+        gitops: str = "flux",
         nodes: Mapping[str, tuple[str, str]] | None = None,
         clock: Callable[[], datetime] = _system_clock,
     ) -> None:
@@ -60,7 +61,9 @@ class KubernetesEmulator:
         self.clock = clock
         self._faults = faults
         self.store = ObjectStore(self.state_dir, clock)
-        self.gitops = GitOpsController(self.store, self.source, argo_namespace=argo_namespace)
+        self.gitops = GitOpsController(
+            self.store, self.source, argo_namespace=argo_namespace, gitops=gitops, clock=clock
+        )
         self.workloads = workloads.WorkloadController(
             self.store, secret_name=secret_name, clock=clock
         )
@@ -156,12 +159,14 @@ class KubernetesEmulator:
         before = self.store.version
         self.gitops.sync()
         events = self.store.drain_events()
-        if events or self._fresh:
+        due = self.workloads.due(self.clock())
+        if events or due or self._fresh:
             # Workloads follow objects, and only the objects that changed: when none
             # did there is nothing to follow, and one Secret write concerns one demo.
+            # A release's requeue time (its interval) is the one change time makes.
             first = self._fresh
             self._fresh = False
-            self.workloads.refresh(None if first else events)
+            self.workloads.refresh(None if first else events, due)
             events += self.store.drain_events()
             touched = {name if plural == "namespaces" else ns for plural, ns, name in events}
             self.quotas.refresh(None if first else touched)
@@ -197,6 +202,21 @@ class KubernetesEmulator:
         with self.store.lock:
             self.workloads.record_restarts(namespace, service, restarts)
             self.store.save()
+
+    def fail_release(
+        self,
+        namespace: str,
+        name: str,
+        times: int,
+        message: str = "timed out waiting for the condition",
+    ) -> None:
+        """Make the next `times` attempts (install, upgrade or sync) of a release fail.
+
+        `namespace`/`name` are the HelmRelease's (under Argo CD, the Application's) own;
+        the release need not exist yet."""
+        with self.store.lock:
+            plural = "applications" if self.gitops.gitops == "argo" else "helmreleases"
+            self.workloads.fail_release(plural, object_key(namespace, name), times, message)
 
     def add_namespace(self, name: str, labels: Mapping[str, str]) -> None:
         """Create a namespace outside of rendered/ (a foreign or hand-made one)."""
@@ -277,6 +297,14 @@ class KubernetesEmulator:
                 for plural in workloads.RELEASES
                 for obj in objects(plural)
             ]
+            kustomizations = [
+                {
+                    "namespace": k["metadata"]["namespace"],
+                    "name": k["metadata"]["name"],
+                    "status": k.get("status", {}),
+                }
+                for k in objects("kustomizations")
+            ]
             quotas = [
                 {
                     "namespace": q["metadata"]["namespace"],
@@ -295,6 +323,7 @@ class KubernetesEmulator:
                 "pods": pods,
                 "secrets": secrets,
                 "releases": releases,
+                "kustomizations": kustomizations,
                 "resourceQuotas": quotas,
                 "nodes": nodes,
             }

@@ -36,6 +36,7 @@ JOURNAL_FILE = "kubernetes.journal"
 MIN_COMPACT_BYTES = 1 << 20
 FLUX = "helm.toolkit.fluxcd.io/v2"
 ARGO = "argoproj.io/v1alpha1"
+KUSTOMIZE = "kustomize.toolkit.fluxcd.io/v1"
 
 # plural -> (apiVersion, kind, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
@@ -46,6 +47,9 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "resourcequotas": ("v1", "ResourceQuota", True),
     "helmreleases": (FLUX, "HelmRelease", True),
     "applications": (ARGO, "Application", True),
+    # the one Kustomization of clusters/flux/democtl.yaml, whose status the GitOps
+    # stand-in keeps; rendered/ never holds one
+    "kustomizations": (KUSTOMIZE, "Kustomization", True),
 }
 KIND_TO_PLURAL = {(api, kind): plural for plural, (api, kind, _) in RESOURCES.items()}
 
