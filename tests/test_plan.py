@@ -203,7 +203,7 @@ def summary(result: Plan) -> dict[str, str]:
     return lines
 
 
-def stalled(demo_id: str, cause: str = "flux/2/t1/upgrade retries exhausted") -> Observed:
+def stalled(demo_id: str, cause: str = "flux/2/upgrade retries exhausted") -> Observed:
     """The demo exists, but its release used up its retries (the controller gave up)."""
     ns = replace(
         namespace(demo_id, healthy=False),
@@ -232,8 +232,8 @@ CASES = [
     pytest.param([file(A)], {}, Observed(), {}, {A: NEW}, id="new-demo-is-provisioned"),
     pytest.param([file(A)], {A: status(A)}, world(A), {}, {A: CHECK}, id="converged-demo-only-checks-health"),
     pytest.param([file(A)], {A: status(A)}, stalled(A), {}, {A: "provision: reset-release check-health"}, id="release-out-of-retries-is-reset-once"),
-    pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/t1/upgrade retries exhausted"})}, stalled(A), {}, {A: CHECK}, id="reset-already-asked-for-this-failure-is-not-repeated"),
-    pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/t1/upgrade retries exhausted"})}, stalled(A, "flux/2/t2/upgrade retries exhausted"), {}, {A: "provision: reset-release check-health"}, id="a-new-failure-gets-a-new-reset"),
+    pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/upgrade retries exhausted"})}, stalled(A), {}, {A: CHECK}, id="reset-already-asked-for-this-failure-is-not-repeated"),
+    pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/upgrade retries exhausted"})}, stalled(A, "flux/3/upgrade retries exhausted"), {}, {A: "provision: reset-release check-health"}, id="a-new-failure-gets-a-new-reset"),
     pytest.param([file(A)], {A: status(A, Phase.CREATING, provisioned=False)}, world(projects=[project(A, "COMING_UP", age=timedelta(minutes=2))]), {}, {A: "provision: wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-coming-up-is-waited-for"),
     pytest.param([file(A)], {}, world(projects=[project(A)]), {}, {A: "provision: render-namespace migrate seed fetch-keys ensure-dns render-release check-health"}, id="project-left-by-a-crash-is-adopted"),
     pytest.param([file(A)], {A: status(A, Phase.CREATING)}, world(A, secret=False), {}, {A: "provision: write-secret render-release check-health"}, id="missing-secret-is-written-once-namespace-exists"),

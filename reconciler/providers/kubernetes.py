@@ -256,7 +256,10 @@ def _helmrelease_stalled(status: Mapping[str, Any]) -> str | None:
     with Stalled=True, reason RetriesExceeded (Ready=False), and stops until the spec
     changes or a reset is requested
     (https://fluxcd.io/flux/components/helm/helmreleases/#resetting-remediation-retries).
-    The key names that failure: the attempted generation, the time and message of it.
+    The key names that failure by the attempted generation and its message, not by its
+    time: a release that fails the same way again after democtl's reset stalls with a new
+    transition time, and keying on it would reset it after every round of retries, a loop.
+    A new spec (generation) or a new message is a new cause.
     """
     conditions = status.get("conditions") or []
     stalled = next(
@@ -275,7 +278,6 @@ def _helmrelease_stalled(status: Mapping[str, Any]) -> str | None:
         [
             "flux",
             str(status.get("lastAttemptedGeneration", "")),
-            str(stalled.get("lastTransitionTime", "")),
             str(stalled.get("message", "")),
         ]
     )
@@ -303,8 +305,7 @@ def _application_stalled(app: Mapping[str, Any]) -> str | None:
     return "/".join(
         [
             "argo",
-            str(revision),
-            str(operation.get("finishedAt", "")),
+            str(revision),  # not finishedAt: the same failure again is not a new cause
             str(operation.get("message", "")),
         ]
     )
