@@ -143,7 +143,7 @@ def test_the_rbac_file_grants_exactly_what_doctor_checks(gitops: str) -> None:
 
 
 def test_a_denied_verb_is_refused_as_rbac_does_and_reviewed_as_denied(tmp_path: Path) -> None:
-    access = AccessPolicy(denied={("", "pods", "list")})
+    access = AccessPolicy(denied={("", "pods", "list")}, namespaces=("kube-system",))
     with KubernetesEmulator(tmp_path / "state", source=None, access=access) as emu:
         emu.add_namespace("demo-acme01", {"app.kubernetes.io/managed-by": "democtl"})
         cluster = KubernetesCluster.for_url(emu.url)

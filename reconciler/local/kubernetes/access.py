@@ -69,10 +69,12 @@ class AccessPolicy:
 
     denied: set[tuple[str, str, str]] = field(default_factory=set)  # (group, resource, verb)
     crds: set[str] = field(default_factory=lambda: set(KNOWN_CRDS))
-    namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
+    # none by default: a bare emulator's namespaces are exactly the world's
+    namespaces: tuple[str, ...] = ()
 
     @classmethod
     def with_namespaces(cls, extra: Iterable[str]) -> AccessPolicy:
+        """A prepared cluster: kube-system and the like, plus `extra` (the ingress's...)."""
         return cls(namespaces=tuple(sorted({*SYSTEM_NAMESPACES, *extra})))
 
     def allowed(self, group: str, resource: str, verb: str) -> bool:
