@@ -223,9 +223,11 @@ def _cloudflare(settings: Settings, api: DnsPreflight | str) -> list[Check]:
             Check(
                 "cloudflare.zone",
                 False,
-                f"no zone {cf.zone!r} is visible to the token",
-                "check cloudflare.zone (the zone's name, e.g. example.com), and give the "
-                "token Zone > Zone > Read on it",
+                f"no zone {cf.zone!r} is visible to the token"
+                + (f" with the id {cf.zoneId!r}" if cf.zoneId else ""),
+                "check cloudflare.zone (the zone's name, e.g. example.com)"
+                + (" and cloudflare.zoneId" if cf.zoneId else "")
+                + ", and give the token Zone > Zone > Read on it",
             )
         )
         return checks

@@ -149,6 +149,14 @@ def _no_zone_read(w: World) -> None:
     w.cloudflare.token.permissions = frozenset({DNS_EDIT, SSL_READ})
 
 
+def _wrong_zone_id(w: World) -> None:
+    w.settings(lambda d: d["cloudflare"].update(zoneId="0123456789abcdef0123456789abcdef"))
+
+
+def _right_zone_id(w: World) -> None:
+    w.settings(lambda d: d["cloudflare"].update(zoneId=w.cloudflare.zone_id))
+
+
 def _no_ssl_read(w: World) -> None:
     w.cloudflare.token.permissions = frozenset({ZONE_READ, DNS_EDIT})
 
@@ -234,6 +242,12 @@ def _push_refused(w: World) -> None:
             _no_zone_read,
             {"cloudflare.zone": "no zone 'splits.network' is visible"},
             id="no-zone-read",
+        ),
+        pytest.param(_right_zone_id, {}, id="configured-zone-id"),
+        pytest.param(
+            _wrong_zone_id,
+            {"cloudflare.zone": "with the id '0123456789abcdef0123456789abcdef'"},
+            id="wrong-zone-id",
         ),
         pytest.param(
             _no_ssl_read,

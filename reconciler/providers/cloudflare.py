@@ -301,6 +301,17 @@ class CloudflareDns:
         return str(answer.status)
 
     def find_zone(self) -> str | None:
+        if self._zone_id is not None:
+            # a configured cloudflare.zoneId is never looked up by name: ask for it, so a
+            # wrong or invisible id is found here and not at the first record
+            try:
+                with self._edge("get zone", None):
+                    zone = self._client.zones.get(zone_id=self._zone_id)
+            except ProviderError as exc:
+                if exc.status_code in {403, 404}:
+                    return None
+                raise
+            return self._zone_id if zone is not None and zone.name.lower() == self.zone else None
         try:
             return self._zone(None)
         except ProviderError as exc:
