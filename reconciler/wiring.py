@@ -294,7 +294,7 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
                     supabase=supabase,
                     dns=dns,
                     cluster=ClusterAccess(cluster),
-                    git=lambda: gitstate.check_remote(repo, None, remote=str(repo)),
+                    git=lambda: _remote_answers(repo, None, str(repo)),
                     permissions=permissions,
                     crds=crds,
                 )
@@ -336,10 +336,18 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
             supabase=supabase_api,
             dns=dns_api,
             cluster=cluster_api,
-            git=lambda: gitstate.check_remote(repo, settings.git.branch),
+            git=lambda: _remote_answers(repo, settings.git.branch, "origin"),
             permissions=permissions,
             crds=crds,
         )
     finally:
         for adapter in opened:
             adapter.close()
+
+
+def _remote_answers(repo: Path, branch: str | None, remote: str) -> list[gitstate.RemoteCheck]:
+    """gitstate's answers about the remote; a checkout that is no repository is one too."""
+    try:
+        return gitstate.check_remote(repo, branch, remote=remote)
+    except gitstate.GitStateError as exc:
+        return [gitstate.RemoteCheck("remote", False, str(exc))]

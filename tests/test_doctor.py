@@ -359,3 +359,13 @@ def test_doctor_local_passes_on_the_sample_state_and_changes_nothing(
     assert world["kubernetes"]["namespaces"] == []  # the system ones are not the world's
     assert world["cloudflare"]["records"] == []
     assert world.get("supabase", {}).get("projects", []) == []
+
+
+def test_a_state_folder_that_is_no_git_repository_is_a_problem_not_a_crash(world: World) -> None:
+    plain = world.tmp / "plain"
+    plain.mkdir()
+    (plain / "reconciler.yaml").write_bytes((world.repo / "reconciler.yaml").read_bytes())
+    world.repo = plain
+    failed = world.failing()
+    assert set(failed) == {"git.remote"}
+    assert "is not a git repository" in failed["git.remote"]

@@ -232,8 +232,14 @@ class RemoteCheck:
     detail: str
 
 
-# Never wait on a prompt for credentials: a preflight must answer, not hang.
-_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
+# Never wait on a prompt for credentials, nor on an HTTP remote that stopped answering
+# (under 1 KB/s for 30 s: git-config(1) http.lowSpeedLimit/Time): a preflight must answer.
+_NO_PROMPT = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+    "GIT_HTTP_LOW_SPEED_TIME": "30",
+}
 
 
 def check_remote(
