@@ -39,8 +39,11 @@ SUPABASE_SIZES = (
     "24xlarge_high_memory", "48xlarge", "48xlarge_optimized_memory", "48xlarge_optimized_cpu",
     "48xlarge_high_memory",
 )  # fmt: skip
-# "Free Plan ... Limit of 2 active projects" (supabase.com/pricing; supabase.com/docs/
-# guides/platform/billing-on-supabase: free projects count per owner, paused ones do not).
+# Free Plan: 2 active free projects (supabase.com/pricing). The limit is each member's,
+# across their free organisations ("The organization has members who have exceeded their
+# free project limits ... (Limit: 2 free projects)", supabase/supabase#42593), so the
+# organisation's own count is the best case. Only Pro and above choose a compute size at
+# creation (supabase/supabase#21292, "Pro+ users can choose compute size").
 FREE_PLAN_PROJECTS = 2
 RBAC_FILE = "examples/kubernetes/democtl-rbac.yaml"
 
@@ -182,12 +185,13 @@ def _projects_check(count: int, plan: str, wanted: int) -> Check:
         f"the free plan allows {FREE_PLAN_PROJECTS} active projects and the organisation holds "
         f"{count}: democtl may create {room}"
     )
+    caveat = " (at most: the limit counts each member's free projects elsewhere too)"
     if room >= wanted:
-        return Check("supabase.projects", True, detail=text)
+        return Check("supabase.projects", True, detail=text + caveat)
     return Check(
         "supabase.projects",
         False,
-        f"{text}, fewer than capacity.maxConcurrentDemos ({wanted})",
+        f"{text}, fewer than capacity.maxConcurrentDemos ({wanted}){caveat}",
         f"upgrade the organisation, or set capacity.maxConcurrentDemos to {room}",
     )
 
