@@ -91,7 +91,7 @@ def run_checks(settings: Settings, preflight: Preflight) -> list[Check]:
         *_supabase(settings, preflight.supabase),
         *_cloudflare(settings, preflight.dns),
         *_kubernetes(settings, preflight),
-        *_git(settings, preflight.git),
+        *_git(preflight.git),
     ]
 
 
@@ -109,17 +109,10 @@ _SUPABASE_CREDENTIAL_HELP = (
 
 def _supabase(settings: Settings, api: SupabasePreflight | str) -> list[Check]:
     sb = settings.supabase
-    if isinstance(api, str):
-        return [Check("supabase.token", False, api, _SUPABASE_CREDENTIAL_HELP)]
-    try:
-        organizations = api.organizations()
-    except ProviderError as exc:
-        return [_failed("supabase.token", exc, _SUPABASE_CREDENTIAL_HELP)]
-    checks = [Check("supabase.token", True, detail=f"sees {len(organizations)} organisation(s)")]
-    region_ok = sb.region in SUPABASE_REGIONS
-    checks.append(
+    # the region is the settings' alone: said even when the token does not work
+    region = (
         Check("supabase.region", True, detail=f"{sb.region} is a region the API accepts")
-        if region_ok
+        if sb.region in SUPABASE_REGIONS
         else Check(
             "supabase.region",
             False,
@@ -127,6 +120,14 @@ def _supabase(settings: Settings, api: SupabasePreflight | str) -> list[Check]:
             f"set supabase.region to one of {', '.join(SUPABASE_REGIONS)}",
         )
     )
+    if isinstance(api, str):
+        return [Check("supabase.token", False, api, _SUPABASE_CREDENTIAL_HELP), region]
+    try:
+        organizations = api.organizations()
+    except ProviderError as exc:
+        return [_failed("supabase.token", exc, _SUPABASE_CREDENTIAL_HELP), region]
+    token = Check("supabase.token", True, detail=f"sees {len(organizations)} organisation(s)")
+    checks = [token, region]
     slugs = [o.slug for o in organizations]
     if sb.organization not in slugs:
         by_name = [o.slug for o in organizations if o.name == sb.organization]
@@ -384,7 +385,7 @@ _GIT_ADVICE = {
 }
 
 
-def _git(settings: Settings, ask: Callable[[], Sequence[RemoteAnswer]] | str) -> list[Check]:
+def _git(ask: Callable[[], Sequence[RemoteAnswer]] | str) -> list[Check]:
     if isinstance(ask, str):
         return [Check("git.remote", False, ask, _GIT_ADVICE["remote"])]
     return [

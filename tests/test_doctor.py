@@ -137,6 +137,11 @@ def _no_supabase_token(w: World) -> None:
     w.env["SUPABASE_ACCESS_TOKEN"] = None
 
 
+def _no_token_and_a_bad_region(w: World) -> None:
+    w.env["SUPABASE_ACCESS_TOKEN"] = None
+    _region(w)
+
+
 def _token_expired(w: World) -> None:
     w.cloudflare.token.status = "expired"
 
@@ -231,6 +236,11 @@ def _push_refused(w: World) -> None:
         pytest.param(_region, {"supabase.region": "'mars-north-1' is not a region"}, id="region"),
         pytest.param(
             _no_supabase_token, {"supabase.token": "SUPABASE_ACCESS_TOKEN"}, id="no-supabase-token"
+        ),
+        pytest.param(
+            _no_token_and_a_bad_region,
+            {"supabase.token": "SUPABASE_ACCESS_TOKEN", "supabase.region": "'mars-north-1'"},
+            id="no-token-still-checks-the-region",
         ),
         pytest.param(
             _token_expired,
