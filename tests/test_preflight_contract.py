@@ -17,8 +17,9 @@ import pytest
 from openapi_core import OpenAPI
 
 from reconciler.local.cloudflare_access import universal_pack
-from reconciler.local.cloudflare_emulator import CloudflareEmulator
+from reconciler.local.cloudflare_emulator import CloudflareEmulator, envelope_error
 from reconciler.local.postgres import LocalPostgres
+from reconciler.local.server import Response
 from reconciler.providers.base import Organization, ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
 from tests.supabase_support import ORGANIZATION, Harness, Recorder, harness_fixture
@@ -75,6 +76,17 @@ def test_token_verify_and_certificate_packs_through_the_sdk(tmp_path: Path) -> N
             }
             assert dns.can_read_records() and dns.can_edit_records()
             assert emulator.inspect()["records"] == []  # asking changed nothing
+            # a service that judges an empty batch by its content has authorised it first
+            handle = emulator.server.handler
+            emulator.server.handler = lambda r: (
+                Response(400, envelope_error(400, "batch has no operations", 9207))
+                if r.path.endswith("/dns_records/batch")
+                else handle(r)
+            )
+            before = len(emulator.calls)
+            assert dns.can_edit_records()
+            assert len(emulator.calls) == before  # the 400 answered, not the emulator
+            emulator.server.handler = handle
             emulator.token.permissions = frozenset({"zone:read", "dns:read"})
             assert dns.can_read_records() and not dns.can_edit_records()
             emulator.token.status = "disabled"
