@@ -171,7 +171,7 @@ def _size_check(size: str, plan: str) -> Check:
             "supabase.size",
             False,
             f"the organisation is on the free plan, which cannot choose a compute size "
-            f"(supabase.size is {size!r}): every create would be refused",
+            f"(supabase.size is {size!r}): a create that asks for one is not honoured",
             "upgrade the organisation to a paid plan (Pro or above), or use another "
             "organisation that has one",
         )
