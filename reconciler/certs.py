@@ -55,14 +55,17 @@ def uncovered_hosts(
     *,
     proxied: bool,
     certificates: Iterable[str] = (),
+    universal: bool = True,
 ) -> list[Uncovered]:
     """The URL kinds whose hostnames would meet no valid edge certificate.
 
     `hosts` maps a URL kind to its hostname for one demo. DNS-only records (`proxied`
     false) are served by the cluster's own certificates, which Cloudflare does not see:
-    only the zone membership is checked then.
+    only the zone membership is checked then. `universal` false: only `certificates`
+    count (doctor passes the names of the zone's active certificate packs, which include
+    Universal SSL's pack while it is enabled and active).
     """
-    names = [*universal_names(zone), *certificates]
+    names = [*(universal_names(zone) if universal else ()), *certificates]
     found: list[Uncovered] = []
     for kind, host in sorted(hosts.items()):
         if not in_zone(host, zone):

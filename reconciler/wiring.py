@@ -23,11 +23,13 @@ from pathlib import Path
 
 from reconciler import database, gitstate
 from reconciler.apply import Providers
+from reconciler.doctor import Preflight
 from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.server import parse_faults
 from reconciler.local.stack import (
     LocalStack,
     acquire_local_lock,
+    local_access,
     local_lock,
     local_nodes,
     local_state_dir,
@@ -38,6 +40,11 @@ from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
+from reconciler.providers.kubernetes_access import (
+    REQUIRED_CRDS,
+    ClusterAccess,
+    required_permissions,
+)
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.quantity import parse_quantity
@@ -232,6 +239,7 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
             secret_name=settings.kubernetes.secretName,
             argo_namespace=settings.kubernetes.argoNamespace,
             nodes=local_nodes(settings),
+            access=local_access(settings),
         )
         with emulator:
             cluster = KubernetesCluster.for_url(
@@ -262,3 +270,84 @@ def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Deci
     with open_cluster(repo, settings, local=local) as cluster:
         cpu, memory = cluster.node_allocatable()
     return parse_quantity(cpu), parse_quantity(memory)
+
+
+@contextmanager
+def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[Preflight]:
+    """What `democtl doctor` asks: the production services, or the emulators with --local.
+
+    A service whose adapter cannot be built (a credential missing) is handed over as the
+    reason, so doctor reports it and checks the others. Local mode serves the persisted
+    world without the GitOps stand-in's source (doctor changes nothing; only reconcile
+    may), and checks git against the checkout itself, which is local mode's remote.
+    """
+    permissions = required_permissions(settings.gitops)
+    crds = REQUIRED_CRDS[settings.gitops]
+    if local:
+        with (
+            local_lock(local_state_dir(repo)),
+            LocalStack(local_state_dir(repo), repo, settings, gitops_source=False) as stack,
+        ):
+            supabase, dns, cluster = stack.supabase_client(), stack.dns(), stack.cluster()
+            try:
+                yield Preflight(
+                    supabase=supabase,
+                    dns=dns,
+                    cluster=ClusterAccess(cluster),
+                    git=lambda: _remote_answers(repo, None, str(repo)),
+                    permissions=permissions,
+                    crds=crds,
+                )
+            finally:
+                for adapter in (supabase, dns, cluster):
+                    adapter.close()
+        return
+    env = os.environ
+    opened: list[SupabaseManagementClient | CloudflareDns | KubernetesCluster] = []
+    supabase_api: SupabaseManagementClient | str
+    dns_api: CloudflareDns | str
+    cluster_api: ClusterAccess | str
+    try:
+        supabase_api = SupabaseManagementClient.from_environment(
+            settings, retry=RetryPolicy(attempts=2, rng=random.Random())
+        )
+        opened.append(supabase_api)
+    except ProviderError as exc:
+        supabase_api = exc.upstream_message
+    if env.get("CLOUDFLARE_API_TOKEN"):
+        dns_api = CloudflareDns(
+            env["CLOUDFLARE_API_TOKEN"],
+            settings.cloudflare.zone,
+            zone_id=settings.cloudflare.zoneId,
+            base_url=settings.cloudflare.apiUrl,
+            max_retries=1,
+        )
+        opened.append(dns_api)
+    else:
+        dns_api = "CLOUDFLARE_API_TOKEN is not set; democtl reads credentials from the environment"
+    try:
+        cluster = KubernetesCluster.from_environment(gitops=settings.gitops)
+        opened.append(cluster)
+        cluster_api = ClusterAccess(cluster)
+    except ProviderError as exc:
+        cluster_api = exc.upstream_message
+    try:
+        yield Preflight(
+            supabase=supabase_api,
+            dns=dns_api,
+            cluster=cluster_api,
+            git=lambda: _remote_answers(repo, settings.git.branch, "origin"),
+            permissions=permissions,
+            crds=crds,
+        )
+    finally:
+        for adapter in opened:
+            adapter.close()
+
+
+def _remote_answers(repo: Path, branch: str | None, remote: str) -> list[gitstate.RemoteCheck]:
+    """gitstate's answers about the remote; a checkout that is no repository is one too."""
+    try:
+        return gitstate.check_remote(repo, branch, remote=remote)
+    except gitstate.GitStateError as exc:
+        return [gitstate.RemoteCheck("remote", False, str(exc))]

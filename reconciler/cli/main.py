@@ -4,7 +4,7 @@ Owns the click group every command hangs from and `main()`, the console
 script, which keeps tracebacks away from users. The commands live beside it,
 one module per group: `files` (validate, schema, render), `inspect` (list,
 status, history, capacity), `demos` (create, extend, delete), `cycle` (plan,
-reconcile, run), `local` (local inspect). May import those modules and the
+reconcile, run), `local` (local inspect), `doctor` (the preflight). May import those modules and the
 shared options.
 """
 
@@ -14,7 +14,7 @@ import os
 
 import click
 
-from reconciler.cli import admin, cycle, demos, files, inspect, local
+from reconciler.cli import admin, cycle, demos, doctor, files, inspect, local
 from reconciler.cli.options import fail, global_options, interrupted
 
 
@@ -62,6 +62,7 @@ for command in (
     cycle.run,
     inspect.status,
     admin.unlock,
+    doctor.doctor_cmd,
 ):
     cli.add_command(command)
 

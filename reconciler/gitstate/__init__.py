@@ -4,7 +4,8 @@ Owns every git operation of democtl, one noun per module:
 
 - `load`: the state at HEAD (settings, demo and status files, creation times)
 - `commit`: one cycle's file writes and its commit, with a message that tells the story
-- `remote`: fast-forward syncs, pushes that never force, re-planning on rejection
+- `remote`: fast-forward syncs, pushes that never force, re-planning on rejection,
+  and the preflight of the remote (`check_remote`)
 - `lock`: the writer lock on the remote, `refs/democtl/lock`: a short lease, renewed
 - `audit`: the audit trail (`history`), read back from the main line
 - `branch`: demo branches for `democtl create`/`extend`/`delete`
@@ -81,7 +82,15 @@ from reconciler.gitstate.publish import (
     remote_url,
     withdraw_branch,
 )
-from reconciler.gitstate.remote import PUSH_BUDGET, PushResult, push, push_with_replan, sync
+from reconciler.gitstate.remote import (
+    PUSH_BUDGET,
+    PushResult,
+    RemoteCheck,
+    check_remote,
+    push,
+    push_with_replan,
+    sync,
+)
 from reconciler.gitstate.scratch import preview_state_repo, scratch_state_repo
 
 __all__ = [
@@ -103,12 +112,14 @@ __all__ = [
     "PushError",
     "PushGaveUp",
     "PushResult",
+    "RemoteCheck",
     "State",
     "SyncError",
     "UnlockResult",
     "acquire_lock",
     "author_email",
     "branch_exists",
+    "check_remote",
     "commit_cycle",
     "commit_message",
     "commit_on_new_branch",

@@ -3,13 +3,15 @@
 Owns `sync` (bring the local branch to the remote head, dropping only
 democtl's own unpushed commits), `push` (on rejection, sync and ask for a new
 plan), `push_with_replan` (back off with jitter and plan again, for up to
-`PUSH_BUDGET` seconds) and `PushResult`. Imports nothing but `_git`, through
-whose helpers it runs git.
+`PUSH_BUDGET` seconds), `PushResult`, and `check_remote` (doctor's preflight of the
+remote: reachable, branch, lock push allowed, changing nothing). Imports nothing but `_git`, through
+whose helpers it runs git, and the lock's ref name.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from reconciler.gitstate._git import (
     _repo,
     _run,
 )
+from reconciler.gitstate.lock import LOCK_REF
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +221,66 @@ def push_with_replan(
 
 def _subject(root: Path, sha: str) -> str:
     return _must(_repo(root), "log", "-1", "--format=%s", sha).strip()
+
+
+@dataclass(frozen=True)
+class RemoteCheck:
+    """One preflight answer about the remote (`democtl doctor`): what, whether, and why."""
+
+    name: str  # remote | branch | lock
+    ok: bool
+    detail: str
+
+
+# Never wait on a prompt for credentials, nor on an HTTP remote that stopped answering
+# (under 1 KB/s for 30 s: git-config(1) http.lowSpeedLimit/Time): a preflight must answer.
+_NO_PROMPT = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+    "GIT_HTTP_LOW_SPEED_TIME": "30",
+}
+
+
+def check_remote(
+    root: Path, branch: str | None = None, remote: str = "origin"
+) -> list[RemoteCheck]:
+    """Whether a cycle could sync with and lock on `remote`: reachable, branch, lock push.
+
+    `branch` None means the branch checked out at `root`. The lock check is a
+    `git push --dry-run` of HEAD to the lock ref with the lease a real acquisition would
+    give ("Do everything except actually send the updates", git-push(1)): over HTTPS or
+    SSH that asks the server for push access, and nothing on the remote changes.
+    """
+    repo = _repo(root)
+    branch = branch or _current_branch(repo)
+    if branch is None:
+        return [RemoteCheck("remote", False, f"{root}: HEAD is detached; check out a branch")]
+    env = {**os.environ, **_NO_PROMPT}
+    status, out, err = _run(repo, "ls-remote", remote, f"refs/heads/{branch}", LOCK_REF, env=env)
+    if status != 0:
+        return [
+            RemoteCheck("remote", False, f"git ls-remote {remote} failed: {_git_said('', err)}")
+        ]
+    refs = {line.split("\t")[1]: line.split("\t")[0] for line in out.splitlines() if "\t" in line}
+    found = [RemoteCheck("remote", True, f"{remote} is reachable")]
+    if f"refs/heads/{branch}" in refs:
+        found.append(RemoteCheck("branch", True, f"{remote} has the branch {branch!r}"))
+    else:
+        found.append(RemoteCheck("branch", False, f"{remote} has no branch {branch!r}"))
+    if not repo.head.is_valid():
+        found.append(RemoteCheck("lock", False, f"{root}: the branch has no commit to push"))
+        return found
+    lease = f"--force-with-lease={LOCK_REF}:{refs.get(LOCK_REF, '')}"
+    status, out, err = _run(
+        repo, "push", "--dry-run", "--porcelain", "--no-verify", lease, remote,
+        f"HEAD:{LOCK_REF}", env=env,
+    )  # fmt: skip
+    if status == 0:
+        found.append(RemoteCheck("lock", True, f"a push of {LOCK_REF} to {remote} is allowed"))
+    else:
+        found.append(
+            RemoteCheck("lock", False, f"a push of {LOCK_REF} to {remote} is refused: "
+                        f"{_git_said(out, err)}")
+        )  # fmt: skip
+    return found

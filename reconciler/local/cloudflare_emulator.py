@@ -2,7 +2,9 @@
 
 Owns the emulated zone and its records (persisted as JSON under `state_dir`) and
 the HTTP API the real `cloudflare` SDK talks to (base URL `<url>/client/v4`):
-`GET /zones`, the dns_records list (page/per_page with `result_info`, name,
+`GET /zones` and `GET /zones/{id}`, `GET /user/tokens/verify`, the zone's
+certificate packs (what the token may do, and the packs: `cloudflare_access`), the
+dns_records list (page/per_page with `result_info`, name,
 type, content and comment filters), create, get, patch, put, delete and the
 batch endpoint (deletes, patches, puts, posts, in that order, all or nothing).
 It follows the upstream contract in ../shared/specs and the behaviours the
@@ -33,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from reconciler.local.cloudflare_access import DNS_EDIT, DNS_READ, SSL_READ, ZONE_READ, TokenPolicy
 from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
 
 log = logging.getLogger(__name__)
@@ -128,8 +131,11 @@ class CloudflareEmulator(ServedEmulator):
         api_token: str | None = None,
         clock: Callable[[], datetime] | None = None,
         port: int = 0,
+        token: TokenPolicy | None = None,
     ) -> None:
         self.zone_name = zone_name.lower().rstrip(".")
+        # what the token may do and the zone's edge certificates (tests change them)
+        self.token = token or TokenPolicy()
         self.state_path = Path(state_dir) / "cloudflare.json"
         self._api_token = api_token  # when set, only this bearer token is accepted
         self._clock = clock
@@ -274,18 +280,29 @@ class CloudflareEmulator(ServedEmulator):
         path = request.path
         if not path.startswith(API_PREFIX + "/"):
             raise ApiError(404, NO_ROUTE, "No route for the URI")
+        if route == "GET /user/tokens/verify":
+            return _ok(self.token.verify())
         if route == "GET /zones":
+            self._require(ZONE_READ, listing=True)
             return self._list_zones(request)
+        zone_path = re.fullmatch(API_PREFIX + r"/zones/([^/]+)(/ssl/certificate_packs)?", path)
+        if zone_path is not None and request.method == "GET":
+            self._zone_of(zone_path.group(1))
+            if zone_path.group(2) is None:
+                self._require(ZONE_READ)
+                return _ok(copy.deepcopy(self._state["zone"]))
+            # developers.cloudflare.com/api/resources/ssl/subresources/certificate_packs/
+            # methods/list/: active packs only, unless status=all
+            self._require(SSL_READ)
+            page, per_page = _pagination(request, default=20, bounds=(5, 50))
+            packs = self.token.packs(self.zone_name, all_statuses=request.arg("status") == "all")
+            return self._page(packs, page, per_page)
         match = re.fullmatch(API_PREFIX + r"/zones/([^/]+)/dns_records(?:/([^/]+))?", path)
         if match is None:
             raise ApiError(404, NO_ROUTE, "No route for the URI")
-        zone_id, record_id = match.groups()
-        if zone_id != self.zone_id:
-            raise ApiError(
-                404,
-                7003,
-                "Could not route to /zones/..., perhaps your object identifier is invalid?",
-            )
+        self._zone_of(match.group(1))
+        self._require(DNS_READ if request.method == "GET" else DNS_EDIT)
+        record_id = match.group(2)
         if record_id is None:
             if request.method == "GET":
                 return self._list_records(request)
@@ -307,6 +324,22 @@ class CloudflareEmulator(ServedEmulator):
             return self._write(lambda state: {"id": self._delete(state, record_id)["id"]})
         raise ApiError(405, NO_ROUTE, "Method not allowed for this URI")
 
+    def _zone_of(self, zone_id: str) -> None:
+        if zone_id != self.zone_id:
+            raise ApiError(
+                404,
+                7003,
+                "Could not route to /zones/..., perhaps your object identifier is invalid?",
+            )
+
+    def _require(self, permission: str, *, listing: bool = False) -> None:
+        """Refuse as the API does a token without the permission (a zone listing only
+        leaves out the zones the token may not read)."""
+        refusal = self.token.refusal(permission)
+        if refusal is None or (listing and refusal[0] == 403):
+            return
+        raise ApiError(*refusal)
+
     def _write(self, change: Callable[[dict[str, Any]], Any], atomic: bool = False) -> Response:
         # Single changes validate before they mutate; a batch is all or nothing, so it
         # works on a copy kept only if every step succeeded.
@@ -320,7 +353,7 @@ class CloudflareEmulator(ServedEmulator):
 
     def _list_zones(self, request: Request) -> Response:
         page, per_page = _pagination(request, default=20, bounds=ZONES_PER_PAGE)
-        zones = [self._state["zone"]]
+        zones = [self._state["zone"]] if self.token.allows(ZONE_READ) else []
         wanted = request.arg("name")
         if wanted is not None:
             op, _, value = wanted.partition(":") if ":" in wanted else ("equal", "", wanted)

@@ -33,6 +33,7 @@ import yaml
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.kubernetes import KubernetesEmulator
+from reconciler.local.kubernetes.access import AccessPolicy
 from reconciler.local.postgres import LocalPostgres, discard_cluster
 from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
@@ -203,6 +204,14 @@ def kubeconfig_document(server: str) -> dict[str, Any]:
     }
 
 
+def local_access(settings: Settings) -> AccessPolicy:
+    """The emulated cluster grants everything and has, besides kube-system and the like,
+    the ingress controller's namespace and the GitOps controller's, as a prepared cluster."""
+    k8s = settings.kubernetes
+    gitops = k8s.fluxNamespace if settings.gitops == "flux" else k8s.argoNamespace
+    return AccessPolicy.with_namespaces((k8s.ingressNamespace, gitops))
+
+
 def local_nodes(settings: Settings) -> dict[str, tuple[str, str]]:
     """The emulated cluster is one node of the size the settings declare."""
     return {"democtl-local": (str(settings.capacity.totalCpu), str(settings.capacity.totalMemory))}
@@ -223,9 +232,13 @@ class LocalStack:
         database_lag_seconds: float = 0.5,
         going_down_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
+        gitops_source: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
+        # False: serve the persisted cluster without syncing `repo`'s rendered/ (a command
+        # that must not change the emulated world, such as doctor)
+        self.gitops_source = gitops_source
         self.settings = settings
         self.faults = faults
         self.nodes = nodes
@@ -266,7 +279,7 @@ class LocalStack:
         settings = self.settings
         emulator = KubernetesEmulator(
             self.state_dir,
-            source=self.repo,
+            source=self.repo if self.gitops_source else None,
             faults=self.faults,
             domain=settings.domain,
             url_patterns=(settings.urls.portal, settings.urls.candidate, settings.urls.api),
@@ -276,6 +289,7 @@ class LocalStack:
             nodes=self.nodes or local_nodes(settings),
             # one clock for the local world: the release controllers' intervals follow it
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0),
+            access=local_access(settings),
         )
         self.kubernetes = self._exit.enter_context(emulator)
         self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(emulator.url)))

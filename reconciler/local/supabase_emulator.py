@@ -1,7 +1,8 @@
 """A local Supabase Management API v1 whose projects are real PostgreSQL databases.
 
 Owns the emulated endpoints democtl uses (list/create/get/delete projects, health,
-api-keys, database/query, database/password) with the status codes and shapes of
+api-keys, database/query, database/password, and for `doctor` the organisations: list,
+one with its plan, its projects counted) with the status codes and shapes of
 ../shared/specs (the OpenAPI spec and the recorded real exchanges), the project
 life cycle (UNKNOWN -> COMING_UP -> ACTIVE_HEALTHY by time since creation, read
 from an injected clock; the database takes queries `database_lag_seconds` after
@@ -30,7 +31,7 @@ import random
 import re
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -80,6 +81,9 @@ FORBIDDEN = (
     "details, refer to our documentation https://supabase.com/docs/guides/platform/access-control"
 )
 _REF_PATH = re.compile(r"^/v1/projects/(?P<ref>[^/]+)(?P<rest>/.*)?$")
+_ORG_PATH = re.compile(r"^/v1/organizations(?:/(?P<slug>[^/]+)(?P<rest>/projects)?)?$")
+ORG_PLANS = ("free", "pro", "team", "enterprise", "platform")  # V1OrganizationSlugResponse
+DEFAULT_PLAN = "pro"
 _SLUG = re.compile(r"^[\w-]+$")
 _REF = re.compile(r"^[a-z]{20}$")
 _DB_VERSION = "15.8.1.000"
@@ -139,6 +143,7 @@ class SupabaseEmulator(ServedEmulator):
         clock: Callable[[], float],
         come_up_seconds: float = 2.0,
         organizations: Iterable[str] = (),
+        plans: Mapping[str, str] | None = None,
         going_down_seconds: float = 30.0,
         database_lag_seconds: float = 1.0,
         faults: Faults | None = None,
@@ -154,6 +159,9 @@ class SupabaseEmulator(ServedEmulator):
         # The organisations the token is a member of; a seeded project's organisation
         # counts too (it exists, since a project lives in it).
         self.organizations = frozenset(organizations)
+        # Each organisation's plan (V1OrganizationSlugResponse.plan); unnamed ones are on
+        # Pro, so local mode's sample settings may choose a compute size as a paid org can.
+        self.plans = dict(plans or {})
         # A deleted project stays listed as GOING_DOWN this long, then is gone.
         self.going_down_seconds = going_down_seconds
         # How long after ACTIVE_HEALTHY the database still refuses connections.
@@ -340,6 +348,9 @@ class SupabaseEmulator(ServedEmulator):
         match = _REF_PATH.match(request.path)
         if match:
             return f"{request.method} /v1/projects/{{ref}}{match.group('rest') or ''}"
+        org = _ORG_PATH.match(request.path)
+        if org and org.group("slug"):
+            return f"{request.method} /v1/organizations/{{slug}}{org.group('rest') or ''}"
         return f"{request.method} {request.path}"
 
     def _rate_headers(self) -> tuple[dict[str, str], bool]:
@@ -381,6 +392,10 @@ class SupabaseEmulator(ServedEmulator):
             if request.method == "POST":
                 return self._create(request)
             return _error(405, "Method not allowed")
+        if (org := _ORG_PATH.match(request.path)) is not None:
+            if request.method != "GET":
+                return _error(405, "Method not allowed")
+            return self._organizations(request, org.group("slug"), bool(org.group("rest")))
         match = _REF_PATH.match(request.path)
         if not match:
             return _error(404, "Not found")
@@ -476,6 +491,55 @@ class SupabaseEmulator(ServedEmulator):
             project = dict(project)
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
+
+    def _organizations(self, request: Request, slug: str | None, projects: bool) -> Response:
+        # GET /v1/organizations (OrganizationResponseV1[]), /v1/organizations/{slug}
+        # (V1OrganizationSlugResponse) and /v1/organizations/{slug}/projects
+        # (OrganizationProjectsResponse), per ../shared/specs/supabase-management-api.json
+        known = sorted(self._known_organizations())
+        if slug is None:
+            return Response(200, [{"id": o, "slug": o, "name": o} for o in known])
+        if not _SLUG.match(slug):
+            return _error(400, "slug must match ^[\\w-]+$")
+        if slug not in known:
+            return _error(403, FORBIDDEN)  # as for a create in an organisation not the token's
+        if not projects:
+            plan = self.plans.get(slug, DEFAULT_PLAN)
+            return Response(
+                200,
+                {
+                    "id": slug,
+                    "name": slug,
+                    "plan": plan,
+                    "opt_in_tags": [],
+                    "allowed_release_channels": ["ga"],
+                },
+            )
+        try:
+            offset = int(request.arg("offset", "0") or "0")
+            limit = int(request.arg("limit", "100") or "100")
+        except ValueError:
+            return _error(400, "offset and limit must be integers")
+        if offset < 0 or not 1 <= limit <= 100:
+            return _error(400, "offset must be >= 0 and limit between 1 and 100")
+        with self._lock:
+            mine = [dict(p) for p in self._state["projects"].values()]
+        mine = sorted((p for p in mine if p["organization_slug"] == slug), key=lambda p: p["id"])
+        page = [
+            {
+                "ref": p["ref"],
+                "name": p["name"],
+                "cloud_provider": "AWS",
+                "region": p["region"],
+                "is_branch": False,
+                "status": self.status_of(p),
+                "inserted_at": _iso(float(p["created"])),
+                "databases": [],
+            }
+            for p in mine[offset : offset + limit]
+        ]
+        pagination = {"count": len(mine), "limit": limit, "offset": offset}
+        return Response(200, {"projects": page, "pagination": pagination})
 
     def _known_organizations(self) -> frozenset[str]:
         with self._lock:

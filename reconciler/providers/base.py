@@ -271,3 +271,87 @@ class HttpProber(Protocol):
         """GET the URL (a demo's health endpoint): True on a 2xx answer, False on another
         answer or a refused connection (nothing listens), None when there was no answer to
         judge by (a timeout, a dropped connection, a 429)."""
+
+
+# --- preflight (`democtl doctor`) ---------------------------------------------------------
+# Read-only questions asked before the first real demo. Each adapter answers the ones of
+# its service; none of them creates, changes or deletes anything.
+
+
+@dataclass(frozen=True)
+class Organization:
+    """A Supabase organisation the token can see; `plan` is known once read by slug."""
+
+    slug: str
+    name: str
+    plan: str | None = None  # free | pro | team | enterprise | platform
+
+
+class SupabasePreflight(Protocol):
+    def organizations(self) -> list[Organization]:
+        """GET /v1/organizations: every organisation the token is a member of."""
+
+    def organization(self, slug: str) -> Organization:
+        """GET /v1/organizations/{slug}: the organisation with its plan."""
+
+    def organization_project_count(self, slug: str) -> int:
+        """How many projects the organisation holds (any name, any status)."""
+
+
+@dataclass(frozen=True)
+class CertificatePack:
+    """An edge certificate pack of the zone: which hostnames it carries, and its state."""
+
+    id: str
+    type: str  # universal | advanced | ...
+    status: str  # active | pending_validation | ...
+    hosts: tuple[str, ...]
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class DnsPreflight(Protocol):
+    def verify_token(self) -> str:
+        """GET /user/tokens/verify: the token's status (active, disabled, expired)."""
+
+    def find_zone(self) -> str | None:
+        """The configured zone's id, or None when no zone of that name is visible."""
+
+    def can_read_records(self) -> bool:
+        """The token may list the zone's DNS records (False on 403)."""
+
+    def can_edit_records(self) -> bool:
+        """The token may write the zone's DNS records, asked without changing any."""
+
+    def certificate_packs(self) -> list[CertificatePack]:
+        """GET /zones/{zone_id}/ssl/certificate_packs?status=all."""
+
+
+@dataclass(frozen=True, order=True)
+class Permission:
+    """One verb on one resource kind (cluster-wide unless `namespace`), as RBAC grants it."""
+
+    group: str  # "" for the core group
+    resource: str
+    verb: str
+    namespace: str | None = None
+
+    def describe(self) -> str:
+        where = f" in namespace {self.namespace}" if self.namespace else " (cluster-wide)"
+        kind = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{self.verb} {kind}{where}"
+
+
+class ClusterPreflight(Protocol):
+    def server_version(self) -> str:
+        """GET /version: the API server's gitVersion."""
+
+    def can_i(self, permission: Permission) -> bool:
+        """A SelfSubjectAccessReview of one permission: whether it is granted."""
+
+    def crd_installed(self, name: str) -> bool:
+        """The CustomResourceDefinition `name` exists (e.g. helmreleases.helm.toolkit.fluxcd.io)."""
+
+    def namespace_exists(self, name: str) -> bool: ...

@@ -36,6 +36,7 @@ import httpx
 from cloudflare.types.dns import record_list_params
 
 from reconciler.providers.base import (
+    CertificatePack,
     Conflict,
     DesiredRecord,
     DnsRecord,
@@ -288,6 +289,88 @@ class CloudflareDns:
                 "remove or rename it, democtl will not overwrite it",
                 demo_id=demo_id,
             )
+
+    # --- DnsPreflight (democtl doctor): nothing is changed -----------------------------
+
+    def verify_token(self) -> str:
+        # https://developers.cloudflare.com/api/resources/user/subresources/tokens/methods/verify/
+        with self._edge("verify token", None):
+            answer = self._client.user.tokens.verify()
+        if answer is None:
+            raise ProviderError(PROVIDER, "verify token", "the answer has no result")
+        return str(answer.status)
+
+    def find_zone(self) -> str | None:
+        if self._zone_id is not None:
+            # a configured cloudflare.zoneId is never looked up by name: ask for it, so a
+            # wrong or invisible id is found here and not at the first record
+            try:
+                with self._edge("get zone", None):
+                    zone = self._client.zones.get(zone_id=self._zone_id)
+            except ProviderError as exc:
+                if exc.status_code in {403, 404}:
+                    return None
+                raise
+            return self._zone_id if zone is not None and zone.name.lower() == self.zone else None
+        try:
+            return self._zone(None)
+        except ProviderError as exc:
+            if exc.status_code is not None:  # an API failure, not "no such zone"
+                raise
+            return None
+
+    def can_read_records(self) -> bool:
+        return self._permitted(
+            "read records",
+            lambda zone_id: self._client.dns.records.list(zone_id=zone_id, per_page=1),
+        )
+
+    def can_edit_records(self) -> bool:
+        # An empty batch is authorised as a DNS write ("DNS Write" is the permission the batch
+        # endpoint accepts: developers.cloudflare.com/api/resources/dns/subresources/records/
+        # methods/batch/) and changes nothing: a 403 answers the question without a record.
+        # Authorisation comes before the body is judged, so a 400 (a service that wants at
+        # least one operation) still says the write was permitted.
+        return self._permitted(
+            "edit records",
+            lambda zone_id: self._client.dns.records.batch(
+                zone_id=zone_id, deletes=[], patches=[], posts=[], puts=[]
+            ),
+            judged={400, 422},
+        )
+
+    def certificate_packs(self) -> list[CertificatePack]:
+        # https://developers.cloudflare.com/api/resources/ssl/subresources/certificate_packs/
+        # methods/list/ ("status=all": pending packs too, so doctor can say one is not active)
+        zone_id = self._zone(None)
+        with self._edge("list certificate packs", None):
+            packs = list(self._client.ssl.certificate_packs.list(zone_id=zone_id, status="all"))
+        found = []
+        for pack in packs:
+            data: dict[str, Any] = pack.to_dict() if hasattr(pack, "to_dict") else dict(pack)
+            hosts = tuple(str(h) for h in data.get("hosts") or ())
+            found.append(
+                CertificatePack(str(data.get("id", "")), str(data.get("type", "")),
+                                str(data.get("status", "")), hosts)
+            )  # fmt: skip
+        return sorted(found, key=lambda p: p.id)
+
+    def _permitted(
+        self, operation: str, call: Any, *, judged: frozenset[int] | set[int] = frozenset()
+    ) -> bool:
+        """False when the API refuses the call for its permission (403); `judged`: statuses
+        that mean the request got past authorisation and was refused on its content."""
+        zone_id = self._zone(None)
+        try:
+            with self._edge(operation, None):
+                call(zone_id)
+        except ProviderError as exc:
+            if exc.status_code == 403:
+                return False
+            if exc.status_code in judged:
+                return True
+            raise
+        return True
 
     # --- writes -------------------------------------------------------------------------
 

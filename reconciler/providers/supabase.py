@@ -25,9 +25,11 @@ import httpx
 from reconciler.providers.base import (
     ApiKeys,
     NotReady,
+    Organization,
     Project,
     ProviderError,
     RateLimited,
+    SupabasePreflight,
     SupabaseProvider,
 )
 from reconciler.providers.http import Network, RetryPolicy, make_client, parse_retry_after
@@ -324,6 +326,45 @@ class SupabaseManagementClient:
         else:
             logger.info("%s: deleted Supabase project %s", demo_id, ref)
 
+    # --- SupabasePreflight (democtl doctor): reads only -----------------------------
+
+    def organizations(self) -> list[Organization]:
+        response = self._call("GET", "/v1/organizations", "list organizations")
+        items = self._json(response, "list organizations", None)
+        if not isinstance(items, list):
+            raise ProviderError(PROVIDER, "list organizations", "answer is not a list")
+        return sorted(
+            (Organization(str(o.get("slug", "")), str(o.get("name", ""))) for o in items),
+            key=lambda o: o.slug,
+        )
+
+    def organization(self, slug: str) -> Organization:
+        # V1OrganizationSlugResponse carries the plan (free, pro, team, enterprise, platform)
+        body = self._json(
+            self._call("GET", f"/v1/organizations/{slug}", "get organization"),
+            "get organization",
+            None,
+        )
+        if not isinstance(body, dict):
+            raise ProviderError(PROVIDER, "get organization", "answer is not an object")
+        plan = body.get("plan")
+        return Organization(slug, str(body.get("name", "")), str(plan) if plan else None)
+
+    def organization_project_count(self, slug: str) -> int:
+        # OrganizationProjectsResponse.pagination.count is the total: one project per page
+        # is enough to read it
+        response = self._call(
+            "GET",
+            f"/v1/organizations/{slug}/projects",
+            "count projects",
+            params=httpx.QueryParams({"limit": "1"}),
+        )
+        body = self._json(response, "count projects", None)
+        count = body.get("pagination", {}).get("count") if isinstance(body, dict) else None
+        if not isinstance(count, int | float):
+            raise ProviderError(PROVIDER, "count projects", "answer has no pagination.count")
+        return int(count)
+
     # --- plumbing -------------------------------------------------------------------
 
     def _check_ref(self, ref: str, operation: str) -> None:
@@ -443,6 +484,10 @@ class SupabaseManagementClient:
 
 def _conforms(client: SupabaseManagementClient) -> SupabaseProvider:
     return client  # mypy checks here that the adapter implements the Protocol
+
+
+def _conforms_preflight(client: SupabaseManagementClient) -> SupabasePreflight:
+    return client
 
 
 def _upstream_message(response: httpx.Response) -> str:

@@ -5,6 +5,8 @@ The package is split along the seams of the system it imitates:
 - `store`: the object store behind the API server (etcd's part) and its persistence;
 - `selectors`: label selectors;
 - `apiserver`: HTTP routing, discovery, reads, lists and Secret writes;
+- `access`: who may do what (403s, SelfSubjectAccessReviews), the CRDs, the namespaces a
+  prepared cluster starts with;
 - `gitops`: the GitOps controller stand-in syncing `rendered/` (Flux's Kustomization);
 - `releases`: what helm-controller and Argo CD decide for one release (retries, resets);
 - `workloads`: releases, their pods and readiness;
@@ -15,6 +17,7 @@ The package is split along the seams of the system it imitates:
 This module is the face callers import; it re-exports and holds nothing else.
 """
 
+from reconciler.local.kubernetes.access import AccessPolicy
 from reconciler.local.kubernetes.apiserver import status_body
 from reconciler.local.kubernetes.emulator import (
     DEFAULT_SECRET_NAME,
@@ -37,6 +40,7 @@ __all__ = [
     "REDACTED",
     "RESOURCES",
     "STATE_FILE",
+    "AccessPolicy",
     "KubernetesEmulator",
     "selector_matches",
     "status_body",

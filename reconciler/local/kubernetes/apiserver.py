@@ -2,7 +2,8 @@
 
 Owns the request side of the part of the Kubernetes API that `providers/kubernetes.py`
 uses, with Kubernetes' shapes: paths of the core and named groups, discovery enough
-for kubectl, GET of one object, lists with resourceVersion, label selectors and
+for kubectl, the access policy's 403s, SelfSubjectAccessReviews and CRD reads
+(`access`), GET of one object, lists with resourceVersion, label selectors and
 `limit`/`continue` pages, server-side apply and delete of Secrets, and `Status`
 objects for errors. Before every answer (and after every write) it lets the
 controllers catch up through the `reconcile` callback, as a real cluster's
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.local.kubernetes.access import CRD_API, AccessPolicy, crd_object
 from reconciler.local.kubernetes.selectors import parse_selector
 from reconciler.local.kubernetes.store import (
     RESOURCES,
@@ -50,8 +52,14 @@ _GROUP_PATH = re.compile(
     r"^/apis/(?P<gv>[^/]+/[^/]+)/(?:namespaces/(?P<ns>[^/]+)/)?(?P<plural>[a-z]+)"
     r"(?:/(?P<name>[^/]+))?$"
 )
+_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_CRD_PATH = re.compile(
+    r"^/apis/apiextensions\.k8s\.io/v1/customresourcedefinitions(?:/(?P<name>[^/]+))?$"
+)
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 _REASONS = {
     400: "BadRequest",
+    403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
     409: "Conflict",
@@ -120,7 +128,21 @@ def _discovery(path: str) -> Response | None:
     """Just enough discovery (`/api`, `/apis`, resource lists) for kubectl to find its way."""
     path = path.rstrip("/")
     if path == "/version":
-        return Response(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-democtl"})
+        # version.Info, every field the API server fills (k8s.io/apimachinery/pkg/version)
+        return Response(
+            200,
+            {
+                "major": "1",
+                "minor": "31",
+                "gitVersion": "v1.31.0-democtl",
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2024-08-13T00:00:00Z",
+                "goVersion": "go1.22.5",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            },
+        )
     if path == "/api":
         return Response(200, {"kind": "APIVersions", "versions": ["v1"]})
     groups: dict[str, list[str]] = {}
@@ -180,14 +202,24 @@ def _discovery(path: str) -> Response | None:
 class ApiServer:
     """Answers API requests from the store; `reconcile` runs the controllers (store lock held)."""
 
-    def __init__(self, store: ObjectStore, reconcile: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        reconcile: Callable[[], None],
+        access: AccessPolicy | None = None,
+    ) -> None:
         self.store = store
         self.reconcile = reconcile
+        self.access = access or AccessPolicy()
         self._listed: dict[tuple[str, str | None, str, int], list[dict[str, Any]]] = {}
 
     def handle(self, request: Request) -> Response:
         if request.method == "GET" and (discovered := _discovery(request.path)):
             return discovered
+        if request.path.rstrip("/") == _REVIEW_PATH:
+            return self._review(request)
+        if crd := _CRD_PATH.match(request.path):
+            return self._crd(request, crd["name"])
         parsed = parse_path(request.path)
         if parsed is None or parsed[0] not in RESOURCES:
             return _error(404, f"the server could not find the requested resource ({request.path})")
@@ -195,12 +227,18 @@ class ApiServer:
         expected_api, _, namespaced = RESOURCES[plural]
         if api_version != expected_api or (namespace is not None and not namespaced):
             return _error(404, "the server could not find the requested resource")
+        group = api_version.rpartition("/")[0]
+        verb = _VERBS.get(request.method, "get" if name else "list")
+        if not self.access.allowed(group, plural, verb):
+            return self._forbidden(group, plural, verb, namespace, name)
         with self.store.lock:
             self.reconcile()  # the GitOps controller catches up before every answer
             if request.method == "GET":
                 if name is None:
                     return self._list(plural, namespace, request)
                 obj = self.store.get(plural, object_key(namespace, name))
+                if obj is None and plural == "namespaces":
+                    obj = self.access.namespace(name)  # one the cluster had before democtl
                 if obj is None:
                     return _error(404, f'{plural} "{name}" not found', name=name, kind=plural)
                 return Response(200, obj)
@@ -208,6 +246,11 @@ class ApiServer:
                 return self._merge_patch(plural, namespace, name, request)
             if plural == "secrets" and namespace and name:
                 if request.method == "PATCH":
+                    # an apply that creates is authorised as a create too (kubernetes.io/
+                    # docs/reference/using-api/api-concepts/#patch-and-apply)
+                    absent = self.store.get(plural, object_key(namespace, name)) is None
+                    if absent and not self.access.allowed(group, plural, "create"):
+                        return self._forbidden(group, plural, "create", namespace, name)
                     return self._apply_secret(namespace, name, request)
                 if request.method == "DELETE":
                     return self._delete_secret(namespace, name)
@@ -228,6 +271,8 @@ class ApiServer:
         items = self._listed.get(query) if token else None
         if items is None:
             items = self.store.select(plural, namespace, requirements)
+            if plural == "namespaces":
+                items = self._with_system_namespaces(items, requirements)
             self._listed = {query: items}
         list_version = str(self.store.version)
         start = 0
@@ -250,6 +295,58 @@ class ApiServer:
             200,
             {"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata, "items": page},
         )
+
+    def _with_system_namespaces(
+        self, items: list[dict[str, Any]], requirements: list[Any]
+    ) -> list[dict[str, Any]]:
+        held = {item["metadata"]["name"] for item in items}
+        extra = [
+            obj
+            for name in self.access.namespaces
+            if name not in held
+            and self.store.get("namespaces", object_key(None, name)) is None
+            and (obj := self.access.namespace(name)) is not None
+            and all(r.matches(obj["metadata"]["labels"]) for r in requirements)
+        ]
+        return sorted([*items, *extra], key=lambda o: str(o["metadata"]["name"]))
+
+    def _forbidden(
+        self, group: str, resource: str, verb: str, namespace: str | None, name: str | None
+    ) -> Response:
+        message = self.access.forbidden_message(group, resource, verb, namespace, name)
+        return _error(403, message, name=name or "", kind=resource)
+
+    def _review(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _error(405, "selfsubjectaccessreviews accept only POST (create)")
+        try:
+            body = request.json()
+        except ValueError:
+            return _error(400, "the request body is not JSON")
+        code, answer = self.access.review(body if isinstance(body, dict) else {})
+        return Response(code, answer) if code < 400 else _error(code, str(answer["message"]))
+
+    def _crd(self, request: Request, name: str | None) -> Response:
+        group, plural = "apiextensions.k8s.io", "customresourcedefinitions"
+        if request.method != "GET":
+            return _error(405, f"the emulator does not support {request.method} on {plural}")
+        verb = "get" if name else "list"
+        if not self.access.allowed(group, plural, verb):
+            return self._forbidden(group, plural, verb, None, name)
+        if name is None:
+            items = [crd_object(n) for n in sorted(self.access.crds)]
+            return Response(
+                200,
+                {
+                    "kind": "CustomResourceDefinitionList",
+                    "apiVersion": CRD_API,
+                    "metadata": {"resourceVersion": "1"},
+                    "items": items,
+                },
+            )
+        if name not in self.access.crds:
+            return _error(404, f'{plural}.{group} "{name}" not found', name=name, kind=plural)
+        return Response(200, crd_object(name))
 
     def _apply_secret(self, namespace: str, name: str, request: Request) -> Response:
         # Server-side apply: https://kubernetes.io/docs/reference/using-api/server-side-apply/

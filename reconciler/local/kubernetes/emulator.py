@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.local.kubernetes import workloads
+from reconciler.local.kubernetes.access import AccessPolicy
 from reconciler.local.kubernetes.apiserver import ApiServer, route_of, status_body
 from reconciler.local.kubernetes.gitops import GitOpsController
 from reconciler.local.kubernetes.health import HealthEndpoints
@@ -53,6 +54,7 @@ class KubernetesEmulator:
         gitops: str = "flux",
         nodes: Mapping[str, tuple[str, str]] | None = None,
         clock: Callable[[], datetime] = _system_clock,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.source = Path(source) if source is not None else None
@@ -68,7 +70,9 @@ class KubernetesEmulator:
             self.store, secret_name=secret_name, clock=clock
         )
         self.quotas = QuotaController(self.store)
-        self.api = ApiServer(self.store, self._reconcile_locked)
+        # who may do what, the CRDs, the namespaces the cluster had before democtl
+        self.access = access or AccessPolicy()
+        self.api = ApiServer(self.store, self._reconcile_locked, self.access)
         self.health = HealthEndpoints(domain, url_patterns, self.demo_ready)
         self._fresh = True  # the first controller pass looks at everything
         if nodes is not None:
