@@ -564,7 +564,14 @@ def cluster_with(*namespaces: NamespaceMeta, ids: Sequence[str] = ()) -> Observe
     return replace(base, all_namespaces=tuple(namespaces))
 
 
-OURS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+OURS = {
+    "app.kubernetes.io/managed-by": "democtl",
+    "demos.splits.network/id": A,
+    "demos.splits.network/owner-id": "default",
+}
+UNOWNED = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+OTHER_OWNER = {**OURS, "demos.splits.network/owner-id": "staging"}
+ADOPTING = Settings.model_validate({**SETTINGS.model_dump(mode="json"), "adoptUnownedMarks": True})
 
 NAMESPACE_CASES = [
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="foreign-namespace-of-a-new-demos-name-is-a-conflict"),
@@ -572,6 +579,8 @@ NAMESPACE_CASES = [
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": B})), {A: "hold: report-conflict"}, id="namespace-marked-for-another-demo-is-a-conflict"),
     pytest.param([file(A)], {A: status(A, Phase.PENDING)}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="pending-demo-is-checked-too"),
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OURS)), {A: NEW}, id="namespace-with-our-mark-is-the-demos-own"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OTHER_OWNER)), {A: "hold: report-conflict"}, id="namespace-of-another-owner-id-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **UNOWNED)), {A: "hold: report-conflict"}, id="namespace-of-the-old-mark-is-a-conflict-unless-adopted"),
     pytest.param([file(A)], {}, cluster_with(foreign_ns("demo-other"), foreign_ns("kube-system")), {A: NEW}, id="other-namespaces-do-not-matter"),
     pytest.param([file(A)], {}, replace(Observed(), all_namespaces=None), {A: "hold:"}, id="failed-namespace-listing-renders-no-new-demo"),
     pytest.param([file(A)], {A: status(A)}, cluster_with(foreign_ns(A), ids=[A]), {A: CHECK}, id="a-live-demo-is-not-judged-again"),
@@ -589,10 +598,26 @@ def test_foreign_namespace(
     assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
 
 
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        pytest.param(UNOWNED, NEW, id="old-mark-is-adopted"),
+        pytest.param(OURS, NEW, id="own-mark-is-the-demos-own"),
+        pytest.param(OTHER_OWNER, "hold: report-conflict", id="another-owner-id-stays-foreign"),
+    ],
+)
+def test_an_adopting_installation_takes_only_unowned_marks(
+    labels: dict[str, str], expected: str
+) -> None:
+    observed = cluster_with(foreign_ns(A, **labels))
+    assert summary(plan(ADOPTING, [file(A)], {}, {}, observed, NOW)) == {A: expected}
+
+
 def test_a_conflicted_demo_takes_no_capacity() -> None:
     result = plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, cluster_with(foreign_ns(A)), NOW)
     assert summary(result) == {A: "hold: report-conflict", B: NEW, C: NEW}
     item = result.for_demo(A)
     assert (
-        item is not None and "namespace demo-a already exists without democtl's mark" in item.reason
+        item is not None
+        and "namespace demo-a already exists without this installation's mark" in item.reason
     )
