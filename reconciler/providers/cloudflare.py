@@ -160,7 +160,7 @@ class CloudflareDns:
         for prefix in self.owner.record_comment_prefixes():
             for record in self._list("list records", None, comment={"startswith": prefix}):
                 records[record.id] = record
-        owned = sorted((r for r in records.values() if r.demo_id is not None), key=lambda r: r.id)
+        owned = [r for r in records.values() if r.demo_id is not None]
         log.debug("cloudflare: %d managed records in %s", len(owned), self.zone)
         return owned
 
