@@ -302,8 +302,9 @@ class SupabaseManagementClient:
             raise ProviderError(
                 PROVIDER,
                 "delete project",
-                f"project {ref} is not this installation's (organisation "
-                f"{self.organization_slug}, owner id {self.owner.id}): not deleted",
+                f"project {ref} is not managed by democtl for this installation "
+                f"(organisation {self.organization_slug}, owner id {self.owner.id}): "
+                "not deleted",
             )
         demo_id = project.demo_id
         if project.going_down:
