@@ -618,6 +618,5 @@ def test_a_conflicted_demo_takes_no_capacity() -> None:
     assert summary(result) == {A: "hold: report-conflict", B: NEW, C: NEW}
     item = result.for_demo(A)
     assert (
-        item is not None
-        and "namespace demo-a already exists without this installation's mark" in item.reason
+        item is not None and "namespace demo-a already exists without democtl's mark" in item.reason
     )

@@ -96,7 +96,7 @@ class _Sight:
         if found is None or found.marked_for(demo_id, owner):
             return None
         return (
-            f"namespace {name} already exists without this installation's mark "
+            f"namespace {name} already exists without democtl's mark for this installation "
             "(app.kubernetes.io/managed-by=democtl, demos.splits.network/id, "
             f"demos.splits.network/owner-id={owner.id}): refusing to "
             "take it over; remove it or rename the demo"
