@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (truth tables keep one case per line)
 """The ownership marks as truth tables: format, parse, and what an installation claims.
 
 Each mark (Supabase project name, Cloudflare record comment, Kubernetes labels) is read

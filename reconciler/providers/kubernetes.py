@@ -10,7 +10,9 @@ capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 nowhere else. Calls are single-shot (no client-side retries): the caller's retry
 policy or the next cycle tries again. Secret values never reach a log or an error.
 
-May import the kubernetes client, PyYAML, `providers.base` and `quantity`.
+May import the kubernetes client, PyYAML, `marks`, `providers.base` and `quantity`.
+Ownership is the label mark of `marks` (managed-by, demo id, owner id): another owner
+id's namespaces and Secrets are neither listed nor deleted.
 """
 
 from __future__ import annotations
