@@ -152,8 +152,11 @@ class Twins:
         return {n["name"]: n["labels"] for n in self.world()["kubernetes"]["namespaces"]}
 
 
-def _installation(tmp_path: Path, name: str, stack: LocalStack) -> Installation:
-    text = sample_settings().decode() + f"ownerId: {name}\n"
+def _installation(
+    tmp_path: Path, name: str, stack: LocalStack, *, adopt: bool = False
+) -> Installation:
+    flag = "true" if adopt else "false"
+    text = sample_settings().decode() + f"ownerId: {name}\nadoptUnownedMarks: {flag}\n"
     (tmp_path / name).mkdir()
     origin, reconciler = origin_and_clone(tmp_path / name, {"reconciler.yaml": text})
     settings = read_settings(reconciler).settings
@@ -325,3 +328,104 @@ def test_two_installations_never_touch_each_others_resources(twins: Twins) -> No
     assert not {PROD, STAGING} & set(twins.namespaces())
     deletes = supabase.requests["DELETE /v1/projects/{ref}"]
     assert deletes == 3  # prod's demo, prod's orphan, staging's demo: nothing else
+
+
+# --- migration: the marks from before owner ids ---------------------------------------------
+
+MIGRATED = "demo-mig01"
+OLD_LABELS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": MIGRATED}
+
+
+@pytest.fixture
+def upgraded(tmp_path: Path) -> Iterator[tuple[LocalStack, Cluster, Moment, Path]]:
+    """One world holding a demo's resources with the old marks, as democtl made them before
+    owner ids (its status file lost, so the plan must find and adopt them, or refuse)."""
+    source = tmp_path / "cluster"
+    source.mkdir()
+    settings = read_settings(Path(__file__).resolve().parent.parent).settings
+    assert settings is not None
+    moment = Moment()
+    stack = LocalStack(
+        tmp_path / "world",
+        source,
+        settings,
+        come_up_seconds=0,
+        database_lag_seconds=0,
+        going_down_seconds=60,
+        clock=moment,
+    )
+    with stack:
+        assert stack.supabase and stack.cloudflare and stack.kubernetes
+        org = settings.supabase.organization
+        stack.supabase.add_project(f"democtl-{MIGRATED}", organization_slug=org)
+        for kind in ("portal", "candidate", "api"):
+            stack.cloudflare.seed_record(
+                type="CNAME",
+                name=f"{MIGRATED}-{kind}.splits.network",
+                content="demo-ingress.splits.network",
+                proxied=True,
+                ttl=1,
+                comment=f"managed-by=democtl demo={MIGRATED}",
+            )
+        stack.kubernetes.add_namespace(MIGRATED, OLD_LABELS)
+        yield stack, Cluster(source), moment, tmp_path
+
+
+def _upgraded_installation(
+    stack: LocalStack, tmp_path: Path, adopt: bool
+) -> tuple[Installation, dict[str, str]]:
+    inst = _installation(tmp_path, "default", stack, adopt=adopt)
+    inst.merge({f"demos/{MIGRATED}.yaml": demo_yaml(MIGRATED, ttl="2h")}, f"Add {MIGRATED}")
+    assert stack.supabase is not None
+    refs = {p["name"]: p["ref"] for p in stack.supabase.inspect()["projects"]}
+    return inst, refs
+
+
+def test_old_marks_are_foreign_to_an_installation_that_does_not_adopt(
+    upgraded: tuple[LocalStack, Cluster, Moment, Path],
+) -> None:
+    stack, cluster, moment, tmp_path = upgraded
+    inst, before = _upgraded_installation(stack, tmp_path, adopt=False)
+    for minute in range(3):
+        moment.now = START + timedelta(minutes=minute)
+        result = inst.cycle(moment.now)
+        cluster.sync(inst)
+    item = result.plan.for_demo(MIGRATED)
+    assert item is not None and [a.kind.value for a in item.actions] == ["report-conflict"]
+    assert stack.supabase is not None and stack.cloudflare is not None
+    assert {p["name"]: p["ref"] for p in stack.supabase.inspect()["projects"]} == before
+    assert stack.supabase.requests["POST /v1/projects"] == 0
+    comments = {r["comment"] for r in stack.cloudflare.inspect()["records"]}
+    assert comments == {f"managed-by=democtl demo={MIGRATED}"}
+    close_providers(inst.providers)
+
+
+def test_an_installation_that_adopts_takes_over_its_old_marks_and_tears_them_down(
+    upgraded: tuple[LocalStack, Cluster, Moment, Path],
+) -> None:
+    stack, cluster, moment, tmp_path = upgraded
+    inst, before = _upgraded_installation(stack, tmp_path, adopt=True)
+    for minute in range(8):
+        moment.now = START + timedelta(minutes=minute)
+        result = inst.cycle(moment.now)
+        cluster.sync(inst)
+        if MIGRATED in result.statuses and result.statuses[MIGRATED].phase is Phase.READY:
+            break
+    assert result.statuses[MIGRATED].phase is Phase.READY, result.statuses[MIGRATED]
+    assert stack.supabase and stack.cloudflare and stack.kubernetes
+    # the old project is the demo's (adopted, not duplicated); records and labels re-marked
+    assert result.statuses[MIGRATED].supabase.projectRef == before[f"democtl-{MIGRATED}"]
+    assert stack.supabase.requests["POST /v1/projects"] == 0
+    comments = {r["comment"] for r in stack.cloudflare.inspect()["records"]}
+    assert comments == {f"managed-by=democtl owner=default demo={MIGRATED}"}
+    [namespace] = [n for n in stack.kubernetes.inspect()["namespaces"] if n["name"] == MIGRATED]
+    assert namespace["labels"]["demos.splits.network/owner-id"] == "default"
+
+    for hours in (2.25, 2.5, 2.75):  # expiry: the adopted resources go like its own
+        moment.now = BASE_TIME + timedelta(hours=hours)
+        result = inst.cycle(moment.now)
+        cluster.sync(inst)
+    assert MIGRATED not in result.statuses
+    live = [p for p in stack.supabase.inspect()["projects"] if p["status"] != "GOING_DOWN"]
+    assert live == [] and stack.cloudflare.inspect()["records"] == []
+    close_providers(inst.providers)

@@ -147,6 +147,11 @@ def project(
     return Project(ref_ or ref(demo_id), "democtl-" + demo_id, state, demo_id, "us-east-1", created)
 
 
+def old_marked(demo_id: str) -> tuple[DnsRecord, ...]:
+    """The demo's records with the mark from before owner ids (an adopting installation's)."""
+    return tuple(replace(r, comment=f"managed-by=democtl demo={demo_id}") for r in records(demo_id))
+
+
 def records(demo_id: str) -> tuple[DnsRecord, ...]:
     return tuple(
         DnsRecord(f"rec-{r.name}", r.name, r.type, r.content, r.proxied, 1, "democtl", demo_id)
@@ -231,6 +236,7 @@ CASES = [
     # lifecycle
     pytest.param([file(A)], {}, Observed(), {}, {A: NEW}, id="new-demo-is-provisioned"),
     pytest.param([file(A)], {A: status(A)}, world(A), {}, {A: CHECK}, id="converged-demo-only-checks-health"),
+    pytest.param([file(A)], {A: status(A)}, replace(world(A), records=old_marked(A)), {}, {A: "provision: ensure-dns check-health"}, id="adopted-records-of-the-old-mark-are-re-marked"),
     pytest.param([file(A)], {A: status(A)}, stalled(A), {}, {A: "provision: reset-release check-health"}, id="release-out-of-retries-is-reset-once"),
     pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/t1/upgrade retries exhausted"})}, stalled(A), {}, {A: CHECK}, id="reset-already-asked-for-this-failure-is-not-repeated"),
     pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/t1/upgrade retries exhausted"})}, stalled(A, "flux/2/t2/upgrade retries exhausted"), {}, {A: "provision: reset-release check-health"}, id="a-new-failure-gets-a-new-reset"),
