@@ -24,9 +24,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from reconciler.marks import DEFAULT_OWNER_ID, Owner, owner_id_problem
 
 API_VERSION = "demos.splits.network/v1"
 STATUS_SCHEMA_VERSION = 1
@@ -550,6 +553,28 @@ class Settings(StrictModel):
     git: GitSettings = Field(default_factory=GitSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    # This installation's owner id, carried in every mark (project name, record comment,
+    # labels; see reconciler/marks.py): resources of another owner id are foreign. Kept
+    # after `supabase`, whose prefix its length check reads.
+    ownerId: str = DEFAULT_OWNER_ID
+    # Adopt resources marked before owner ids existed (`<prefix><demo id>` projects,
+    # `managed-by=democtl demo=<id>` comments, labels without an owner id). Only the one
+    # installation that made them may say so; to every other one they are foreign.
+    adoptUnownedMarks: bool = False
+
+    @field_validator("ownerId")
+    @classmethod
+    def _owner_fits(cls, value: str, info: ValidationInfo) -> str:
+        supabase = info.data.get("supabase")
+        prefix = supabase.projectPrefix if isinstance(supabase, SupabaseSettings) else ""
+        problem = owner_id_problem(value, prefix)
+        if problem:
+            raise ValueError(f"owner id {value!r} {problem}")
+        return value
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.ownerId, self.adoptUnownedMarks)
 
     @field_validator("profiles")
     @classmethod

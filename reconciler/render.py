@@ -44,6 +44,7 @@ import jinja2
 import yaml
 
 from reconciler.manifests import ManifestSchemas, packaged_schemas
+from reconciler.marks import DEMO_ID_LABEL, MANAGED_BY_LABEL, OWNER_ID_LABEL
 from reconciler.model import Demo, DemoStatus, Settings, reserved_label_key
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ SECRET_KEYS = (
 )
 
 LABEL_PREFIX = "demos.splits.network"
-MANAGED_BY = "democtl"
+MANAGED_BY = "democtl"  # marks.MANAGED_BY
 PART_OF = "splits-network"
 
 # The platform's workloads: (name, share of the profile's budget per replica, scales).
@@ -291,13 +292,15 @@ def egress_blocks(settings: Settings) -> dict[str, Any]:
     }
 
 
-def common_labels(demo: Demo) -> dict[str, str]:
-    """The labels on every rendered object, in a fixed order."""
+def common_labels(demo: Demo, owner_id: str) -> dict[str, str]:
+    """The labels on every rendered object, in a fixed order: the ownership mark
+    (managed-by, demo id, owner id: reconciler/marks.py) among them."""
     return {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/instance": demo.id,
-        f"{LABEL_PREFIX}/id": demo.id,
+        DEMO_ID_LABEL: demo.id,
+        OWNER_ID_LABEL: owner_id,
         f"{LABEL_PREFIX}/type": str(demo.spec.type),
         f"{LABEL_PREFIX}/profile": demo.spec.profile,
     }
@@ -306,7 +309,7 @@ def common_labels(demo: Demo) -> dict[str, str]:
 def _context(
     demo: Demo, settings: Settings, expires_at: datetime, status: DemoStatus | None
 ) -> dict[str, Any]:
-    labels = common_labels(demo)
+    labels = common_labels(demo, settings.ownerId)
     # validation refuses reserved keys; dropping them here too keeps a demo built without
     # validation (model_construct) from posing as a system label
     namespace_labels = {

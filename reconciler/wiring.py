@@ -208,11 +208,13 @@ def production_providers(settings: Settings) -> Providers:
                 settings.cloudflare.zone,
                 zone_id=settings.cloudflare.zoneId,
                 base_url=settings.cloudflare.apiUrl,
+                owner=settings.owner,
             ),
             cluster=KubernetesCluster.from_environment(
                 gitops=settings.gitops,
                 secret_name=settings.kubernetes.secretName,
                 pod_selector=pod_selector_for(settings.kubernetes.podSelector),
+                owner=settings.owner,
             ),
             prober=HttpxProber(),
             migrate=database.migrate,
@@ -243,7 +245,10 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
         )
         with emulator:
             cluster = KubernetesCluster.for_url(
-                emulator.url, gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+                emulator.url,
+                gitops=settings.gitops,
+                secret_name=settings.kubernetes.secretName,
+                owner=settings.owner,
             )
             try:
                 yield cluster
@@ -252,7 +257,9 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
         return
     try:
         cluster = KubernetesCluster.from_environment(
-            gitops=settings.gitops, secret_name=settings.kubernetes.secretName
+            gitops=settings.gitops,
+            secret_name=settings.kubernetes.secretName,
+            owner=settings.owner,
         )
     except ProviderError as exc:
         raise SetupError(str(exc)) from None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from reconciler.marks import DEFAULT_OWNER_ID, project_name, record_comment
 from reconciler.plan import Observed
 from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
@@ -40,8 +41,9 @@ MUTATING = frozenset(
         "seed",
     }
 )
-PREFIX = "democtl-"
-COMMENT = "managed-by=democtl demo={}"
+# what goes before a demo id in a project name: the settings' prefix and the owner id
+PREFIX = project_name("democtl-", DEFAULT_OWNER_ID, "")
+COMMENT = record_comment(DEFAULT_OWNER_ID, "{}")
 
 
 class Crash(BaseException):
@@ -195,6 +197,7 @@ class FakeCluster(Recorder):
                 (
                     ("app.kubernetes.io/managed-by", "democtl"),
                     ("demos.splits.network/id", n.demo_id or ""),
+                    ("demos.splits.network/owner-id", DEFAULT_OWNER_ID),
                 ),
             )
             for n in self.namespaces.values()

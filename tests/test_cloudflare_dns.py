@@ -14,6 +14,7 @@ import pytest
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.server import Faults
+from reconciler.marks import Owner
 from reconciler.providers.base import (
     Conflict,
     DesiredRecord,
@@ -119,7 +120,9 @@ def seed_foreign(emulator: CloudflareEmulator) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     "comment, owner",
     [
-        pytest.param("managed-by=democtl demo=demo-acme01", "demo-acme01", id="ours"),
+        pytest.param("managed-by=democtl owner=default demo=demo-acme01", "demo-acme01", id="ours"),
+        pytest.param("managed-by=democtl demo=demo-acme01", None, id="old-mark"),
+        pytest.param("managed-by=democtl owner=staging demo=demo-acme01", None, id="other-owner"),
         pytest.param("", None, id="no-comment"),
         pytest.param("team=platform", None, id="other-comment"),
         pytest.param("MANAGED-BY=DEMOCTL DEMO=demo-a", None, id="case-differs"),
@@ -216,7 +219,7 @@ def test_ensure_creates_marked_records_with_automatic_ttl(
         (f"demo-acme01-portal.{ZONE}", TARGET, True, 1, "demo-acme01"),
     ]
     stored = emulator.inspect()["records"]
-    assert {r["comment"] for r in stored} == {"managed-by=democtl demo=demo-acme01"}
+    assert {r["comment"] for r in stored} == {"managed-by=democtl owner=default demo=demo-acme01"}
     assert emulator.requests[BATCH] == 1 and emulator.requests[CREATE] == 0
     assert emulator.requests["GET /zones"] == 1  # zone id resolved from the name once
 
@@ -339,7 +342,9 @@ def test_adopts_after_a_crash_between_create_and_record(
     [
         pytest.param(None, id="no-comment"),
         pytest.param("owned by the web team", id="other-comment"),
-        pytest.param("managed-by=democtl demo=demo-b", id="another-demo"),
+        pytest.param("managed-by=democtl owner=default demo=demo-b", id="another-demo"),
+        pytest.param("managed-by=democtl owner=staging demo=demo-a", id="another-owner-id"),
+        pytest.param("managed-by=democtl demo=demo-a", id="old-mark-not-adopted"),
     ],
 )
 def test_a_same_name_record_without_our_mark_is_a_conflict(
@@ -590,3 +595,49 @@ def test_a_name_taken_by_another_type_is_a_conflict_never_adopted_or_deleted(
         assert not caught.value.retryable and caught.value.demo_id == "demo-a"
     assert records_named(emulator, name) == [foreign]  # untouched, not adopted
     assert dns.list_records() == []
+
+
+# --- ownership per installation (owner id) -----------------------------------------------
+
+
+def test_installations_with_another_owner_id_never_see_or_touch_each_others_records(
+    emulator: CloudflareEmulator, make_dns: Callable[..., CloudflareDns]
+) -> None:
+    prod = make_dns(owner=Owner("prod"))
+    staging = make_dns(owner=Owner("staging"))
+    ours = prod.ensure_records("demo-a", desired("demo-a"))
+    assert {r.comment for r in ours} == {"managed-by=democtl owner=prod demo=demo-a"}
+
+    assert staging.list_records() == []
+    assert [r.id for r in prod.list_records()] == [r.id for r in ours]
+    with pytest.raises(ProviderError, match="not marked for this demo"):
+        staging.delete_records("demo-a", ours)
+    # the same demo id in the other installation: the hostnames are taken, a conflict
+    with pytest.raises(Conflict, match="not ours"):
+        staging.ensure_records("demo-a", desired("demo-a"))
+    assert {r["comment"] for r in emulator.inspect()["records"]} == {ours[0].comment}
+
+
+def test_old_marks_are_adopted_and_re_marked_only_when_the_settings_say_so(
+    emulator: CloudflareEmulator, make_dns: Callable[..., CloudflareDns]
+) -> None:
+    old = [
+        emulator.seed_record(
+            type="CNAME", name=r.name, content=TARGET, proxied=True, ttl=1,
+            comment="managed-by=democtl demo=demo-a",
+        )
+        for r in desired("demo-a")
+    ]  # fmt: skip
+    assert make_dns().list_records() == []  # foreign to an installation that does not adopt
+
+    adopting = make_dns(owner=Owner("default", adopt_unowned=True))
+    assert sorted(r.id for r in adopting.list_records()) == sorted(r["id"] for r in old)
+    kept = adopting.ensure_records("demo-a", desired("demo-a"))
+    assert sorted(r.id for r in kept) == sorted(r["id"] for r in old)  # updated, not re-created
+    assert {r["comment"] for r in emulator.inspect()["records"]} == {
+        "managed-by=democtl owner=default demo=demo-a"
+    }
+    before = writes(emulator)
+    adopting.ensure_records("demo-a", desired("demo-a"))
+    assert writes(emulator) == before  # re-marked once, then a no-op
+    assert [r.id for r in make_dns().list_records()] != []  # now the default owner's own

@@ -52,7 +52,7 @@ pytestmark = pytest.mark.e2e
 
 START = BASE_TIME + timedelta(minutes=1)
 OPTIONS = CycleOptions(known_migrations=tuple(m.version for m in database.load_migrations()))
-MARK = "managed-by=democtl demo={}"
+MARK = "managed-by=democtl owner=default demo={}"
 ORG = "splits-network-demos"  # the sample settings' organization
 Done = Callable[[CycleResult], bool]
 
@@ -158,7 +158,7 @@ class World:
         ]
 
     def demo_projects(self, demo_id: str) -> list[dict[str, Any]]:
-        return self.projects(f"democtl-{demo_id}")
+        return self.projects(f"democtl-default.{demo_id}")
 
     def records(self) -> list[dict[str, Any]]:
         return list(self.stack.inspect()["cloudflare"]["records"])
@@ -586,10 +586,15 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
         supabase.add_project("democtl-", organization_slug=ORG),
         supabase.add_project("democtl-Staging_DB", organization_slug=ORG),
         supabase.add_project("democtl-demo-", organization_slug=ORG),
+        # our mark in another organisation; the mark from before owner ids (not adopted)
+        supabase.add_project("democtl-default.demo-oldorphan", created=START.timestamp()),
+        supabase.add_project(
+            "democtl-demo-oldorphan", organization_slug=ORG, created=START.timestamp()
+        ),
     }
     # an orphan: managed name, a demo id, no demo file, no status; collected after the grace
     orphan = supabase.add_project(
-        "democtl-demo-oldorphan", organization_slug=ORG, created=START.timestamp()
+        "democtl-default.demo-oldorphan", organization_slug=ORG, created=START.timestamp()
     )
     orphan_records = [
         cloudflare.seed_record(
@@ -642,13 +647,18 @@ def test_foreign_projects_and_records_survive_many_cycles_and_old_orphans_are_co
     assert clash.phase is Phase.CREATING
     assert "demo-clash-candidate.splits.network exists and is not ours" in (clash.message or "")
     # younger than the grace period: the orphan is kept
-    assert len(world.projects("democtl-demo-oldorphan")) == 1
+    assert (
+        len([p for p in world.projects("democtl-default.demo-oldorphan") if p["ref"] == orphan])
+        == 1
+    )
 
     # many cycles, past the orphan grace period (1h) and through the expiry of the demos
     for hours in (0.5, 1.5, 2.5, 3, 12, 48):
         world.cycle(BASE_TIME + timedelta(hours=hours))
         world.cycle(BASE_TIME + timedelta(hours=hours))
-        collected_yet = not world.projects("democtl-demo-oldorphan")
+        collected_yet = orphan not in {
+            p["ref"] for p in world.projects("democtl-default.demo-oldorphan")
+        }
         assert collected_yet == (hours > 1), f"orphan at {hours}h"
     collected = [a for r in world.results for a in r.plan.orphans]
     assert {(a.demo_id, a.kind.value) for a in collected} == {
@@ -762,7 +772,7 @@ def test_the_readme_command_takes_the_samples_to_ready_without_touching_the_user
     with LocalPostgres(state) as postgres:
         for path in sorted((PROJECT / "demos").glob("*.yaml")):
             spec = yaml.safe_load(path.read_text())["spec"]
-            (ref,) = [p["ref"] for p in projects if p["name"] == f"democtl-{path.stem}"]
+            (ref,) = [p["ref"] for p in projects if p["name"] == f"democtl-default.{path.stem}"]
             with postgres.connect(ref) as conn:
                 tenants = conn.execute("SELECT name FROM public.companies WHERE is_demo_tenant")
                 names = [row[0] for row in tenants]

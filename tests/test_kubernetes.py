@@ -24,6 +24,7 @@ from reconciler.cli import cli
 from reconciler.local.kubernetes import KubernetesEmulator, selector_matches
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack, local_state_dir
+from reconciler.marks import Owner
 from reconciler.providers.base import SECRET_PROJECT_REF_ANNOTATION, ProviderError, RateLimited
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
@@ -42,7 +43,7 @@ SECRET_VALUES = [CREDENTIALS["SUPABASE_SERVICE_ROLE_KEY"], CREDENTIALS["SUPABASE
 SERVICES = {"portal": 2, "candidate": 1, "api-gateway": 1}
 
 
-def namespace_yaml(demo_id: str) -> str:
+def namespace_yaml(demo_id: str, owner_id: str = "default") -> str:
     return dedent(
         f"""\
         apiVersion: v1
@@ -52,6 +53,7 @@ def namespace_yaml(demo_id: str) -> str:
           labels:
             app.kubernetes.io/managed-by: democtl
             demos.splits.network/id: {demo_id}
+            demos.splits.network/owner-id: {owner_id}
             demos.splits.network/type: enterprise
         ---
         apiVersion: v1
@@ -162,10 +164,17 @@ def application_yaml(demo_id: str, services: dict[str, int]) -> str:
     ) + services_yaml(services, 8, demo_id)
 
 
-def render(repo: Path, demo_id: str, *, gitops: str = "flux", services: dict[str, int] = SERVICES):
+def render(
+    repo: Path,
+    demo_id: str,
+    *,
+    gitops: str = "flux",
+    services: dict[str, int] = SERVICES,
+    owner_id: str = "default",
+) -> None:
     folder = repo / "rendered" / demo_id
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "namespace.yaml").write_text(namespace_yaml(demo_id))
+    (folder / "namespace.yaml").write_text(namespace_yaml(demo_id, owner_id))
     release = helmrelease_yaml if gitops == "flux" else application_yaml
     (folder / "release.yaml").write_text(release(demo_id, services))
 
@@ -215,6 +224,7 @@ def test_secret_is_server_side_applied_then_updated_and_reapply_is_a_no_op(
     assert secret.type == "Opaque"
     assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "democtl"
     assert secret.metadata.labels["demos.splits.network/id"] == "demo-acme01"
+    assert secret.metadata.labels["demos.splits.network/owner-id"] == "default"
     # helm-controller upgrades the release at once on a change only with this label
     assert secret.metadata.labels["reconcile.fluxcd.io/watch"] == "Enabled"
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == CREDENTIALS
@@ -382,13 +392,43 @@ def test_listing_costs_pages_not_demos(repo: Path, emulator: KubernetesEmulator)
 def test_foreign_namespaces_are_not_listed_and_hand_made_ones_are_never_pruned(
     repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
 ) -> None:
+    mark = {"app.kubernetes.io/managed-by": "democtl"}
     emulator.add_namespace("production", {"team": "platform"})
-    emulator.add_namespace("demo-manual", {"app.kubernetes.io/managed-by": "democtl"})
+    emulator.add_namespace("demo-manual", mark)  # no demo id: no demo's
+    staged = {**mark, "demos.splits.network/id": "demo-staged"}
+    emulator.add_namespace("demo-staged", {**staged, "demos.splits.network/owner-id": "staging"})
+    emulator.add_namespace("demo-old", {**mark, "demos.splits.network/id": "demo-old"})
     render(repo, "demo-acme01")
-    assert sorted(by_name(cluster)) == ["demo-acme01", "demo-manual"]
+    assert sorted(by_name(cluster)) == ["demo-acme01"]
+    adopting = KubernetesCluster.for_url(
+        emulator.url, secret_name=SECRET, owner=Owner("default", adopt_unowned=True)
+    )
+    assert sorted(by_name(adopting)) == ["demo-acme01", "demo-old"]  # the old mark, adopted
+    adopting.close()
     shutil.rmtree(repo / "rendered" / "demo-acme01")
-    assert sorted(by_name(cluster)) == ["demo-manual"]
-    assert {n["name"] for n in emulator.inspect()["namespaces"]} == {"production", "demo-manual"}
+    assert sorted(by_name(cluster)) == []
+    assert {n["name"] for n in emulator.inspect()["namespaces"]} == {
+        "production",
+        "demo-manual",
+        "demo-staged",
+        "demo-old",
+    }
+
+
+def test_a_secret_of_another_owner_id_is_neither_seen_nor_deleted(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01", owner_id="staging")
+    staging = KubernetesCluster.for_url(emulator.url, secret_name=SECRET, owner=Owner("staging"))
+    staging.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+    assert [n.secret_present for n in staging.list_namespaces()] == [True]
+    assert cluster.list_namespaces() == []  # the default owner sees no namespace of staging's
+    with pytest.raises(ProviderError, match="not marked as democtl's for demo-acme01 with owner"):
+        cluster.delete_secret("demo-acme01", SECRET)
+    assert len(emulator.inspect()["secrets"]) == 1
+    staging.delete_secret("demo-acme01", SECRET)
+    assert emulator.inspect()["secrets"] == []
+    staging.close()
 
 
 def test_namespace_and_everything_in_it_is_pruned_when_rendered_dir_disappears(

@@ -147,6 +147,11 @@ def project(
     return Project(ref_ or ref(demo_id), "democtl-" + demo_id, state, demo_id, "us-east-1", created)
 
 
+def old_marked(demo_id: str) -> tuple[DnsRecord, ...]:
+    """The demo's records with the mark from before owner ids (an adopting installation's)."""
+    return tuple(replace(r, comment=f"managed-by=democtl demo={demo_id}") for r in records(demo_id))
+
+
 def records(demo_id: str) -> tuple[DnsRecord, ...]:
     return tuple(
         DnsRecord(f"rec-{r.name}", r.name, r.type, r.content, r.proxied, 1, "democtl", demo_id)
@@ -231,6 +236,7 @@ CASES = [
     # lifecycle
     pytest.param([file(A)], {}, Observed(), {}, {A: NEW}, id="new-demo-is-provisioned"),
     pytest.param([file(A)], {A: status(A)}, world(A), {}, {A: CHECK}, id="converged-demo-only-checks-health"),
+    pytest.param([file(A)], {A: status(A)}, replace(world(A), records=old_marked(A)), {}, {A: "provision: ensure-dns check-health"}, id="adopted-records-of-the-old-mark-are-re-marked"),
     pytest.param([file(A)], {A: status(A)}, stalled(A), {}, {A: "provision: reset-release check-health"}, id="release-out-of-retries-is-reset-once"),
     pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/upgrade retries exhausted"})}, stalled(A), {}, {A: CHECK}, id="reset-already-asked-for-this-failure-is-not-repeated"),
     pytest.param([file(A)], {A: status(A).model_copy(update={"releaseResetFor": "flux/2/upgrade retries exhausted"})}, stalled(A, "flux/3/upgrade retries exhausted"), {}, {A: "provision: reset-release check-health"}, id="a-new-failure-gets-a-new-reset"),
@@ -564,7 +570,14 @@ def cluster_with(*namespaces: NamespaceMeta, ids: Sequence[str] = ()) -> Observe
     return replace(base, all_namespaces=tuple(namespaces))
 
 
-OURS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+OURS = {
+    "app.kubernetes.io/managed-by": "democtl",
+    "demos.splits.network/id": A,
+    "demos.splits.network/owner-id": "default",
+}
+UNOWNED = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": A}
+OTHER_OWNER = {**OURS, "demos.splits.network/owner-id": "staging"}
+ADOPTING = Settings.model_validate({**SETTINGS.model_dump(mode="json"), "adoptUnownedMarks": True})
 
 NAMESPACE_CASES = [
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="foreign-namespace-of-a-new-demos-name-is-a-conflict"),
@@ -572,6 +585,8 @@ NAMESPACE_CASES = [
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **{"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": B})), {A: "hold: report-conflict"}, id="namespace-marked-for-another-demo-is-a-conflict"),
     pytest.param([file(A)], {A: status(A, Phase.PENDING)}, cluster_with(foreign_ns(A)), {A: "hold: report-conflict"}, id="pending-demo-is-checked-too"),
     pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OURS)), {A: NEW}, id="namespace-with-our-mark-is-the-demos-own"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **OTHER_OWNER)), {A: "hold: report-conflict"}, id="namespace-of-another-owner-id-is-a-conflict"),
+    pytest.param([file(A)], {}, cluster_with(foreign_ns(A, **UNOWNED)), {A: "hold: report-conflict"}, id="namespace-of-the-old-mark-is-a-conflict-unless-adopted"),
     pytest.param([file(A)], {}, cluster_with(foreign_ns("demo-other"), foreign_ns("kube-system")), {A: NEW}, id="other-namespaces-do-not-matter"),
     pytest.param([file(A)], {}, replace(Observed(), all_namespaces=None), {A: "hold:"}, id="failed-namespace-listing-renders-no-new-demo"),
     pytest.param([file(A)], {A: status(A)}, cluster_with(foreign_ns(A), ids=[A]), {A: CHECK}, id="a-live-demo-is-not-judged-again"),
@@ -587,6 +602,21 @@ def test_foreign_namespace(
     expected: dict[str, str],
 ) -> None:
     assert summary(plan(SETTINGS, demos, {}, statuses, observed, NOW)) == expected
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        pytest.param(UNOWNED, NEW, id="old-mark-is-adopted"),
+        pytest.param(OURS, NEW, id="own-mark-is-the-demos-own"),
+        pytest.param(OTHER_OWNER, "hold: report-conflict", id="another-owner-id-stays-foreign"),
+    ],
+)
+def test_an_adopting_installation_takes_only_unowned_marks(
+    labels: dict[str, str], expected: str
+) -> None:
+    observed = cluster_with(foreign_ns(A, **labels))
+    assert summary(plan(ADOPTING, [file(A)], {}, {}, observed, NOW)) == {A: expected}
 
 
 def test_a_conflicted_demo_takes_no_capacity() -> None:

@@ -283,7 +283,9 @@ def check_semantics(
         n for n in files if n != "kustomization.yaml"
     )
     for doc in objects(files):
-        assert common_labels(demo).items() <= doc["metadata"]["labels"].items(), doc["kind"]
+        assert common_labels(demo, settings.ownerId).items() <= doc["metadata"]["labels"].items(), (
+            doc["kind"]
+        )
     namespace = find(files, "Namespace")
     assert namespace["metadata"]["name"] == demo.id
     assert demo.metadata.labels.items() <= namespace["metadata"]["labels"].items()

@@ -257,7 +257,7 @@ class Replay:
             for name in names:
                 data = json.loads(
                     _substitute((folder / name).read_text()).replace(
-                        '"cli-e2e-test"', '"democtl-demo-e2e01"'
+                        '"cli-e2e-test"', '"democtl-default.demo-e2e01"'
                     )
                 )
                 self.queue.setdefault(folder.name, []).append((data["status"], data["body"]))
@@ -273,8 +273,14 @@ class Replay:
 def test_adapter_reads_the_recorded_real_answers() -> None:
     replay = Replay()
     with EmulatorServer("replay", replay.handle) as server:
+        # the recorded projects' organization_slug is the placeholder, so REF here
+        elsewhere = SupabaseManagementClient(
+            server.url, TOKEN, "another-org", "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
+        )
+        assert elsewhere.list_projects() == []  # our name, another organisation: not ours
+        elsewhere.close()
         client = SupabaseManagementClient(
-            server.url, TOKEN, "org", "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
+            server.url, TOKEN, REF, "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
         )
         projects = client.list_projects()  # the other recorded project is not ours
         assert [(p.ref, p.demo_id, p.status) for p in projects] == [

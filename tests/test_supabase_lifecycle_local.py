@@ -114,7 +114,7 @@ def until_ready(world: World, step: timedelta) -> list[CycleResult]:
 
 def test_a_migration_before_the_database_answers_is_retried_next_cycle(world: World) -> None:
     first = world.cycle()
-    assert world.projects() == [(f"democtl-{DEMO}", "UNKNOWN")]  # just created
+    assert world.projects() == [(f"democtl-default.{DEMO}", "UNKNOWN")]  # just created
     assert first.statuses[DEMO].phase is Phase.CREATING
 
     # healthy by the API, database still away: the migration fails, retryably
@@ -127,7 +127,7 @@ def test_a_migration_before_the_database_answers_is_retried_next_cycle(world: Wo
     # the database answers now: the next cycles take the demo to ready
     later = until_ready(world, timedelta(seconds=LAG))
     assert any(ActionKind.MIGRATE in o.done for r in later for o in r.outcomes)
-    assert world.projects() == [(f"democtl-{DEMO}", "ACTIVE_HEALTHY")]
+    assert world.projects() == [(f"democtl-default.{DEMO}", "ACTIVE_HEALTHY")]
 
 
 def test_a_project_going_down_finishes_the_teardown_and_is_left_alone(world: World) -> None:
@@ -139,7 +139,7 @@ def test_a_project_going_down_finishes_the_teardown_and_is_left_alone(world: Wor
     assert ActionKind.DELETE_PROJECT in outcome.done and ActionKind.REMOVE_FILES in outcome.done
     assert not (world.repo / f"demos/{DEMO}.yaml").exists()
     assert not (world.repo / f"status/{DEMO}.yaml").exists()
-    assert world.projects() == [(f"democtl-{DEMO}", "GOING_DOWN")]
+    assert world.projects() == [(f"democtl-default.{DEMO}", "GOING_DOWN")]
     assert world.deletes == 1
 
     # far past the orphan grace period by the plan's clock, still going down
@@ -150,7 +150,7 @@ def test_a_project_going_down_finishes_the_teardown_and_is_left_alone(world: Wor
     assert quiet.plan.orphans == (), quiet.plan.orphans
     assert quiet.commit is None
     assert world.deletes == 1  # never deleted again
-    assert world.projects() == [(f"democtl-{DEMO}", "GOING_DOWN")]
+    assert world.projects() == [(f"democtl-default.{DEMO}", "GOING_DOWN")]
 
     gone = world.cycle(timedelta(days=1))
     assert gone.plan.orphans == () and gone.commit is None

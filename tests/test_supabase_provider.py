@@ -19,10 +19,19 @@ import yaml
 from reconciler import database
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Faults, Request, Response
+from reconciler.marks import Owner
 from reconciler.model import Settings
 from reconciler.providers.base import NotReady, ProviderError, RateLimited
+from reconciler.providers.http import RetryPolicy
 from reconciler.providers.supabase import SupabaseManagementClient
-from tests.supabase_support import GOING_DOWN, TOKEN, CapturedLogs, Harness, harness_fixture
+from tests.supabase_support import (
+    GOING_DOWN,
+    ORGANIZATION,
+    TOKEN,
+    CapturedLogs,
+    Harness,
+    harness_fixture,
+)
 
 TABLES = (
     "companies",
@@ -58,8 +67,8 @@ def data_digest(h: Harness, ref: str) -> dict[str, str]:
 def test_create_comes_up_by_the_clock_and_becomes_healthy(sb: Harness) -> None:
     project = sb.client.create_project("demo-acme01", "creation-pass-1")
     assert (project.name, project.demo_id, project.status) == (
-        "democtl-demo-acme01",
-        "democtl-demo-acme01"[len("democtl-") :],
+        "democtl-default.demo-acme01",
+        "demo-acme01",
         "UNKNOWN",
     )
     assert not sb.client.is_healthy(project.ref)
@@ -91,7 +100,7 @@ def test_lost_create_answer_is_adopted_by_name_not_repeated(sb: Harness) -> None
 
     sb.emulator.server.handler = create_then_fail
     project = sb.client.create_project("demo-lost01", "creation-pass-1")
-    assert project.name == "democtl-demo-lost01"
+    assert project.name == "democtl-default.demo-lost01"
     assert sb.emulator.requests["POST /v1/projects"] == 1  # a create is never retried blindly
     assert [p.ref for p in sb.client.list_projects()] == [project.ref]
 
@@ -298,6 +307,10 @@ def test_foreign_projects_are_never_listed_or_touched(sb: Harness) -> None:
         sb.emulator.add_project("acme-production"),
         sb.emulator.add_project("democtl-not-a-demo"),  # our prefix, but no demo id
         sb.emulator.add_project("other-demo-acme01"),
+        # the same prefix and demo id: another owner id, the old mark, another organisation
+        sb.emulator.add_project("democtl-staging.demo-own01", organization_slug=ORGANIZATION),
+        sb.emulator.add_project("democtl-demo-own01", organization_slug=ORGANIZATION),
+        sb.emulator.add_project("democtl-default.demo-own01", organization_slug="elsewhere"),
     }
     sb.clock.advance(300)
     ours = sb.healthy("demo-own01")
@@ -313,6 +326,32 @@ def test_foreign_projects_are_never_listed_or_touched(sb: Harness) -> None:
     assert sb.emulator.requests["DELETE /v1/projects/{ref}"] == 0
     assert sb.emulator.requests["PATCH /v1/projects/{ref}/database/password"] == 0
     assert {p["ref"] for p in sb.emulator.inspect()["projects"]} == foreign | {ours}
+
+
+def test_an_adopting_installation_takes_the_old_names_of_its_organisation_only(
+    sb: Harness,
+) -> None:
+    old = sb.emulator.add_project("democtl-demo-old01", organization_slug=ORGANIZATION)
+    elsewhere = sb.emulator.add_project("democtl-demo-old02", organization_slug="elsewhere")
+    other = sb.emulator.add_project("democtl-staging.demo-old03", organization_slug=ORGANIZATION)
+    sb.clock.advance(300)
+    assert sb.client.list_projects() == []  # not adopting: all three are foreign
+    adopting = SupabaseManagementClient(
+        sb.emulator.url,
+        TOKEN,
+        ORGANIZATION,
+        "us-east-1",
+        "democtl-",
+        retry=RetryPolicy.no_wait(),
+        owner=Owner("default", adopt_unowned=True),
+    )
+    with adopting:
+        assert [(p.ref, p.demo_id) for p in adopting.list_projects()] == [(old, "demo-old01")]
+        for ref in (elsewhere, other):
+            with pytest.raises(ProviderError, match="not managed by democtl"):
+                adopting.delete_project(ref)
+        adopting.delete_project(old)  # adopted: it is this installation's to collect
+    assert sb.emulator.requests["DELETE /v1/projects/{ref}"] == 1
 
 
 # --- faults and errors ----------------------------------------------------------------------
@@ -438,13 +477,13 @@ def test_from_environment_reads_the_token_at_the_edge(project: Path) -> None:
         settings, environ={"SUPABASE_ACCESS_TOKEN": TOKEN}
     ) as client:
         assert client.prefix == settings.supabase.projectPrefix
-        assert client.project_name("demo-acme01") == "democtl-demo-acme01"
+        assert client.project_name("demo-acme01") == "democtl-default.demo-acme01"
         assert TOKEN not in repr(client)
 
 
 def test_two_projects_for_one_demo_are_both_listed_for_the_planner(sb: Harness) -> None:
-    first = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
-    second = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
+    first = sb.emulator.add_project("democtl-default.demo-twin01", organization_slug=ORGANIZATION)
+    second = sb.emulator.add_project("democtl-default.demo-twin01", organization_slug=ORGANIZATION)
     listed = sb.client.list_projects()
     assert {p.ref for p in listed} == {first, second}
     assert {p.demo_id for p in listed} == {"demo-twin01"}

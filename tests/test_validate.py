@@ -787,6 +787,20 @@ def test_text_output_format(repo: Path) -> None:
             "a profile named 'small' is required",
             id="no-small-profile",
         ),
+        pytest.param(
+            lambda t: t + "ownerId: Team_A\n",
+            None,
+            "ownerId",
+            "must be a lowercase DNS label",
+            id="owner-id-not-a-dns-label",
+        ),
+        pytest.param(
+            lambda t: t + "ownerId: " + "x" * 24 + "\n",
+            None,
+            "ownerId",
+            "at most 23 fit into the Supabase project name",
+            id="owner-id-too-long-for-the-project-name",
+        ),
     ],
 )
 def test_unusable_settings_exit_2_with_problems(

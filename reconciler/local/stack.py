@@ -332,6 +332,7 @@ class LocalStack:
             gitops=self.settings.gitops,
             secret_name=self.settings.kubernetes.secretName,
             pod_selector=pod_selector_for(self.settings.kubernetes.podSelector),
+            owner=self.settings.owner,
         )
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:
@@ -352,6 +353,7 @@ class LocalStack:
             instance_size=sb.size,
             # stable across commands (the emulator's port is not): it lands in status files
             project_url_template=LOCAL_PROJECT_URL,
+            owner=self.settings.owner,
         )
 
     def dns(self) -> CloudflareDns:
@@ -362,6 +364,7 @@ class LocalStack:
             self.settings.cloudflare.zone,
             base_url=self.cloudflare.api_url,
             max_retries=2,
+            owner=self.settings.owner,
         )
 
     def secret_values(self) -> list[str]:

@@ -103,7 +103,7 @@ def plan(
 
     # a demo that has not rendered its namespace yet must find the name free
     unstarted = [i for i in valid if i not in statuses or statuses[i].phase == Phase.PENDING]
-    taken = {i: why for i in unstarted if (why := sight.namespace_taken(i))}
+    taken = {i: why for i in unstarted if (why := sight.namespace_taken(i, settings.owner))}
 
     expiry = {i: expiry_of(d, settings, start(i)) for i, d in valid.items()}
     expired = {i for i, when in expiry.items() if when <= now}

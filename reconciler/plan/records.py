@@ -1,8 +1,8 @@
 """What a demo wants outside the cluster: its namespace name, DNS records and health URLs.
 
 Owns `namespace_of`, `desired_records`, `health_urls` and `records_match` (the
-comparison of listed against wanted records). Pure. May import the model and the
-provider value types; never another module of this package, an adapter, git, httpx,
+comparison of listed against wanted records). Pure. May import `marks`, the model and
+the provider value types; never another module of this package, an adapter, git, httpx,
 cloudflare, kubernetes or psycopg.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from reconciler.marks import parse_record_comment
 from reconciler.model import Settings
 from reconciler.providers.base import DesiredRecord, DnsRecord
 
@@ -53,7 +54,15 @@ def _record_key(name: str, type_: str, content: str, proxied: bool) -> tuple[str
     return (_host(name), type_.upper(), _host(content), proxied)
 
 
+def _old_mark(record: DnsRecord) -> bool:
+    """Carries the mark from before owner ids (an adopted record): it is to be re-marked."""
+    mark = parse_record_comment(record.comment)
+    return mark is not None and mark.owner_id is None
+
+
 def records_match(observed: Sequence[DnsRecord], desired: Sequence[DesiredRecord]) -> bool:
-    have = {_record_key(r.name, r.type, r.content, r.proxied) for r in observed}
+    """Every wanted record is there, with the current mark (an adopted record of the old
+    mark does not count, so ENSURE_DNS re-marks it)."""
+    have = {_record_key(r.name, r.type, r.content, r.proxied) for r in observed if not _old_mark(r)}
     want = {_record_key(r.name, r.type, r.content, r.proxied) for r in desired}
     return want <= have

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
+from reconciler.marks import Owner
 from reconciler.model import Demo, DemoStatus, Phase, Settings
 from reconciler.plan.records import namespace_of
 from reconciler.providers.base import DnsRecord, NamespaceMeta, NamespaceState, Project
@@ -80,7 +81,7 @@ class _Sight:
             all_namespaces=observed.all_namespaces,
         )
 
-    def namespace_taken(self, demo_id: str) -> str | None:
+    def namespace_taken(self, demo_id: str, owner: Owner) -> str | None:
         """Why a new demo must not render its namespace, or None when the name is free.
 
         Flux or Argo CD would apply the demo's Namespace over a foreign one of the same
@@ -92,11 +93,12 @@ class _Sight:
         if self.all_namespaces is None:
             return f"the namespace listing failed: cannot tell whether namespace {name} is free"
         found = next((n for n in self.all_namespaces if n.name == name), None)
-        if found is None or found.marked_for(demo_id):
+        if found is None or found.marked_for(demo_id, owner):
             return None
         return (
-            f"namespace {name} already exists without democtl's mark "
-            "(app.kubernetes.io/managed-by=democtl, demos.splits.network/id): refusing to "
+            f"namespace {name} already exists without democtl's mark for this installation "
+            "(app.kubernetes.io/managed-by=democtl, demos.splits.network/id, "
+            f"demos.splits.network/owner-id={owner.id}): refusing to "
             "take it over; remove it or rename the demo"
         )
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from reconciler.marks import Owner
+
 # --- errors ---------------------------------------------------------------------------
 
 
@@ -101,10 +103,10 @@ class ApiKeys:
 
 class SupabaseProvider(Protocol):
     def project_name(self, demo_id: str) -> str:
-        """The deterministic, managed name of a demo's project (prefix + id)."""
+        """The deterministic, managed name of a demo's project (prefix, owner id, demo id)."""
 
     def list_projects(self) -> list[Project]:
-        """Every managed project (name carries the prefix), in one listing."""
+        """Every project of the configured organisation named with this installation's mark."""
 
     def create_project(self, demo_id: str, db_pass: str) -> Project: ...
 
@@ -157,7 +159,7 @@ class DesiredRecord:
 
 class DnsProvider(Protocol):
     def list_records(self) -> list[DnsRecord]:
-        """Every record of the zone that carries democtl's ownership comment."""
+        """Every record of the zone that carries this installation's ownership comment."""
 
     def ensure_records(self, demo_id: str, desired: list[DesiredRecord]) -> list[DnsRecord]:
         """Create or update one demo's records (adopting on 'already exists'), return them."""
@@ -212,11 +214,6 @@ class NamespaceState:
         )
 
 
-# The mark on a namespace democtl made (render.common_labels writes both).
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-DEMO_ID_LABEL = "demos.splits.network/id"
-
-
 @dataclass(frozen=True)
 class NamespaceMeta:
     """Any namespace of the cluster, by name and labels: to see a name that is taken."""
@@ -224,15 +221,14 @@ class NamespaceMeta:
     name: str
     labels: tuple[tuple[str, str], ...] = ()
 
-    def marked_for(self, demo_id: str) -> bool:
-        """Carries democtl's mark for this demo (so it is the demo's own, to adopt)."""
-        labels = dict(self.labels)
-        return labels.get(MANAGED_BY_LABEL) == "democtl" and labels.get(DEMO_ID_LABEL) == demo_id
+    def marked_for(self, demo_id: str, owner: Owner) -> bool:
+        """Carries this installation's mark for this demo (so it is the demo's own, to adopt)."""
+        return owner.label_demo(dict(self.labels)) == demo_id
 
 
 class ClusterProvider(Protocol):
     def list_namespaces(self) -> list[NamespaceState]:
-        """Every namespace labelled app.kubernetes.io/managed-by=democtl, with its health."""
+        """Every namespace with this installation's mark (managed-by, owner id), with its health."""
 
     def list_all_namespaces(self) -> list[NamespaceMeta]:
         """Every namespace of the cluster, marked or not: names and labels only, one listing."""

@@ -5,10 +5,12 @@ the records democtl manages, ensuring a demo's records (create, update in place,
 adopt after "already exists") and deleting them, and converting every SDK
 exception into `ProviderError` / `RateLimited` at this edge.
 
-Ownership is the record comment `managed-by=democtl demo=<id>` (comments hold at
-most 100 characters on the Free plan; tags are paid-only). A record without that
-exact mark is never listed as ours, changed or deleted; a same-name record
-without it is a conflict reported to a human, never overwritten.
+Ownership is the record comment `managed-by=democtl owner=<owner id> demo=<id>`
+(reconciler/marks.py; comments hold at most 100 characters on the Free plan, tags are
+paid-only). A record without this installation's exact mark (another owner id, or the
+mark from before owner ids unless `adoptUnownedMarks`) is never listed as ours, changed
+or deleted; a same-name record without it is a conflict reported to a human, never
+overwritten. An adopted record of the old mark gets the new one at its next write.
 
 Rate limits: a 429 blocks the token for minutes, so it is not retried here (the
 SDK's own retry of 429 is switched off): it becomes `RateLimited` at once and the
@@ -17,7 +19,8 @@ next cycle tries again. 5xx, 408/409 and connection errors are retried by the SD
 create whose answer was lost comes back as 81057/81053/81054 and is adopted; a
 name held by a record that is not ours is a `Conflict`, never adopted or deleted.
 
-May import: the standard library, `httpx`, `cloudflare`, `reconciler.providers.base` and
+May import: the standard library, `httpx`, `cloudflare`, `reconciler.marks`,
+`reconciler.providers.base` and
 `reconciler.providers.http` (the client factory, not its retries).
 """
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ import cloudflare
 import httpx
 from cloudflare.types.dns import record_list_params
 
+from reconciler.marks import COMMENT_MAX, UNOWNED_COMMENT_PREFIX, Owner
 from reconciler.providers.base import (
     CertificatePack,
     Conflict,
@@ -49,32 +52,29 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "cloudflare"
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-OWNER_PREFIX = "managed-by=democtl demo="
-COMMENT_MAX = 100  # Free plan
 MAX_PER_PAGE = 5_000_000  # the API's maximum (dns-records_per_page): one page for any real zone
 TTL_AUTO = 1
 # identical record / a CNAME where an A, AAAA or CNAME is / an A or AAAA where a CNAME is
 DUPLICATE_CODES = frozenset({81057, 81053, 81054})
 MISSING_CODES = frozenset({81044})  # record does not exist
 NO_ROUTE_CODES = frozenset({7000, 7003})
-_OWNER = re.compile(r"^managed-by=democtl demo=(?P<demo>[a-z0-9](?:[a-z0-9-]{0,62}))$")
 
 RecordType = Literal["A", "AAAA", "CNAME"]
 
 
-def ownership_comment(demo_id: str) -> str:
-    """The comment that marks a record as democtl's, for one demo."""
-    comment = f"{OWNER_PREFIX}{demo_id}"
-    if _OWNER.match(comment) is None or len(comment) > COMMENT_MAX:
+def ownership_comment(demo_id: str, owner: Owner | None = None) -> str:
+    """The comment that marks a record as this installation's, for one demo."""
+    owner = owner or Owner()
+    comment = owner.record_comment(demo_id)
+    if owner.record_demo(comment) != demo_id or len(comment) > COMMENT_MAX:
         raise ValueError(f"demo id {demo_id!r} cannot form an ownership comment")
     return comment
 
 
-def owner_of(comment: str | None) -> str | None:
-    """The demo id in an ownership comment; None for anything else (case matters:
-    Cloudflare's comment filters are case-insensitive, our mark is not)."""
-    match = _OWNER.match(comment or "")
-    return match.group("demo") if match else None
+def owner_of(comment: str | None, owner: Owner | None = None) -> str | None:
+    """The demo id in a comment this installation owns; None for anything else (case
+    matters: Cloudflare's comment filters are case-insensitive, our mark is not)."""
+    return (owner or Owner()).record_demo(comment)
 
 
 class _Client(cloudflare.Cloudflare):
@@ -114,10 +114,12 @@ class CloudflareDns:
         use_batch: bool = True,
         timeout: float = 30.0,
         network: Network | None = None,
+        owner: Owner | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
         self.zone = zone.lower().rstrip(".")
+        self.owner = owner or Owner()
         self._zone_id = zone_id or None
         self._per_page = per_page
         self._use_batch = use_batch
@@ -153,8 +155,13 @@ class CloudflareDns:
 
     def list_records(self) -> list[DnsRecord]:
         """Every record of the zone carrying democtl's mark, in as few pages as the API allows."""
-        records = self._list("list records", None, comment={"startswith": OWNER_PREFIX})
-        owned = [r for r in records if r.demo_id is not None]
+        # One listing per mark this installation owns (the filter leaves other owner ids
+        # out on the server); the exact parse below decides.
+        records: dict[str, DnsRecord] = {}
+        for prefix in self.owner.record_comment_prefixes():
+            for record in self._list("list records", None, comment={"startswith": prefix}):
+                records[record.id] = record
+        owned = [r for r in records.values() if r.demo_id is not None]
         log.debug("cloudflare: %d managed records in %s", len(owned), self.zone)
         return owned
 
@@ -169,7 +176,7 @@ class CloudflareDns:
                     demo_id=demo_id,
                 )
         try:
-            mark = ownership_comment(demo_id)
+            mark = ownership_comment(demo_id, self.owner)
         except ValueError as exc:
             raise ProviderError(PROVIDER, operation, str(exc), demo_id=demo_id) from None
         with self._edge(operation, demo_id):
@@ -201,7 +208,7 @@ class CloudflareDns:
     def delete_records(self, demo_id: str, records: list[DnsRecord]) -> None:
         operation = "delete records"
         for record in records:
-            if owner_of(record.comment) != demo_id:
+            if self.owner.record_demo(record.comment) != demo_id:
                 # Only what carries this demo's mark; anything else is a caller bug.
                 raise ProviderError(
                     PROVIDER,
@@ -238,7 +245,14 @@ class CloudflareDns:
         return self._zone_id
 
     def _owned(self, demo_id: str) -> list[DnsRecord]:
-        records = self._list("list records", demo_id, comment={"exact": ownership_comment(demo_id)})
+        marks = [ownership_comment(demo_id, self.owner)]
+        if self.owner.adopt_unowned:
+            marks.append(f"{UNOWNED_COMMENT_PREFIX}{demo_id}")
+        records = [
+            r
+            for mark in marks
+            for r in self._list("list records", demo_id, comment={"exact": mark})
+        ]
         return [r for r in records if r.demo_id == demo_id]
 
     def _list(
@@ -261,7 +275,7 @@ class CloudflareDns:
             )
             while True:
                 for item in page.result:
-                    record = _to_record(item)
+                    record = self._record(item)
                     if record.id in records:
                         raise ProviderError(
                             PROVIDER, operation, "pagination repeated a record", demo_id=demo_id
@@ -402,6 +416,7 @@ class CloudflareDns:
                 _host(match.content) != _host(wanted.content)
                 or match.proxied != wanted.proxied
                 or match.ttl != TTL_AUTO
+                or match.comment != mark  # an adopted record of the old mark: re-mark it
             ):
                 changes.patches.append((match, body))
             else:
@@ -437,7 +452,7 @@ class CloudflareDns:
                     len(changes.patches),
                     len(changes.posts),
                 )
-                return [_to_record(item) for item in done]
+                return [self._record(item) for item in done]
         return self._apply_singly(demo_id, changes)
 
     def _apply_singly(self, demo_id: str, changes: _Changes) -> list[DnsRecord]:
@@ -456,11 +471,11 @@ class CloudflareDns:
         for record, body in changes.patches:
             updated = records.edit(record.id, zone_id=zone_id, **_typed(body))
             log.info("%s: updated dns record %s %s", demo_id, record.type, record.name)
-            done.append(_to_record(updated))
+            done.append(self._record(updated))
         for _wanted, body in changes.posts:
             created = records.create(zone_id=zone_id, **_typed(body))
             log.info("%s: created dns record %s %s", demo_id, body["type"], body["name"])
-            done.append(_to_record(created))
+            done.append(self._record(created))
         return done
 
     def _fqdn(self, name: str) -> str:
@@ -520,23 +535,22 @@ class CloudflareDns:
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]")
 
+    def _record(self, item: Any) -> DnsRecord:
+        data: dict[str, Any] = item.to_dict() if hasattr(item, "to_dict") else dict(item)
+        comment = str(data.get("comment") or "")
+        return DnsRecord(
+            id=str(data["id"]),
+            name=str(data["name"]),
+            type=str(data["type"]),
+            content=str(data.get("content") or ""),
+            proxied=bool(data.get("proxied", False)),
+            ttl=int(data.get("ttl", TTL_AUTO)),
+            comment=comment,
+            demo_id=self.owner.record_demo(comment),
+        )
+
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _to_record(item: Any) -> DnsRecord:
-    data: dict[str, Any] = item.to_dict() if hasattr(item, "to_dict") else dict(item)
-    comment = str(data.get("comment") or "")
-    return DnsRecord(
-        id=str(data["id"]),
-        name=str(data["name"]),
-        type=str(data["type"]),
-        content=str(data.get("content") or ""),
-        proxied=bool(data.get("proxied", False)),
-        ttl=int(data.get("ttl", TTL_AUTO)),
-        comment=comment,
-        demo_id=owner_of(comment),
-    )
 
 
 def _sorted(records: list[DnsRecord]) -> list[DnsRecord]:

@@ -10,7 +10,9 @@ capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 nowhere else. Calls are single-shot (no client-side retries): the caller's retry
 policy or the next cycle tries again. Secret values never reach a log or an error.
 
-May import the kubernetes client, PyYAML, `providers.base` and `quantity`.
+May import the kubernetes client, PyYAML, `marks`, `providers.base` and `quantity`.
+Ownership is the label mark of `marks` (managed-by, demo id, owner id): another owner
+id's namespaces and Secrets are neither listed nor deleted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from reconciler.marks import DEMO_ID_LABEL, MANAGED_BY_LABEL, OWNER_ID_LABEL, Owner
 from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
     ClusterProvider,
@@ -47,8 +50,6 @@ from reconciler.quantity import format_cpu, format_memory, parse_quantity
 log = logging.getLogger(__name__)
 
 PROVIDER = "kubernetes"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-DEMO_ID_LABEL = "demos.splits.network/id"
 # helm-controller reconciles a HelmRelease at once when a `valuesFrom` Secret changes only if
 # the Secret carries this label; without it the new keys wait for the release's interval.
 # https://fluxcd.io/flux/components/helm/helmreleases/#values-references ("Reacting
@@ -332,6 +333,7 @@ class KubernetesCluster:
         pod_selector: str | None = DEMO_ID_LABEL,
         page_size: int = 500,
         timeout: float = 15.0,
+        owner: Owner | None = None,
     ) -> None:
         """`pod_selector` picks the demo pods in one cluster-wide listing; the chart labels
         its pods with the demo id. `None` lists every pod of the cluster instead."""
@@ -340,6 +342,7 @@ class KubernetesCluster:
         self.field_manager = field_manager
         self.secret_name = secret_name
         self.pod_selector = pod_selector
+        self.owner = owner or Owner()
         self.page_size = page_size
         self.timeout = timeout
         self.core = client.CoreV1Api(api_client)
@@ -457,6 +460,16 @@ class KubernetesCluster:
 
         return self._list(f"list {plural}", fetch)
 
+    @property
+    def _marked(self) -> str:
+        """The label selector of what may be ours: the server leaves out other owner ids,
+        unless unowned marks are adopted (a label's absence cannot be OR-ed in one
+        selector); `Owner.label_demo` decides in every case."""
+        selector = f"{MANAGED_BY_LABEL}=democtl"
+        if not self.owner.adopt_unowned:
+            selector += f",{OWNER_ID_LABEL}={self.owner.id}"
+        return selector
+
     # --- ClusterProvider ------------------------------------------------------------------
 
     def list_all_namespaces(self) -> list[NamespaceMeta]:
@@ -475,13 +488,14 @@ class KubernetesCluster:
     def list_namespaces(self) -> list[NamespaceState]:
         """One paginated listing per kind, joined by namespace."""
         demos: dict[str, _Demo] = {}
-        for ns in self._core_list(
-            self.core.list_namespace, "list namespaces", f"{MANAGED_BY}=democtl"
-        ):
+        for ns in self._core_list(self.core.list_namespace, "list namespaces", self._marked):
             meta = ns.get("metadata") or {}
+            demo_id = self.owner.label_demo(meta.get("labels"))
+            if demo_id is None:
+                continue  # another installation's (another owner id), or not a demo's
             demos[meta["name"]] = _Demo(
                 name=meta["name"],
-                demo_id=(meta.get("labels") or {}).get(DEMO_ID_LABEL),
+                demo_id=demo_id,
                 phase=(ns.get("status") or {}).get("phase", "Active"),
             )
         if not demos:
@@ -507,11 +521,15 @@ class KubernetesCluster:
                 demo.quota_hard.update(status.get("hard") or {})
                 demo.quota_used.update(status.get("used") or {})
         for secret in self._core_list(
-            self.core.list_secret_for_all_namespaces, "list secrets", f"{MANAGED_BY}=democtl"
+            self.core.list_secret_for_all_namespaces, "list secrets", self._marked
         ):
             # Only the name is read; the data is dropped with the page.
             demo = demos.get(secret["metadata"].get("namespace", ""))
-            if demo is not None and secret["metadata"]["name"] == self.secret_name:
+            if (
+                demo is not None
+                and secret["metadata"]["name"] == self.secret_name
+                and self.owner.label_demo(secret["metadata"].get("labels")) == demo.demo_id
+            ):
                 demo.secret_present = True
                 annotations = secret["metadata"].get("annotations") or {}
                 demo.secret_project_ref = annotations.get(SECRET_PROJECT_REF_ANNOTATION)
@@ -592,8 +610,7 @@ class KubernetesCluster:
             "name": name,
             "namespace": namespace,
             "labels": {
-                MANAGED_BY: "democtl",
-                DEMO_ID_LABEL: namespace,
+                **self.owner.labels(namespace),
                 # harmless under Argo CD, which does not read the Secret
                 FLUX_WATCH_LABEL: "Enabled",
             },
@@ -692,12 +709,12 @@ class KubernetesCluster:
                 )
             )
             labels = (current.get("metadata") or {}).get("labels") or {}
-            if labels.get(MANAGED_BY) != "democtl" or labels.get(DEMO_ID_LABEL) != namespace:
+            if self.owner.label_demo(labels) != namespace:
                 raise ProviderError(
                     PROVIDER,
                     "delete secret",
                     f"refusing to delete secret {namespace}/{name}: not marked as democtl's "
-                    f"for {namespace}",
+                    f"for {namespace} with owner id {self.owner.id}",
                     demo_id=namespace,
                 )
             _read(

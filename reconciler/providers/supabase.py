@@ -2,13 +2,18 @@
 
 Owns `SupabaseManagementClient`, which implements `SupabaseProvider`, and the
 conversion of the API's answers into `Project`/`ApiKeys` values and its errors into
-`ProviderError`, `RateLimited` and `NotReady`. Ownership is the project name: only
-projects named `<prefix><demo id>` are listed or touched. Retries live in
+`ProviderError`, `RateLimited` and `NotReady`. Ownership is the project name and the
+organisation: only projects of the configured organisation named
+`<prefix><owner id>.<demo id>` (reconciler/marks.py) are listed or touched. `GET
+/v1/projects` lists every project the token sees in every organisation, each with its
+`organization_slug` (V1ProjectWithDatabaseResponse, required), so the listing is
+filtered by slug here; a same-prefix project of another organisation or another owner
+id is foreign. Retries live in
 `providers.http.RetryPolicy`, nowhere else. The access token and database passwords
 never appear in a log line or an exception message.
 
-May import: httpx, `reconciler.providers.base`, `reconciler.providers.http`, and the
-settings model (for `from_environment`).
+May import: httpx, `reconciler.marks`, `reconciler.providers.base`,
+`reconciler.providers.http`, and the settings model (for `from_environment`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from reconciler.marks import Owner
 from reconciler.providers.base import (
     ApiKeys,
     NotReady,
@@ -64,6 +70,7 @@ class SupabaseManagementClient:
         project_url_template: str = "https://{ref}.supabase.co",
         health_services: Iterable[str] = HEALTH_SERVICES,
         network: Network | None = None,
+        owner: Owner | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", f"{TOKEN_ENV} is empty")
@@ -71,6 +78,7 @@ class SupabaseManagementClient:
         self.organization_slug = organization_slug
         self.region = region
         self.prefix = prefix
+        self.owner = owner or Owner()
         self.retry = retry
         self.instance_size = instance_size
         self.project_url_template = project_url_template
@@ -117,6 +125,7 @@ class SupabaseManagementClient:
             timeout=timeout,
             instance_size=sb.size,
             project_url_template=project_url_template,
+            owner=settings.owner,
         )
 
     def close(self) -> None:
@@ -131,14 +140,11 @@ class SupabaseManagementClient:
     # --- ownership ------------------------------------------------------------------
 
     def project_name(self, demo_id: str) -> str:
-        return f"{self.prefix}{demo_id}"
+        return self.owner.project_name(self.prefix, demo_id)
 
     def demo_id_of(self, name: str) -> str | None:
-        """The demo id in a managed project name; None for a project that is not ours."""
-        if not name.startswith(self.prefix):
-            return None
-        rest = name[len(self.prefix) :]
-        return rest if _DEMO_ID.match(rest) else None
+        """The demo id in a project name this installation owns; None for any other name."""
+        return self.owner.project_demo(self.prefix, name)
 
     def project_url(self, ref: str) -> str:
         return self.project_url_template.format(ref=ref)
@@ -296,7 +302,11 @@ class SupabaseManagementClient:
         project = self._project(self._json(response, "delete project", None))
         if project is None:
             raise ProviderError(
-                PROVIDER, "delete project", f"project {ref} is not managed by democtl"
+                PROVIDER,
+                "delete project",
+                f"project {ref} is not managed by democtl for this installation "
+                f"(organisation {self.organization_slug}, owner id {self.owner.id}): "
+                "not deleted",
             )
         demo_id = project.demo_id
         if project.going_down:
@@ -386,6 +396,10 @@ class SupabaseManagementClient:
             raise ProviderError(PROVIDER, "parse project", "unexpected answer shape")
         demo_id = self.demo_id_of(str(item.get("name", "")))
         if demo_id is None:
+            return None
+        # `organization_slug` is required in every project answer; one without it, or of
+        # another organisation, is not ours whatever its name.
+        if item.get("organization_slug") != self.organization_slug:
             return None
         ref = str(item["ref"])
         self._owned[ref] = demo_id
