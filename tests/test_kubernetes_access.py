@@ -21,6 +21,7 @@ from kubernetes import client
 from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.kubernetes.access import AccessPolicy
 from reconciler.local.kubernetes.store import RESOURCES
+from reconciler.marks import labels
 from reconciler.providers.base import Permission, ProviderError
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.kubernetes_access import (
@@ -42,10 +43,7 @@ GROUPS["customresourcedefinitions"] = "apiextensions.k8s.io"
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[KubernetesEmulator]:
     with KubernetesEmulator(tmp_path / "state", source=None) as emu:
-        emu.add_namespace(
-            "demo-acme01",
-            {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/id": "demo-acme01"},
-        )
+        emu.add_namespace("demo-acme01", labels("default", "demo-acme01"))
         yield emu
 
 
@@ -145,7 +143,7 @@ def test_the_rbac_file_grants_exactly_what_doctor_checks(gitops: str) -> None:
 def test_a_denied_verb_is_refused_as_rbac_does_and_reviewed_as_denied(tmp_path: Path) -> None:
     access = AccessPolicy(denied={("", "pods", "list")}, namespaces=("kube-system",))
     with KubernetesEmulator(tmp_path / "state", source=None, access=access) as emu:
-        emu.add_namespace("demo-acme01", {"app.kubernetes.io/managed-by": "democtl"})
+        emu.add_namespace("demo-acme01", labels("default", "demo-acme01"))
         cluster = KubernetesCluster.for_url(emu.url)
         try:
             with pytest.raises(ProviderError) as refused:
@@ -169,7 +167,7 @@ def test_system_namespaces_are_listed_and_selected_like_any_other(tmp_path: Path
     access = AccessPolicy.with_namespaces(["ingress-nginx"])
     with KubernetesEmulator(tmp_path / "state", source=None, access=access) as emu:
         cluster = KubernetesCluster.for_url(emu.url, page_size=2)  # pages across both kinds
-        emu.add_namespace("demo-acme01", {"app.kubernetes.io/managed-by": "democtl"})
+        emu.add_namespace("demo-acme01", labels("default", "demo-acme01"))
         try:
             names = [n.name for n in cluster.list_all_namespaces()]
             assert names == sorted(
