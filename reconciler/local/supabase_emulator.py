@@ -9,13 +9,15 @@ ACTIVE_HEALTHY, answering 500 before; a deleted project is GOING_DOWN for
 `going_down_seconds`, then gone), the refusals of the real API (403 for an
 organisation the token is not a member of, 400 for values outside the spec's
 enums), queries run as a non-superuser role with the attributes of Supabase's
-`postgres`, the 120/minute rate limit with X-RateLimit-* headers, and the JSON
+`postgres`, the 120/minute rate limit per user, scope and endpoint with X-RateLimit-*
+headers (`local.ratelimit`), and the JSON
 state file under the state dir that lets successive commands share one world.
 Faults and request counters come from `local.server.EmulatorServer`.
 
-May import: the standard library, psycopg, `reconciler.local.server` and
-`reconciler.local.postgres`. Stores no secret: database passwords are applied to a
-real role and forgotten; keys are derived from the ref and a per-state salt.
+May import: the standard library, psycopg, `reconciler.local.server`,
+`reconciler.local.ratelimit` and `reconciler.local.postgres`. Stores no secret:
+database passwords are applied to a real role and forgotten; keys are derived from the
+ref and a per-state salt.
 """
 
 from __future__ import annotations
@@ -25,13 +27,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import random
 import re
 import ssl
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.local.postgres import LocalPostgres
+from reconciler.local.ratelimit import FixedWindowLimiter
 from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ FORBIDDEN = (
     "Your account does not have the necessary privileges to access this endpoint. For more "
     "details, refer to our documentation https://supabase.com/docs/guides/platform/access-control"
 )
+_ORG_PATH = re.compile(r"^/v1/organizations/(?P<slug>[^/]+)(/.*)?$")
 _REF_PATH = re.compile(r"^/v1/projects/(?P<ref>[^/]+)(?P<rest>/.*)?$")
 _SLUG = re.compile(r"^[\w-]+$")
 _REF = re.compile(r"^[a-z]{20}$")
@@ -122,12 +124,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return Response(status, {"message": message}, dict(headers or {}))
 
 
-@dataclass
-class _Window:
-    start: float = 0.0
-    count: int = 0
-
-
 class SupabaseEmulator(ServedEmulator):
     """The Management API on loopback; `start()` returns its base URL."""
 
@@ -158,10 +154,10 @@ class SupabaseEmulator(ServedEmulator):
         self.going_down_seconds = going_down_seconds
         # How long after ACTIVE_HEALTHY the database still refuses connections.
         self.database_lag_seconds = database_lag_seconds
-        self.rate_limit = rate_limit
+        self.limiter = FixedWindowLimiter(rate_limit, RATE_WINDOW, clock)
+        self.refused = 0  # 429s answered for an exceeded bucket (not injected faults)
         self._prepared: set[str] = set()  # databases whose query role is set up
         self._lock = threading.RLock()
-        self._window = _Window()
         self._state: dict[str, Any] = self._load()
         self.server = EmulatorServer(
             "supabase", self.handle, faults=faults, route_of=self._route, port=port, tls=tls
@@ -342,27 +338,45 @@ class SupabaseEmulator(ServedEmulator):
             return f"{request.method} /v1/projects/{{ref}}{match.group('rest') or ''}"
         return f"{request.method} {request.path}"
 
-    def _rate_headers(self) -> tuple[dict[str, str], bool]:
-        now = self.clock()
-        with self._lock:
-            if now - self._window.start >= RATE_WINDOW or now < self._window.start:
-                self._window = _Window(start=now, count=0)
-            self._window.count += 1
-            over = self._window.count > self.rate_limit
-            reset = max(1, math.ceil(self._window.start + RATE_WINDOW - now))
-            remaining = max(0, self.rate_limit - self._window.count)
-        headers = {
-            "X-RateLimit-Limit": str(self.rate_limit),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(reset),
-        }
-        if over:
-            headers["Retry-After"] = str(reset)
-        return headers, over
+    def scope_of(self, request: Request) -> tuple[str, str, str]:
+        """The bucket a request counts against: (user, scope, endpoint), as the docs key it
+        (apps/docs/content/_partials/api_rate_limits.mdx in supabase/supabase): a project
+        ref in the path, else an organisation (in the path, or the body's
+        `organization_slug` for `POST /v1/projects`), else the user alone."""
+        auth = request.headers.get("authorization", "")
+        user = "token:" + hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else "ip"
+        endpoint = self._route(request)
+        match = _REF_PATH.match(request.path)
+        if match:
+            return user, "project:" + match.group("ref"), endpoint
+        org = _ORG_PATH.match(request.path)
+        if org:
+            return user, "organization:" + org.group("slug"), endpoint
+        if request.method == "POST" and request.path == "/v1/projects":
+            with contextlib.suppress(ValueError):
+                body = request.json()
+                if isinstance(body, dict) and isinstance(body.get("organization_slug"), str):
+                    return user, "organization:" + body["organization_slug"], endpoint
+        return user, "user", endpoint
+
+    @property
+    def rate_limit(self) -> int:
+        return self.limiter.limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: int) -> None:
+        self.limiter.limit = value
 
     def handle(self, request: Request) -> Response:
-        headers, over = self._rate_headers()
-        if over:
+        verdict = self.limiter.hit(self.scope_of(request))
+        headers = {
+            "X-RateLimit-Limit": str(verdict.limit),
+            "X-RateLimit-Remaining": str(verdict.remaining),
+            "X-RateLimit-Reset": str(verdict.reset),
+        }
+        if not verdict.allowed:
+            headers["Retry-After"] = str(verdict.reset)
+            self.refused += 1
             response = _error(429, "Too many requests", headers)
         else:
             response = self._dispatch(request)
