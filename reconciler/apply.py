@@ -125,6 +125,7 @@ class _Run:
 
     found: Outcome
     keys: ApiKeys | None = field(default=None, repr=False)
+    project_status: str | None = None  # as the create answered, this run
 
     @property
     def ref(self) -> str | None:
@@ -190,14 +191,22 @@ class _Executor:
                 raise
             log.info("%s: adopted existing project %s", action.demo_id, existing.ref)
             project = existing
+        run.project_status = project.status
         run.record(project_ref=project.ref)
 
     def wait_project(self, run: _Run, action: Action) -> None:
+        """Healthy yet? The first look is the status this cycle already has (the create's
+        answer or the listing's): a project coming up costs no request of its own. Only
+        a caller that waits longer (`wait_until` polling) asks the API again."""
         ref = _need(run, action)
+        known = run.project_status or action.project_status
         seen: list[Project | None] = []
 
         def ready() -> bool:
-            project = self.providers.supabase.get_project(ref)
+            if known is not None and not seen:
+                project: Project | None = replace(_KNOWN, ref=ref, status=known)
+            else:
+                project = self.providers.supabase.get_project(ref)
             seen.append(project)
             return project is not None and (project.healthy or project.failed)
 
@@ -333,6 +342,8 @@ def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, 
     log.exception("%s: %s failed unexpectedly", demo_id, _k(current))
     return failed | {"error": f"internal error in {_k(current)}: {type(exc).__name__}"}
 
+
+_KNOWN = Project(ref="", name="", status="UNKNOWN", demo_id="")  # a status already known
 
 _NO_CALLS = frozenset(
     {

@@ -101,6 +101,8 @@ class Action:
     demo_id: str
     reason: str
     project_ref: str | None = None
+    # WAIT_PROJECT: the status the listing showed, so that waiting costs no request
+    project_status: str | None = None
     records: tuple[DnsRecord, ...] = ()
     desired: tuple[DesiredRecord, ...] = ()
     queue_position: int | None = None
@@ -147,6 +149,7 @@ class DemoPlan:
     waiting: str | None = None  # a step that cannot run this cycle, and why
     expires_at: datetime | None = None
     demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
+    since: datetime | None = None  # when the demo began (first landed): who waited longest
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:

@@ -195,5 +195,13 @@ def plan(
     if ctx.may_delete and not verdict.tripped:
         orphans, notes = _orphans(ctx, set(files) | set(statuses))
         warnings.extend(notes)
-    plans = [replace(item, demo=valid.get(item.demo_id)) for item in plans]
+    plans = [
+        replace(
+            item,
+            demo=valid.get(item.demo_id),
+            since=created_at.get(item.demo_id)
+            or (statuses[item.demo_id].createdAt if item.demo_id in statuses else None),
+        )
+        for item in plans
+    ]
     return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems)

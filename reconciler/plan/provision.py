@@ -185,7 +185,12 @@ def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
     if project is None:
         recipe.add(ActionKind.ENSURE_PROJECT, "no Supabase project yet: adopt by name or create")
     if project is None or not project.healthy:
-        recipe.add(ActionKind.WAIT_PROJECT, "wait until the project is healthy", project_ref=ref)
+        recipe.add(
+            ActionKind.WAIT_PROJECT,
+            "wait until the project is healthy",
+            project_ref=ref,
+            project_status=project.status if project else None,
+        )
     known = recipe.ctx.known_migrations
     if (
         recorded is None
