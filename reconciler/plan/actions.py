@@ -114,6 +114,9 @@ class Action:
     demo_type: str | None = None
     seed_size: str | None = None
     company_name: str | None = None
+    # CHECK_HEALTH: False when the Supabase services are not asked this cycle (their last
+    # answer stands): see provision._supabase_due
+    supabase_due: bool = True
     # CHECK_HEALTH: the release's message when it ran out of retries (degraded: RetriesExceeded)
     stalled_message: str | None = None
     # RESET_RELEASE: the release object, the failure it resets and the controller's token

@@ -52,6 +52,7 @@ def plan(
     allow_mass_delete: bool = False,
     demos_load_failed: bool = False,
     known_migrations: Sequence[str] | None = None,
+    health_since: datetime | None = None,
 ) -> Plan:
     """Decide, for every demo and every managed resource, what this cycle does and why.
 
@@ -60,6 +61,9 @@ def plan(
     it, a demo is migrated once, when no migration is recorded. A status written before
     the files took the Supabase CLI's names (`0001_...`) gets one MIGRATE, which adopts
     the old bookkeeping and runs nothing again.
+
+    `health_since` (the previous cycle's time) spreads the routine Supabase health calls
+    of healthy demos over `SUPABASE_HEALTH_PERIOD`; without it, every demo is asked.
     """
     sight = _Sight.of(observed, statuses)
     refusals: list[str] = []
@@ -96,6 +100,7 @@ def plan(
         may_delete=not demos_load_failed,
         known_migrations=tuple(known_migrations) if known_migrations is not None else None,
         settings_hash=settings.settings_hash(),
+        health_since=health_since,
     )
 
     def start(demo_id: str) -> datetime:

@@ -76,6 +76,13 @@ class RequestBudget:
             bucket = self._current(key, self.clock())
             return None if bucket is None else bucket.remaining
 
+    def refill_in(self, key: Hashable) -> float:
+        """Seconds until `key`'s window ends (0 when nothing is known of it)."""
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            return max(0.0, bucket.reset_at - now) if bucket is not None else 0.0
+
     def observe(
         self, key: Hashable, *, remaining: int, reset: float, refused: bool = False
     ) -> None:
@@ -99,6 +106,7 @@ class RequestBudget:
 
     def observe_headers(self, key: Hashable, headers: Mapping[str, str], status: int) -> None:
         """Feed the bucket from an answer's rate-limit headers (either vendor's form)."""
+        headers = {k.lower(): v for k, v in headers.items()}
         quota = parse_quota(headers)
         if quota is None:
             if status == 429:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -256,6 +257,7 @@ def http_client(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     network: Network | None = None,
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
 ) -> httpx.Client:
     """An httpx.Client honouring `network` (default: the process environment).
 
@@ -272,6 +274,7 @@ def http_client(
         mounts=network.mounts(verify),
         trust_env=False,
         follow_redirects=False,
+        event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
     )
 
 

@@ -10,7 +10,9 @@ capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 nowhere else. Calls are single-shot (no client-side retries): the caller's retry
 policy or the next cycle tries again. Secret values never reach a log or an error.
 
-May import the kubernetes client, PyYAML, `providers.base` and `quantity`.
+Every call waits for a token of a client-side QPS limiter (client-go's 5 QPS, burst 10,
+unless configured). May import the kubernetes client, PyYAML, `providers.base`,
+`providers.budget` and `quantity`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
+from reconciler.providers.budget import TokenBucket
 from reconciler.quantity import format_cpu, format_memory, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ DEMO_ID_LABEL = "demos.splits.network/id"
 # immediately to configuration dependencies", helm-controller v0.37 / Flux 2.2).
 FLUX_WATCH_LABEL = "reconcile.fluxcd.io/watch"
 DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
+# client-go's defaults for a rest.Config that sets none (k8s.io/client-go/rest/config.go:
+# DefaultQPS 5.0, DefaultBurst 10)
+DEFAULT_QPS = 5.0
+DEFAULT_BURST = 10
 APPLY_PATCH = "application/apply-patch+yaml"
 FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
@@ -331,6 +338,9 @@ class KubernetesCluster:
         pod_selector: str | None = DEMO_ID_LABEL,
         page_size: int = 500,
         timeout: float = 15.0,
+        qps: float | None = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
+        limiter: TokenBucket | None = None,
     ) -> None:
         """`pod_selector` picks the demo pods in one cluster-wide listing; the chart labels
         its pods with the demo id. `None` lists every pod of the cluster instead."""
@@ -341,6 +351,9 @@ class KubernetesCluster:
         self.pod_selector = pod_selector
         self.page_size = page_size
         self.timeout = timeout
+        # client-side flow control, as client-go's: a steady `qps` with `burst` saved up;
+        # a call waits for its token (None: no limit)
+        self.limiter = limiter or (TokenBucket(qps, burst) if qps else None)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
@@ -410,6 +423,8 @@ class KubernetesCluster:
         *,
         secrets: Iterable[str] = (),
     ) -> T:
+        if self.limiter is not None:
+            self.limiter.acquire()
         try:
             return call()
         except _TRANSPORT_ERRORS as exc:
