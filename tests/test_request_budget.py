@@ -9,9 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.local.cloudflare_emulator import CloudflareEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.postgres import LocalPostgres
 from reconciler.providers.base import RateLimited
 from reconciler.providers.budget import BudgetSpent, RequestBudget, TokenBucket, parse_quota
+from reconciler.providers.cloudflare import CloudflareDns
+from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.supabase import bucket_of
 from tests.supabase_support import TOKEN, Harness, ManualClock, harness_fixture
 
@@ -120,3 +124,41 @@ def test_the_qps_limiter_spaces_calls_after_the_burst() -> None:
     for _ in range(10):
         bucket.acquire()
     assert len(waits) == 5, "idle time saves up to the burst again"
+
+
+def test_cloudflare_operations_wait_once_the_token_budget_is_spent(tmp_path: Path) -> None:
+    with CloudflareEmulator(tmp_path, zone_name="demo.example.com", rate_limit=4) as emulator:
+        dns = CloudflareDns("cf-token", "demo.example.com", base_url=emulator.api_url)
+        try:
+            while dns.budget.left("user") != 0:  # each answer's Ratelimit header: r=3..0
+                dns.list_records()
+            assert sum(emulator.requests.values()) == 4
+            sent = sum(emulator.requests.values())
+            with pytest.raises(RateLimited, match="deferred, not sent"):
+                dns.list_records()
+            assert sum(emulator.requests.values()) == sent and emulator.refused == 0
+        finally:
+            dns.close()
+
+
+def test_kubernetes_calls_wait_for_their_token(tmp_path: Path) -> None:
+    clock = ManualClock()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    emulator = KubernetesEmulator(tmp_path / "k8s")
+    with emulator:
+        limiter = TokenBucket(5, 2, clock=clock, sleep=sleep)
+        cluster = KubernetesCluster.for_url(emulator.url, limiter=limiter)
+        try:
+            for _ in range(4):
+                cluster.list_namespaces()
+        finally:
+            cluster.close()
+    assert emulator.api_server is not None
+    calls = sum(emulator.api_server.requests.values())
+    assert calls >= 4
+    assert sum(waits) == pytest.approx((calls - 2) / 5), "past the burst, 5 calls a second"

@@ -182,6 +182,8 @@ class CloudflareEmulator(ServedEmulator):
         self.server.set_faults(Faults())
         self.server.requests.clear()
         self.server.faults_injected.clear()
+        self.limiter = FixedWindowLimiter(self.limiter.limit, self.limiter.window, self._seconds)
+        self.refused = 0
 
     def lose_responses(self, route: str, count: int = 1) -> None:
         """Apply the next `count` requests on `route` (e.g. "POST /zones/{zone_id}/dns_records")
