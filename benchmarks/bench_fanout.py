@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,7 +45,7 @@ def settings_for(k: int) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def run(k: int, concurrency: int, limit: int) -> dict[str, float]:
+def run(k: int, concurrency: int, limit: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="democtl-bench-") as tmp:
         started_at = datetime.now(UTC).replace(microsecond=0)
         _, repo = origin_and_clone(Path(tmp), files={"reconciler.yaml": settings_for(k)})
@@ -68,12 +69,15 @@ def run(k: int, concurrency: int, limit: int) -> dict[str, float]:
             providers = local_providers(stack)
             options = CycleOptions(concurrency=concurrency)
             cycles = commits = 0
+            durations: list[float] = []
             previous: datetime | None = None
             began = time.monotonic()
             try:
                 while True:
                     now = datetime.now(UTC).replace(microsecond=0)
+                    tick = time.monotonic()
                     result = run_cycle(repo, providers, now, options, health_since=previous)
+                    durations.append(time.monotonic() - tick)
                     previous = now
                     cycles += 1
                     commits += result.commit is not None
@@ -104,7 +108,15 @@ def run(k: int, concurrency: int, limit: int) -> dict[str, float]:
                 "429s": refused,
                 "supabase_per_demo": per_demo,
                 "listings": supabase[LISTING],
+                "k8s_wait": stack_wait(providers),
+                "durations": "/".join(f"{d:.1f}" for d in durations),
             }
+
+
+def stack_wait(providers: object) -> float:
+    """Seconds democtl's Kubernetes calls waited for the client-side QPS limit."""
+    limiter = getattr(getattr(providers, "cluster", None), "limiter", None)
+    return float(limiter.waited) if limiter is not None else 0.0
 
 
 def main() -> None:
@@ -116,7 +128,7 @@ def main() -> None:
     ks = args.k or [1, 10, 50]
     print(
         f"{'K':>4} {'wall s':>8} {'cycles':>7} {'commits':>8} {'429s':>5} "
-        f"{'supabase/demo':>14} {'listings':>9}"
+        f"{'supabase/demo':>14} {'listings':>9} {'k8s QPS wait s':>15}  cycle seconds"
     )
     rows = []
     for k in ks:
@@ -124,7 +136,8 @@ def main() -> None:
         rows.append(row)
         print(
             f"{row['k']:>4} {row['wall']:>8.1f} {row['cycles']:>7} {row['commits']:>8} "
-            f"{row['429s']:>5} {row['supabase_per_demo']:>14.1f} {row['listings']:>9}",
+            f"{row['429s']:>5} {row['supabase_per_demo']:>14.1f} {row['listings']:>9} "
+            f"{row['k8s_wait']:>15.1f}  {row['durations']}",
             flush=True,
         )
     one = next((r for r in rows if r["k"] == 1), None)
