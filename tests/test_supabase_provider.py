@@ -360,7 +360,7 @@ def test_retries_on_a_demos_project_name_the_demo(
 
 def test_rate_limit_beyond_the_budget_is_rate_limited(sb: Harness) -> None:
     ref = sb.healthy("demo-rate01")
-    sb.emulator.rate_limit = 1  # the window already holds the calls above
+    sb.emulator.limiter.limit = 1  # the window already holds the calls above
     with pytest.raises(RateLimited) as caught:
         sb.client.get_project(ref)
     err = caught.value
@@ -472,7 +472,7 @@ def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
     ref = sb.healthy("demo-rate02")
     # each endpoint of a project has its own bucket: the query endpoint's first call is
     # the bootstrap; the one request that applies all migrations is the second
-    sb.emulator.rate_limit = 1
+    sb.emulator.limiter.limit = 1
     with pytest.raises(RateLimited) as caught:
         database.migrate(sb.client, ref, "demo-rate02")
     err = caught.value
@@ -480,6 +480,6 @@ def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
     first, last = database.load_migrations()[0], database.load_migrations()[-1]
     assert f"migrations {first.version} .. {last.version} failed" in str(err)
     sb.clock.advance(61)
-    sb.emulator.rate_limit = 120
+    sb.emulator.limiter.limit = 120
     applied = database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on
     assert applied == [m.version for m in database.load_migrations()]

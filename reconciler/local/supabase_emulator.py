@@ -96,6 +96,7 @@ class SupabaseEmulator(ServedEmulator):
         self.database_lag_seconds = database_lag_seconds
         self.limiter = FixedWindowLimiter(rate_limit, RATE_WINDOW, clock)
         self.refused = 0  # 429s answered for an exceeded bucket (not injected faults)
+        self._creating: set[str] = set()  # refs whose database is being made
         self._prepared: set[str] = set()  # databases whose query role is set up
         self._lock = threading.RLock()
         self._state: dict[str, Any] = self._load()
@@ -166,7 +167,7 @@ class SupabaseEmulator(ServedEmulator):
         rng = random.Random(f"{self._state['salt']}:{name}:{self._state['next_id']}")
         while True:
             ref = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(20))
-            if ref not in self._state["projects"]:
+            if ref not in self._state["projects"] and ref not in self._creating:
                 return ref
 
     def _insert(self, ref: str, name: str, org: str, region: str) -> dict[str, Any]:
@@ -251,10 +252,9 @@ class SupabaseEmulator(ServedEmulator):
         return f"{request.method} {request.path}"
 
     def scope_of(self, request: Request) -> tuple[str, str, str]:
-        """The bucket a request counts against: (user, scope, endpoint), as the docs key it
-        (apps/docs/content/_partials/api_rate_limits.mdx in supabase/supabase): a project
-        ref in the path, else an organisation (in the path, or the body's
-        `organization_slug` for `POST /v1/projects`), else the user alone."""
+        """The bucket a request counts against, (user, scope, endpoint), keyed as the docs
+        say (supabase/supabase apps/docs/content/_partials/api_rate_limits.mdx): a project
+        in the path, else an organisation (`POST /v1/projects`: the body's), else the user."""
         auth = request.headers.get("authorization", "")
         user = "token:" + hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else "ip"
         endpoint = self._route(request)
@@ -270,14 +270,6 @@ class SupabaseEmulator(ServedEmulator):
                 if isinstance(body, dict) and isinstance(body.get("organization_slug"), str):
                     return user, "organization:" + body["organization_slug"], endpoint
         return user, "user", endpoint
-
-    @property
-    def rate_limit(self) -> int:
-        return self.limiter.limit
-
-    @rate_limit.setter
-    def rate_limit(self, value: int) -> None:
-        self.limiter.limit = value
 
     def handle(self, request: Request) -> Response:
         verdict = self.limiter.hit(self.scope_of(request))
@@ -350,16 +342,22 @@ class SupabaseEmulator(ServedEmulator):
         if body["organization_slug"] not in self._known_organizations():
             return _error(403, FORBIDDEN)
         with self._lock:
-            # The database and its role first, the record last: a process killed in between
+            # The database and its role first, the record last: a process killed between
             # leaves at most an unrecorded database, which the next create of that name
-            # (the same ref: refs derive from the state) replaces, never a project whose
-            # database does not exist. Under the lock, so no other create picks this ref.
+            # (same ref: refs derive from the state) replaces. The ref is reserved under
+            # the lock; the database is made outside it: creates run side by side.
             ref = self._new_ref(body["name"])
+            self._creating.add(ref)
+        try:
             self._fresh_database(ref)
             apply_password(self.postgres, ref, body["db_pass"])
-            project = self._insert(ref, body["name"], body["organization_slug"], region)
-            self._save()
-            project = dict(project)
+            with self._lock:
+                project = self._insert(ref, body["name"], body["organization_slug"], region)
+                self._save()
+                project = dict(project)
+        finally:
+            with self._lock:
+                self._creating.discard(ref)
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
 
