@@ -39,6 +39,8 @@ def test_a_budget_refuses_once_spent_and_refills_with_its_window() -> None:
     with pytest.raises(BudgetSpent) as caught:
         budget.take("k")
     assert caught.value.wait == 60 and budget.deferred == 1
+    # the same words however long the wait: a status quoting it does not change each cycle
+    assert str(caught.value) == "the request budget of k is spent"
     budget.take("other")  # another bucket is untouched
     clock.advance(60)
     budget.take("k")

@@ -10,7 +10,6 @@ instead of refusing). Clocks and sleeps are injected. Standard library only.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
@@ -24,7 +23,12 @@ class BudgetSpent(Exception):
     def __init__(self, key: Hashable, wait: float) -> None:
         self.key = key
         self.wait = max(0.0, wait)
-        super().__init__(f"request budget of {key} spent for {math.ceil(self.wait)}s")
+        # no seconds in the message: a status that quotes it stays the same bytes
+        super().__init__(f"the request budget of {_name(key)} is spent")
+
+
+def _name(key: Hashable) -> str:
+    return " ".join(str(part) for part in key) if isinstance(key, tuple) else str(key)
 
 
 @dataclass

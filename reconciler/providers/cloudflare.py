@@ -419,11 +419,11 @@ class CloudflareDns:
         left = self.budget.left(_USER)
         if left is not None and left <= 0:
             wait = self.budget.refill_in(_USER)
-            log.info("%s: cloudflare %s deferred: budget spent", demo_id or "-", operation)
+            log.info("%s: cloudflare %s deferred for %.0fs", demo_id or "-", operation, wait)
             raise RateLimited(
                 PROVIDER,
                 operation,
-                f"deferred, not sent: the request budget is spent for {wait:.0f}s",
+                "deferred, not sent: the request budget of the token is spent",
                 demo_id=demo_id,
                 retryable=True,
                 retry_after=wait,

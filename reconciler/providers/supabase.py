@@ -423,7 +423,13 @@ class SupabaseManagementClient:
             )
         except BudgetSpent as spent:
             # Not sent: the bucket would refuse it. The demo waits for a later cycle.
-            logger.info("%s: supabase %s deferred: %s", demo_id or "-", operation, spent)
+            logger.info(
+                "%s: supabase %s deferred for %.0fs: %s",
+                demo_id or "-",
+                operation,
+                spent.wait,
+                spent,
+            )
             raise RateLimited(
                 PROVIDER,
                 operation,
