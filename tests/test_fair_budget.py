@@ -58,3 +58,43 @@ def test_without_a_previous_cycle_or_after_a_long_gap_everyone_is_asked() -> Non
     assert in_turn("demo-a", T0, None)
     assert in_turn("demo-a", T0, T0 - SUPABASE_HEALTH_PERIOD)
     assert in_turn("demo-a", T0, T0 + timedelta(seconds=5)), "the clock went back"
+
+
+def _supabase_due(result: Plan, demo_id: str) -> bool:
+    item = result.for_demo(demo_id)
+    assert item is not None
+    [check] = [a for a in item.actions if a.kind is ActionKind.CHECK_HEALTH]
+    return check.supabase_due
+
+
+def test_a_healthy_unchanged_demo_is_asked_only_in_its_turn() -> None:
+    from reconciler.model import HealthChecks
+    from reconciler.plan import plan
+    from tests.test_plan import NOW, SETTINGS, file, status, world
+
+    healthy = HealthChecks(
+        kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True
+    )
+    ids = [f"demo-turn{n:02d}" for n in range(30)]
+    since = NOW - timedelta(minutes=1)
+    waiting = next(i for i in ids if not in_turn(i, NOW, since))
+    turn = next(i for i in ids if in_turn(i, NOW, since))
+    statuses = {i: status(i).model_copy(update={"healthChecks": healthy}) for i in (waiting, turn)}
+    observed = world(waiting, turn)
+    files = [file(waiting), file(turn)]
+    spread = plan(SETTINGS, files, {}, statuses, observed, NOW, health_since=since)
+    assert not _supabase_due(spread, waiting) and _supabase_due(spread, turn)
+    # no previous cycle (a one-shot reconcile): everyone is asked
+    assert _supabase_due(plan(SETTINGS, files, {}, statuses, observed, NOW), waiting)
+    # something about the project changed (the Secret must be written): asked now
+    changed = dict(
+        statuses, **{waiting: statuses[waiting].model_copy(update={"secretProjectRef": None})}
+    )
+    assert _supabase_due(
+        plan(SETTINGS, files, {}, changed, observed, NOW, health_since=since), waiting
+    )
+    # its last answer was not healthy: asked again at once
+    sick = dict(statuses, **{waiting: status(waiting)})
+    assert _supabase_due(
+        plan(SETTINGS, files, {}, sick, observed, NOW, health_since=since), waiting
+    )
