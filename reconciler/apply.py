@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from reconciler.model import HealthChecks, Settings
@@ -125,6 +126,7 @@ class _Run:
 
     found: Outcome
     keys: ApiKeys | None = field(default=None, repr=False)
+    project_status: str | None = None  # as the create answered, this run
 
     @property
     def ref(self) -> str | None:
@@ -190,14 +192,22 @@ class _Executor:
                 raise
             log.info("%s: adopted existing project %s", action.demo_id, existing.ref)
             project = existing
+        run.project_status = project.status
         run.record(project_ref=project.ref)
 
     def wait_project(self, run: _Run, action: Action) -> None:
+        """Healthy yet? The first look is the status this cycle already has (the create's
+        answer or the listing's): a project coming up costs no request of its own. Only
+        a caller that waits longer (`wait_until` polling) asks the API again."""
         ref = _need(run, action)
+        known = run.project_status or action.project_status
         seen: list[Project | None] = []
 
         def ready() -> bool:
-            project = self.providers.supabase.get_project(ref)
+            if known is not None and not seen:
+                project: Project | None = replace(_KNOWN, ref=ref, status=known)
+            else:
+                project = self.providers.supabase.get_project(ref)
             seen.append(project)
             return project is not None and (project.healthy or project.failed)
 
@@ -289,7 +299,10 @@ class _Executor:
         """
         answers: dict[str, bool | None] = {
             "kubernetes": action.namespace_healthy,  # None: the namespace listing failed
-            "supabase": self._supabase_health(run.ref or action.project_ref, action),
+            # not its turn: no answer, so the status keeps the last one
+            "supabase": self._supabase_health(run.ref or action.project_ref, action)
+            if action.supabase_due
+            else None,
         }
         for check, url in action.health_urls:
             answers[check] = self.providers.prober.probe(url)
@@ -333,6 +346,8 @@ def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, 
     log.exception("%s: %s failed unexpectedly", demo_id, _k(current))
     return failed | {"error": f"internal error in {_k(current)}: {type(exc).__name__}"}
 
+
+_KNOWN = Project(ref="", name="", status="UNKNOWN", demo_id="")  # a status already known
 
 _NO_CALLS = frozenset(
     {
@@ -433,8 +448,31 @@ def apply(
 
     if not units:
         return []
+    turns = fair_order(plan)
+    order = sorted(range(len(units)), key=lambda i: turns.get((units[i][0], units[i][2]), i))
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
-        return list(pool.map(work, units))
+        # started in their turn, so the budgets go to those first; answered in plan order
+        futures = {i: pool.submit(work, units[i]) for i in order}
+        return [futures[i].result() for i in range(len(units))]
+
+
+def fair_order(plan: Plan) -> dict[tuple[str, bool], float]:
+    """The turn of each demo's work (key: demo id, orphan?) when budgets are short: what
+    provisions or tears down before routine health checks, and within each the demo that
+    has waited longest (oldest first, then by id). What a spent budget refuses waits for
+    the next cycle, which starts in the same order, so nobody is starved."""
+    far = datetime.max.replace(tzinfo=UTC)
+
+    def turn(demo: DemoPlan) -> tuple[int, datetime, str]:
+        return (0 if demo.changes_something else 1, demo.since or far, demo.demo_id)
+
+    demos = sorted((d for d in plan.demos if d.actions), key=turn)
+    turns: dict[tuple[str, bool], float] = {(d.demo_id, False): n for n, d in enumerate(demos)}
+    # orphans are deletions of something no demo wants: after provisioning, before checks
+    first_routine = next((n for n, d in enumerate(demos) if not d.changes_something), len(demos))
+    for m, action in enumerate(plan.orphans):
+        turns[(action.demo_id, True)] = first_routine + m / (len(plan.orphans) + 1) - 0.5
+    return turns
 
 
 def outcome_for(outcomes: list[Outcome], demo: DemoPlan) -> Outcome | None:

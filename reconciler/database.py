@@ -404,22 +404,20 @@ def migrate(
     if pending and legacy:
         adopted = _adopt_legacy(provider, ref, demo_id, pending)
         pending = [m for m in pending if m.version not in adopted]
-    done: list[str] = []
-    for migration in pending:
-        # The history row goes first: a concurrent run blocks on its primary key and
-        # then fails, instead of running the file twice. The file runs as written; the
-        # row holds its statements as the CLI would have split them.
-        _run_recorded(
-            provider,
-            ref,
-            _history_row(migration),
-            migration.sql,
-            operation="migrate",
-            what=f"migration {migration.version}",
-            demo_id=demo_id,
-        )
-        logger.info("%s: applied migration %s to %s", demo_id, migration.version, ref)
-        done.append(migration.version)
+    done = [m.version for m in pending]
+    if pending:
+        # One request for all of them, each still in its own transaction with its
+        # history row first (a concurrent run blocks on the row's primary key, then
+        # fails, instead of running a file twice). A failure stops the script there:
+        # the migrations before it stay applied and recorded, the next run starts at it.
+        script = "".join(_transaction(_history_row(m), m.sql) for m in pending)
+        names = done[0] if len(done) == 1 else f"{done[0]} .. {done[-1]}"
+        what = f"migration{'s' if len(done) > 1 else ''} {names}"
+        try:
+            provider.run_sql(ref, script)
+        except ProviderError as exc:
+            raise _named(exc, "migrate", what, demo_id) from exc
+        logger.info("%s: applied %s to %s", demo_id, what, ref)
     if not done:
         logger.info("%s: migrations of %s are up to date", demo_id, ref)
     return [m.version for m in migrations]
@@ -623,11 +621,17 @@ def _run_recorded(
 
     The `;` on its own line ends a body whose last line is a comment or lacks one.
     """
-    script = f"BEGIN;\n{record};\n{body}\n;\nCOMMIT;\n"
+    script = _transaction(record, body)
     try:
         return provider.run_sql(ref, script)
     except ProviderError as exc:
         raise _named(exc, operation, what, demo_id) from exc
+
+
+def _transaction(record: str, body: str) -> str:
+    """`record` then `body` as one transaction; the `;` on its own line ends a body whose
+    last line is a comment or lacks one."""
+    return f"BEGIN;\n{record};\n{body}\n;\nCOMMIT;\n"
 
 
 def _named(exc: ProviderError, operation: str, what: str, demo_id: str) -> ProviderError:

@@ -199,8 +199,12 @@ def run_cycle(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    health_since: datetime | None = None,
 ) -> CycleResult:
-    """load -> observe -> plan -> apply -> write + commit. Dry run stops after plan."""
+    """load -> observe -> plan -> apply -> write + commit. Dry run stops after plan.
+
+    `health_since`: the previous cycle's time, when there was one in this process (the
+    routine Supabase health calls are spread from it; see `plan`)."""
     state = gitstate.load_state(root, now)
     if state.settings is None:
         raise SettingsUnusable(state.settings_problems)
@@ -216,6 +220,7 @@ def run_cycle(
         now,
         allow_mass_delete=options.allow_mass_delete,
         known_migrations=options.known_migrations,
+        health_since=health_since,
     )
     result = CycleResult(
         plan=the_plan,
@@ -272,6 +277,7 @@ def run_cycle_and_push(
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
+    health_since: datetime | None = None,
 ) -> CycleResult:
     """A cycle on a checkout of the state repository that pushes its commit.
 
@@ -297,7 +303,11 @@ def run_cycle_and_push(
 
         def cycle() -> str | None:
             lease.check()  # renewed between phases; a lost lock stops us before we act
-            results.append(run_cycle(root, providers, now, options, progress=progress))
+            results.append(
+                run_cycle(
+                    root, providers, now, options, progress=progress, health_since=health_since
+                )
+            )
             lease.check()  # and before the commit is pushed
             return results[-1].commit
 
@@ -373,6 +383,7 @@ def run_cycles(
     on_cycle_end: Callable[[int, CycleResult], None] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    health_since: datetime | None = None,
 ) -> RunResult:
     """Cycles from `start`, the clock moving with `monotonic`, until settled or `wait` is up.
 
@@ -406,9 +417,13 @@ def run_cycles(
                 progress=progress,
                 sleep=sleep,
                 monotonic=monotonic,
+                health_since=health_since,
             )
         else:
-            last = run_cycle(root, providers, now, options, progress=progress)
+            last = run_cycle(
+                root, providers, now, options, progress=progress, health_since=health_since
+            )
+        health_since = now
         if on_cycle_end is not None:
             on_cycle_end(number, last)
         failed = failed or last.failed

@@ -14,8 +14,9 @@ from pathlib import Path
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Faults, Request, Response
 from reconciler.local.supabase_emulator import SupabaseEmulator
+from reconciler.providers.budget import RequestBudget
 from reconciler.providers.http import RetryPolicy
-from reconciler.providers.supabase import SupabaseManagementClient
+from reconciler.providers.supabase import RATE_LIMIT, RATE_WINDOW, SupabaseManagementClient
 
 TOKEN = "sbp_test_token_0123456789abcdef"  # a fake token, checked never to leak
 ORGANIZATION = "splits-network-demos"  # the one organisation the emulator knows
@@ -38,12 +39,16 @@ class ManualClock:
 
 @dataclass
 class Sleeps:
-    """A no-op sleep that records what it was asked to wait."""
+    """A sleep that records what it was asked to wait and moves the clock by as much
+    (time passes while a client waits: a bucket it waits for has refilled after)."""
 
     calls: list[float] = field(default_factory=list)
+    clock: ManualClock | None = None
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
 
 
 @dataclass
@@ -70,7 +75,7 @@ def make_harness(
     prefix: str = "democtl-",
 ) -> Harness:
     clock = ManualClock()
-    sleeps = Sleeps()
+    sleeps = Sleeps(clock=clock)
     emulator = SupabaseEmulator(
         state_dir,
         postgres,
@@ -92,6 +97,7 @@ def make_harness(
         timeout=5.0,
         instance_size="micro",
         project_url_template=emulator.url + "/project/{ref}",
+        budget=RequestBudget(limit=RATE_LIMIT, window=RATE_WINDOW, clock=clock),
     )
     return Harness(emulator, client, clock, sleeps)
 

@@ -51,10 +51,13 @@ class World:
     stack: LocalStack
     providers: Providers
     moment: Moment
+    previous: datetime | None = None  # the last cycle, as `democtl run` passes it on
 
     def cycle(self, after: timedelta = timedelta(0)) -> CycleResult:
         self.moment.now += after
-        return run_cycle(self.repo, self.providers, self.moment.now)
+        result = run_cycle(self.repo, self.providers, self.moment.now, health_since=self.previous)
+        self.previous = self.moment.now
+        return result
 
     @property
     def deletes(self) -> int:
@@ -156,3 +159,23 @@ def test_a_project_going_down_finishes_the_teardown_and_is_left_alone(world: Wor
     assert gone.plan.orphans == () and gone.commit is None
     assert world.projects() == []
     assert world.deletes == 1
+
+
+def test_a_new_demo_costs_at_most_eight_supabase_requests_from_create_to_ready(
+    world: World,
+) -> None:
+    """Create, then nothing while it comes up (the listing carries its status), then
+    migrations (two requests), seed (two), keys, password and one health call; a later
+    cycle that waits for the cluster does not ask the healthy services again."""
+    assert world.stack.supabase is not None
+    requests = world.stack.supabase.requests
+    first = world.cycle()
+    assert first.statuses[DEMO].phase is Phase.CREATING
+    assert requests["POST /v1/projects"] == 1 and requests["GET /v1/projects/{ref}"] == 0
+    coming_up = world.cycle(timedelta(seconds=10))  # still COMING_UP: the listing says so
+    assert coming_up.statuses[DEMO].phase is Phase.CREATING
+    cycles = 2 + len(until_ready(world, timedelta(seconds=30 + LAG)))
+    per_demo = sum(n for route, n in requests.items() if route != "GET /v1/projects")
+    assert per_demo <= 8, sorted(requests.items())
+    assert requests["GET /v1/projects"] == cycles  # one listing a cycle, shared by all demos
+    assert world.stack.supabase.refused == 0

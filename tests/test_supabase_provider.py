@@ -399,14 +399,18 @@ def test_retries_on_a_demos_project_name_the_demo(
 
 def test_rate_limit_beyond_the_budget_is_rate_limited(sb: Harness) -> None:
     ref = sb.healthy("demo-rate01")
-    sb.emulator.rate_limit = 1  # the window already holds the calls above
+    sb.emulator.limiter.limit = 1  # the window already holds the calls above
     with pytest.raises(RateLimited) as caught:
         sb.client.get_project(ref)
     err = caught.value
     assert err.retryable and err.retry_after is not None and 0 < err.retry_after <= 60
     assert err.status_code == 429
-    # Retry-After (up to 60s) is capped by the policy's max_delay
-    assert sb.sleeps.calls == [min(err.retry_after, 30.0)] * 3
+    # the bucket is blocked for the rest of the minute: retrying inside it only burns it
+    assert sb.sleeps.calls == []
+    sent = sum(sb.emulator.requests.values())
+    with pytest.raises(RateLimited, match="deferred, not sent"):
+        sb.client.get_project(ref)
+    assert sum(sb.emulator.requests.values()) == sent, "the budget knew: nothing sent"
     sb.clock.advance(61)
     assert sb.client.get_project(ref) is not None
 
@@ -504,14 +508,17 @@ def test_emulator_wants_a_token_and_runs_parameterised_queries(sb: Harness) -> N
 
 
 def test_rate_limit_inside_a_migration_stays_rate_limited(sb: Harness) -> None:
-    ref = sb.healthy("demo-rate02")  # get and health after the clock moved: 2 this minute
-    sb.emulator.rate_limit = 3  # the bootstrap query is the 3rd; the first migration is refused
+    ref = sb.healthy("demo-rate02")
+    # each endpoint of a project has its own bucket: the query endpoint's first call is
+    # the bootstrap; the one request that applies all migrations is the second
+    sb.emulator.limiter.limit = 1
     with pytest.raises(RateLimited) as caught:
         database.migrate(sb.client, ref, "demo-rate02")
     err = caught.value
     assert err.operation == "migrate" and err.retry_after is not None
-    assert "migration 20261125000001_democtl_bookkeeping failed" in str(err)
+    first, last = database.load_migrations()[0], database.load_migrations()[-1]
+    assert f"migrations {first.version} .. {last.version} failed" in str(err)
     sb.clock.advance(61)
-    sb.emulator.rate_limit = 120
+    sb.emulator.limiter.limit = 120
     applied = database.migrate(sb.client, ref, "demo-rate02")  # the next cycle carries on
     assert applied == [m.version for m in database.load_migrations()]

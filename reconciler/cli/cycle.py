@@ -318,6 +318,7 @@ def run(
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
     options = _cycle_options(concurrency=concurrency)
     repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
+    previous: list[datetime] = []  # the last tick that ran: routine checks spread from it
 
     def cycle(first: bool = False) -> None:
         started = time.monotonic()
@@ -325,7 +326,15 @@ def run(
         try:
             workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
             with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
-                result = loop.run_cycles(workdir, providers, now, options, repeat).last
+                result = loop.run_cycles(
+                    workdir,
+                    providers,
+                    now,
+                    options,
+                    repeat,
+                    health_since=previous[-1] if previous else None,
+                ).last
+                previous[:] = [now]
         except wiring.SetupError as exc:
             if first:  # misconfigured from the start: say so and stop
                 fail(str(exc), EXIT_USAGE)

@@ -13,7 +13,11 @@ sees one), 81057 on duplicates, 81053/81054 on CNAME conflicts, 9xxx validation
 errors, comments capped at 100 characters (Free plan), proxied records stored
 with TTL 1, and faults (429 with Retry-After, 5xx, drops) from the shared server.
 
-May import: the standard library and `reconciler.local.server`. Never stores or
+The global rate limit (1,200 requests per five minutes per user, `local.ratelimit`)
+answers every call with `Ratelimit`/`Ratelimit-Policy` headers.
+
+May import: the standard library, `reconciler.local.ratelimit` and
+`reconciler.local.server`. Never stores or
 logs a token: requests are recorded by auth scheme only.
 """
 
@@ -29,6 +33,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.local.cloudflare_access import DNS_EDIT, DNS_READ, SSL_READ, ZONE_READ, TokenPolicy
+from reconciler.local.ratelimit import FixedWindowLimiter
 from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,10 @@ INVALID_REQUEST = 9207
 INVALID_PAGINATION = 9102
 AUTH_ERROR = 10000
 RATE_LIMITED = 1015
+# The global limit: 1,200 requests per five minutes per user, then blocked for the rest of
+# the five minutes (https://developers.cloudflare.com/fundamentals/api/reference/limits).
+RATE_LIMIT = 1200
+RATE_WINDOW = 300.0
 SERVER_ERROR = 10001
 
 
@@ -132,6 +142,8 @@ class CloudflareEmulator(ServedEmulator):
         clock: Callable[[], datetime] | None = None,
         port: int = 0,
         token: TokenPolicy | None = None,
+        rate_limit: int = RATE_LIMIT,
+        rate_window: float = RATE_WINDOW,
     ) -> None:
         self.zone_name = zone_name.lower().rstrip(".")
         # what the token may do and the zone's edge certificates (tests change them)
@@ -144,6 +156,8 @@ class CloudflareEmulator(ServedEmulator):
         # Recorded calls (method, path, query, body, auth scheme), for contract tests.
         self.calls: deque[dict[str, Any]] = deque(maxlen=10_000)
         self._state = self._load()
+        self.limiter = FixedWindowLimiter(rate_limit, rate_window, self._seconds)
+        self.refused = 0  # 429s answered for an exceeded window (not injected faults)
         self.server = EmulatorServer(
             "cloudflare",
             self.handle,
@@ -174,6 +188,8 @@ class CloudflareEmulator(ServedEmulator):
         self.server.set_faults(Faults())
         self.server.requests.clear()
         self.server.faults_injected.clear()
+        self.limiter = FixedWindowLimiter(self.limiter.limit, self.limiter.window, self._seconds)
+        self.refused = 0
 
     def lose_responses(self, route: str, count: int = 1) -> None:
         """Apply the next `count` requests on `route` (e.g. "POST /zones/{zone_id}/dns_records")
@@ -242,7 +258,27 @@ class CloudflareEmulator(ServedEmulator):
 
     # --- HTTP ---------------------------------------------------------------------------
 
+    def _seconds(self) -> float:
+        return self._clock().timestamp() if self._clock is not None else time.time()
+
     def handle(self, request: Request) -> Response:
+        # One window per user (the token stands for its user here), over every call.
+        verdict = self.limiter.hit(request.headers.get("authorization", "anonymous"))
+        response = self._answer(request) if verdict.allowed else self._refuse(verdict.reset)
+        response.headers["Ratelimit"] = f'"default";r={verdict.remaining};t={verdict.reset}'
+        response.headers["Ratelimit-Policy"] = (
+            f'"default";q={verdict.limit};w={math.ceil(self.limiter.window)}'
+        )
+        return response
+
+    def _refuse(self, reset: int) -> Response:
+        self.refused += 1
+        body = envelope_error(
+            429, "Rate limited. Please wait and consider throttling your request speed"
+        )
+        return Response(429, body, {"Retry-After": str(reset)})
+
+    def _answer(self, request: Request) -> Response:
         route = _route_of(request)
         self.calls.append(
             {

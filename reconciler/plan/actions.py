@@ -101,6 +101,8 @@ class Action:
     demo_id: str
     reason: str
     project_ref: str | None = None
+    # WAIT_PROJECT: the status the listing showed, so that waiting costs no request
+    project_status: str | None = None
     records: tuple[DnsRecord, ...] = ()
     desired: tuple[DesiredRecord, ...] = ()
     queue_position: int | None = None
@@ -112,6 +114,9 @@ class Action:
     demo_type: str | None = None
     seed_size: str | None = None
     company_name: str | None = None
+    # CHECK_HEALTH: False when the Supabase services are not asked this cycle (their last
+    # answer stands): see provision._supabase_due
+    supabase_due: bool = True
     # CHECK_HEALTH: the release's message when it ran out of retries (degraded: RetriesExceeded)
     stalled_message: str | None = None
     # RESET_RELEASE: the release object, the failure it resets and the controller's token
@@ -147,6 +152,7 @@ class DemoPlan:
     waiting: str | None = None  # a step that cannot run this cycle, and why
     expires_at: datetime | None = None
     demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
+    since: datetime | None = None  # when the demo began (first landed): who waited longest
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:

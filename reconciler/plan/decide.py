@@ -52,6 +52,7 @@ def plan(
     allow_mass_delete: bool = False,
     demos_load_failed: bool = False,
     known_migrations: Sequence[str] | None = None,
+    health_since: datetime | None = None,
 ) -> Plan:
     """Decide, for every demo and every managed resource, what this cycle does and why.
 
@@ -60,6 +61,9 @@ def plan(
     it, a demo is migrated once, when no migration is recorded. A status written before
     the files took the Supabase CLI's names (`0001_...`) gets one MIGRATE, which adopts
     the old bookkeeping and runs nothing again.
+
+    `health_since` (the previous cycle's time) spreads the routine Supabase health calls
+    of healthy demos over `SUPABASE_HEALTH_PERIOD`; without it, every demo is asked.
     """
     sight = _Sight.of(observed, statuses)
     refusals: list[str] = []
@@ -96,6 +100,7 @@ def plan(
         may_delete=not demos_load_failed,
         known_migrations=tuple(known_migrations) if known_migrations is not None else None,
         settings_hash=settings.settings_hash(),
+        health_since=health_since,
     )
 
     def start(demo_id: str) -> datetime:
@@ -195,5 +200,13 @@ def plan(
     if ctx.may_delete and not verdict.tripped:
         orphans, notes = _orphans(ctx, set(files) | set(statuses))
         warnings.extend(notes)
-    plans = [replace(item, demo=valid.get(item.demo_id)) for item in plans]
+    plans = [
+        replace(
+            item,
+            demo=valid.get(item.demo_id),
+            since=created_at.get(item.demo_id)
+            or (statuses[item.demo_id].createdAt if item.demo_id in statuses else None),
+        )
+        for item in plans
+    ]
     return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems)

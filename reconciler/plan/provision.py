@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.model import Demo, DemoStatus, Phase, parse_duration
@@ -185,7 +185,12 @@ def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
     if project is None:
         recipe.add(ActionKind.ENSURE_PROJECT, "no Supabase project yet: adopt by name or create")
     if project is None or not project.healthy:
-        recipe.add(ActionKind.WAIT_PROJECT, "wait until the project is healthy", project_ref=ref)
+        recipe.add(
+            ActionKind.WAIT_PROJECT,
+            "wait until the project is healthy",
+            project_ref=ref,
+            project_status=project.status if project else None,
+        )
     known = recipe.ctx.known_migrations
     if (
         recorded is None
@@ -287,6 +292,53 @@ def _reset_release(recipe: _Recipe) -> None:
     )
 
 
+# Every healthy demo's Supabase services are asked at least once in this period; a
+# cycle asks those whose turn (a fixed offset in the period, from the id) came since the
+# previous cycle: a bounded share, N x (cycle interval) / period, spread evenly.
+SUPABASE_HEALTH_PERIOD = timedelta(minutes=10)
+_SUPABASE_STEPS = frozenset(
+    {
+        ActionKind.ENSURE_PROJECT,
+        ActionKind.WAIT_PROJECT,
+        ActionKind.MIGRATE,
+        ActionKind.SEED,
+        ActionKind.FETCH_KEYS,
+        ActionKind.WRITE_SECRET,
+        ActionKind.DELETE_DUPLICATE_PROJECT,
+    }
+)
+
+
+def _supabase_due(recipe: _Recipe, project: Project | None) -> bool:
+    """Ask the Supabase services this cycle? Always when something about the project
+    changed or its last answer was not healthy; otherwise in the demo's turn."""
+    status = recipe.status
+    if status is None or not status.healthChecks.supabase:
+        return True
+    if project is None or not project.healthy or project.ref != recipe.status_ref:
+        return True  # the listing already answers, or the project is another one
+    if any(a.kind in _SUPABASE_STEPS for a in recipe.actions):
+        return True
+    return in_turn(recipe.demo_id, recipe.ctx.now, recipe.ctx.health_since)
+
+
+def in_turn(
+    demo_id: str,
+    now: datetime,
+    since: datetime | None,
+    period: timedelta = SUPABASE_HEALTH_PERIOD,
+) -> bool:
+    """Did the demo's offset in `period` come round in (since, now]? Always without a
+    previous cycle, after a gap of a whole period, or when the clock went back."""
+    length = int(period.total_seconds())
+    if since is None or now <= since or now - since >= period:
+        return True
+    offset = int(hashlib.sha256(demo_id.encode()).hexdigest()[:8], 16) % length
+    start = int(since.timestamp())
+    turn = offset + ((start - offset) // length + 1) * length  # the first one after since
+    return turn <= now.timestamp()
+
+
 def _health_check(recipe: _Recipe, project: Project | None) -> None:
     sight, demo_id = recipe.ctx.sight, recipe.demo_id
     namespace = sight.namespace_of(demo_id)
@@ -305,6 +357,7 @@ def _health_check(recipe: _Recipe, project: Project | None) -> None:
         if sight.namespaces is None
         else False,
         health_urls=health_urls(recipe.ctx.settings, demo_id),
+        supabase_due=_supabase_due(recipe, project),
         stalled_message=namespace.release_message
         if namespace is not None and namespace.release_stalled is not None
         else None,

@@ -137,6 +137,7 @@ class _Context:
     may_delete: bool
     known_migrations: tuple[str, ...] | None
     settings_hash: str = ""
+    health_since: datetime | None = None  # the previous cycle: see provision._supabase_due
 
     def same_cause(self, demo: Demo, status: DemoStatus) -> bool:
         """The status's failures happened under this spec and these settings.

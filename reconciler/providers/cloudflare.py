@@ -14,13 +14,16 @@ overwritten. An adopted record of the old mark gets the new one at its next writ
 
 Rate limits: a 429 blocks the token for minutes, so it is not retried here (the
 SDK's own retry of 429 is switched off): it becomes `RateLimited` at once and the
-next cycle tries again. 5xx, 408/409 and connection errors are retried by the SDK
-(bounded, `max_retries`). The SDK retries POST without an idempotency key, so a
-create whose answer was lost comes back as 81057/81053/81054 and is adopted; a
-name held by a record that is not ours is a `Conflict`, never adopted or deleted.
+next cycle tries again. A request budget (1,200 per five minutes per user, kept
+true by the answers' `Ratelimit` header) refuses an operation before it starts once
+it is spent, so the token is never blocked by democtl itself. 5xx, 408/409 and
+connection errors are retried by the SDK (bounded, `max_retries`). The SDK retries
+POST without an idempotency key, so a create whose answer was lost comes back as
+81057/81053/81054 and is adopted; a name held by a record that is not ours is a
+`Conflict`, never adopted or deleted.
 
 May import: the standard library, `httpx`, `cloudflare`, `reconciler.marks`,
-`reconciler.providers.base` and
+`reconciler.providers.base`, `reconciler.providers.budget` and
 `reconciler.providers.http` (the client factory, not its retries).
 """
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -46,6 +49,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
+from reconciler.providers.budget import BudgetSpent, RequestBudget
 from reconciler.providers.http import Network, http_client
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,7 @@ class CloudflareDns:
         timeout: float = 30.0,
         network: Network | None = None,
         owner: Owner | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
@@ -124,13 +129,20 @@ class CloudflareDns:
         self._per_page = per_page
         self._use_batch = use_batch
         self._secret = token
+        # The token's user has one bucket for every call; the answers' `Ratelimit` header
+        # keeps this account of it true.
+        self.budget = budget or RequestBudget(limit=RATE_LIMIT, window=RATE_WINDOW)
         self._client = _Client(
             api_token=token,
             base_url=base_url or DEFAULT_BASE_URL,
             max_retries=max_retries,
             timeout=timeout,
             # The environment's proxies and CAs (`network`), loopback (an emulator) direct.
-            http_client=http_client(timeout=timeout, network=network),
+            http_client=http_client(
+                timeout=timeout,
+                network=network,
+                event_hooks={"request": [self._sent], "response": [self._answered]},
+            ),
         )
         # The SDK fills these from CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY /
         # CLOUDFLARE_API_USER_SERVICE_KEY when not given, and then prefers them over
@@ -486,9 +498,33 @@ class CloudflareDns:
 
     # --- the error edge ---------------------------------------------------------------
 
+    def _sent(self, request: httpx.Request) -> None:
+        # counted, never refused here: the SDK would take a refusal for a network error
+        # and retry it; `_edge` refuses before an operation starts instead
+        with suppress(BudgetSpent):
+            self.budget.take(_USER)
+
+    def _answered(self, response: httpx.Response) -> None:
+        self.budget.observe_headers(_USER, response.headers, response.status_code)
+
     @contextmanager
     def _edge(self, operation: str, demo_id: str | None) -> Iterator[None]:
-        """Every SDK exception leaves the adapter as ProviderError; the token never does."""
+        """Every SDK exception leaves the adapter as ProviderError; the token never does.
+
+        An operation the budget knows would be refused is not started: it is RateLimited
+        at once, without a request, and the cycle leaves it for later."""
+        left = self.budget.left(_USER)
+        if left is not None and left <= 0:
+            wait = self.budget.refill_in(_USER)
+            log.info("%s: cloudflare %s deferred for %.0fs", demo_id or "-", operation, wait)
+            raise RateLimited(
+                PROVIDER,
+                operation,
+                "deferred, not sent: the request budget of the token is spent",
+                demo_id=demo_id,
+                retryable=True,
+                retry_after=wait,
+            )
         try:
             yield
         except ProviderError:
@@ -583,6 +619,13 @@ def _message(exc: cloudflare.APIError) -> str:
     status = getattr(exc, "status_code", None)
     detail = "; ".join(f"[{e.get('code')}] {e.get('message')}" for e in errors)
     return f"HTTP {status}: {detail or exc.message}"
+
+
+_USER = "user"
+# 1,200 requests per five minutes per user, then blocked for the rest of the five minutes
+# (https://developers.cloudflare.com/fundamentals/api/reference/limits).
+RATE_LIMIT = 1200
+RATE_WINDOW = 300.0
 
 
 def _retry_after(response: httpx.Response) -> float | None:

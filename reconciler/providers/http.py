@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -90,6 +91,8 @@ class RetryPolicy:
         *,
         on_retry: Callable[[int, str, float], None] | None = None,
         idempotent: bool = True,
+        take: Callable[[], None] | None = None,
+        observe: Callable[[httpx.Response], None] | None = None,
     ) -> httpx.Response:
         """Send `request`, retrying what may succeed later; return the last response.
 
@@ -98,9 +101,16 @@ class RetryPolicy:
         idempotent (a create) is retried only when it cannot have been processed: a
         refused connection or a 429. After a timeout, a dropped connection or a 5xx it
         may have been, and the caller must look before trying again.
+
+        `take` debits the request budget before every attempt (raising `BudgetSpent`
+        sends nothing); `observe` feeds it every answer. A 429 whose wait is longer than
+        `max_delay` is returned at once: retrying sooner than asked only burns the bucket
+        (Supabase refuses the rest of the minute, Cloudflare the rest of five minutes).
         """
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
+            if take is not None:
+                take()
             try:
                 response = client.send(request)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -109,10 +119,14 @@ class RetryPolicy:
                 reason = type(exc).__name__
                 pause = self.delay(attempt)
             else:
+                if observe is not None:
+                    observe(response)
                 status = response.status_code
                 if not is_retryable_status(status) or last or (not idempotent and status != 429):
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if status == 429 and retry_after is not None and retry_after > self.max_delay:
+                    return response
                 reason = f"HTTP {response.status_code}"
                 pause = self.delay(attempt, retry_after)
                 response.close()
@@ -243,6 +257,7 @@ def http_client(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     network: Network | None = None,
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
 ) -> httpx.Client:
     """An httpx.Client honouring `network` (default: the process environment).
 
@@ -259,6 +274,7 @@ def http_client(
         mounts=network.mounts(verify),
         trust_env=False,
         follow_redirects=False,
+        event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
     )
 
 

@@ -10,9 +10,11 @@ capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 nowhere else. Calls are single-shot (no client-side retries): the caller's retry
 policy or the next cycle tries again. Secret values never reach a log or an error.
 
-May import the kubernetes client, PyYAML, `marks`, `providers.base` and `quantity`.
-Ownership is the label mark of `marks` (managed-by, demo id, owner id): another owner
-id's namespaces and Secrets are neither listed nor deleted.
+Every call waits for a token of a client-side QPS limiter (client-go's 5 QPS, burst 10,
+unless configured). May import the kubernetes client, PyYAML, `marks`, `providers.base`,
+`providers.budget` and `quantity`. Ownership is the label mark of `marks` (managed-by,
+demo id, owner id): another owner id's namespaces and Secrets are neither listed nor
+deleted.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
+from reconciler.providers.budget import TokenBucket
 from reconciler.quantity import format_cpu, format_memory, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,10 @@ PROVIDER = "kubernetes"
 # immediately to configuration dependencies", helm-controller v0.37 / Flux 2.2).
 FLUX_WATCH_LABEL = "reconcile.fluxcd.io/watch"
 DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
+# client-go's defaults for a rest.Config that sets none (k8s.io/client-go/rest/config.go:
+# DefaultQPS 5.0, DefaultBurst 10)
+DEFAULT_QPS = 5.0
+DEFAULT_BURST = 10
 APPLY_PATCH = "application/apply-patch+yaml"
 FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
@@ -334,6 +341,9 @@ class KubernetesCluster:
         page_size: int = 500,
         timeout: float = 15.0,
         owner: Owner | None = None,
+        qps: float | None = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
+        limiter: TokenBucket | None = None,
     ) -> None:
         """`pod_selector` picks the demo pods in one cluster-wide listing; the chart labels
         its pods with the demo id. `None` lists every pod of the cluster instead."""
@@ -345,6 +355,9 @@ class KubernetesCluster:
         self.owner = owner or Owner()
         self.page_size = page_size
         self.timeout = timeout
+        # client-side flow control, as client-go's: a steady `qps` with `burst` saved up;
+        # a call waits for its token (None: no limit)
+        self.limiter = limiter or (TokenBucket(qps, burst) if qps else None)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
@@ -414,6 +427,8 @@ class KubernetesCluster:
         *,
         secrets: Iterable[str] = (),
     ) -> T:
+        if self.limiter is not None:
+            self.limiter.acquire()
         try:
             return call()
         except _TRANSPORT_ERRORS as exc:

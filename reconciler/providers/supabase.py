@@ -38,6 +38,7 @@ from reconciler.providers.base import (
     SupabasePreflight,
     SupabaseProvider,
 )
+from reconciler.providers.budget import BudgetSpent, RequestBudget
 from reconciler.providers.http import Network, RetryPolicy, make_client, parse_retry_after
 
 if TYPE_CHECKING:
@@ -48,6 +49,12 @@ logger = logging.getLogger(__name__)
 PROVIDER = "supabase"
 TOKEN_ENV = "SUPABASE_ACCESS_TOKEN"  # noqa: S105 (the variable name, not a token)
 HEALTH_SERVICES = ("db", "rest", "auth")
+# The documented quota of each bucket: 120 requests a minute per user, per project or
+# organisation, per endpoint (supabase/supabase apps/docs/content/_partials/
+# api_rate_limits.mdx, https://supabase.com/docs/reference/api/introduction).
+RATE_LIMIT = 120
+RATE_WINDOW = 60.0
+LISTING_FRESH = 30.0  # seconds a listing's statuses stand in for one GET per project
 _DEMO_ID = re.compile(r"^demo-[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _REF = re.compile(r"^[a-z]{20}$")
 _MASK = "\u00b7"  # the API shows unrevealed secret keys with middle dots
@@ -71,6 +78,7 @@ class SupabaseManagementClient:
         health_services: Iterable[str] = HEALTH_SERVICES,
         network: Network | None = None,
         owner: Owner | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", f"{TOKEN_ENV} is empty")
@@ -84,6 +92,8 @@ class SupabaseManagementClient:
         self.project_url_template = project_url_template
         self.health_services = tuple(health_services)
         self._token = token
+        # One budget per token: the API counts per user, scope and endpoint.
+        self.budget = budget or RequestBudget(limit=RATE_LIMIT, window=RATE_WINDOW)
         self._client = make_client(
             self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -92,6 +102,9 @@ class SupabaseManagementClient:
         )
         # ref -> demo id of every managed project seen, so errors can name the demo
         self._owned: dict[str, str] = {}
+        # the last listing's statuses and when it was taken (the budget's clock)
+        self._listed: dict[str, str] = {}
+        self._listed_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"SupabaseManagementClient(base_url={self.base_url!r}, prefix={self.prefix!r})"
@@ -158,6 +171,8 @@ class SupabaseManagementClient:
             project = self._project(item)
             if project is not None:
                 projects.append(project)
+        self._listed = {p.ref: p.status for p in projects}
+        self._listed_at = self.budget.clock()
         return sorted(projects, key=lambda p: (p.demo_id, p.ref))
 
     def create_project(self, demo_id: str, db_pass: str) -> Project:
@@ -222,9 +237,16 @@ class SupabaseManagementClient:
         return self._project(self._json(response, "get project", demo_id))
 
     def is_healthy(self, ref: str) -> bool:
-        project = self.get_project(ref)
-        if project is None or not project.healthy:
-            return False
+        """The project's status, then its services. A listing of this cycle (younger than
+        LISTING_FRESH seconds) already gave the status: no `GET /v1/projects/{ref}` then."""
+        listed = self._listed.get(ref)
+        if listed is not None and self.budget.clock() - self._listed_at < LISTING_FRESH:
+            if listed != "ACTIVE_HEALTHY":
+                return False
+        else:
+            project = self.get_project(ref)
+            if project is None or not project.healthy:
+                return False
         demo_id = self._owned.get(ref)
         response = self._call(
             "GET",
@@ -433,6 +455,7 @@ class SupabaseManagementClient:
     ) -> httpx.Response:
         secrets = tuple(secrets)
         request = self._client.build_request(method, path, json=json, params=params)
+        key = bucket_of(method, path, json)
 
         def on_retry(attempt: int, reason: str, pause: float) -> None:
             logger.warning(
@@ -446,8 +469,30 @@ class SupabaseManagementClient:
 
         try:
             response = self.retry.send(
-                self._client, request, on_retry=on_retry, idempotent=idempotent
+                self._client,
+                request,
+                on_retry=on_retry,
+                idempotent=idempotent,
+                take=lambda: self.budget.take(key),
+                observe=lambda r: self.budget.observe_headers(key, r.headers, r.status_code),
             )
+        except BudgetSpent as spent:
+            # Not sent: the bucket would refuse it. The demo waits for a later cycle.
+            logger.info(
+                "%s: supabase %s deferred for %.0fs: %s",
+                demo_id or "-",
+                operation,
+                spent.wait,
+                spent,
+            )
+            raise RateLimited(
+                PROVIDER,
+                operation,
+                f"deferred, not sent: {spent}",
+                demo_id=demo_id,
+                retryable=True,
+                retry_after=spent.wait,
+            ) from None
         except httpx.HTTPError as exc:
             raise ProviderError(
                 PROVIDER,
@@ -494,6 +539,21 @@ class SupabaseManagementClient:
                 f"HTTP {response.status_code}: answer is not JSON",
                 demo_id=demo_id,
             ) from None
+
+
+def bucket_of(method: str, path: str, body: Any = None) -> tuple[str, str]:
+    """The (scope, endpoint) a request counts against, as the API counts it: the project
+    in the path, else the organisation (`POST /v1/projects`: the body's), else the user."""
+    parts = path.split("?", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 4 and parts[1:3] == ["v1", "projects"]:
+        endpoint = "/".join(["", "v1", "projects", "{ref}", *parts[4:]])
+        return f"project:{parts[3]}", f"{method} {endpoint}"
+    if len(parts) >= 4 and parts[1:3] == ["v1", "organizations"]:
+        endpoint = "/".join(["", "v1", "organizations", "{slug}", *parts[4:]])
+        return f"organization:{parts[3]}", f"{method} {endpoint}"
+    if method == "POST" and path == "/v1/projects" and isinstance(body, dict):
+        return f"organization:{body.get('organization_slug')}", f"{method} {path}"
+    return "user", f"{method} {'/'.join(parts)}"
 
 
 def _conforms(client: SupabaseManagementClient) -> SupabaseProvider:
