@@ -102,7 +102,7 @@ def test_creating_a_project_counts_against_the_organisation_in_its_body(world) -
     members = Request("GET", "/v1/organizations/acme/members", {}, {}, b"")
     assert emulator.scope_of(members)[1:] == (
         "organization:acme",
-        "GET /v1/organizations/acme/members",
+        "GET /v1/organizations/{slug}/members",
     )
 
 

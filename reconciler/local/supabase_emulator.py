@@ -54,9 +54,8 @@ STATE_FILE = "supabase.json"
 RATE_LIMIT = 120
 RATE_WINDOW = 60.0
 SERVICES = ("auth", "db", "db_postgres_user", "pooler", "realtime", "rest", "storage", "pg_bouncer")
-_ORG_PATH = re.compile(r"^/v1/organizations/(?P<slug>[^/]+)(/.*)?$")
 _REF_PATH = re.compile(r"^/v1/projects/(?P<ref>[^/]+)(?P<rest>/.*)?$")
-_ORG_PATH = re.compile(r"^/v1/organizations(?:/(?P<slug>[^/]+)(?P<rest>/projects)?)?$")
+_ORG_PATH = re.compile(r"^/v1/organizations(?:/(?P<slug>[^/]+)(?P<rest>/.*)?)?$")
 ORG_PLANS = ("free", "pro", "team", "enterprise", "platform")  # V1OrganizationSlugResponse
 DEFAULT_PLAN = "pro"
 _SLUG = re.compile(r"^[\w-]+$")
@@ -273,7 +272,7 @@ class SupabaseEmulator(ServedEmulator):
         if match:
             return user, "project:" + match.group("ref"), endpoint
         org = _ORG_PATH.match(request.path)
-        if org:
+        if org and org.group("slug"):  # `GET /v1/organizations` names none: the user's
             return user, "organization:" + org.group("slug"), endpoint
         if request.method == "POST" and request.path == "/v1/projects":
             with contextlib.suppress(ValueError):
@@ -313,7 +312,10 @@ class SupabaseEmulator(ServedEmulator):
         if (org := _ORG_PATH.match(request.path)) is not None:
             if request.method != "GET":
                 return _error(405, "Method not allowed")
-            return self._organizations(request, org.group("slug"), bool(org.group("rest")))
+            rest = org.group("rest")
+            if rest not in (None, "/projects"):
+                return _error(404, "Not found")  # emulated: the organisation and its projects
+            return self._organizations(request, org.group("slug"), rest == "/projects")
         match = _REF_PATH.match(request.path)
         if not match:
             return _error(404, "Not found")
