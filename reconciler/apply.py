@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from reconciler.model import HealthChecks, Settings
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
@@ -80,6 +81,14 @@ def check_once(ready: Callable[[], bool]) -> bool:
     return ready()
 
 
+class ActionTiming(NamedTuple):
+    """How one action went (`ok`, `waiting`, `rate_limited`, `error`) and how long it took."""
+
+    kind: ActionKind
+    outcome: str
+    seconds: float
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What applying one demo's actions found and did. Never holds a secret."""
@@ -103,6 +112,8 @@ class Outcome:
     orphan: bool = False
     reset_for: str | None = None  # the release failure a RESET_RELEASE asked about
     conflict: bool = False  # something not ours holds a name this demo needs
+    # for metrics only: durations differ run to run, so they never decide equality
+    timings: tuple[ActionTiming, ...] = field(default=(), compare=False)
 
     @property
     def ok(self) -> bool:
@@ -153,21 +164,33 @@ class _Executor:
     settings: Settings
     password_factory: Callable[[], str]
     wait_until: Callable[[Callable[[], bool]], bool]
+    monotonic: Callable[[], float] = time.monotonic
 
     def run(self, actions: tuple[Action, ...], demo_id: str, orphan: bool) -> Outcome:
         run = _Run(Outcome(demo_id, orphan=orphan))
         current: Action | None = None
+        started = self.monotonic()
+
+        def timed(outcome: str) -> None:
+            if current is not None:
+                timing = ActionTiming(current.kind, outcome, self.monotonic() - started)
+                run.record(timings=(*run.found.timings, timing))
+
         try:
             for current in actions:
+                started = self.monotonic()
                 log.debug("%s: %s", demo_id, current)
                 if current.kind not in _NO_CALLS:
                     _STEPS[current.kind](self, run, current)
                 run.record(done=(*run.found.done, current.kind))
+                timed("ok")
         except _Stop:
-            pass
+            timed("waiting")
         except NotReady as exc:
+            timed("waiting")
             run.record(waiting=str(exc))
         except Exception as exc:  # a provider's failure, or a bug, stops this demo only
+            timed("rate_limited" if isinstance(exc, RateLimited) else "error")
             return run.finish(**_failure(demo_id, current, exc))
         return run.found
 
@@ -408,14 +431,16 @@ def apply(
     on_progress: Callable[[str, str], None] | None = None,
     password_factory: Callable[[], str] = strong_password,
     wait_until: Callable[[Callable[[], bool]], bool] = check_once,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[Outcome]:
     """Run every demo's actions (and the orphan deletions), at most `concurrency` at once.
 
     Returns one Outcome per DemoPlan with actions, then one per orphan action, in
     plan order. Never raises for a demo's failure. `wait_until(check)` decides how
     long WAIT_PROJECT waits (the CLI may poll up to --wait; the default looks once).
+    `monotonic` times each action for the metrics (Outcome.timings).
     """
-    executor = _Executor(providers, settings, password_factory, wait_until)
+    executor = _Executor(providers, settings, password_factory, wait_until, monotonic)
     units: list[tuple[str, tuple[Action, ...], bool]] = [
         (d.demo_id, d.actions, False) for d in plan.demos if d.actions
     ]

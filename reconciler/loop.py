@@ -61,6 +61,10 @@ class CycleResult:
     changes: list[gitstate.DemoChange] = field(default_factory=list)
     commit: str | None = None
     listing_retry_after: list[float] = field(default_factory=list)
+    # when each demo's file landed (its first commit), for the time-to-ready metric
+    created_at: dict[str, datetime] = field(default_factory=dict)
+    settings: Settings | None = None
+    now: datetime | None = None  # the clock the cycle ran at
 
     @property
     def failed(self) -> bool:
@@ -223,6 +227,9 @@ def run_cycle(
         previous=dict(state.statuses),
         statuses=dict(state.statuses),
         listing_retry_after=listing_retry_after,
+        created_at=dict(state.created_at),
+        settings=settings,
+        now=now,
     )
     if dry_run:
         return result

@@ -25,6 +25,7 @@ from reconciler import gitstate, logsetup, wiring
 from reconciler.apply import Providers
 from reconciler.clock import parse_now, real_now
 from reconciler.model import Settings
+from reconciler.providers.http import RequestObserver
 from reconciler.workspace import read_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -233,9 +234,13 @@ def load_state_or_exit(ctx: Context, root: Path | None = None) -> tuple[gitstate
 
 
 @contextmanager
-def providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Iterator[Providers]:
+def providers_or_exit(
+    ctx: Context, workdir: Path, settings: Settings, observer: RequestObserver | None = None
+) -> Iterator[Providers]:
     try:
-        with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
+        with wiring.open_providers(
+            ctx.repo, workdir, settings, local=ctx.local, observer=observer
+        ) as providers:
             yield providers
     except wiring.SetupError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -42,7 +42,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
-from reconciler.providers.http import Network, http_client
+from reconciler.providers.http import Network, RequestObserver, http_client
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class CloudflareDns:
         use_batch: bool = True,
         timeout: float = 30.0,
         network: Network | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
@@ -127,7 +128,9 @@ class CloudflareDns:
             max_retries=max_retries,
             timeout=timeout,
             # The environment's proxies and CAs (`network`), loopback (an emulator) direct.
-            http_client=http_client(timeout=timeout, network=network),
+            http_client=http_client(
+                timeout=timeout, network=network, observer=observer, provider=PROVIDER
+            ),
         )
         # The SDK fills these from CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY /
         # CLOUDFLARE_API_USER_SERVICE_KEY when not given, and then prefers them over
