@@ -9,6 +9,7 @@ checked against the Supabase and Cloudflare emulators with injected faults, and
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.error
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
+import promql_parser
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -439,3 +442,74 @@ def test_each_exporter_has_a_registry_of_its_own() -> None:
     one.response("supabase", "list projects", 200)
     assert "list projects" in one.text().decode()
     assert "list projects" not in two.text().decode()
+
+
+# --- the Grafana dashboard -------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "democtl.json"
+# Grafana's global variables, replaced before a query is sent, so before it is parsed
+# (https://grafana.com/docs/grafana/latest/dashboards/variables/add-template-variables/#global-variables)
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1d"}
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # a collapsed row holds its panels
+
+
+def metric_names(node: Any) -> Iterator[str]:
+    """Every metric a parsed PromQL expression selects."""
+    if isinstance(node, promql_parser.VectorSelector):
+        yield node.name
+        return
+    for attribute in ("expr", "lhs", "rhs", "vector_selector", "param"):
+        child = getattr(node, attribute, None)
+        if isinstance(child, promql_parser.Expr):
+            yield from metric_names(child)
+    for arg in getattr(node, "args", None) or ():
+        yield from metric_names(arg)
+
+
+def exported_series(families: dict[str, Metric]) -> set[str]:
+    """The series names a registry's families are scraped as (counters _total, ...)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {name + suffix for name, f in families.items() for suffix in suffixes.get(f.type, ("",))}
+
+
+def test_the_dashboard_is_importable_with_the_datasource_as_a_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert isinstance(dashboard["schemaVersion"], int) and dashboard["schemaVersion"] >= 36
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", dashboard["uid"])  # Grafana's uid limit
+    assert "id" not in dashboard  # an id would tie it to one Grafana instance
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+    ids = [p["id"] for p in panels(dashboard)]
+    assert len(ids) == len(set(ids))
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_every_panel_query_parses_and_names_only_metrics_democtl_exports(local_run: Run) -> None:
+    exported = exported_series(local_run.families)
+    used: set[str] = set()
+    titles: list[str] = []
+    for panel in panels(json.loads(DASHBOARD.read_text())):
+        titles.append(panel["title"])
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            assert "$" not in expr, f"{panel['title']}: unknown variable in {expr}"
+            names = set(metric_names(promql_parser.parse(expr)))  # raises if it does not parse
+            assert names and names <= exported, f"{panel['title']}: {names - exported}"
+            used |= names
+    # the panels the brief asks for are there
+    for wanted in ("Demos by phase", "to ready", "Cycle duration", "errors", "Rate limits"):
+        assert any(wanted in title for title in titles), wanted
+    assert "democtl_capacity_demos" in used
