@@ -13,6 +13,7 @@ logged. May import the plan values, the model and the provider Protocols.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -175,6 +176,14 @@ class _Executor:
             if current is not None:
                 timing = ActionTiming(current.kind, outcome, self.monotonic() - started)
                 run.record(timings=(*run.found.timings, timing))
+                log.debug(
+                    "%s: %s %s in %.3fs",
+                    demo_id,
+                    timing.kind.value,
+                    outcome,
+                    timing.seconds,
+                    extra=_fields(timing.kind, outcome, timing.seconds),
+                )
 
         try:
             for current in actions:
@@ -415,6 +424,25 @@ def _no_ref(action: Action) -> ProviderError:
     )
 
 
+def _fields(kind: ActionKind | None, outcome: str, seconds: float) -> dict[str, Any]:
+    """The structured fields of a log line about an action (`--log-format json`)."""
+    return {
+        "action": kind.value if kind else None,
+        "outcome": outcome,
+        "duration": round(seconds, 3),
+    }
+
+
+def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    if outcome.error:
+        result = "rate_limited" if outcome.rate_limited else "error"
+        kind = outcome.failed_action
+    else:
+        result = "waiting" if outcome.waiting else "ok"
+        kind = outcome.timings[-1].kind if outcome.timings else None
+    return _fields(kind, result, sum(t.seconds for t in outcome.timings))
+
+
 def _summary(outcome: Outcome) -> str:
     if outcome.error:
         return f"{outcome.failed_action or 'start'} failed: {outcome.error}"
@@ -450,7 +478,7 @@ def apply(
     def work(unit: tuple[str, tuple[Action, ...], bool]) -> Outcome:
         demo_id, actions, orphan = unit
         outcome = executor.run(actions, demo_id, orphan)
-        log.info("%s: %s", demo_id, _summary(outcome))
+        log.info("%s: %s", demo_id, _summary(outcome), extra=_outcome_fields(outcome))
         if on_progress is not None:
             with lock:  # one line at a time
                 on_progress(demo_id, _summary(outcome))
@@ -459,7 +487,9 @@ def apply(
     if not units:
         return []
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
-        return list(pool.map(work, units))
+        # each worker runs in a copy of the caller's context: its lines name the cycle
+        futures = [pool.submit(contextvars.copy_context().run, work, unit) for unit in units]
+        return [future.result() for future in futures]
 
 
 def outcome_for(outcomes: list[Outcome], demo: DemoPlan) -> Outcome | None:

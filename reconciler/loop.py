@@ -15,11 +15,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler import gitstate
+from reconciler import gitstate, logsetup
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
@@ -246,6 +246,7 @@ def run_cycle(
         sum(len(d.actions) for d in the_plan.demos) + len(the_plan.orphans),
         sum(1 for o in result.outcomes if o.error),
         f"committed {result.commit[:8]}" if result.commit else "all up to date, nothing to commit",
+        extra={"outcome": "failed" if result.failed else "ok"},
     )
     return result
 
@@ -402,20 +403,22 @@ def run_cycles(
         now = clock()
         if on_cycle_start is not None:
             on_cycle_start(number, now)
-        if repeat.push and repeat.writer is not None:
-            last = run_cycle_and_push(
-                root,
-                providers,
-                now,
-                options,
-                holder=repeat.holder,
-                writer=repeat.writer,
-                progress=progress,
-                sleep=sleep,
-                monotonic=monotonic,
-            )
-        else:
-            last = run_cycle(root, providers, now, options, progress=progress)
+        # the cycle's clock and number name its log lines (`--log-format json`)
+        with logsetup.cycle_scope(f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{number}"):
+            if repeat.push and repeat.writer is not None:
+                last = run_cycle_and_push(
+                    root,
+                    providers,
+                    now,
+                    options,
+                    holder=repeat.holder,
+                    writer=repeat.writer,
+                    progress=progress,
+                    sleep=sleep,
+                    monotonic=monotonic,
+                )
+            else:
+                last = run_cycle(root, providers, now, options, progress=progress)
         if on_cycle_end is not None:
             on_cycle_end(number, last)
         failed = failed or last.failed

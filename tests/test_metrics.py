@@ -24,9 +24,11 @@ from typing import Any
 import httpx
 import promql_parser
 import pytest
+from click.testing import CliRunner
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.cli import cli
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Faults
@@ -513,3 +515,24 @@ def test_every_panel_query_parses_and_names_only_metrics_democtl_exports(local_r
     for wanted in ("Demos by phase", "to ready", "Cycle duration", "errors", "Rate limits"):
         assert any(wanted in title for title in titles), wanted
     assert "democtl_capacity_demos" in used
+
+
+# --- --log-format json, end to end ------------------------------------------------------
+
+
+def test_a_cycle_logs_json_lines_with_demo_action_outcome_duration_and_cycle(
+    local_run: Run,
+) -> None:
+    args = ["--log-format", "json", "-v", "reconcile", "--local", "--repo", str(local_run.repo)]
+    result = CliRunner().invoke(cli, [*args, "--now", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "no log lines"
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    per_demo = [line for line in lines if line.get("demo") in READY and "outcome" in line]
+    assert {line["demo"] for line in per_demo} == set(READY), lines
+    for line in per_demo:
+        assert line["action"] and line["outcome"] == "ok" and line["duration"] >= 0
+        assert re.fullmatch(r"\d{8}T\d{6}Z-1", line["cycle"])
+    [summary] = [line for line in lines if line["message"].startswith("cycle: ")]
+    assert summary["cycle"] == per_demo[0]["cycle"] and summary["outcome"] == "ok"
