@@ -13,14 +13,16 @@ logged. May import the plan values, the model and the provider Protocols.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from reconciler.model import HealthChecks, Settings
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
@@ -81,6 +83,14 @@ def check_once(ready: Callable[[], bool]) -> bool:
     return ready()
 
 
+class ActionTiming(NamedTuple):
+    """How one action went (`ok`, `waiting`, `rate_limited`, `error`) and how long it took."""
+
+    kind: ActionKind
+    outcome: str
+    seconds: float
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What applying one demo's actions found and did. Never holds a secret."""
@@ -104,6 +114,8 @@ class Outcome:
     orphan: bool = False
     reset_for: str | None = None  # the release failure a RESET_RELEASE asked about
     conflict: bool = False  # something not ours holds a name this demo needs
+    # for metrics only: durations differ run to run, so they never decide equality
+    timings: tuple[ActionTiming, ...] = field(default=(), compare=False)
 
     @property
     def ok(self) -> bool:
@@ -155,21 +167,41 @@ class _Executor:
     settings: Settings
     password_factory: Callable[[], str]
     wait_until: Callable[[Callable[[], bool]], bool]
+    monotonic: Callable[[], float] = time.monotonic
 
     def run(self, actions: tuple[Action, ...], demo_id: str, orphan: bool) -> Outcome:
         run = _Run(Outcome(demo_id, orphan=orphan))
         current: Action | None = None
+        started = self.monotonic()
+
+        def timed(outcome: str) -> None:
+            if current is not None:
+                timing = ActionTiming(current.kind, outcome, self.monotonic() - started)
+                run.record(timings=(*run.found.timings, timing))
+                log.debug(
+                    "%s: %s %s in %.3fs",
+                    demo_id,
+                    timing.kind.value,
+                    outcome,
+                    timing.seconds,
+                    extra=_fields(timing.kind, outcome, timing.seconds),
+                )
+
         try:
             for current in actions:
+                started = self.monotonic()
                 log.debug("%s: %s", demo_id, current)
                 if current.kind not in _NO_CALLS:
                     _STEPS[current.kind](self, run, current)
                 run.record(done=(*run.found.done, current.kind))
+                timed("ok")
         except _Stop:
-            pass
+            timed("waiting")
         except NotReady as exc:
+            timed("waiting")
             run.record(waiting=str(exc))
         except Exception as exc:  # a provider's failure, or a bug, stops this demo only
+            timed("rate_limited" if isinstance(exc, RateLimited) else "error")
             return run.finish(**_failure(demo_id, current, exc))
         return run.found
 
@@ -407,6 +439,25 @@ def _no_ref(action: Action) -> ProviderError:
     )
 
 
+def _fields(kind: ActionKind | None, outcome: str, seconds: float) -> dict[str, Any]:
+    """The structured fields of a log line about an action (`--log-format json`)."""
+    return {
+        "action": kind.value if kind else None,
+        "outcome": outcome,
+        "duration": round(seconds, 3),
+    }
+
+
+def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    if outcome.error:
+        result = "rate_limited" if outcome.rate_limited else "error"
+        kind = outcome.failed_action
+    else:
+        result = "waiting" if outcome.waiting else "ok"
+        kind = outcome.timings[-1].kind if outcome.timings else None
+    return _fields(kind, result, sum(t.seconds for t in outcome.timings))
+
+
 def _summary(outcome: Outcome) -> str:
     if outcome.error:
         return f"{outcome.failed_action or 'start'} failed: {outcome.error}"
@@ -423,14 +474,16 @@ def apply(
     on_progress: Callable[[str, str], None] | None = None,
     password_factory: Callable[[], str] = strong_password,
     wait_until: Callable[[Callable[[], bool]], bool] = check_once,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[Outcome]:
     """Run every demo's actions (and the orphan deletions), at most `concurrency` at once.
 
     Returns one Outcome per DemoPlan with actions, then one per orphan action, in
     plan order. Never raises for a demo's failure. `wait_until(check)` decides how
     long WAIT_PROJECT waits (the CLI may poll up to --wait; the default looks once).
+    `monotonic` times each action for the metrics (Outcome.timings).
     """
-    executor = _Executor(providers, settings, password_factory, wait_until)
+    executor = _Executor(providers, settings, password_factory, wait_until, monotonic)
     units: list[tuple[str, tuple[Action, ...], bool]] = [
         (d.demo_id, d.actions, False) for d in plan.demos if d.actions
     ]
@@ -440,7 +493,7 @@ def apply(
     def work(unit: tuple[str, tuple[Action, ...], bool]) -> Outcome:
         demo_id, actions, orphan = unit
         outcome = executor.run(actions, demo_id, orphan)
-        log.info("%s: %s", demo_id, _summary(outcome))
+        log.info("%s: %s", demo_id, _summary(outcome), extra=_outcome_fields(outcome))
         if on_progress is not None:
             with lock:  # one line at a time
                 on_progress(demo_id, _summary(outcome))
@@ -451,8 +504,9 @@ def apply(
     turns = fair_order(plan)
     order = sorted(range(len(units)), key=lambda i: turns.get((units[i][0], units[i][2]), i))
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
-        # started in their turn, so the budgets go to those first; answered in plan order
-        futures = {i: pool.submit(work, units[i]) for i in order}
+        # started in their turn, so the budgets go to those first; answered in plan order;
+        # each worker runs in a copy of the caller's context: its lines name the cycle
+        futures = {i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order}
         return [futures[i].result() for i in range(len(units))]
 
 

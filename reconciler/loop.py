@@ -15,11 +15,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler import gitstate
+from reconciler import gitstate, logsetup
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
@@ -61,6 +61,10 @@ class CycleResult:
     changes: list[gitstate.DemoChange] = field(default_factory=list)
     commit: str | None = None
     listing_retry_after: list[float] = field(default_factory=list)
+    # when each demo's file landed (its first commit), for the time-to-ready metric
+    created_at: dict[str, datetime] = field(default_factory=dict)
+    settings: Settings | None = None
+    now: datetime | None = None  # the clock the cycle ran at
 
     @property
     def failed(self) -> bool:
@@ -228,6 +232,9 @@ def run_cycle(
         previous=dict(state.statuses),
         statuses=dict(state.statuses),
         listing_retry_after=listing_retry_after,
+        created_at=dict(state.created_at),
+        settings=settings,
+        now=now,
     )
     if dry_run:
         return result
@@ -244,6 +251,7 @@ def run_cycle(
         sum(len(d.actions) for d in the_plan.demos) + len(the_plan.orphans),
         sum(1 for o in result.outcomes if o.error),
         f"committed {result.commit[:8]}" if result.commit else "all up to date, nothing to commit",
+        extra={"outcome": "failed" if result.failed else "ok"},
     )
     return result
 
@@ -406,23 +414,25 @@ def run_cycles(
         now = clock()
         if on_cycle_start is not None:
             on_cycle_start(number, now)
-        if repeat.push and repeat.writer is not None:
-            last = run_cycle_and_push(
-                root,
-                providers,
-                now,
-                options,
-                holder=repeat.holder,
-                writer=repeat.writer,
-                progress=progress,
-                sleep=sleep,
-                monotonic=monotonic,
-                health_since=health_since,
-            )
-        else:
-            last = run_cycle(
-                root, providers, now, options, progress=progress, health_since=health_since
-            )
+        # the cycle's clock and number name its log lines (`--log-format json`)
+        with logsetup.cycle_scope(f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{number}"):
+            if repeat.push and repeat.writer is not None:
+                last = run_cycle_and_push(
+                    root,
+                    providers,
+                    now,
+                    options,
+                    holder=repeat.holder,
+                    writer=repeat.writer,
+                    progress=progress,
+                    sleep=sleep,
+                    monotonic=monotonic,
+                    health_since=health_since,
+                )
+            else:
+                last = run_cycle(
+                    root, providers, now, options, progress=progress, health_since=health_since
+                )
         health_since = now
         if on_cycle_end is not None:
             on_cycle_end(number, last)

@@ -1,4 +1,4 @@
-"""Schema validation of rendered manifests: core kinds, Flux and Argo CD kinds, kustomization.yaml.
+"""Schema validation of rendered manifests: core kinds, CRD kinds, kustomization.yaml.
 
 Owns `ManifestSchemas` (validators loaded once and cached per kind), the
 packaged schema set (`packaged_schemas`) and `validate_rendered`. The schemas
@@ -6,7 +6,9 @@ are package data under `manifest_schemas/` (provenance and licences in its
 SOURCES.md), found through importlib.resources so that an installed wheel
 validates too: core kinds against the strict standalone Kubernetes schemas of
 one version (unknown fields fail); Flux and Argo CD kinds against CRD JSON
-schemas laid out as `crds/<group>/<kind>_<version>.json`, made strict the way
+schemas laid out as `crds/<group>/<kind>_<version>.json` (or a whole CRD as its
+project publishes it, `crds/<group>/*-crd.json`: prometheus-operator's
+ServiceMonitor), made strict the way
 the API server treats structural schemas (unknown fields fail unless a node says
 `x-kubernetes-preserve-unknown-fields`), with their metadata checked as a core
 ObjectMeta; `kustomization.yaml` against SchemaStore's schema. Rendering calls
@@ -53,6 +55,7 @@ _COMPILED_KINDS = frozenset(
         ("source.toolkit.fluxcd.io/v1", "HelmRepository"),
         ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
         ("argoproj.io/v1alpha1", "Application"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
         _KUSTOMIZE,
     }
 )
@@ -77,6 +80,25 @@ def strict_crd_schema(node: Any) -> Any:
     ):
         out["additionalProperties"] = False
     return out
+
+
+def crd_manifest_schema(group_dir: Path, kind: str, version: str) -> dict[str, Any] | None:
+    """The `openAPIV3Schema` of `kind` at `version` from a CustomResourceDefinition in JSON.
+
+    For CRDs copied as their project publishes them (`*-crd.json`, e.g.
+    prometheus-operator's), rather than as a catalog's extracted schema.
+    """
+    if not group_dir.is_dir():
+        return None
+    for path in sorted(group_dir.glob("*-crd.json")):
+        crd = json.loads(path.read_text())
+        if crd.get("kind") != "CustomResourceDefinition" or crd["spec"]["names"]["kind"] != kind:
+            continue
+        for served in crd["spec"]["versions"]:
+            if served["name"] == version:
+                schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+                return schema
+    return None
 
 
 class ManifestSchemas:
@@ -139,9 +161,15 @@ class ManifestSchemas:
             return core
         crd_group, _, version = api_version.rpartition("/")
         path = self.crd_dir / crd_group / f"{kind.lower()}_{version}.json"
-        if not crd_group or not path.is_file():
+        if not crd_group:
             return None
-        schema: dict[str, Any] = strict_crd_schema(self._inline(json.loads(path.read_text())))
+        if path.is_file():
+            found: Any = json.loads(path.read_text())
+        else:
+            found = crd_manifest_schema(self.crd_dir / crd_group, kind, version)
+            if found is None:
+                return None
+        schema: dict[str, Any] = strict_crd_schema(self._inline(found))
         # a CRD schema says only `metadata: {type: object}`; the API server checks ObjectMeta
         schema["properties"]["metadata"] = self._inline({"$ref": f"#/$defs/{_OBJECT_META}"})
         return schema

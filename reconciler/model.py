@@ -336,6 +336,9 @@ class Profile(StrictModel):
     pods: Annotated[int, Field(gt=0, le=1000)]
     defaultTtl: Duration
     maxTtl: Duration
+    # render a prometheus-operator ServiceMonitor for the platform release (and let the
+    # monitoring namespace scrape it): for profiles whose numbers matter, load testing
+    serviceMonitor: bool = False
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Profile:
@@ -495,6 +498,8 @@ class KubernetesSettings(StrictModel):
     podSelector: Literal["namespace", "label"] = "namespace"
     ingressNamespace: str = "ingress-nginx"
     ingressClass: str = "nginx"
+    # where Prometheus runs: a profile with serviceMonitor lets it reach the metrics port
+    monitoringNamespace: str = "monitoring"
     fluxNamespace: str = "flux-system"
     argoNamespace: str = "argocd"
 

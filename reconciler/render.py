@@ -195,6 +195,14 @@ def _expected_files(settings: Settings, context: Mapping[str, Any]) -> dict[str,
             "k8s/networkpolicy.yaml.j2", (("networking.k8s.io/v1", "NetworkPolicy"),) * 3
         ),
     }
+    if context["service_monitor"]:
+        files["servicemonitor.yaml"] = _Expect(
+            "k8s/servicemonitor.yaml.j2",
+            (
+                ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                ("networking.k8s.io/v1", "NetworkPolicy"),
+            ),
+        )
     if settings.gitops == "flux":
         source_kind = "OCIRepository" if context["chart"]["oci"] else "HelmRepository"
         files["source.yaml"] = _Expect(
@@ -359,6 +367,7 @@ def _context(
         "limit_default": LIMIT_DEFAULT,
         "limit_default_request": LIMIT_DEFAULT_REQUEST,
         "kube": settings.kubernetes,
+        "service_monitor": settings.profiles[demo.spec.profile].serviceMonitor,
         "egress": egress_blocks(settings),
         "hosts": hosts,
         "tls_secret": f"{demo.id}-tls",

@@ -38,7 +38,7 @@ from reconciler.local.stack import (
 from reconciler.model import Settings
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
-from reconciler.providers.http import RetryPolicy
+from reconciler.providers.http import RequestObserver, RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.kubernetes_access import (
     REQUIRED_CRDS,
@@ -128,9 +128,16 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
 
 @contextmanager
 def open_providers(
-    repo: Path, workdir: Path, settings: Settings, *, local: bool
+    repo: Path,
+    workdir: Path,
+    settings: Settings,
+    *,
+    local: bool,
+    observer: RequestObserver | None = None,
 ) -> Iterator[Providers]:
     """The providers for one command; local mode starts (and stops) the emulators.
+
+    `observer` hears of the Supabase and Cloudflare adapters' requests (metrics).
 
     The adapters' HTTP connections are closed on exit, so `democtl run`, which
     opens providers once per cycle, holds no connections between cycles.
@@ -155,13 +162,13 @@ def open_providers(
                 local_state_dir(repo), workdir, settings, faults=faults, come_up_seconds=come_up
             ) as stack,
         ):
-            providers = local_providers(stack)
+            providers = local_providers(stack, observer)
             try:
                 yield providers
             finally:
                 close_providers(providers)
         return
-    providers = production_providers(settings)
+    providers = production_providers(settings, observer)
     try:
         yield providers
     finally:
@@ -175,11 +182,11 @@ def close_providers(providers: Providers) -> None:
             close()
 
 
-def local_providers(stack: LocalStack) -> Providers:
+def local_providers(stack: LocalStack, observer: RequestObserver | None = None) -> Providers:
     """Production adapters pointed at a running stack's emulators."""
     return Providers(
-        supabase=stack.supabase_client(),
-        dns=stack.dns(),
+        supabase=stack.supabase_client(observer),
+        dns=stack.dns(observer),
         cluster=stack.cluster(),
         prober=stack.prober(),
         migrate=database.migrate,
@@ -187,7 +194,7 @@ def local_providers(stack: LocalStack) -> Providers:
     )
 
 
-def production_providers(settings: Settings) -> Providers:
+def production_providers(settings: Settings, observer: RequestObserver | None = None) -> Providers:
     missing = [
         v for v in ("SUPABASE_ACCESS_TOKEN", "CLOUDFLARE_API_TOKEN") if not os.environ.get(v)
     ]
@@ -201,7 +208,7 @@ def production_providers(settings: Settings) -> Providers:
             # jitter seeded per process, so reconcilers that failed together do not
             # retry in lockstep (the one place randomness enters a production retry)
             supabase=SupabaseManagementClient.from_environment(
-                settings, retry=RetryPolicy(rng=random.Random())
+                settings, retry=RetryPolicy(rng=random.Random()), observer=observer
             ),
             dns=CloudflareDns(
                 os.environ["CLOUDFLARE_API_TOKEN"],
@@ -209,6 +216,7 @@ def production_providers(settings: Settings) -> Providers:
                 zone_id=settings.cloudflare.zoneId,
                 base_url=settings.cloudflare.apiUrl,
                 owner=settings.owner,
+                observer=observer,
             ),
             cluster=KubernetesCluster.from_environment(
                 gitops=settings.gitops,

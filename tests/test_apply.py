@@ -692,3 +692,31 @@ def test_release_out_of_retries_is_reset_once_per_failure_and_marked_degraded() 
     cycle(world, repo, settings=IMMEDIATE)
     assert repo.statuses[A].phase == Phase.READY
     assert len(world.cluster.resets) == 2
+
+
+class Ticks:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_every_action_is_timed_with_its_outcome_for_the_metrics() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    world.dns.fail_on[("ensure_records", A)] = RateLimited(
+        "cloudflare", "create record", "429", demo_id=A, retryable=True, retry_after=30
+    )
+    _, [outcome] = cycle(world, repo, monotonic=Ticks())
+    # each action reads the clock once at its start and once at its end: one second apiece
+    assert [(t.kind, t.outcome, t.seconds) for t in outcome.timings] == [
+        *((kind, "ok", 1.0) for kind in outcome.done),
+        (K.ENSURE_DNS, "rate_limited", 1.0),
+    ]
+    assert K.ENSURE_PROJECT in {t.kind for t in outcome.timings}
+    # timings never make two outcomes differ: the status computed from them must not move
+    assert replace(outcome, timings=()) == outcome

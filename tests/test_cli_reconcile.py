@@ -491,9 +491,12 @@ def test_run_finishes_the_cycle_on_sigterm_and_serves_metrics(converged: Path) -
         proc.expect("out", " cycle: 3 demos; up to date")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        assert 'democtl_demos{phase="ready"} 3.0' in text, text
-        assert 'democtl_cycles_total{result="ok"}' in text
+        ready = re.findall(r'^democtl_demos\{phase="ready",[^}]*\} (\S+)$', text, re.MULTILINE)
+        assert sum(float(n) for n in ready) == 3.0, text
+        assert 'democtl_cycles_total{outcome="ok"}' in text
         assert 'democtl_demo_pods_ready{demo="demo-acme01"}' in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.finish() == 0, proc.output()
     finally:

@@ -147,6 +147,7 @@ def test_wheel_carries_templates_schemas_licences_and_runtime_requirements(wheel
         "reconciler/manifest_schemas/SOURCES.md",
         "reconciler/manifest_schemas/kustomization.json",
         "reconciler/manifest_schemas/crds/helm.toolkit.fluxcd.io/helmrelease_v2.json",
+        "reconciler/manifest_schemas/crds/monitoring.coreos.com/servicemonitors-crd.json",
         "reconciler/manifest_schemas/kubernetes/v1.30.0-local-strict/_definitions.json",
         "reconciler/py.typed",
     ):
@@ -157,6 +158,7 @@ def test_wheel_carries_templates_schemas_licences_and_runtime_requirements(wheel
         "LICENSE",
         "reconciler/manifest_schemas/LICENSE.SchemaStore",
         "reconciler/manifest_schemas/crds/LICENSE.datreeio-CRDs-catalog",
+        "reconciler/manifest_schemas/crds/monitoring.coreos.com/LICENSE.prometheus-operator",
         "reconciler/manifest_schemas/kubernetes/LICENSE.kubernetes-validate",
     }
     assert "License-Expression: Apache-2.0" in metadata

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -848,3 +849,62 @@ def test_parse_documents_agrees_with_safe_load_all_on_every_golden() -> None:
 def test_parse_documents_refuses_what_safe_load_refuses(text: str) -> None:
     with pytest.raises(yaml.YAMLError):
         parse_documents(text)
+
+
+# --- the load-testing profile's ServiceMonitor -----------------------------------------
+
+SERVICE_MONITOR_CRD = (
+    Path(__file__).resolve().parent
+    / "contracts/schemas/crds/monitoring.coreos.com/servicemonitors-crd.json"
+)
+
+
+def test_only_a_profile_asking_for_it_renders_a_service_monitor() -> None:
+    settings = load_project_settings()
+    assert settings.profiles["load-testing"].serviceMonitor
+    assert not settings.profiles["small"].serviceMonitor
+    load_testing = render_sample("demo-rocket", "flux", True)  # profile load-testing
+    small = render_sample("demo-acme01", "flux", True)
+    assert "servicemonitor.yaml" not in small
+    assert b"servicemonitor.yaml" in load_testing["kustomization.yaml"]
+    monitor = find(load_testing, "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "demo-rocket"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["demo-rocket"]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["relabelings"][0]["replacement"] == "demo-rocket"
+    scrape = [
+        d
+        for d in objects(load_testing)
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "allow-metrics-scrape"
+    ]
+    [peer] = scrape[0]["spec"]["ingress"][0]["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_the_service_monitor_matches_the_prometheus_operator_crd_schema(
+    schemas: ManifestSchemas,
+) -> None:
+    """Against the contract copy of the CRD itself, independently of the packaged loader."""
+    import jsonschema
+
+    crd = json.loads(SERVICE_MONITOR_CRD.read_text())
+    assert crd["metadata"]["annotations"]["operator.prometheus.io/version"] == "0.93.0"
+    [v1] = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    validator = jsonschema.Draft7Validator(v1["schema"]["openAPIV3Schema"])
+    monitor = find(render_sample("demo-rocket", "flux", False), "ServiceMonitor")
+    assert list(validator.iter_errors(monitor)) == []
+    assert schemas.errors(monitor) == []
+    for mutate in (
+        lambda m: m["spec"]["endpoints"][0].__setitem__("scheme", "gopher"),  # enum http/https
+        lambda m: m["spec"]["endpoints"][0]["relabelings"][0].__setitem__("action", "Nope"),
+        lambda m: m["spec"].__setitem__("endpoints", "metrics"),  # an array
+    ):
+        bad = copy.deepcopy(monitor)
+        mutate(bad)
+        assert list(validator.iter_errors(bad)), bad
+        assert schemas.errors(bad), bad
+    # unknown fields: the API server prunes them, democtl's strict check refuses them
+    bad = copy.deepcopy(monitor)
+    bad["spec"]["endpoints"][0]["intervall"] = "30s"
+    assert any("intervall" in e for e in schemas.errors(bad))

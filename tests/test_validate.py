@@ -733,7 +733,7 @@ def test_text_output_format(repo: Path) -> None:
         ),
         pytest.param(
             lambda t: t.replace('totalCpu: "64"', "totalCpu: lots"),
-            30,
+            31,
             "capacity.totalCpu",
             "'lots' is not a Kubernetes quantity",
             id="bad-quantity",
@@ -761,7 +761,7 @@ def test_text_output_format(repo: Path) -> None:
         ),
         pytest.param(
             lambda t: t + "colour: blue\n",
-            62,
+            63,
             "colour",
             "unknown field",
             id="unknown-field",

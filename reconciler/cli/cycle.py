@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import click
 import schedule
@@ -184,6 +185,20 @@ _concurrency_option = click.option(
     metavar="DURATION",
     help="Keep cycling up to this long (e.g. 30s, 5m) while demos are still changing.",
 )
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Write the run's Prometheus metrics here (text format), e.g. for a node "
+    "exporter's textfile collector or a CI artifact.",
+)
+@click.option(
+    "--pushgateway",
+    default=None,
+    metavar="URL",
+    help="Push the run's metrics to this Prometheus Pushgateway (job democtl).",
+)
 @_concurrency_option
 @common_options
 def reconcile(
@@ -191,6 +206,8 @@ def reconcile(
     dry_run: bool,
     allow_mass_delete: bool,
     wait_text: str,
+    metrics_file: Path | None,
+    pushgateway: str | None,
     concurrency: int,
     ctx: Context,
 ) -> None:
@@ -216,13 +233,18 @@ def reconcile(
     except gitstate.GitStateError as exc:
         fail(str(exc), EXIT_USAGE)
 
+    exporter = metrics.Exporter()
+    started = [time.monotonic()]
+
     def progress(demo_id: str, line: str) -> None:
         click.echo(f"  {demo_id}: {line}")
 
     def cycle_started(number: int, now: datetime) -> None:
+        started[0] = time.monotonic()
         click.echo(f"cycle {number} ({now.isoformat()})")
 
     def cycle_ended(number: int, result: loop.CycleResult) -> None:
+        exporter.record(result, time.monotonic() - started[0])
         _print_transitions(result.previous, result)
         click.echo(
             f"  = cycle {number} "
@@ -230,7 +252,7 @@ def reconcile(
         )
 
     repeat = loop.Repeat(push=push, holder=_holder(), wait=wait, writer=_writer(wait))
-    with providers_or_exit(ctx, workdir, settings) as providers:
+    with providers_or_exit(ctx, workdir, settings, observer=exporter) as providers:
         try:
             run = loop.run_cycles(
                 workdir,
@@ -245,7 +267,10 @@ def reconcile(
         except loop.SettingsUnusable as exc:
             settings_unusable(exc.problems)
         except gitstate.GitStateError as exc:
+            exporter.cycle_failed(time.monotonic() - started[0])
+            _emit_metrics(exporter, metrics_file, pushgateway)
             fail(str(exc))
+    _emit_metrics(exporter, metrics_file, pushgateway)
     if run.rate_limited_for is not None:
         click.echo(
             f"  = rate limited for {run.rate_limited_for:g}s, longer than --wait "
@@ -267,6 +292,24 @@ def reconcile(
     sys.exit(EXIT_FAILED if run.failed or last.plan.refusals else EXIT_OK)
 
 
+def _emit_metrics(exporter: metrics.Exporter, path: Path | None, gateway: str | None) -> None:
+    """A one-shot run's metrics to the file and the Pushgateway asked for.
+
+    Metrics are a report on the run, not its result: a Pushgateway that cannot be
+    reached is said on stderr and leaves the exit code as the cycles made it.
+    """
+    if path is not None:
+        try:
+            exporter.write_file(path)
+        except OSError as exc:
+            fail(f"--metrics-file {path}: cannot write: {exc.strerror or exc}", EXIT_USAGE)
+    if gateway is not None:
+        try:
+            exporter.push(gateway)
+        except (OSError, ValueError) as exc:
+            click.echo(f"democtl: warning: cannot push metrics to {gateway}: {exc}", err=True)
+
+
 @click.command()
 @click.option(
     "--every",
@@ -282,12 +325,35 @@ def reconcile(
     help="Commit on this checkout and push each cycle (never forced).",
 )
 @click.option(
-    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on this port (/metrics), and /healthz.",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to serve metrics on (0.0.0.0 in a pod, for Prometheus to scrape).",
+)
+@click.option(
+    "--unhealthy-after",
+    "unhealthy_text",
+    default="15m",
+    show_default=True,
+    metavar="DURATION",
+    help="/healthz answers 503 once cycles have kept failing this long.",
 )
 @_concurrency_option
 @common_options
 def run(
-    every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
+    every_text: str,
+    push: bool,
+    metrics_port: int | None,
+    metrics_address: str,
+    unhealthy_text: str,
+    concurrency: int,
+    ctx: Context,
 ) -> None:
     """Reconcile on a schedule, as a long-running service (in a cluster, say).
 
@@ -300,6 +366,10 @@ def run(
         raise click.BadParameter(str(exc), param_hint="--every") from None
     if every <= 0:
         raise click.BadParameter("must be longer than zero", param_hint="--every")
+    try:
+        unhealthy_after = _seconds(unhealthy_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--unhealthy-after") from None
     settings = load_settings_or_exit(ctx.repo)
     offset = ctx.now - real_now()  # --now shifts the clock for every cycle alike
     stop = threading.Event()
@@ -313,7 +383,7 @@ def run(
     exporter = metrics.Exporter()
     if metrics_port is not None:
         try:
-            exporter.serve(metrics_port)
+            exporter.serve(metrics_port, metrics_address, unhealthy_after=unhealthy_after)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
     options = _cycle_options(concurrency=concurrency)
@@ -325,7 +395,9 @@ def run(
         now = real_now() + offset
         try:
             workdir = wiring.cycle_repo(ctx.repo, settings, local=ctx.local, push=push, now=now)
-            with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
+            with wiring.open_providers(
+                ctx.repo, workdir, settings, local=ctx.local, observer=exporter
+            ) as providers:
                 result = loop.run_cycles(
                     workdir,
                     providers,
@@ -338,11 +410,12 @@ def run(
         except wiring.SetupError as exc:
             if first:  # misconfigured from the start: say so and stop
                 fail(str(exc), EXIT_USAGE)
-            exporter.cycle_failed()  # later (a rotated token file): the next tick retries
+            # later (a rotated token file): the next tick retries
+            exporter.cycle_failed(time.monotonic() - started)
             click.echo(f"{now.isoformat()} cycle failed: {exc}", err=True)
             return
         except Exception as exc:  # one bad cycle never ends the loop; the next tick retries
-            exporter.cycle_failed()
+            exporter.cycle_failed(time.monotonic() - started)
             click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
             return
         exporter.record(result, time.monotonic() - started)

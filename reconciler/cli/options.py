@@ -1,7 +1,7 @@
 """What every democtl command shares: the context, the common options, exit codes, failing.
 
 Owns `Context` (where, when, against what), the common options (`-C`,
-`--repo`, `--local`, `--now`, `-v`, before or after the command name), the
+`--repo`, `--local`, `--now`, `-v`, `--log-format`, before or after the command name), the
 exit codes, `fail`, and the loading every
 command starts with (settings, state, providers) with its exits on bad
 input. May import click, the clock, logging setup, wiring, workspace and
@@ -25,6 +25,7 @@ from reconciler import gitstate, logsetup, wiring
 from reconciler.apply import Providers
 from reconciler.clock import parse_now, real_now
 from reconciler.model import Settings
+from reconciler.providers.http import RequestObserver
 from reconciler.workspace import read_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,6 +75,7 @@ class CommonOptions:
     local: bool = False
     now_text: str | None = None
     verbose: int = 0
+    log_format: str | None = None
 
 
 REPO_HELP = (
@@ -128,6 +130,16 @@ def _option_decorators(unused: Mapping[str, str]) -> list[Callable[[F], F]]:
             count=True,
             help=text("-v", "More log lines (-vv for debug)."),
         ),
+        click.option(
+            "--log-format",
+            type=click.Choice(logsetup.FORMATS),
+            default=None,
+            help=text(
+                "--log-format",
+                "text (default) for people; json: one JSON object per line with time, "
+                "level, demo, action, outcome, duration and cycle.",
+            ),
+        ),
     ]
 
 
@@ -142,9 +154,12 @@ def global_options(func: F) -> F:
         local: bool,
         now_text: str | None,
         verbose: int,
+        log_format: str | None,
         **kwargs: Any,
     ) -> Any:
-        click.get_current_context().obj = CommonOptions(chdir, repo, local, now_text, verbose)
+        click.get_current_context().obj = CommonOptions(
+            chdir, repo, local, now_text, verbose, log_format
+        )
         return func(*args, **kwargs)
 
     for option in reversed(_option_decorators({})):
@@ -178,10 +193,11 @@ def common_options(func: F | None = None, *, unused: Mapping[str, str] | None = 
             local: bool,
             now_text: str | None,
             verbose: int,
+            log_format: str | None,
             **kwargs: Any,
         ) -> Any:
             outer = click.get_current_context().find_object(CommonOptions) or CommonOptions()
-            inner = CommonOptions(chdir, repo, local, now_text, verbose)
+            inner = CommonOptions(chdir, repo, local, now_text, verbose, log_format)
             return command(*args, ctx=make_context(outer, inner), **kwargs)
 
         decorated: Any = wrapper
@@ -195,7 +211,7 @@ def common_options(func: F | None = None, *, unused: Mapping[str, str] | None = 
 def make_context(outer: CommonOptions, inner: CommonOptions) -> Context:
     """The command's Context from the options before (`outer`) and after (`inner`) its name."""
     verbose = outer.verbose + inner.verbose
-    logsetup.configure(verbose)
+    logsetup.configure(verbose, inner.log_format or outer.log_format or "text")
     base = Path.cwd()
     for folder in (*outer.chdir, *inner.chdir):
         base = base / folder
@@ -233,9 +249,13 @@ def load_state_or_exit(ctx: Context, root: Path | None = None) -> tuple[gitstate
 
 
 @contextmanager
-def providers_or_exit(ctx: Context, workdir: Path, settings: Settings) -> Iterator[Providers]:
+def providers_or_exit(
+    ctx: Context, workdir: Path, settings: Settings, observer: RequestObserver | None = None
+) -> Iterator[Providers]:
     try:
-        with wiring.open_providers(ctx.repo, workdir, settings, local=ctx.local) as providers:
+        with wiring.open_providers(
+            ctx.repo, workdir, settings, local=ctx.local, observer=observer
+        ) as providers:
             yield providers
     except wiring.SetupError as exc:
         fail(str(exc), EXIT_USAGE)

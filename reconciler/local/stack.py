@@ -39,7 +39,7 @@ from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
 from reconciler.providers.cloudflare import CloudflareDns
-from reconciler.providers.http import RetryPolicy
+from reconciler.providers.http import RequestObserver, RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
 from reconciler.providers.supabase import SupabaseManagementClient
@@ -339,7 +339,7 @@ class LocalStack:
         """Every host resolves to the emulator's health server, which routes by Host."""
         return HttpxProber(resolve={"*": self._k8s().health_url}, timeout=timeout)
 
-    def supabase_client(self) -> SupabaseManagementClient:
+    def supabase_client(self, observer: RequestObserver | None = None) -> SupabaseManagementClient:
         if self.supabase is None:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
         sb = self.settings.supabase
@@ -354,9 +354,10 @@ class LocalStack:
             # stable across commands (the emulator's port is not): it lands in status files
             project_url_template=LOCAL_PROJECT_URL,
             owner=self.settings.owner,
+            observer=observer,
         )
 
-    def dns(self) -> CloudflareDns:
+    def dns(self, observer: RequestObserver | None = None) -> CloudflareDns:
         if self.cloudflare is None:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
         return CloudflareDns(
@@ -365,6 +366,7 @@ class LocalStack:
             base_url=self.cloudflare.api_url,
             max_retries=2,
             owner=self.settings.owner,
+            observer=observer,
         )
 
     def secret_values(self) -> list[str]:

@@ -50,7 +50,7 @@ from reconciler.providers.base import (
     RateLimited,
 )
 from reconciler.providers.budget import BudgetSpent, RequestBudget
-from reconciler.providers.http import Network, http_client
+from reconciler.providers.http import Network, RequestObserver, http_client
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class CloudflareDns:
         network: Network | None = None,
         owner: Owner | None = None,
         budget: RequestBudget | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", "no API token (set CLOUDFLARE_API_TOKEN)")
@@ -142,6 +143,8 @@ class CloudflareDns:
                 timeout=timeout,
                 network=network,
                 event_hooks={"request": [self._sent], "response": [self._answered]},
+                observer=observer,
+                provider=PROVIDER,
             ),
         )
         # The SDK fills these from CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY /

@@ -9,7 +9,9 @@ loopback host - an emulator - is always reached directly). `.netrc` is never rea
 democtl's credentials come from its own variables. Retried: 429, 5xx, timeouts
 and connection errors. Never retried: any other 4xx, which means the request
 itself is wrong. Adapters convert what is left into `ProviderError` at their own
-edge. Imports httpx and the standard library only.
+edge. A `RequestObserver` given to `http_client` hears of every response (metrics);
+it is a separate callback, so the retry path itself knows nothing of it. Imports
+httpx and the standard library only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -134,6 +136,64 @@ class RetryPolicy:
                 on_retry(attempt, reason, pause)
             self.sleep(pause)
         raise AssertionError("unreachable: the loop returns or raises on the last attempt")
+
+
+# The request extension an adapter names its operation with (`build_request(extensions=...)`);
+# httpcore ignores the extensions it does not know.
+OPERATION = "democtl.operation"
+# Stainless-built SDKs (cloudflare) number their own retries in this request header.
+_SDK_RETRY_HEADER = "x-stainless-retry-count"
+
+
+class RequestObserver(Protocol):
+    """Told of each HTTP exchange and retry; must not raise or block (metrics)."""
+
+    def response(self, provider: str, operation: str, status: int) -> None: ...
+
+    def retried(self, provider: str, operation: str, status: int | None, pause: float) -> None:
+        """A retry of `operation` after `status` (None: a transport error), `pause` s later."""
+
+
+def operation_of(request: httpx.Request) -> str:
+    """The adapter's name for a request, else method and the path's id-free words.
+
+    `GET /client/v4/zones/<id>/dns_records` becomes `GET zones/dns_records`: ids
+    (anything with a digit, or long) would make a label value per resource.
+    """
+    named = request.extensions.get(OPERATION)
+    if isinstance(named, str):
+        return named
+    words = [
+        part
+        for part in request.url.path.split("/")
+        if part and len(part) <= 24 and part.replace("_", "").replace("-", "").isalpha()
+    ]
+    return f"{request.method} {'/'.join(w for w in words if w != 'client')}"
+
+
+def retry_status(reason: str) -> int | None:
+    """The status a retry's `reason` (as `RetryPolicy.send` gives it) names; None if none."""
+    code = reason.removeprefix("HTTP ")
+    return int(code) if code != reason and code.isdigit() else None
+
+
+def observer_hooks(
+    provider: str, observer: RequestObserver
+) -> list[Callable[[httpx.Response], None]]:
+    """The httpx response hook that reports each exchange (and SDK retries) to `observer`."""
+
+    def on_response(response: httpx.Response) -> None:
+        request = response.request
+        operation = operation_of(request)
+        observer.response(provider, operation, response.status_code)
+        try:
+            sdk_retry = int(request.headers.get(_SDK_RETRY_HEADER, "0"))
+        except ValueError:
+            sdk_retry = 0
+        if sdk_retry > 0:  # the SDK waited on its own; how long it does not say
+            observer.retried(provider, operation, None, 0.0)
+
+    return [on_response]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -251,6 +311,18 @@ class Network:
         return mounts
 
 
+def _hooks(
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None,
+    provider: str,
+    observer: RequestObserver | None,
+) -> dict[str, list[Callable[..., Any]]]:
+    """The caller's hooks (a request budget's), then the observer's on each response."""
+    hooks = {k: list(v) for k, v in (event_hooks or {}).items()}
+    if observer is not None:
+        hooks.setdefault("response", []).extend(observer_hooks(provider, observer))
+    return hooks
+
+
 def http_client(
     *,
     base_url: str = "",
@@ -258,11 +330,14 @@ def http_client(
     timeout: float = 30.0,
     network: Network | None = None,
     event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+    observer: RequestObserver | None = None,
+    provider: str = "",
 ) -> httpx.Client:
     """An httpx.Client honouring `network` (default: the process environment).
 
     `trust_env=False` all the same: the proxies and CAs come from `network`, and
-    `.netrc` never adds credentials to democtl's requests.
+    `.netrc` never adds credentials to democtl's requests. `observer` hears of
+    every response, as `provider`'s.
     """
     network = Network.from_environ() if network is None else network
     verify = network.verify()
@@ -274,7 +349,7 @@ def http_client(
         mounts=network.mounts(verify),
         trust_env=False,
         follow_redirects=False,
-        event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
+        event_hooks=_hooks(event_hooks, provider, observer),
     )
 
 
@@ -284,6 +359,15 @@ def make_client(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     network: Network | None = None,
+    observer: RequestObserver | None = None,
+    provider: str = "",
 ) -> httpx.Client:
     """A client for one API at `base_url`; see `http_client`."""
-    return http_client(base_url=base_url, headers=headers, timeout=timeout, network=network)
+    return http_client(
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout,
+        network=network,
+        observer=observer,
+        provider=provider,
+    )

@@ -39,7 +39,15 @@ from reconciler.providers.base import (
     SupabaseProvider,
 )
 from reconciler.providers.budget import BudgetSpent, RequestBudget
-from reconciler.providers.http import Network, RetryPolicy, make_client, parse_retry_after
+from reconciler.providers.http import (
+    OPERATION,
+    Network,
+    RequestObserver,
+    RetryPolicy,
+    make_client,
+    parse_retry_after,
+    retry_status,
+)
 
 if TYPE_CHECKING:
     from reconciler.model import Settings
@@ -79,6 +87,7 @@ class SupabaseManagementClient:
         network: Network | None = None,
         owner: Owner | None = None,
         budget: RequestBudget | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         if not token:
             raise ProviderError(PROVIDER, "configure", f"{TOKEN_ENV} is empty")
@@ -99,7 +108,10 @@ class SupabaseManagementClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             network=network,  # proxies and CAs of the environment, unless given
+            observer=observer,
+            provider=PROVIDER,
         )
+        self._observer = observer
         # ref -> demo id of every managed project seen, so errors can name the demo
         self._owned: dict[str, str] = {}
         # the last listing's statuses and when it was taken (the budget's clock)
@@ -119,6 +131,7 @@ class SupabaseManagementClient:
         base_url: str | None = None,
         timeout: float = 30.0,
         project_url_template: str = "https://{ref}.supabase.co",
+        observer: RequestObserver | None = None,
     ) -> SupabaseManagementClient:
         """Build the client from settings and SUPABASE_ACCESS_TOKEN (the CLI edge calls this)."""
         env = os.environ if environ is None else environ
@@ -139,6 +152,7 @@ class SupabaseManagementClient:
             instance_size=sb.size,
             project_url_template=project_url_template,
             owner=settings.owner,
+            observer=observer,
         )
 
     def close(self) -> None:
@@ -454,10 +468,14 @@ class SupabaseManagementClient:
         secrets: Iterable[str] = (),
     ) -> httpx.Response:
         secrets = tuple(secrets)
-        request = self._client.build_request(method, path, json=json, params=params)
+        request = self._client.build_request(
+            method, path, json=json, params=params, extensions={OPERATION: operation}
+        )
         key = bucket_of(method, path, json)
 
         def on_retry(attempt: int, reason: str, pause: float) -> None:
+            if self._observer is not None:
+                self._observer.retried(PROVIDER, operation, retry_status(reason), pause)
             logger.warning(
                 "%s: supabase %s: %s, retry %d in %.1fs",
                 demo_id or "-",
