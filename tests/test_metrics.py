@@ -36,9 +36,10 @@ from reconciler.loop import CycleResult
 from reconciler.metrics import Exporter
 from reconciler.plan import Observed, Plan
 from reconciler.providers.base import ProviderError, RateLimited
+from reconciler.providers.budget import RequestBudget
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RetryPolicy, operation_of
-from reconciler.providers.supabase import SupabaseManagementClient
+from reconciler.providers.supabase import RATE_LIMIT, RATE_WINDOW, SupabaseManagementClient
 from tests.gitrepo import BASE_TIME
 from tests.supabase_support import ORGANIZATION, TOKEN, Sleeps, make_harness
 from tests.test_cli_reconcile import NOW, democtl, state_repo
@@ -318,7 +319,8 @@ def test_supabase_429s_retries_and_retry_after_are_counted(
         tmp_path / "supabase", supabase_postgres, faults=Faults(rate_limit=1.0, retry_after=7)
     )
     exporter = Exporter()
-    sleeps = Sleeps()
+    # the client's waits move the budget's clock, as time passes while a client waits
+    sleeps = Sleeps(clock=harness.clock)
     client = SupabaseManagementClient(
         harness.emulator.url,
         TOKEN,
@@ -328,6 +330,7 @@ def test_supabase_429s_retries_and_retry_after_are_counted(
         retry=RetryPolicy(attempts=4, max_delay=30.0, sleep=sleeps),
         timeout=5.0,
         observer=exporter,
+        budget=RequestBudget(limit=RATE_LIMIT, window=RATE_WINDOW, clock=harness.clock),
     )
     try:
         with pytest.raises(RateLimited):
