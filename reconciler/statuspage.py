@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jinja2
 
-from reconciler.capacity import CapacityReport
+from reconciler.capacity import CapacityReport, capacity_report, live_profiles
 from reconciler.inventory import PHASE_INVALID, PHASE_NEW, PHASE_UNKNOWN, demo_rows
 from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.quantity import display_cpu, display_memory
@@ -56,7 +56,8 @@ class PageDemo:
     links: tuple[tuple[str, str], ...]  # (name, url)
     expires_in: str
     expires_at: str
-    last_change: str
+    last_change: str  # what happened last, from the audit trail
+    last_change_at: str
     queue_position: int | None
     problems: tuple[str, ...]
 
@@ -104,7 +105,7 @@ def _problems(item: LoadedDemo | None, status: DemoStatus | None) -> tuple[str, 
     if item is not None:
         own = [p for p in item.problems if p.code != CAPACITY_CODE]
         if own:
-            found.append(f"{len(own)} problem(s) in {item.path}; run democtl validate")
+            found.extend(str(p) for p in own)
         elif any(p.code == CAPACITY_CODE for p in item.problems):
             found.append("waits for capacity (see democtl capacity)")
     if status is not None:
@@ -118,6 +119,11 @@ def _problems(item: LoadedDemo | None, status: DemoStatus | None) -> tuple[str, 
         if status.nextAttemptAt is not None and status.attempts:
             found.append(f"attempt {status.attempts}, next at {_time(status.nextAttemptAt)}")
     return tuple(found)
+
+
+def _note(phase: str, note: str) -> tuple[str, ...]:
+    # an invalid file's row lists its problems already; `list`'s note only counts them
+    return (note,) if note and phase != PHASE_INVALID else ()
 
 
 def _links(urls: Sequence[str], named: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -143,6 +149,14 @@ def _capacity_rows(report: CapacityReport) -> tuple[tuple[str, str, str, str], .
             str(report.max_concurrent),
         ),
     )
+
+
+def page_capacity(
+    settings: Settings, demos: Sequence[LoadedDemo], statuses: Mapping[str, DemoStatus]
+) -> CapacityReport:
+    """Capacity as `democtl capacity` counts it, so the page and the command agree."""
+    files = {d.id: d.demo.spec.profile for d in demos if d.demo is not None}
+    return capacity_report(settings, live_profiles(files, statuses))
 
 
 def build_page(
@@ -177,9 +191,10 @@ def build_page(
                 links=_links(row.urls, status.urls if status else None),
                 expires_in=row.expires_in,
                 expires_at=_time(row.expires_at),
-                last_change=f"{change[1]} at {_time(change[0])}" if change else "-",
+                last_change=change[1] if change else "-",
+                last_change_at=_time(change[0]) if change else "",
                 queue_position=status.queuePosition if status else None,
-                problems=_problems(item, status) + ((row.note,) if row.note else ()),
+                problems=_problems(item, status) + _note(row.phase, row.note),
             )
         )
     invalid = sorted(
@@ -198,6 +213,32 @@ def build_page(
     )
 
 
+def state_file(
+    settings: Settings,
+    demos: Sequence[LoadedDemo],
+    statuses: Mapping[str, DemoStatus],
+    *,
+    created_at: Mapping[str, datetime],
+    now: datetime,
+) -> bytes:
+    """STATUS.md as a cycle commits it: the timeless Markdown of the state after the cycle.
+
+    No status is untrusted any more: the cycle rebuilt or removed each of them.
+    """
+    page = build_page(
+        settings,
+        demos,
+        statuses,
+        untrusted=frozenset(),
+        created_at=created_at,
+        capacity=page_capacity(settings, demos, statuses),
+        last_changes={},
+        last_cycle=None,
+        now=now,
+    )
+    return markdown(page, timeless=True).encode()
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|<>#!~])")
 
 
@@ -212,24 +253,32 @@ def _md_link(name: str, url: str) -> str:
     return f"[{_md(name)}]({safe.replace('>', '%3E')})"
 
 
-def markdown(page: StatusPage) -> str:
-    """The page as GitHub-flavoured Markdown: STATUS.md, or `--format markdown`."""
-    out = [
-        "# Demo environments",
-        "",
-        f"Generated {page.generated_at} · last cycle that changed something: {page.last_cycle}",
-        "",
-    ]
-    if page.demos:
+def markdown(page: StatusPage, *, timeless: bool = False) -> str:
+    """The page as GitHub-flavoured Markdown: `--format markdown`, or the cycle's STATUS.md.
+
+    `timeless` leaves out what moves without the state moving: the time it was
+    generated, "expires in", and what git says (the last change, the last
+    cycle), which the cycle's own commit would change again. What is left
+    changes only with a demo file or a status, so a cycle writes STATUS.md in
+    the commit it makes anyway, and a cycle that changes nothing writes nothing.
+    """
+    out = ["# Demo environments", ""]
+    if not timeless:
         out += [
-            "| Demo | Phase | Type | Profile | Owner | Company | Links | Expires in | "
-            "Expires at | Last change | Problems |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"Generated {page.generated_at} · last cycle that changed something: {page.last_cycle}",
+            "",
         ]
+    heads = ["Demo", "Phase", "Type", "Profile", "Owner", "Company", "Links"]
+    heads += ["Expires at"] if timeless else ["Expires in", "Expires at", "Last change"]
+    heads.append("Problems")
+    if page.demos:
+        out += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         for d in page.demos:
             phase = f"{d.symbol} {_md(d.phase)}"
             if d.conditions:
                 phase += "<br>" + "<br>".join(_md(c) for c in d.conditions)
+            if d.queue_position:
+                phase += f"<br>\\#{d.queue_position} in the queue"
             cells = [
                 f"`{d.id}`",
                 phase,
@@ -238,11 +287,13 @@ def markdown(page: StatusPage) -> str:
                 _md(d.owner),
                 _md(d.company) or "-",
                 " ".join(_md_link(n, u) for n, u in d.links) or "-",
-                _md(d.expires_in),
-                _md(d.expires_at),
-                _md(d.last_change),
-                "<br>".join(_md(p) for p in d.problems) or "-",
             ]
+            if timeless:
+                cells.append(_md(d.expires_at))
+            else:
+                last = f"{d.last_change} at {d.last_change_at}" if d.last_change_at else "-"
+                cells += [_md(d.expires_in), _md(d.expires_at), _md(last)]
+            cells.append("<br>".join(_md(p) for p in d.problems) or "-")
             out.append("| " + " | ".join(cells) + " |")
     else:
         out.append("No demos.")

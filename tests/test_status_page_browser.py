@@ -95,7 +95,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     target = tmp_path / "status.html"
     target.write_text(html)
     shot = tmp_path / "status-page.png"
-    chromium(tmp_path, "--window-size=1280,720", f"--screenshot={shot}", target.as_uri())
+    chromium(tmp_path, "--window-size=1280,960", f"--screenshot={shot}", target.as_uri())
     dom = chromium(tmp_path, "--dump-dom", target.as_uri())
     return target, shot, dom
 
@@ -112,7 +112,7 @@ def test_the_browser_renders_one_row_per_demo(rendered: tuple[Path, Path, str]) 
 def test_the_screenshot_shows_the_table(rendered: tuple[Path, Path, str]) -> None:
     _, shot, _ = rendered
     with Image.open(shot) as image:
-        assert image.size == (1280, 720)
+        assert image.size == (1280, 960)
         colours = set(image.convert("RGB").get_flattened_data())
     # the ready and failed badges were painted: the table is on screen, not a blank page
     assert READY_GREEN in colours and FAILED_RED in colours

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from datetime import datetime
+from pathlib import PurePosixPath
 
 import click
 import schedule
@@ -75,12 +76,44 @@ def _note_uncommitted(ctx: Context) -> None:
         )
 
 
-def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
+def _cycle_options(
+    *, allow_mass_delete: bool = False, concurrency: int = 8, status_page: str | None = None
+) -> loop.CycleOptions:
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
         concurrency=concurrency,
+        status_page=status_page,
         known_migrations=tuple(m.version for m in database.load_migrations()),
     )
+
+
+_OWNED_DIRS = ("demos", "status", "rendered")
+
+
+def _status_page_path(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """A Markdown file of the state repository that no other part of democtl writes."""
+    if value is None:
+        return None
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or path.suffix != ".md":
+        raise click.BadParameter(
+            f"{value}: must be a .md path inside the state repository, like STATUS.md"
+        )
+    if path.parts[0] in _OWNED_DIRS:
+        raise click.BadParameter(f"{value}: {path.parts[0]}/ is democtl's own folder")
+    return path.as_posix()
+
+
+_status_page_option = click.option(
+    "--status-page",
+    "status_page",
+    metavar="PATH",
+    callback=_status_page_path,
+    help="Keep the status page (Markdown, e.g. STATUS.md) in the state repository, "
+    "in the cycle's commit; rewritten only when a demo or a status changes.",
+)
 
 
 def _holder() -> str:
@@ -185,6 +218,7 @@ _concurrency_option = click.option(
     help="Keep cycling up to this long (e.g. 30s, 5m) while demos are still changing.",
 )
 @_concurrency_option
+@_status_page_option
 @common_options
 def reconcile(
     push: bool,
@@ -192,6 +226,7 @@ def reconcile(
     allow_mass_delete: bool,
     wait_text: str,
     concurrency: int,
+    status_page: str | None,
     ctx: Context,
 ) -> None:
     """Bring every demo to what its file asks for, and commit its status.
@@ -208,7 +243,9 @@ def reconcile(
     if dry_run:
         _print_plan(ctx, settings, "text", allow_mass_delete)
         return
-    options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    options = _cycle_options(
+        allow_mass_delete=allow_mass_delete, concurrency=concurrency, status_page=status_page
+    )
     if ctx.local and not push:  # with --push the cycle works on this checkout itself
         _note_uncommitted(ctx)
     try:
@@ -285,9 +322,15 @@ def reconcile(
     "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port."
 )
 @_concurrency_option
+@_status_page_option
 @common_options
 def run(
-    every_text: str, push: bool, metrics_port: int | None, concurrency: int, ctx: Context
+    every_text: str,
+    push: bool,
+    metrics_port: int | None,
+    concurrency: int,
+    status_page: str | None,
+    ctx: Context,
 ) -> None:
     """Reconcile on a schedule, as a long-running service (in a cluster, say).
 
@@ -316,7 +359,7 @@ def run(
             exporter.serve(metrics_port)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
-    options = _cycle_options(concurrency=concurrency)
+    options = _cycle_options(concurrency=concurrency, status_page=status_page)
     repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
 
     def cycle(first: bool = False) -> None:

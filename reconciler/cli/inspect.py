@@ -275,9 +275,6 @@ def status_page(fmt: str, output: Path | None, ctx: Context) -> None:
     repository at the same --now gives the same bytes.
     """
     state, settings = load_state_or_exit(ctx)
-    # counted as `democtl capacity` counts them, so the two never disagree
-    files = {d.id: d.demo.spec.profile for d in state.demos if d.demo is not None}
-    capacity_now = capacity_report(settings, live_profiles(files, state.statuses))
     last_changes: dict[str, tuple[datetime, str]] = {}
     try:
         for event in gitstate.history(ctx.state_repo):
@@ -291,7 +288,7 @@ def status_page(fmt: str, output: Path | None, ctx: Context) -> None:
         state.statuses,
         untrusted=state.untrusted_status,
         created_at=state.created_at,
-        capacity=capacity_now,
+        capacity=statuspage.page_capacity(settings, state.demos, state.statuses),
         last_changes=last_changes,
         last_cycle=last,
         now=ctx.now,
