@@ -22,7 +22,7 @@ from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, make_status, origin_a
 T1 = BASE_TIME + timedelta(hours=1)
 CYCLE = T1 + timedelta(minutes=5)
 NOW = (T1 + timedelta(minutes=30)).isoformat()
-COMPANY = "<script>alert(1)</script> & Co"
+COMPANY = "<script>alert(1)</script> & Co | Ltd"  # a pipe would end a Markdown cell
 ANON_KEY = "eyJhbGciOiJIUzI1NiJ9.status-page-anon-key-never-shown"
 TOKEN = "sbp_status_page_token_never_shown_0123456789"
 DEMO_IDS = ("demo-a", "demo-bad", "demo-c", "demo-gone", "demo-q")

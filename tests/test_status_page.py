@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 from markupsafe import escape  # what Jinja2 autoescape uses
 
+from tests.gitrepo import commit_as, origin_and_clone
 from tests.statuspage_support import (
     ANON_KEY,
     BAD_RULE,
     COMPANY,
+    CYCLE,
     DEMO_IDS,
     TOKEN,
     page,
@@ -55,7 +58,8 @@ def test_markdown_shows_every_demo_the_queue_capacity_and_invalid_files(tmp_path
     assert "| 1h30m | 2026-11-25T12:00:00Z |" in ready
     assert "ready at 2026-11-25T10:05:00Z" in ready
     # the company is text, not HTML GitHub would run or Markdown it would format
-    assert r"\<script\>alert(1)\</script\> &amp; Co" in ready
+    assert r"| \<script\>alert(1)\</script\> &amp; Co \| Ltd |" in ready
+    assert len(re.split(r"(?<!\\)\|", ready)) == 13  # 11 cells: the company's pipe is text
     assert "<script>" not in out
     failed = next(r for r in rows if r.startswith("| `demo-c`"))
     assert "❌ failed" in failed and "quota exceeded" in failed
@@ -76,7 +80,7 @@ def test_html_is_self_contained_and_escapes_everything(tmp_path: Path) -> None:
     assert parser.rows == list(DEMO_IDS)
     # the company name `<script>` is text: no script element, no asset, no external style
     assert "script" not in parser.tags
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co | Ltd" in out
     assert COMPANY not in out
     assert parser.fetching == []
     assert "@import" not in out and "url(" not in out
@@ -98,6 +102,15 @@ def test_same_input_same_bytes_and_no_write_when_unchanged(tmp_path: Path) -> No
     os.utime(target, (1_000_000_000, 1_000_000_000))
     assert page(work, "--output", str(target))[0] == 0
     assert target.stat().st_mtime == 1_000_000_000  # same bytes: not rewritten
+
+
+def test_the_last_cycle_is_democtls_newest_commit_not_a_persons(tmp_path: Path) -> None:
+    work = state_repo(tmp_path)
+    commit_as(work, when=CYCLE + timedelta(hours=1), files={"notes.txt": "unrelated\n"})
+    assert "last cycle that changed something: 2026-11-25T10:05:00Z" in page(work)[1]
+    (tmp_path / "fresh").mkdir()
+    _, fresh = origin_and_clone(tmp_path / "fresh")
+    assert "last cycle that changed something: never" in page(fresh)[1]
 
 
 def test_the_clock_changes_the_page_only_through_now(tmp_path: Path) -> None:
