@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.loop import CycleOptions, run_cycle
 from tests.fakes import World
 from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, origin_and_clone
+from tests.test_cli_reconcile import DEMOS, SECRET_VARIABLES, head, reconciled, state_repo
 
 NOW = BASE_TIME + timedelta(minutes=5)
 
@@ -75,3 +77,23 @@ def test_a_path_outside_the_repository_or_in_democtls_folders_is_refused(tmp_pat
         )
         assert result.exit_code == 2, bad
         assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reconcile_push_keeps_status_md_on_the_main_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMOCTL_LOCAL_COME_UP_SECONDS", "0")  # as tests/test_cli_reconcile.py
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    origin, repo = state_repo(tmp_path)
+    when = (BASE_TIME + timedelta(hours=1)).isoformat()
+    reconciled(repo, "--push", "--status-page", "STATUS.md", now=when)
+    published = git(origin, "show", "main:STATUS.md")
+    for demo_id in DEMOS:
+        assert f"| `{demo_id}` | ✅ ready" in published, published
+    # a later cycle that finds nothing new: no commit, the page as it was
+    before = head(repo)
+    later = (BASE_TIME + timedelta(hours=1, minutes=20)).isoformat()
+    out = reconciled(repo, "--push", "--status-page", "STATUS.md", now=later)
+    assert "had nothing to commit" in out
+    assert head(repo) == before
