@@ -121,6 +121,11 @@ def _problems(item: LoadedDemo | None, status: DemoStatus | None) -> tuple[str, 
     return tuple(found)
 
 
+def _without_capacity(item: LoadedDemo) -> LoadedDemo:
+    kept = [p for p in item.problems if p.code != CAPACITY_CODE]
+    return LoadedDemo(item.path, item.demo, kept, item.document)
+
+
 def _note(phase: str, note: str) -> tuple[str, ...]:
     # an invalid file's row lists its problems already; `list`'s note only counts them
     return (note,) if note and phase != PHASE_INVALID else ()
@@ -173,7 +178,16 @@ def build_page(
 ) -> StatusPage:
     """What the page says. `last_changes` maps a demo id to its newest (time, action)."""
     files = {item.id: item for item in demos}
-    rows = demo_rows(settings, demos, statuses, untrusted=untrusted, created_at=created_at, now=now)
+    # a file that only waits for capacity is not invalid (`list` counts it so): its row
+    # is the phase its status says, and "waits for capacity" is among its problems
+    rows = demo_rows(
+        settings,
+        [_without_capacity(item) for item in demos],
+        statuses,
+        untrusted=untrusted,
+        created_at=created_at,
+        now=now,
+    )
     page_demos = []
     for row in rows:
         item, status = files.get(row.id), statuses.get(row.id)
@@ -197,12 +211,7 @@ def build_page(
                 problems=_problems(item, status) + _note(row.phase, row.note),
             )
         )
-    invalid = sorted(
-        str(p)
-        for item in demos
-        for p in item.problems
-        if p.code != CAPACITY_CODE and (item.demo is None or not item.valid)
-    )
+    invalid = sorted(str(p) for item in demos for p in item.problems if p.code != CAPACITY_CODE)
     cycle = f"{_time(last_cycle[0])} (commit {last_cycle[1][:12]})" if last_cycle else "never"
     return StatusPage(
         generated_at=_time(now),

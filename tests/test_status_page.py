@@ -10,7 +10,7 @@ from pathlib import Path
 
 from markupsafe import escape  # what Jinja2 autoescape uses
 
-from tests.gitrepo import commit_as, origin_and_clone
+from tests.gitrepo import commit_as, demo_yaml, origin_and_clone, sample_settings
 from tests.statuspage_support import (
     ANON_KEY,
     BAD_RULE,
@@ -102,6 +102,21 @@ def test_same_input_same_bytes_and_no_write_when_unchanged(tmp_path: Path) -> No
     os.utime(target, (1_000_000_000, 1_000_000_000))
     assert page(work, "--output", str(target))[0] == 0
     assert target.stat().st_mtime == 1_000_000_000  # same bytes: not rewritten
+
+
+def test_a_demo_waiting_for_capacity_is_not_an_invalid_file(tmp_path: Path) -> None:
+    settings = sample_settings().replace(b"maxConcurrentDemos: 20", b"maxConcurrentDemos: 1")
+    _, work = origin_and_clone(tmp_path, files={"reconciler.yaml": settings})
+    commit_as(
+        work,
+        when=CYCLE,
+        files={f"demos/{i}.yaml": demo_yaml(i) for i in ("demo-first", "demo-second")},
+    )
+    code, out, err = page(work)
+    assert code == 0, err
+    second = next(line for line in out.splitlines() if line.startswith("| `demo-second`"))
+    assert "🆕 new" in second and "waits for capacity" in second
+    assert "## Invalid demo files\n\nNone.\n" in out
 
 
 def test_the_last_cycle_is_democtls_newest_commit_not_a_persons(tmp_path: Path) -> None:
