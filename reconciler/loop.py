@@ -4,7 +4,8 @@ Owns the order of the steps, and how a command repeats them (`run_cycles`:
 push or not, more cycles while demos settle, waiting out Retry-After), and
 nothing else: loading and writing are
 `gitstate`'s, deciding is `plan`'s, provider calls are `apply`'s, the status
-after a cycle is `status`'s, manifests are `render`'s. A dry run stops after
+after a cycle is `status`'s, manifests are `render`'s, STATUS.md is
+`statuspage`'s. A dry run stops after
 planning; no function below this one takes a dry-run flag. May import every
 module of the package except the CLI, and never imports git itself.
 """
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler import gitstate, logsetup
+from reconciler import gitstate, logsetup, statuspage
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
@@ -49,6 +50,8 @@ class CycleOptions:
     allow_mass_delete: bool = False
     concurrency: int = 8
     known_migrations: tuple[str, ...] | None = None
+    # a repository-relative path (STATUS.md) the cycle keeps the status page in, or None
+    status_page: str | None = None
 
 
 @dataclass
@@ -242,6 +245,12 @@ def run_cycle(
         the_plan, providers, settings, concurrency=options.concurrency, on_progress=progress
     )
     writes, result.changes, result.statuses = write_set(state, the_plan, result.outcomes, now)
+    if options.status_page:
+        # in the commit the cycle makes anyway; commit_cycle drops it when its bytes are HEAD's
+        remaining = [d for d in state.demos if writes.get(d.path, b"") is not None]
+        writes[options.status_page] = statuspage.state_file(
+            settings, remaining, result.statuses, created_at=state.created_at, now=now
+        )
     result.commit = gitstate.commit_cycle(
         root, writes, result.changes, gitstate.Identity.from_settings(settings), when=now
     )

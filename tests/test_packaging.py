@@ -143,6 +143,7 @@ def test_wheel_carries_templates_schemas_licences_and_runtime_requirements(wheel
         metadata = archive.read(metadata_name).decode()
     for required in (
         "reconciler/templates/flux/release.yaml.j2",
+        "reconciler/templates/statuspage/page.html.j2",
         "reconciler/templates/supabase/migrations/20261125000001_democtl_bookkeeping.sql",
         "reconciler/manifest_schemas/SOURCES.md",
         "reconciler/manifest_schemas/kustomization.json",

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 import schedule
@@ -76,12 +76,44 @@ def _note_uncommitted(ctx: Context) -> None:
         )
 
 
-def _cycle_options(*, allow_mass_delete: bool = False, concurrency: int = 8) -> loop.CycleOptions:
+def _cycle_options(
+    *, allow_mass_delete: bool = False, concurrency: int = 8, status_page: str | None = None
+) -> loop.CycleOptions:
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
         concurrency=concurrency,
+        status_page=status_page,
         known_migrations=tuple(m.version for m in database.load_migrations()),
     )
+
+
+_OWNED_DIRS = ("demos", "status", "rendered")
+
+
+def _status_page_path(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """A Markdown file of the state repository that no other part of democtl writes."""
+    if value is None:
+        return None
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or path.suffix != ".md":
+        raise click.BadParameter(
+            f"{value}: must be a .md path inside the state repository, like STATUS.md"
+        )
+    if path.parts[0] in _OWNED_DIRS:
+        raise click.BadParameter(f"{value}: {path.parts[0]}/ is democtl's own folder")
+    return path.as_posix()
+
+
+_status_page_option = click.option(
+    "--status-page",
+    "status_page",
+    metavar="PATH",
+    callback=_status_page_path,
+    help="Keep the status page (Markdown, e.g. STATUS.md) in the state repository, "
+    "in the cycle's commit; rewritten only when a demo or a status changes.",
+)
 
 
 def _holder() -> str:
@@ -200,6 +232,7 @@ _concurrency_option = click.option(
     help="Push the run's metrics to this Prometheus Pushgateway (job democtl).",
 )
 @_concurrency_option
+@_status_page_option
 @common_options
 def reconcile(
     push: bool,
@@ -209,6 +242,7 @@ def reconcile(
     metrics_file: Path | None,
     pushgateway: str | None,
     concurrency: int,
+    status_page: str | None,
     ctx: Context,
 ) -> None:
     """Bring every demo to what its file asks for, and commit its status.
@@ -225,7 +259,9 @@ def reconcile(
     if dry_run:
         _print_plan(ctx, settings, "text", allow_mass_delete)
         return
-    options = _cycle_options(allow_mass_delete=allow_mass_delete, concurrency=concurrency)
+    options = _cycle_options(
+        allow_mass_delete=allow_mass_delete, concurrency=concurrency, status_page=status_page
+    )
     if ctx.local and not push:  # with --push the cycle works on this checkout itself
         _note_uncommitted(ctx)
     try:
@@ -345,6 +381,7 @@ def _emit_metrics(exporter: metrics.Exporter, path: Path | None, gateway: str | 
     help="/healthz answers 503 once cycles have kept failing this long.",
 )
 @_concurrency_option
+@_status_page_option
 @common_options
 def run(
     every_text: str,
@@ -353,6 +390,7 @@ def run(
     metrics_address: str,
     unhealthy_text: str,
     concurrency: int,
+    status_page: str | None,
     ctx: Context,
 ) -> None:
     """Reconcile on a schedule, as a long-running service (in a cluster, say).
@@ -386,7 +424,7 @@ def run(
             exporter.serve(metrics_port, metrics_address, unhealthy_after=unhealthy_after)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
-    options = _cycle_options(concurrency=concurrency)
+    options = _cycle_options(concurrency=concurrency, status_page=status_page)
     repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
     previous: list[datetime] = []  # the last tick that ran: routine checks spread from it
 

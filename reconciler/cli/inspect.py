@@ -1,4 +1,4 @@
-"""The read-only commands: `list`, `status`, `history`, `capacity`.
+"""The read-only commands: `list`, `status`, `history`, `capacity`, `status-page`.
 
 Parse, call, print: the rows are `inventory`'s and `report`'s, the audit
 trail is gitstate's, the capacity figures are `capacity`'s, and anything
@@ -9,12 +9,14 @@ the shared CLI options and output, and those modules.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
 
-from reconciler import gitstate, report, wiring
+from reconciler import gitstate, report, statuspage, wiring
 from reconciler.capacity import CapacityReport, capacity_report, live_profiles
 from reconciler.cli.options import (
     EXIT_USAGE,
@@ -248,3 +250,57 @@ def _capacity_text(report: CapacityReport) -> str:
         for f in report.profiles
     ]
     return table(rows) + "\n\n" + table(profiles)
+
+
+@click.command("status-page")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "html"]),
+    default="markdown",
+    help="markdown (GitHub renders it) or html (one self-contained page).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page here instead of printing it; left untouched when the bytes are equal.",
+)
+@common_options
+def status_page(fmt: str, output: Path | None, ctx: Context) -> None:
+    """Write a status page: every demo, the queue, invalid demo files and capacity.
+
+    Phase and conditions, owner, company, links, expiry, the last change to
+    each demo and its problems; the time of democtl's last commit. The same
+    repository at the same --now gives the same bytes.
+    """
+    state, settings = load_state_or_exit(ctx)
+    last_changes: dict[str, tuple[datetime, str]] = {}
+    try:
+        for event in gitstate.history(ctx.state_repo):
+            last_changes[event.demo_id] = (event.when, event.action)  # oldest first: newest wins
+        last = gitstate.last_cycle(ctx.state_repo, settings.git.committerEmail)
+    except gitstate.GitStateError as exc:
+        fail(str(exc), EXIT_USAGE)
+    page = statuspage.build_page(
+        settings,
+        state.demos,
+        state.statuses,
+        untrusted=state.untrusted_status,
+        created_at=state.created_at,
+        capacity=statuspage.page_capacity(settings, state.demos, state.statuses),
+        last_changes=last_changes,
+        last_cycle=last,
+        now=ctx.now,
+    )
+    text = statuspage.html(page) if fmt == "html" else statuspage.markdown(page)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    data = text.encode()
+    try:
+        if output.is_file() and output.read_bytes() == data:
+            return  # same bytes: no write, so no mtime change for a watcher
+        output.write_bytes(data)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")

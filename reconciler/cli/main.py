@@ -3,7 +3,7 @@
 Owns the click group every command hangs from and `main()`, the console
 script, which keeps tracebacks away from users. The commands live beside it,
 one module per group: `files` (validate, schema, render), `inspect` (list,
-status, history, capacity), `demos` (create, extend, delete), `cycle` (plan,
+status, history, capacity, status-page), `demos` (create, extend, delete), `cycle` (plan,
 reconcile, run), `local` (local inspect), `doctor` (the preflight). May import those modules and the
 shared options.
 """
@@ -61,6 +61,7 @@ for command in (
     cycle.reconcile,
     cycle.run,
     inspect.status,
+    inspect.status_page,
     admin.unlock,
     doctor.doctor_cmd,
 ):

@@ -35,7 +35,7 @@ from reconciler.gitstate._git import (
     PushGaveUp,
     SyncError,
 )
-from reconciler.gitstate.audit import HistoryEvent, history
+from reconciler.gitstate.audit import HistoryEvent, history, last_cycle
 from reconciler.gitstate.branch import (
     author_email,
     commit_on_new_branch,
@@ -129,6 +129,7 @@ __all__ = [
     "held_lease",
     "held_lock",
     "history",
+    "last_cycle",
     "load_state",
     "mask_credentials",
     "pid_alive",

@@ -1,8 +1,9 @@
 """The audit trail: what happened to each demo, read back from the main line.
 
-Owns `HistoryEvent` and `history`: democtl's commits speak through their
-`Demo-Id`/`Demo-Action` trailers (the format `commit.commit_message` writes),
-people's commits through what they did to `demos/<id>.yaml`. Reads only.
+Owns `HistoryEvent`, `history` and `last_cycle` (democtl's newest commit):
+democtl's commits speak through their `Demo-Id`/`Demo-Action` trailers (the
+format `commit.commit_message` writes), people's commits through what they
+did to `demos/<id>.yaml`. Reads only.
 Imports gitpython, the model's duration parser, statusfile and validate's
 folder names, the YAML reader, and nothing from gitstate but `_git`.
 """
@@ -186,3 +187,22 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
             elif pure.parent.as_posix() == STATUS_DIR:
                 event(pure.stem, "status edited", "by a commit without Demo-Id trailers")
     return events
+
+
+def last_cycle(root: Path, email: str) -> tuple[datetime, str] | None:
+    """When democtl (the committer `email`) last committed on the main line, and the sha.
+
+    A cycle that changed nothing commits nothing, so this is the last cycle
+    that changed something: what git can tell, and the same answer for anyone
+    who reads the same commit. None before democtl's first commit.
+    """
+    repo = _repo(root)
+    if not repo.head.is_valid():
+        return None
+    out = repo.git.log(
+        "-1", "--first-parent", "--fixed-strings", f"--author=<{email}>", "--format=%ct %H"
+    ).strip()
+    if not out:
+        return None
+    stamp, sha = out.split()
+    return datetime.fromtimestamp(int(stamp), UTC), sha
