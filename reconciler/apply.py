@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from reconciler.model import HealthChecks, Settings
+from reconciler.notify import Notices
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
 from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
@@ -68,6 +69,8 @@ class Providers:
     prober: HttpProber
     migrate: MigrateFn
     seed: SeedFn
+    # the notices webhook's sender (`notify.Notices`); None when `notices:` is not set
+    notices: Notices | None = None
 
 
 def strong_password() -> str:

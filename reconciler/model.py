@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -534,6 +535,33 @@ class HealthSettings(StrictModel):
         return _span(self.failureDuration)
 
 
+def webhook_url(value: str) -> str:
+    """https://, or http:// to this machine only (a relay beside the reconciler, a test)."""
+    parsed = urlsplit(value)
+    local = parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parsed.scheme == "https" or local) or not parsed.hostname:
+        raise ValueError("must be an https:// URL (http:// only to 127.0.0.1 or localhost)")
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+class NoticeSettings(StrictModel):
+    """`notices:`: a Slack-compatible incoming webhook told when a demo is ready, about to
+    expire and removed. The URL is a secret (whoever holds it may post to the channel), so
+    `webhookEnv` names an environment variable holding it; `webhook` puts it in the file."""
+
+    webhook: Annotated[str, AfterValidator(webhook_url)] | None = Field(default=None, repr=False)
+    webhookEnv: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    beforeExpiry: Duration = "30m"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NoticeSettings:
+        if (self.webhook is None) == (self.webhookEnv is None):
+            raise ValueError("give exactly one of webhook (a URL) and webhookEnv (a variable name)")
+        return self
+
+
 class Settings(StrictModel):
     apiVersion: Literal["demos.splits.network/v1"]
     kind: Literal["ReconcilerSettings"]
@@ -550,6 +578,7 @@ class Settings(StrictModel):
     git: GitSettings = Field(default_factory=GitSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    notices: NoticeSettings | None = None
 
     @field_validator("profiles")
     @classmethod
@@ -568,7 +597,10 @@ class Settings(StrictModel):
 
     def settings_hash(self) -> str:
         """A short, stable hash of the settings: a change is a new cause for a failed demo."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # notices change nothing a demo is built from, so they are no new cause (and the
+        # webhook URL, a secret, is kept out of a hash written to status files)
+        data = self.model_dump(mode="json", exclude={"notices"})
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def url_for(self, kind: Literal["portal", "candidate", "api"], demo_id: str) -> str:
@@ -633,6 +665,18 @@ class HealthFailure(StrictModel):
     since: datetime
 
 
+class Notified(StrictModel):
+    """The notices a demo's webhook has taken (see `plan.notices`): each is sent once.
+
+    `expiringFor` is the expiry the expiring notice warned of: an extended demo is warned
+    again about its new expiry, never twice about the same one.
+    """
+
+    ready: datetime | None = None
+    expiring: datetime | None = None
+    expiringFor: datetime | None = None
+
+
 class DemoStatus(StrictModel):
     """The observed state of one demo, as written to `status/<id>.yaml`.
 
@@ -672,6 +716,7 @@ class DemoStatus(StrictModel):
     settingsHash: str | None = None
     queuePosition: int | None = None
     message: str = ""
+    notified: Notified | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

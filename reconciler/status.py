@@ -381,6 +381,7 @@ def next_status(
         settingsHash=settings_hash if attempts or phase == Phase.FAILED else None,
         queuePosition=queue if phase == Phase.PENDING else None,
         message=message,
+        notified=previous.notified if previous else None,
     )
     return previous if previous is not None and status == previous else status
 
