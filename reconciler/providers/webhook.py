@@ -16,6 +16,7 @@ or error; errors name the host only. May import httpx, `providers.base` and
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,23 @@ from reconciler.providers.base import Message, Notifier, ProviderError
 from reconciler.providers.http import Network, http_client
 
 DEFAULT_TIMEOUT = 5.0
+# httpx logs every request's full URL (at INFO, "HTTP Request: POST <url> ..."): with -v
+# that line would carry the webhook's secret path
+_HTTPX_LOGGER = logging.getLogger("httpx")
+
+
+class _MaskUrl(logging.Filter):
+    def __init__(self, url: str, shown: str) -> None:
+        super().__init__()
+        self.url = url
+        self.shown = shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.url in text:
+            record.msg = text.replace(self.url, self.shown)
+            record.args = ()
+        return True
 
 
 class SlackWebhook:
@@ -33,12 +51,15 @@ class SlackWebhook:
         self._url = url
         self._host = urlsplit(url).hostname or "the webhook"
         self._client = http_client(timeout=timeout, network=network)
+        self._mask = _MaskUrl(url, f"<webhook at {self._host}>")
+        _HTTPX_LOGGER.addFilter(self._mask)
 
     def __repr__(self) -> str:
         return f"SlackWebhook(host={self._host!r})"
 
     def close(self) -> None:
         self._client.close()
+        _HTTPX_LOGGER.removeFilter(self._mask)
 
     def post(self, message: Message) -> None:
         try:
