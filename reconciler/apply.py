@@ -37,6 +37,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
     SupabaseProvider,
+    UsageReader,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Providers:
     seed: SeedFn
     # the notices webhook's sender (`notify.Notices`); None when `notices:` is not set
     notices: Notices | None = None
+    # where a demo's last request is read (`usage:`); None when not configured
+    usage: UsageReader | None = None
 
 
 def strong_password() -> str:

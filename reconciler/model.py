@@ -334,6 +334,8 @@ class Profile(StrictModel):
     pods: Annotated[int, Field(gt=0, le=1000)]
     defaultTtl: Duration
     maxTtl: Duration
+    # expire a demo that served no request for this long (`usage:` tells when it last did)
+    idleAfter: Duration | None = None
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Profile:
@@ -535,8 +537,18 @@ class HealthSettings(StrictModel):
         return _span(self.failureDuration)
 
 
+def _any_http_url(value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
 def webhook_url(value: str) -> str:
-    """https://, or http:// to this machine only (a relay beside the reconciler, a test)."""
+    """https://, or http:// to this machine only (a relay or a Prometheus beside the
+    reconciler, a test)."""
     parsed = urlsplit(value)
     local = parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
     if not (parsed.scheme == "https" or local) or not parsed.hostname:
@@ -544,6 +556,28 @@ def webhook_url(value: str) -> str:
     if _CONTROL.search(value) or " " in value:
         raise ValueError("must not contain spaces or control characters")
     return value
+
+
+# ingress-nginx's request counter: the last minute in `$window` in which the demo's
+# namespace served a request, as a Unix time (empty when it served none). A subquery
+# (https://prometheus.io/docs/prometheus/latest/querying/basics/#subquery).
+DEFAULT_USAGE_QUERY = (
+    "max(last_over_time(timestamp(increase("
+    'nginx_ingress_controller_requests{namespace="$namespace"}[1m]) > 0)[$window:1m]))'
+)
+
+
+class UsageSettings(StrictModel):
+    """`usage:`: where a demo's last request is read from (the Prometheus HTTP API).
+
+    `query` is PromQL with `$namespace`, `$host` (the portal's) and `$window` (the
+    profile's idleAfter, else 1d) put in; it must give the Unix time of the last
+    request, and nothing when there was none within the window.
+    """
+
+    # http:// too: Prometheus is usually reached in the cluster (http://prometheus.monitoring:9090)
+    prometheusUrl: Annotated[str, AfterValidator(_any_http_url)]
+    query: Annotated[str, StringConstraints(min_length=1)] = DEFAULT_USAGE_QUERY
 
 
 class NoticeSettings(StrictModel):
@@ -579,6 +613,7 @@ class Settings(StrictModel):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     notices: NoticeSettings | None = None
+    usage: UsageSettings | None = None
 
     @field_validator("profiles")
     @classmethod
@@ -599,7 +634,10 @@ class Settings(StrictModel):
         """A short, stable hash of the settings: a change is a new cause for a failed demo."""
         # notices change nothing a demo is built from, so they are no new cause (and the
         # webhook URL, a secret, is kept out of a hash written to status files)
-        data = self.model_dump(mode="json", exclude={"notices"})
+        data = self.model_dump(mode="json", exclude={"notices", "usage"})
+        for profile in data["profiles"].values():
+            if profile.get("idleAfter") is None:
+                profile.pop("idleAfter", None)
         payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -717,6 +755,10 @@ class DemoStatus(StrictModel):
     queuePosition: int | None = None
     message: str = ""
     notified: Notified | None = None
+    # set when the idle rule expired the demo (then its teardown goes on whatever
+    # Prometheus says later): when, and the last request seen then (None: none in the window)
+    idleExpiredAt: datetime | None = None
+    lastAccessed: datetime | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -49,6 +49,7 @@ from reconciler.providers.kubernetes_access import (
     required_permissions,
 )
 from reconciler.providers.probe import HttpxProber
+from reconciler.providers.prometheus import PrometheusUsage
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.providers.webhook import SlackWebhook
 from reconciler.quantity import parse_quantity
@@ -163,12 +164,14 @@ def open_providers(
             ) as stack,
         ):
             providers = replace(local_providers(stack), notices=notices_for(settings, os.environ))
+            providers = replace(providers, usage=usage_for(settings))
             try:
                 yield providers
             finally:
                 close_providers(providers)
         return
     providers = replace(production_providers(settings), notices=notices_for(settings, os.environ))
+    providers = replace(providers, usage=usage_for(settings))
     try:
         yield providers
     finally:
@@ -198,10 +201,16 @@ def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
     return Notices(SlackWebhook(url))
 
 
+def usage_for(settings: Settings) -> PrometheusUsage | None:
+    """The Prometheus reader `usage:` asks for (in local mode too: the URL is the settings')."""
+    return PrometheusUsage(settings.usage.prometheusUrl) if settings.usage else None
+
+
 def close_providers(providers: Providers) -> None:
     if providers.notices is not None:
         providers.notices.close()
-    for adapter in (providers.supabase, providers.dns, providers.cluster, providers.prober):
+    adapters = (providers.supabase, providers.dns, providers.cluster, providers.prober)
+    for adapter in (*adapters, providers.usage):
         close = getattr(adapter, "close", None)
         if callable(close):
             close()

@@ -147,6 +147,9 @@ class DemoPlan:
     waiting: str | None = None  # a step that cannot run this cycle, and why
     expires_at: datetime | None = None
     demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
+    # a teardown by the idle rule: the last request seen (None: none in the window)
+    idle: bool = False
+    last_accessed: datetime | None = None
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:

@@ -286,6 +286,16 @@ class Notifier(Protocol):
         """POST the message to the webhook; raise ProviderError when it is not taken."""
 
 
+# --- usage ------------------------------------------------------------------------------
+
+
+class UsageReader(Protocol):
+    def last_request(self, query: str, at: datetime) -> datetime | None:
+        """Evaluate the PromQL `query` at `at`: the Unix time its one value holds, or None
+        when the result is empty (no request within the query's window). Raises
+        ProviderError when there is no answer to judge by."""
+
+
 class HttpProber(Protocol):
     def probe(self, url: str) -> bool | None:
         """GET the URL (a demo's health endpoint): True on a 2xx answer, False on another
