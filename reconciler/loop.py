@@ -24,12 +24,12 @@ from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.notify import Notices
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
-from reconciler.plan.idle import idle_after, usage_query
 from reconciler.plan.notices import due_notices, record_sent
 from reconciler.providers.base import ProviderError, RateLimited
 from reconciler.render import RenderError, index_write, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
+from reconciler.usage import last_requests
 from reconciler.validate import Problem
 from reconciler.workspace import read_settings, rendered_files
 
@@ -98,31 +98,6 @@ def observe(providers: Providers, retry_after: list[float] | None = None) -> Obs
         namespaces=listing("kubernetes", providers.cluster.list_namespaces),
         all_namespaces=listing("kubernetes namespaces", providers.cluster.list_all_namespaces),
     )
-
-
-def observe_usage(
-    providers: Providers, settings: Settings, statuses: Mapping[str, DemoStatus], now: datetime
-) -> dict[str, datetime | None]:
-    """The last request of each running demo whose profile has an idle rule, by id.
-
-    A read that failed leaves its demo out (no verdict on it) and is logged; never raises.
-    """
-    found: dict[str, datetime | None] = {}
-    if providers.usage is None:
-        return found
-    for demo_id, status in sorted(statuses.items()):
-        if status.phase not in (Phase.READY, Phase.DEGRADED):
-            continue
-        if idle_after(settings, status.profile) is None:
-            continue
-        query = usage_query(settings, demo_id, status.profile)
-        if query is None:
-            continue
-        try:
-            found[demo_id] = providers.usage.last_request(query, now)
-        except ProviderError as exc:
-            log.warning("%s: usage not read, the idle rule waits: %s", demo_id, exc)
-    return found
 
 
 @dataclass
@@ -249,7 +224,11 @@ def run_cycle(
     settings = state.settings
     listing_retry_after: list[float] = []
     observed = observe(providers, listing_retry_after)
-    last_accessed = observe_usage(providers, settings, state.statuses, now)
+    last_accessed = (
+        last_requests(providers.usage, settings, state.statuses, now, idle_rule_only=True)
+        if providers.usage is not None
+        else {}
+    )
     if last_accessed:
         observed = replace(observed, last_accessed=last_accessed)
     the_plan = plan(

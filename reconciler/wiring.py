@@ -37,7 +37,7 @@ from reconciler.local.stack import (
     local_state_dir,
     release_local_lock,
 )
-from reconciler.model import Settings, webhook_url
+from reconciler.model import DemoStatus, Settings, webhook_url
 from reconciler.notify import Notices
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
@@ -53,6 +53,7 @@ from reconciler.providers.prometheus import PrometheusUsage
 from reconciler.providers.supabase import SupabaseManagementClient
 from reconciler.providers.webhook import SlackWebhook
 from reconciler.quantity import parse_quantity
+from reconciler.usage import last_requests
 from reconciler.validate import SETTINGS_FILE
 
 SCRATCH = "state"
@@ -204,6 +205,19 @@ def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
 def usage_for(settings: Settings) -> PrometheusUsage | None:
     """The Prometheus reader `usage:` asks for (in local mode too: the URL is the settings')."""
     return PrometheusUsage(settings.usage.prometheusUrl) if settings.usage else None
+
+
+def read_last_requests(
+    settings: Settings, statuses: Mapping[str, DemoStatus], now: datetime
+) -> dict[str, datetime | None] | None:
+    """Running demos' last requests for `list` and `status`; None without `usage:`."""
+    reader = usage_for(settings)
+    if reader is None:
+        return None
+    try:
+        return last_requests(reader, settings, statuses, now)
+    finally:
+        reader.close()
 
 
 def close_providers(providers: Providers) -> None:

@@ -271,3 +271,65 @@ def test_the_idle_rule_is_under_the_mass_deletion_guard(tmp_path: Path) -> None:
     assert any("idle rule" in r for r in refused.refusals)
     allowed = plan(SETTINGS, loaded, created, statuses, observed, at(60), allow_mass_delete=True)
     assert all(d.intent.value == "teardown" for d in allowed.demos)
+
+
+# --- list and status ---------------------------------------------------------------------
+
+
+def cli_repo(tmp_path: Path, url: str) -> Path:
+    from reconciler.gitstate import DemoChange, commit_cycle
+    from reconciler.statusfile import status_bytes
+
+    _, repo = origin_and_clone(tmp_path, files={"reconciler.yaml": settings_bytes(url)})
+    files = {f"demos/{i}.yaml": demo_yaml(i) for i in (A, "demo-b", "demo-c")}
+    commit_as(repo, when=BASE_TIME, files=files, message="add")
+    statuses = {
+        A: make_status(A),
+        "demo-b": make_status("demo-b"),
+        "demo-c": make_status("demo-c", Phase.CREATING),
+    }
+    commit_cycle(
+        repo,
+        {f"status/{i}.yaml": status_bytes(s) for i, s in statuses.items()},
+        [DemoChange(i, s.phase.value) for i, s in statuses.items()],
+        when=at(5),
+    )
+    return repo
+
+
+def run(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout
+
+
+def test_list_and_status_show_the_last_request_read_now(tmp_path: Path) -> None:
+    import json
+
+    with PrometheusStandIn() as prom:
+        repo = cli_repo(tmp_path, prom.url)
+        prom.last[A] = at(48)
+        now = at(60).isoformat()
+        code, out = run("list", "--repo", str(repo), "--now", now)
+        assert code == 0, out
+        lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+        assert "LAST REQUEST" in out.splitlines()[0]
+        assert "12m ago" in lines[A] and "none seen" in lines["demo-b"]
+        assert " - " in lines["demo-c"], "a demo not running is not asked about"
+        code, out = run("list", "--repo", str(repo), "--now", now, "--format", "json")
+        rows = {r["id"]: r for r in json.loads(out)}
+        assert rows[A]["lastAccessed"] == "2026-11-25T09:48:00Z" and rows[A]["lastAccessedRead"]
+        assert rows["demo-b"]["lastAccessed"] is None and rows["demo-b"]["lastAccessedRead"]
+        code, out = run("status", A, "--repo", str(repo), "--now", now)
+        assert code == 0, out
+        assert "last request: 12m ago" in out
+        # Prometheus down: said so, and the command still works
+        prom.fail = (503, "unavailable", "down")
+        code, out = run("status", A, "--repo", str(repo), "--now", now, "--format", "json")
+        assert code == 0, out
+        data = json.loads(out)
+        assert data["lastRequest"] == "unknown" and data["lastAccessedRead"] is False
+        assert "lastAccessed" not in yaml.safe_load((repo / "status" / f"{A}.yaml").read_text())
