@@ -1,9 +1,11 @@
 """Sending the notices a cycle owes: `Notices`, which posts through a `Notifier`.
 
 Owns the delivery rules: a failed POST is logged (never its URL) and left for the
-next cycle, and never fails the cycle; a notice this process already delivered is
-not posted again when the cycle is planned again (a push rejected because the
-branch moved replans on the new head, where the first commit's record is gone).
+next cycle, and never fails the cycle (after a POST that got no answer at all, the
+rest wait for the next cycle too, so a stalled service costs one timeout a cycle);
+a notice this process already delivered is not posted again when the cycle is
+planned again (a push rejected because the branch moved replans on the new head,
+where the first commit's record is gone).
 
 Crash-safety, chosen: a notice is recorded in the status only after the webhook
 took it, so a crash between the webhook's answer and the push sends it once more
@@ -53,6 +55,7 @@ class Notices:
             try:
                 self.notifier.post(notice.message)
             except ProviderError as exc:
+                stalled = exc.status_code is None
                 if notice.event is Event.REMOVED:
                     log.error("%s: the removal notice was not delivered: %s", notice.demo_id, exc)
                 else:
@@ -62,6 +65,10 @@ class Notices:
                         notice.event.value,
                         exc,
                     )
+                if stalled:
+                    # no answer at all: the others would each wait out the timeout too
+                    log.warning("notices: the webhook does not answer; the rest wait a cycle")
+                    break
                 continue
             log.info("%s: %s notice sent", notice.demo_id, notice.event.value)
             with self._lock:

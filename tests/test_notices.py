@@ -260,6 +260,19 @@ def test_a_stalled_webhook_is_given_up_on_after_the_timeout() -> None:
         webhook.close()
 
 
+def test_a_webhook_that_does_not_answer_costs_one_timeout_per_cycle() -> None:
+    with WebhookStandIn() as hook:
+        hook.hold.clear()
+        sender = Notices(SlackWebhook(hook.url, timeout=0.2))
+        due = due_notices(SETTINGS, {}, {A: status(), "demo-b": make_status("demo-b")}, START)
+        assert len(due) == 2
+        assert sender.send(due) == ()
+        assert hook.received == 1, "the second notice waits for the next cycle"
+        hook.hold.set()
+        assert sender.send(due) == due
+        sender.close()
+
+
 def test_a_notice_delivered_once_is_not_posted_again_by_the_same_process() -> None:
     # a push rejected because the branch moved plans the cycle again on the new head,
     # where the first commit's record of the notice is gone

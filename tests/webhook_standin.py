@@ -21,6 +21,7 @@ class WebhookStandIn:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.posts = 0
+        self.received = 0
         self.fail_with: tuple[int, str] | None = None
         self.hold = threading.Event()
         self.hold.set()  # set: answer at once
@@ -32,6 +33,7 @@ class WebhookStandIn:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                owner.received += 1
                 owner.hold.wait()
                 owner.posts += 1
                 if self.path != SECRET_PATH:
