@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 from reconciler.model import HealthChecks, Settings
+from reconciler.notify import Notices
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
 from reconciler.providers.base import (
     SECRET_PROJECT_REF_ANNOTATION,
@@ -39,6 +40,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
     SupabaseProvider,
+    UsageReader,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,10 @@ class Providers:
     prober: HttpProber
     migrate: MigrateFn
     seed: SeedFn
+    # the notices webhook's sender (`notify.Notices`); None when `notices:` is not set
+    notices: Notices | None = None
+    # where a demo's last request is read (`usage:`); None when not configured
+    usage: UsageReader | None = None
 
 
 def strong_password() -> str:

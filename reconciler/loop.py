@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -23,11 +23,14 @@ from typing import TypeVar
 from reconciler import gitstate, logsetup, statuspage
 from reconciler.apply import Outcome, Providers, apply, outcome_for
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
+from reconciler.notify import Notices
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
+from reconciler.plan.notices import due_notices, record_sent
 from reconciler.providers.base import ProviderError, RateLimited
 from reconciler.render import RenderError, index_write, render_demo, rendered_writes
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
+from reconciler.usage import last_requests
 from reconciler.validate import Problem
 from reconciler.workspace import read_settings, rendered_files
 
@@ -148,27 +151,41 @@ def render_changes(
 
 
 def write_set(
-    state: gitstate.State, the_plan: Plan, outcomes: list[Outcome], now: datetime
+    state: gitstate.State,
+    the_plan: Plan,
+    outcomes: list[Outcome],
+    now: datetime,
+    notices: Notices | None = None,
 ) -> tuple[dict[str, bytes | None], list[gitstate.DemoChange], dict[str, DemoStatus]]:
-    """The files this cycle changes, the commit's lines, and the statuses after it."""
+    """The files this cycle changes, the commit's lines, and the statuses after it.
+
+    With `notices`, the notices the new statuses make due are sent before anything
+    is written, and what the webhook took is recorded in the statuses written.
+    """
     settings = state.settings
     assert settings is not None  # the caller refused unusable settings
     valid = state.valid_demos
     writes: dict[str, bytes | None] = {}
     changes: list[gitstate.DemoChange] = []
     statuses: dict[str, DemoStatus] = dict(state.statuses)
+    after: dict[str, DemoStatus | None] = {}
     for item in the_plan.demos:
-        previous = state.statuses.get(item.demo_id)
-        outcome = outcome_for(outcomes, item)
-        new = next_status(
+        after[item.demo_id] = next_status(
             valid.get(item.demo_id),
-            previous,
+            state.statuses.get(item.demo_id),
             item,
-            outcome,
+            outcome_for(outcomes, item),
             settings,
             state.created_at,
             now,
         )
+    if notices is not None:
+        due = due_notices(settings, state.statuses, after, now)
+        after = record_sent(after, notices.send(due), now)
+    for item in the_plan.demos:
+        previous = state.statuses.get(item.demo_id)
+        outcome = outcome_for(outcomes, item)
+        new = after[item.demo_id]
         # a demo that expired before it ever ran has no status, yet its file must go
         files_removed = outcome is not None and ActionKind.REMOVE_FILES in outcome.done
         if new is None:
@@ -218,6 +235,13 @@ def run_cycle(
     settings = state.settings
     listing_retry_after: list[float] = []
     observed = observe(providers, listing_retry_after)
+    last_accessed = (
+        last_requests(providers.usage, settings, state.statuses, now, idle_rule_only=True)
+        if providers.usage is not None
+        else {}
+    )
+    if last_accessed:
+        observed = replace(observed, last_accessed=last_accessed)
     the_plan = plan(
         settings,
         state.demos,
@@ -244,7 +268,9 @@ def run_cycle(
     result.outcomes = apply(
         the_plan, providers, settings, concurrency=options.concurrency, on_progress=progress
     )
-    writes, result.changes, result.statuses = write_set(state, the_plan, result.outcomes, now)
+    writes, result.changes, result.statuses = write_set(
+        state, the_plan, result.outcomes, now, providers.notices
+    )
     if options.status_page:
         # in the commit the cycle makes anyway; commit_cycle drops it when its bytes are HEAD's
         remaining = [d for d in state.demos if writes.get(d.path, b"") is not None]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -339,6 +340,8 @@ class Profile(StrictModel):
     # render a prometheus-operator ServiceMonitor for the platform release (and let the
     # monitoring namespace scrape it): for profiles whose numbers matter, load testing
     serviceMonitor: bool = False
+    # expire a demo that served no request for this long (`usage:` tells when it last did)
+    idleAfter: Duration | None = None
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Profile:
@@ -542,6 +545,65 @@ class HealthSettings(StrictModel):
         return _span(self.failureDuration)
 
 
+def _any_http_url(value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+def webhook_url(value: str) -> str:
+    """https://, or http:// to this machine only (a relay or a Prometheus beside the
+    reconciler, a test)."""
+    parsed = urlsplit(value)
+    local = parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parsed.scheme == "https" or local) or not parsed.hostname:
+        raise ValueError("must be an https:// URL (http:// only to 127.0.0.1 or localhost)")
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+# ingress-nginx's request counter: the last minute in `$window` in which the demo's
+# namespace served a request, as a Unix time (empty when it served none). A subquery
+# (https://prometheus.io/docs/prometheus/latest/querying/basics/#subquery).
+DEFAULT_USAGE_QUERY = (
+    "max(last_over_time(timestamp(increase("
+    'nginx_ingress_controller_requests{namespace="$namespace"}[1m]) > 0)[$window:1m]))'
+)
+
+
+class UsageSettings(StrictModel):
+    """`usage:`: where a demo's last request is read from (the Prometheus HTTP API).
+
+    `query` is PromQL with `$namespace`, `$host` (the portal's) and `$window` (the
+    profile's idleAfter, else 1d) put in; it must give the Unix time of the last
+    request, and nothing when there was none within the window.
+    """
+
+    # http:// too: Prometheus is usually reached in the cluster (http://prometheus.monitoring:9090)
+    prometheusUrl: Annotated[str, AfterValidator(_any_http_url)]
+    query: Annotated[str, StringConstraints(min_length=1)] = DEFAULT_USAGE_QUERY
+
+
+class NoticeSettings(StrictModel):
+    """`notices:`: a Slack-compatible incoming webhook told when a demo is ready, about to
+    expire and removed. The URL is a secret (whoever holds it may post to the channel), so
+    `webhookEnv` names an environment variable holding it; `webhook` puts it in the file."""
+
+    webhook: Annotated[str, AfterValidator(webhook_url)] | None = Field(default=None, repr=False)
+    webhookEnv: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    beforeExpiry: Duration = "30m"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NoticeSettings:
+        if (self.webhook is None) == (self.webhookEnv is None):
+            raise ValueError("give exactly one of webhook (a URL) and webhookEnv (a variable name)")
+        return self
+
+
 class Settings(StrictModel):
     apiVersion: Literal["demos.splits.network/v1"]
     kind: Literal["ReconcilerSettings"]
@@ -581,6 +643,9 @@ class Settings(StrictModel):
     def owner(self) -> Owner:
         return Owner(self.ownerId, self.adoptUnownedMarks)
 
+    notices: NoticeSettings | None = None
+    usage: UsageSettings | None = None
+
     @field_validator("profiles")
     @classmethod
     def _has_small(cls, value: dict[str, Profile]) -> dict[str, Profile]:
@@ -598,7 +663,13 @@ class Settings(StrictModel):
 
     def settings_hash(self) -> str:
         """A short, stable hash of the settings: a change is a new cause for a failed demo."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # notices change nothing a demo is built from, so they are no new cause (and the
+        # webhook URL, a secret, is kept out of a hash written to status files)
+        data = self.model_dump(mode="json", exclude={"notices", "usage"})
+        for profile in data["profiles"].values():
+            if profile.get("idleAfter") is None:
+                profile.pop("idleAfter", None)
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def url_for(self, kind: Literal["portal", "candidate", "api"], demo_id: str) -> str:
@@ -663,6 +734,18 @@ class HealthFailure(StrictModel):
     since: datetime
 
 
+class Notified(StrictModel):
+    """The notices a demo's webhook has taken (see `plan.notices`): each is sent once.
+
+    `expiringFor` is the expiry the expiring notice warned of: an extended demo is warned
+    again about its new expiry, never twice about the same one.
+    """
+
+    ready: datetime | None = None
+    expiring: datetime | None = None
+    expiringFor: datetime | None = None
+
+
 class DemoStatus(StrictModel):
     """The observed state of one demo, as written to `status/<id>.yaml`.
 
@@ -702,6 +785,11 @@ class DemoStatus(StrictModel):
     settingsHash: str | None = None
     queuePosition: int | None = None
     message: str = ""
+    notified: Notified | None = None
+    # set when the idle rule expired the demo (then its teardown goes on whatever
+    # Prometheus says later): when, and the last request seen then (None: none in the window)
+    idleExpiredAt: datetime | None = None
+    lastAccessed: datetime | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -7,7 +7,7 @@ plain data. The CLI prints what this returns; nothing here prints or reads files
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.apply import Outcome
@@ -163,6 +163,29 @@ def live_usage(namespace: NamespaceState | None) -> dict[str, Any]:
     }
 
 
+def last_request_text(
+    demo_id: str, found: Mapping[str, datetime | None], now: datetime, *, live: bool
+) -> str:
+    """A demo's last request for people: "12m ago", "none in 1d", "unknown" (no answer)."""
+    if not live:
+        return "-"
+    if demo_id not in found:
+        return "unknown"
+    when = found[demo_id]
+    if when is None:
+        return "none seen"
+    return f"{format_duration(max(now - when, timedelta()))} ago"
+
+
+def last_request_data(demo_id: str, found: Mapping[str, datetime | None]) -> dict[str, Any]:
+    """`lastAccessed` (RFC 3339 or null) and whether it was read at all, for JSON."""
+    when = found.get(demo_id)
+    return {
+        "lastAccessed": when.isoformat().replace("+00:00", "Z") if when else None,
+        "lastAccessedRead": demo_id in found,
+    }
+
+
 def status_text(data: Mapping[str, Any], now: datetime) -> str:
     """A status file for people: the facts first, then health and conditions."""
     lines = [
@@ -192,6 +215,8 @@ def status_text(data: Mapping[str, Any], now: datetime) -> str:
         )
     if data.get("message"):
         lines.append(f"  message: {data['message']}")
+    if "lastRequest" in data:
+        lines.append(f"  last request: {data['lastRequest']}")
     live = data.get("live")
     if live:
         lines.append("  live: " + ", ".join(f"{k} {v}" for k, v in live.items()))

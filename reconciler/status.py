@@ -273,6 +273,15 @@ def next_attempt_at(
     return now + timedelta(seconds=round(backoff.total_seconds() * (1 - share / 2)))
 
 
+def _idle(previous: DemoStatus | None, item: DemoPlan, now: datetime) -> dict[str, object]:
+    """What the idle rule records: only when it acts (a live demo's last request, read every
+    cycle, is never written, so it never makes a commit of its own)."""
+    if not item.idle or item.intent is not Intent.TEARDOWN:
+        return {}
+    since = previous.idleExpiredAt if previous and previous.idleExpiredAt else now
+    return {"idleExpiredAt": since, "lastAccessed": item.last_accessed}
+
+
 def next_status(
     demo: Demo | None,
     previous: DemoStatus | None,
@@ -381,6 +390,8 @@ def next_status(
         settingsHash=settings_hash if attempts or phase == Phase.FAILED else None,
         queuePosition=queue if phase == Phase.PENDING else None,
         message=message,
+        notified=previous.notified if previous else None,
+        **_idle(previous, plan_item, now),
     )
     return previous if previous is not None and status == previous else status
 

@@ -12,11 +12,13 @@ repository.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +37,8 @@ from reconciler.local.stack import (
     local_state_dir,
     release_local_lock,
 )
-from reconciler.model import Settings
+from reconciler.model import DemoStatus, Settings, webhook_url
+from reconciler.notify import Notices
 from reconciler.providers.base import ProviderError
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RequestObserver, RetryPolicy
@@ -46,11 +49,17 @@ from reconciler.providers.kubernetes_access import (
     required_permissions,
 )
 from reconciler.providers.probe import HttpxProber
+from reconciler.providers.prometheus import PrometheusUsage
 from reconciler.providers.supabase import SupabaseManagementClient
+from reconciler.providers.webhook import SlackWebhook
 from reconciler.quantity import parse_quantity
+from reconciler.usage import last_requests
 from reconciler.validate import SETTINGS_FILE
 
 SCRATCH = "state"
+
+
+log = logging.getLogger(__name__)
 
 
 class SetupError(Exception):
@@ -162,21 +171,71 @@ def open_providers(
                 local_state_dir(repo), workdir, settings, faults=faults, come_up_seconds=come_up
             ) as stack,
         ):
-            providers = local_providers(stack, observer)
+            providers = replace(
+                local_providers(stack, observer), notices=notices_for(settings, os.environ)
+            )
+            providers = replace(providers, usage=usage_for(settings))
             try:
                 yield providers
             finally:
                 close_providers(providers)
         return
-    providers = production_providers(settings, observer)
+    providers = replace(
+        production_providers(settings, observer), notices=notices_for(settings, os.environ)
+    )
+    providers = replace(providers, usage=usage_for(settings))
     try:
         yield providers
     finally:
         close_providers(providers)
 
 
+def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
+    """The notices sender `notices:` asks for, or None (not configured, or its variable unset).
+
+    In local mode too: notices tell people about demos, wherever they run; point
+    `webhookEnv` at a test channel (or leave the variable unset) while rehearsing.
+    """
+    config = settings.notices
+    if config is None:
+        return None
+    url = config.webhook
+    if config.webhookEnv is not None:
+        url = env.get(config.webhookEnv, "").strip() or None
+        if url is None:
+            log.warning("notices: %s is not set, no notice is sent", config.webhookEnv)
+            return None
+        try:
+            webhook_url(url)
+        except ValueError as exc:
+            raise SetupError(f"{config.webhookEnv}: {exc}") from None
+    assert url is not None  # the settings hold one source
+    return Notices(SlackWebhook(url))
+
+
+def usage_for(settings: Settings) -> PrometheusUsage | None:
+    """The Prometheus reader `usage:` asks for (in local mode too: the URL is the settings')."""
+    return PrometheusUsage(settings.usage.prometheusUrl) if settings.usage else None
+
+
+def read_last_requests(
+    settings: Settings, statuses: Mapping[str, DemoStatus], now: datetime
+) -> dict[str, datetime | None] | None:
+    """Running demos' last requests for `list` and `status`; None without `usage:`."""
+    reader = usage_for(settings)
+    if reader is None:
+        return None
+    try:
+        return last_requests(reader, settings, statuses, now)
+    finally:
+        reader.close()
+
+
 def close_providers(providers: Providers) -> None:
-    for adapter in (providers.supabase, providers.dns, providers.cluster, providers.prober):
+    if providers.notices is not None:
+        providers.notices.close()
+    adapters = (providers.supabase, providers.dns, providers.cluster, providers.prober)
+    for adapter in (*adapters, providers.usage):
         close = getattr(adapter, "close", None)
         if callable(close):
             close()

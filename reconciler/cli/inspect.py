@@ -33,6 +33,8 @@ from reconciler.providers.base import ProviderError
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 from reconciler.workspace import demo_paths, read_demo
 
+_LIVE = ("ready", "degraded")
+
 
 @click.command("list")
 @click.option(
@@ -54,29 +56,30 @@ def list_demos(fmt: str, ctx: Context) -> None:
         created_at=state.created_at,
         now=ctx.now,
     )
+    found = wiring.read_last_requests(settings, state.statuses, ctx.now)
     if fmt == "json":
-        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        data = [row.as_dict() for row in rows]
+        if found is not None:
+            for item in data:
+                item.update(report.last_request_data(item["id"], found))
+        click.echo(json.dumps(data, indent=2))
         return
     if not rows:
         click.echo("no demos")
         return
-    click.echo(
-        table(
-            [("ID", "TYPE", "PROFILE", "OWNER", "PHASE", "EXPIRES IN", "URLS")]
-            + [
-                (
-                    r.id,
-                    r.type,
-                    r.profile,
-                    r.owner,
-                    r.phase,
-                    r.expires_in,
-                    " ".join(r.urls) + (f"  ({r.note})" if r.note else ""),
-                )
-                for r in rows
-            ]
+    head = ("ID", "TYPE", "PROFILE", "OWNER", "PHASE", "EXPIRES IN")
+    last = ("LAST REQUEST",) if found is not None else ()
+    body = [
+        (r.id, r.type, r.profile, r.owner, r.phase, r.expires_in)
+        + (
+            (report.last_request_text(r.id, found, ctx.now, live=r.phase in _LIVE),)
+            if found is not None
+            else ()
         )
-    )
+        + (" ".join(r.urls) + (f"  ({r.note})" if r.note else ""),)
+        for r in rows
+    ]
+    click.echo(table([(*head, *last, "URLS"), *body]))
 
 
 @click.command()
@@ -101,6 +104,11 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
         known = ", ".join(sorted(state.statuses)) or "none"
         fail(f"no status for {demo_id} in {ctx.state_repo} (demos with a status: {known})")
     data: dict[str, Any] = demo_status_dict(current)
+    seen = wiring.read_last_requests(settings, {demo_id: current}, ctx.now)
+    running = current.phase.value in _LIVE
+    if seen is not None and running:  # otherwise what the idle rule recorded stays
+        data.update(report.last_request_data(demo_id, seen))
+        data["lastRequest"] = report.last_request_text(demo_id, seen, ctx.now, live=running)
     if live:
         try:
             with wiring.open_cluster(ctx.repo, settings, local=ctx.local) as cluster:

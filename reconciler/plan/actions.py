@@ -153,6 +153,9 @@ class DemoPlan:
     expires_at: datetime | None = None
     demo: Demo | None = None  # the valid demo this plan is for; None when invalid or deleted
     since: datetime | None = None  # when the demo began (first landed): who waited longest
+    # a teardown by the idle rule: the last request seen (None: none in the window)
+    idle: bool = False
+    last_accessed: datetime | None = None
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:

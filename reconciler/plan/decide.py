@@ -17,6 +17,7 @@ from reconciler.capacity import admit_in_order
 from reconciler.guard import check_mass_deletion
 from reconciler.model import Demo, DemoStatus, Phase, Settings
 from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent, Plan
+from reconciler.plan.idle import idle_verdict
 from reconciler.plan.orphans import _orphans
 from reconciler.plan.provision import _provision
 from reconciler.plan.sight import Observed, _Context, _Sight
@@ -113,6 +114,29 @@ def plan(
     expiry = {i: expiry_of(d, settings, start(i)) for i, d in valid.items()}
     expired = {i for i, when in expiry.items() if when <= now}
 
+    # The idle rule, under the mass-deletion guard too: a query that suddenly answers
+    # "no request" for every demo (a renamed metric, an ingress controller replaced)
+    # must not take them all down at once.
+    idle_why = {
+        i: why
+        for i, d in valid.items()
+        if i not in expired
+        and (
+            why := idle_verdict(settings, d, statuses.get(i), start(i), observed.last_accessed, now)
+        )
+    }
+    if idle_why:
+        idle_guard = check_mass_deletion(
+            live_ids,
+            frozenset(idle_why),
+            safety.massDeleteShare,
+            safety.massDeleteMinimum,
+            allow=allow_mass_delete,
+        )
+        if idle_guard.tripped:
+            refusals.append(f"idle rule: {idle_guard.message}")
+            idle_why = {}
+
     # capacity: live demos keep their place, the rest queue by creation time
     live = sorted(
         (s for s in statuses.values() if s.phase != Phase.PENDING),
@@ -168,6 +192,18 @@ def plan(
             plans.append(
                 _teardown(ctx, demo_id, status, f"expired at {expires.isoformat()}", expires)
             )
+            continue
+        if status is not None and status.idleExpiredAt is not None:
+            # the idle rule let it go in an earlier cycle: what Prometheus says now changes nothing
+            why = f"idle: expired at {status.idleExpiredAt.isoformat()}"
+            item = _teardown(ctx, demo_id, status, why, expires)
+            plans.append(replace(item, idle=True, last_accessed=status.lastAccessed))
+            continue
+        idle = idle_why.get(demo_id)
+        if idle is not None:
+            item = _teardown(ctx, demo_id, status, idle, expires)
+            last = observed.last_accessed.get(demo_id)
+            plans.append(replace(item, idle=True, last_accessed=last))
             continue
         if status is not None and ctx.same_cause(demo, status):
             if status.phase == Phase.FAILED or status.attempts >= settings.safety.maxAttempts:

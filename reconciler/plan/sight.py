@@ -10,7 +10,7 @@ per-demo decision reads. Pure. May import the model, the provider value types an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
@@ -29,6 +29,9 @@ class Observed:
     namespaces: tuple[NamespaceState, ...] | None = ()
     # every namespace of the cluster, marked or not: a new demo must not take a foreign one
     all_namespaces: tuple[NamespaceMeta, ...] | None = ()
+    # demo id -> its last request (None: none in the window); a demo whose read failed, or
+    # was not asked, is absent: no verdict on it
+    last_accessed: Mapping[str, datetime | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

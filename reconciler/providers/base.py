@@ -262,6 +262,36 @@ class ClusterProvider(Protocol):
         """Sum of the nodes' allocatable cpu and memory, as Kubernetes quantities."""
 
 
+# --- notices --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """A Slack-compatible message: `text` (the fallback and the notification's words) and
+    Block Kit `blocks` (https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks)."""
+
+    text: str
+    blocks: tuple[Mapping[str, object], ...] = ()
+
+    def payload(self) -> dict[str, object]:
+        return {"text": self.text, "blocks": [dict(b) for b in self.blocks]}
+
+
+class Notifier(Protocol):
+    def post(self, message: Message) -> None:
+        """POST the message to the webhook; raise ProviderError when it is not taken."""
+
+
+# --- usage ------------------------------------------------------------------------------
+
+
+class UsageReader(Protocol):
+    def last_request(self, query: str, at: datetime) -> datetime | None:
+        """Evaluate the PromQL `query` at `at`: the Unix time its one value holds, or None
+        when the result is empty (no request within the query's window). Raises
+        ProviderError when there is no answer to judge by."""
+
+
 class HttpProber(Protocol):
     def probe(self, url: str) -> bool | None:
         """GET the URL (a demo's health endpoint): True on a 2xx answer, False on another
