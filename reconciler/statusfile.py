@@ -13,7 +13,8 @@ from pathlib import PurePosixPath
 import yaml
 from pydantic import ValidationError
 
-from reconciler.model import DEMO_ID_PATTERN, STATUS_SCHEMA_VERSION, DemoStatus, demo_status_dict
+from reconciler.model import STATUS_SCHEMA_VERSION, DemoStatus, demo_status_dict
+from reconciler.names import DEMO_ID_PATTERN
 from reconciler.validate import Problem, problems_from_validation
 from reconciler.yamlfile import YamlError, load_document
 

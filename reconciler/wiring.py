@@ -8,6 +8,10 @@ receives the finished `Providers` and never knows which world it talks to. In lo
 mode every step here holds the local world's lock (`local.stack.local_lock`), so two
 `--local` commands in one repository take turns instead of colliding in the scratch
 repository.
+
+Every command passes through here (to find its repository), so the SDKs, the
+emulators and git are imported inside the functions that use them: `--help`
+and `validate` must not pay for what only a cycle needs.
 """
 
 from __future__ import annotations
@@ -20,28 +24,15 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler import database, gitstate
-from reconciler.apply import Providers
-from reconciler.local.kubernetes import KubernetesEmulator
-from reconciler.local.server import parse_faults
-from reconciler.local.stack import (
-    LocalStack,
-    acquire_local_lock,
-    local_lock,
-    local_nodes,
-    local_state_dir,
-    release_local_lock,
-)
-from reconciler.model import Settings
-from reconciler.providers.base import ProviderError
-from reconciler.providers.cloudflare import CloudflareDns
-from reconciler.providers.http import RetryPolicy
-from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
-from reconciler.providers.probe import HttpxProber
-from reconciler.providers.supabase import SupabaseManagementClient
-from reconciler.quantity import parse_quantity
-from reconciler.validate import SETTINGS_FILE
+from reconciler.local import local_state_dir
+
+if TYPE_CHECKING:
+    from reconciler.apply import Providers
+    from reconciler.local.stack import LocalStack
+    from reconciler.model import Settings
+    from reconciler.providers.kubernetes import KubernetesCluster
 
 SCRATCH = "state"
 
@@ -61,6 +52,8 @@ def find_state_repo(start: Path) -> Path | None:
     past the top of the git work tree `start` is in (the folder with `.git`);
     None outside a work tree, or when no folder of it holds reconciler.yaml.
     """
+    from reconciler.validate import SETTINGS_FILE
+
     start = start.resolve()
     found: Path | None = None
     for folder in (start, *start.parents):
@@ -84,6 +77,9 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
     so the branch the user is working on never receives democtl's commits.
     """
     if local and not push:
+        from reconciler import gitstate
+        from reconciler.local.stack import acquire_local_lock, release_local_lock
+
         # held on into the command's open_providers, which releases it on exit
         acquire_local_lock(local_state_dir(repo), hand_over=True)
         try:
@@ -106,6 +102,9 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
     if not local:
         yield repo
         return
+    from reconciler import gitstate
+    from reconciler.local.stack import local_lock
+
     with (
         local_lock(local_state_dir(repo)),
         tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp,
@@ -129,6 +128,9 @@ def open_providers(
     opens providers once per cycle, holds no connections between cycles.
     """
     if local:
+        from reconciler.local.server import parse_faults
+        from reconciler.local.stack import LocalStack, local_lock
+
         text = os.environ.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2")
         try:
             come_up = float(text)
@@ -170,6 +172,9 @@ def close_providers(providers: Providers) -> None:
 
 def local_providers(stack: LocalStack) -> Providers:
     """Production adapters pointed at a running stack's emulators."""
+    from reconciler import database
+    from reconciler.apply import Providers
+
     return Providers(
         supabase=stack.supabase_client(),
         dns=stack.dns(),
@@ -181,6 +186,15 @@ def local_providers(stack: LocalStack) -> Providers:
 
 
 def production_providers(settings: Settings) -> Providers:
+    from reconciler import database
+    from reconciler.apply import Providers
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.cloudflare import CloudflareDns
+    from reconciler.providers.http import RetryPolicy
+    from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
+    from reconciler.providers.probe import HttpxProber
+    from reconciler.providers.supabase import SupabaseManagementClient
+
     missing = [
         v for v in ("SUPABASE_ACCESS_TOKEN", "CLOUDFLARE_API_TOKEN") if not os.environ.get(v)
     ]
@@ -225,7 +239,13 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
     namespaces, and only a reconcile may change the emulated world. Production
     needs the kubeconfig or in-cluster config only, no other credentials.
     """
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.kubernetes import KubernetesCluster
+
     if local:
+        from reconciler.local.kubernetes import KubernetesEmulator
+        from reconciler.local.stack import local_nodes
+
         emulator = KubernetesEmulator(
             local_state_dir(repo),
             source=None,  # read-only: no Flux/Argo stand-in sync
@@ -259,6 +279,8 @@ def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Deci
 
     Raises SetupError when no cluster is configured, ProviderError when it cannot be read.
     """
+    from reconciler.quantity import parse_quantity
+
     with open_cluster(repo, settings, local=local) as cluster:
         cpu, memory = cluster.node_allocatable()
     return parse_quantity(cpu), parse_quantity(memory)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.model import Settings
-from reconciler.render import RENDERED_DIR
 from reconciler.validate import (
     DEMOS_DIR,
     SETTINGS_FILE,
@@ -89,6 +88,8 @@ def rendered_files(root: Path) -> dict[str, bytes]:
     Nothing is skipped: rendered/ is written only by democtl, so any file there
     that no render wants is stale, dot-files included.
     """
+    from reconciler.render import RENDERED_DIR  # here: validate must not load jinja2
+
     folder = root / RENDERED_DIR
     if not folder.is_dir():
         return {}

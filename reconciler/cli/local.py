@@ -13,8 +13,7 @@ import click
 
 from reconciler.cli.options import Context, common_options
 from reconciler.cli.output import table
-from reconciler.local.stack import inspect_state, local_state_dir, reset
-from reconciler.workspace import read_settings
+from reconciler.local import local_state_dir
 
 
 @click.group("local")
@@ -42,6 +41,9 @@ def local_inspect(fmt: str, ctx: Context) -> None:
     Read from <repo>/.democtl/local without changing it; Secret values are
     never shown.
     """
+    from reconciler.local.stack import inspect_state
+    from reconciler.workspace import read_settings
+
     world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)
     if fmt == "json":
         click.echo(json.dumps(world, indent=2, sort_keys=True))
@@ -84,6 +86,8 @@ def local_reset(ctx: Context) -> None:
 
     Waits for a running --local command first. The next --local command starts empty.
     """
+    from reconciler.local.stack import reset
+
     state_dir = local_state_dir(ctx.repo)
     if reset(state_dir):
         click.echo(f"local world under {state_dir} deleted; the next --local command starts afresh")

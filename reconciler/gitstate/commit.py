@@ -29,7 +29,7 @@ from reconciler.gitstate._git import (
     _one_line,
     _repo,
 )
-from reconciler.model import DEMO_ID_PATTERN
+from reconciler.names import DEMO_ID_PATTERN
 from reconciler.statusfile import status_path
 from reconciler.validate import DEMOS_DIR
 
