@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler import gitstate
-from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.apply import Outcome, Providers, apply
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
 from reconciler.providers.base import ProviderError, RateLimited
-from reconciler.render import RenderError, index_write, render_demo, rendered_writes
+from reconciler.render import (
+    RENDER_MEMO,
+    RENDERED_DIR,
+    RenderError,
+    RenderMemo,
+    index_write,
+    render_demo,
+    rendered_writes,
+)
 from reconciler.status import change_summary, next_status
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
@@ -111,6 +119,7 @@ def render_changes(
     statuses: Mapping[str, DemoStatus],
     expiries: Mapping[str, datetime],
     keep: Iterable[str] = (),
+    memo: RenderMemo = RENDER_MEMO,
 ) -> RenderChanges:
     """What `rendered/` must become: every given demo except the pending, rendered.
 
@@ -122,9 +131,21 @@ def render_changes(
     desired: dict[str, dict[str, bytes]] = {}
     errors: list[str] = []
     kept = set(keep)
+    existing = rendered_files(root)
+    on_disk: dict[str, dict[str, bytes]] = {}
+    for path, content in existing.items():
+        parts = path.split("/", 2)
+        if len(parts) == 3 and parts[0] == RENDERED_DIR:
+            on_disk.setdefault(parts[1], {})[parts[2]] = content
+    settings_key = memo.settings_key(settings)
     for demo_id, demo in sorted(demos.items()):
         status = statuses.get(demo_id)
         if status is not None and status.phase is Phase.PENDING:
+            continue
+        key = memo.inputs_key(demo, settings_key, expiries[demo_id], status)
+        files = on_disk.get(demo_id, {})
+        if memo.fresh(demo_id, key, files):
+            desired[demo_id] = files
             continue
         try:
             desired[demo_id] = render_demo(
@@ -132,9 +153,11 @@ def render_changes(
             )
         except RenderError as exc:
             # one demo's broken output must not block the others; its old files stay
+            memo.forget(demo_id)
             errors.append(str(exc))
             kept.add(demo_id)
-    existing = rendered_files(root)
+            continue
+        memo.remember(demo_id, key, desired[demo_id])
     writes = rendered_writes(existing, desired, keep=kept - set(desired))
     writes.update(index_write(existing, writes))
     return RenderChanges(writes, sorted(desired), errors)
@@ -150,9 +173,14 @@ def write_set(
     writes: dict[str, bytes | None] = {}
     changes: list[gitstate.DemoChange] = []
     statuses: dict[str, DemoStatus] = dict(state.statuses)
+    # by id, first one kept (as apply.outcome_for finds it): a scan per demo is N²
+    by_id: dict[str, Outcome] = {}
+    for found in outcomes:
+        if not found.orphan:
+            by_id.setdefault(found.demo_id, found)
     for item in the_plan.demos:
         previous = state.statuses.get(item.demo_id)
-        outcome = outcome_for(outcomes, item)
+        outcome = by_id.get(item.demo_id)
         new = next_status(
             valid.get(item.demo_id),
             previous,

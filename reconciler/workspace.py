@@ -8,6 +8,7 @@ Never writes: every write under demos/, status/ and rendered/ belongs to
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +94,14 @@ def rendered_files(root: Path) -> dict[str, bytes]:
     folder = root / RENDERED_DIR
     if not folder.is_dir():
         return {}
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    # os.walk on strings: a cycle reads every rendered file, and Path objects per
+    # file cost more than the reads (as rglob, symlinked folders are not entered)
+    found: dict[str, bytes] = {}
+    for top, _dirs, names in os.walk(folder):
+        rel_top = os.path.relpath(top, root).replace(os.sep, "/")
+        for name in names:
+            full = os.path.join(top, name)
+            if os.path.isfile(full):
+                with open(full, "rb") as handle:
+                    found[f"{rel_top}/{name}"] = handle.read()
+    return dict(sorted(found.items()))
