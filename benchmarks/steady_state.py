@@ -36,12 +36,33 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.loop import CycleOptions, run_cycle  # noqa: E402
 from reconciler.model import Phase  # noqa: E402
-from reconciler.providers.base import DesiredRecord, DnsRecord  # noqa: E402
+from reconciler.providers.base import DesiredRecord, DnsRecord, Project, ProviderError  # noqa: E402
 from reconciler.render import RENDER_MEMO  # noqa: E402
 from reconciler.statusfile import _read_status  # noqa: E402
-from tests.fakes import COMMENT, FakeDns, World  # noqa: E402
+from tests.fakes import COMMENT, FakeDns, FakeSupabase, World  # noqa: E402
 
 START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+class IndexedSupabase(FakeSupabase):
+    """FakeSupabase that checks a taken name in a set: the stock one scans all projects."""
+
+    def create_project(self, demo_id: str, db_pass: str) -> Project:
+        with self.lock:
+            taken = getattr(self, "_names", None)
+            if taken is None:
+                taken = self._names = set()  # type: ignore[attr-defined]
+            name = self.project_name(demo_id)
+            if name in taken:
+                raise ProviderError("supabase", "create project", "already exists", demo_id=demo_id)
+            taken.add(name)
+            self.counter += 1
+            ref = f"ref{self.counter:06d}"
+        self.record("create_project", demo_id, demo_id)
+        project = Project(ref, name, "ACTIVE_HEALTHY", demo_id, "us-east-1", self.created_at)
+        self.projects[ref] = project
+        self.passwords[ref] = db_pass
+        return project
 
 
 class IndexedDns(FakeDns):
@@ -142,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="democtl-bench-") as tmp:
         repo = state_repo(Path(tmp), args.demos)
-        world = World(dns=IndexedDns())
+        world = World(supabase=IndexedSupabase(), dns=IndexedDns())
         started = time.perf_counter()
         now, cycles = bring_up(repo, world, START + timedelta(minutes=1))
         setup = time.perf_counter() - started

@@ -1,0 +1,139 @@
+"""`democtl history` and `democtl list` on long state histories, built with `git fast-import`.
+
+Run from the repository root: `python benchmarks/bench_git.py [--commits 1000 10000 50000]`.
+
+Each history is a state repository as years of use leave it: per demo, a person's
+commit adding `demos/<id>.yaml`, one extending it (a ttl raised, so `history`
+reads the spec before and after), democtl's `creating` and `ready` commits
+(status file, `Demo-Id`/`Demo-Action` trailers, as `commit.commit_message`
+writes them), the person's delete and democtl's `removed`: six commits a
+lifetime. The last 50 demos are still running at the head. Both commands run
+as whole processes (`python -m reconciler`), wall time measured around them.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVE = 50
+PER_LIFETIME = 6
+T0 = 1_764_000_000
+
+
+def demo_text(demo_id: str, ttl: str) -> bytes:
+    return (
+        "apiVersion: demos.splits.network/v1\nkind: Demo\n"
+        f"metadata:\n  name: {demo_id}\nspec:\n  type: enterprise\n  profile: small\n"
+        f"  owner: alice@splits.network\n  ttl: {ttl}\n"
+    ).encode()
+
+
+def status_text(demo_id: str, phase: str) -> bytes:
+    return f"# written by democtl\nschemaVersion: 1\nid: {demo_id}\nphase: {phase}\n".encode()
+
+
+def fast_import_stream(commits: int) -> bytes:
+    out: list[bytes] = []
+    clock = T0
+    count = 0
+
+    def commit(who: str, message: str, changes: list[tuple[str, bytes | None]]) -> None:
+        nonlocal clock, count
+        clock += 60
+        count += 1
+        name, email = ("democtl", "democtl@localhost") if who == "bot" else ("Alice", "alice@x")
+        msg = message.encode()
+        out.append(b"commit refs/heads/main\n")
+        out.append(f"committer {name} <{email}> {clock} +0000\n".encode())
+        out.append(f"data {len(msg)}\n".encode() + msg + b"\n")
+        for path, content in changes:
+            if content is None:
+                out.append(f"D {path}\n".encode())
+            else:
+                out.append(f"M 100644 inline {path}\ndata {len(content)}\n".encode())
+                out.append(content + b"\n")
+
+    def bot(demo_id: str, action: str, content: bytes | None) -> str:
+        path = f"status/{demo_id}.yaml"
+        commit(
+            "bot",
+            f"{demo_id}: {action}\n\n- {demo_id}: {action}\n\n"
+            f"Demo-Id: {demo_id}\nDemo-Action: {action}\n",
+            [(path, content)],
+        )
+        return path
+
+    settings = (ROOT / "reconciler.yaml").read_bytes()
+    commit("person", "initial state\n", [("reconciler.yaml", settings)])
+    lifetimes = max(1, (commits - 1) // PER_LIFETIME)
+    for n in range(lifetimes):
+        demo_id = f"demo-h{n:06d}"
+        path = f"demos/{demo_id}.yaml"
+        commit("person", f"add {demo_id}\n", [(path, demo_text(demo_id, "2h"))])
+        bot(demo_id, "creating", status_text(demo_id, "creating"))
+        commit("person", f"extend {demo_id}\n", [(path, demo_text(demo_id, "4h"))])
+        bot(demo_id, "ready", status_text(demo_id, "ready"))
+        if n < lifetimes - LIVE:
+            commit("person", f"delete {demo_id}\n", [(path, None)])
+            bot(demo_id, "removed", None)
+    while count < commits:  # pad to the exact count with settings touches
+        commit("person", "touch settings\n", [("reconciler.yaml", settings + b"\n" * count)])
+    return b"".join(out)
+
+
+def build(folder: Path, commits: int) -> Path:
+    repo = folder / f"state-{commits}"
+    subprocess.run(["git", "init", "--quiet", "--initial-branch=main", str(repo)], check=True)
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=repo, input=fast_import_stream(commits), check=True
+    )
+    subprocess.run(["git", "checkout", "--quiet", "main"], cwd=repo, check=True)
+    return repo
+
+
+def timed(*args: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(done.stderr.decode())
+    return time.perf_counter() - started, len(done.stdout.splitlines())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commits", type=int, nargs="+", default=[1000, 10000, 50000])
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="democtl-bench-git-") as tmp:
+        for commits in args.commits:
+            repo = build(Path(tmp), commits)
+            history, history_lines = timed("history", "--repo", str(repo), "--format", "json")
+            listed, _ = timed("list", "--repo", str(repo))
+            rows.append(
+                {
+                    "commits": commits,
+                    "history_seconds": round(history, 2),
+                    "history_json_lines": history_lines,
+                    "list_seconds": round(listed, 2),
+                }
+            )
+    print(json.dumps({"git_histories": rows}))
+
+
+if __name__ == "__main__":
+    main()
