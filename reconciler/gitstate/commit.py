@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,11 +103,15 @@ def commit_cycle(
     present = [rel for rel in paths if (root / rel).exists()]
     absent = [rel for rel in paths if not (root / rel).exists()]
     if present:
-        _must(repo, "add", "--", *present)
+        _with_paths(repo, ["add"], present)
     if absent:
-        _must(repo, "rm", "--cached", "--ignore-unmatch", "--quiet", "--", *absent)
+        _with_paths(repo, ["rm", "--cached", "--ignore-unmatch", "--quiet"], absent)
     base = ["HEAD"] if repo.head.is_valid() else []
-    differing = _must(repo, "diff", "--cached", "--name-only", *base, "--", *paths).split()
+    # the whole staged diff, then ours: `diff` takes no pathspec file, and the paths of
+    # a cycle over thousands of demos do not fit on a command line
+    wanted = set(paths)
+    staged = _must(repo, "diff", "--cached", "--name-only", "-z", *base).split("\0")
+    differing = sorted(path for path in staged if path in wanted)
     if not differing:
         log.info("nothing changed: no commit")
         return None
@@ -119,17 +124,39 @@ def commit_cycle(
 
 
 def _commit(repo: git.Repo, message: str, paths: Sequence[str], env: Mapping[str, str]) -> None:
-    # `git commit -- <paths>` commits only these paths, whatever else is staged
-    result = subprocess.run(
-        ["git", "commit", "--quiet", "--no-verify", "--cleanup=verbatim", "-F", "-", "--", *paths],
-        cwd=repo.working_tree_dir,
-        input=message.encode(),
-        capture_output=True,
-        env={**os.environ, **env},
-        check=False,
+    # `git commit <pathspecs>` commits only these paths, whatever else is staged
+    _with_paths(
+        repo,
+        ["commit", "--quiet", "--no-verify", "--cleanup=verbatim", "-F", "-"],
+        paths,
+        stdin=message.encode(),
+        env=env,
     )
+
+
+def _with_paths(
+    repo: git.Repo,
+    args: Sequence[str],
+    paths: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run `git <args>` on `paths`, given in a file: tens of thousands exceed ARG_MAX."""
+    with tempfile.NamedTemporaryFile(prefix="democtl-paths-") as listing:
+        listing.write(b"\0".join(p.encode() for p in paths))
+        listing.flush()
+        result = subprocess.run(
+            ["git", *args, f"--pathspec-from-file={listing.name}", "--pathspec-file-nul"],
+            cwd=repo.working_tree_dir,
+            input=stdin,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
     if result.returncode != 0:
-        raise GitStateError(f"git commit failed: {result.stderr.decode(errors='replace').strip()}")
+        err = result.stderr.decode(errors="replace").strip()
+        raise GitStateError(f"git {args[0]} failed: {err}")
 
 
 def removal_writes(root: Path, demo_id: str) -> dict[str, None]:
