@@ -9,7 +9,11 @@ reads the spec before and after), democtl's `creating` and `ready` commits
 writes them), the person's delete and democtl's `removed`: six commits a
 lifetime. The last 50 demos are still running at the head. Both commands run
 as whole processes (`python -m reconciler`), wall time measured around them.
-Prints one JSON line.
+Also one demo's lifetime on a real git repository with the in-memory providers
+(added, created with a project that takes a cycle to come up and a namespace
+that takes another, ready, a no-op cycle, expired and removed): democtl's
+commits and the bytes of the git objects they added, in all and for the no-op
+cycle alone. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def build(folder: Path, commits: int) -> Path:
     return repo
 
 
-def timed(*args: str) -> tuple[float, int]:
+def timed(*args: str) -> tuple[float, bytes]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", *args],
@@ -111,7 +115,64 @@ def timed(*args: str) -> tuple[float, int]:
     )
     if done.returncode not in (0, 1):
         raise SystemExit(done.stderr.decode())
-    return time.perf_counter() - started, len(done.stdout.splitlines())
+    return time.perf_counter() - started, done.stdout
+
+
+def new_bytes(repo: Path, since: str) -> int:
+    """The bytes of every object reachable from HEAD and not from `since`."""
+    objects = subprocess.run(
+        ["git", "rev-list", "--objects", f"{since}..HEAD"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = "\n".join(line.split()[0] for line in objects.splitlines() if line.strip())
+    sizes = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectsize)"],
+        cwd=repo,
+        input=names + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(int(size) for size in sizes.split() if size.isdigit())
+
+
+def lifetime() -> dict[str, int]:
+    sys.path.insert(0, str(ROOT))
+    from datetime import timedelta
+
+    from reconciler.loop import CycleOptions, run_cycle
+    from tests.fakes import World
+    from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, origin_and_clone
+
+    with tempfile.TemporaryDirectory(prefix="democtl-bench-life-") as tmp:
+        _, repo = origin_and_clone(Path(tmp))
+        commit_as(
+            repo, when=BASE_TIME, files={"demos/demo-life01.yaml": demo_yaml("demo-life01", "1h")}
+        )
+        start = git(repo, "rev-parse", "HEAD").strip()
+        world = World()
+        world.supabase.comes_up_healthy = False
+        now, noop = BASE_TIME + timedelta(minutes=1), {"commits": 0, "bytes": 0}
+        for number in range(10):
+            before = git(repo, "rev-parse", "HEAD").strip()
+            result = run_cycle(repo, world.providers(), now, CycleOptions())
+            if number == 4:  # ready since a cycle or two: this one must change nothing
+                noop = {"commits": int(result.commit is not None), "bytes": new_bytes(repo, before)}
+            if number == 1:
+                world.supabase.bring_up()
+            if number == 2:
+                world.cluster.sync("demo-life01")
+            now += timedelta(minutes=10 if number < 5 else 30)
+        commits = git(repo, "rev-list", "--count", "--author=democtl", f"{start}..HEAD")
+        return {
+            "lifetime_commits": int(commits),
+            "lifetime_bytes": new_bytes(repo, start),
+            "noop_cycle_commits": noop["commits"],
+            "noop_cycle_bytes": noop["bytes"],
+        }
 
 
 def main() -> None:
@@ -122,17 +183,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="democtl-bench-git-") as tmp:
         for commits in args.commits:
             repo = build(Path(tmp), commits)
-            history, history_lines = timed("history", "--repo", str(repo), "--format", "json")
+            history, out = timed("history", "--repo", str(repo), "--format", "json")
             listed, _ = timed("list", "--repo", str(repo))
             rows.append(
                 {
                     "commits": commits,
                     "history_seconds": round(history, 2),
-                    "history_json_lines": history_lines,
+                    "history_events": len(json.loads(out)),
                     "list_seconds": round(listed, 2),
                 }
             )
-    print(json.dumps({"git_histories": rows}))
+    print(json.dumps({"git_histories": rows, "git_lifetime": lifetime()}))
 
 
 if __name__ == "__main__":
