@@ -39,6 +39,13 @@ class _SpecLoader(_CLoader or yaml.SafeLoader):  # type: ignore[misc]
             return _UNRESOLVED
         return str(super().resolve(kind, value, implicit))
 
+    # PyYAML's path resolvers, which SafeLoader has none of: two Python calls a node saved
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
     def scalar(self, node: ScalarNode) -> Any:
         if node.tag == _UNRESOLVED:  # as the composer would: plain, or quoted
             plain = not node.style  # libyaml says "" for plain, PyYAML None
