@@ -33,7 +33,7 @@ from reconciler.render import (
     render_demo,
     rendered_writes,
 )
-from reconciler.status import change_summary, next_status
+from reconciler.status import change_summary, next_status, quiet_change
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.validate import Problem
 from reconciler.workspace import read_settings, rendered_files
@@ -197,8 +197,11 @@ def write_set(
             if previous is not None or files_removed or item.demo_id in state.untrusted_status:
                 writes.update(gitstate.removal_writes(state.root, item.demo_id))
         else:
+            trusted = item.demo_id not in state.untrusted_status
+            if previous is not None and trusted and quiet_change(previous, new):
+                new = previous  # nothing a person reads changed: the file stays as it is
             statuses[item.demo_id] = new
-            if new != previous or item.demo_id in state.untrusted_status:
+            if new != previous or not trusted:
                 writes[status_path(item.demo_id)] = status_bytes(new)
         summary = change_summary(previous, new)
         if summary:
