@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,9 @@ def build(folder: Path, commits: int) -> Path:
     return repo
 
 
-def timed(*args: str) -> tuple[float, bytes]:
+def timed(*args: str) -> tuple[float, float, bytes]:
+    """Wall time, and CPU of democtl with the git it ran (user + system), and stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", *args],
@@ -115,7 +118,10 @@ def timed(*args: str) -> tuple[float, bytes]:
     )
     if done.returncode not in (0, 1):
         raise SystemExit(done.stderr.decode())
-    return time.perf_counter() - started, done.stdout
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, done.stdout
 
 
 def new_bytes(repo: Path, since: str) -> int:
@@ -183,14 +189,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="democtl-bench-git-") as tmp:
         for commits in args.commits:
             repo = build(Path(tmp), commits)
-            history, out = timed("history", "--repo", str(repo), "--format", "json")
-            listed, _ = timed("list", "--repo", str(repo))
+            history, history_cpu, out = timed("history", "--repo", str(repo), "--format", "json")
+            listed, listed_cpu, _ = timed("list", "--repo", str(repo))
             rows.append(
                 {
                     "commits": commits,
                     "history_seconds": round(history, 2),
+                    "history_cpu_seconds": round(history_cpu, 2),
                     "history_events": len(json.loads(out)),
                     "list_seconds": round(listed, 2),
+                    "list_cpu_seconds": round(listed_cpu, 2),
                 }
             )
     print(json.dumps({"git_histories": rows, "git_lifetime": lifetime()}))

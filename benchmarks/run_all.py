@@ -85,15 +85,16 @@ def main() -> None:
         "",
         "**Git**",
         "",
-        "| history of | `history` (s) | events | `list` (s) |",
-        "|---:|---:|---:|---:|",
+        "| history of | `history` wall (s) | CPU (s) | events | `list` wall (s) | CPU (s) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     histories = git["git_histories"]
     assert isinstance(histories, list)
     for row in histories:
         lines.append(
             f"| {row['commits']:,} commits | {row['history_seconds']} "
-            f"| {row['history_events']:,} | {row['list_seconds']} |"
+            f"| {row['history_cpu_seconds']} | {row['history_events']:,} "
+            f"| {row['list_seconds']} | {row['list_cpu_seconds']} |"
         )
     life = git["git_lifetime"]
     assert isinstance(life, dict)
