@@ -630,3 +630,14 @@ def test_a_cycle_writing_more_paths_than_a_command_line_holds_commits(tmp_path: 
     committed = git(work, "show", "--name-only", "--format=", sha).split()
     assert len(committed) == 800
     assert commit_cycle(work, writes, [DemoChange("demo-x", "ready")]) is None
+
+
+def test_a_cycle_commits_only_its_own_paths_whatever_else_is_staged(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    (work / "notes.txt").write_text("a person's work in progress\n")
+    git(work, "add", "notes.txt")
+    status = status_bytes(make_status("demo-a"))
+    sha = commit_cycle(work, {"status/demo-a.yaml": status}, [DemoChange("demo-a", "ready")])
+    assert sha is not None
+    assert git(work, "show", "--name-only", "--format=", sha).split() == ["status/demo-a.yaml"]
+    assert git(work, "diff", "--cached", "--name-only").split() == ["notes.txt"]
