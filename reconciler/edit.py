@@ -30,11 +30,11 @@ from reconciler.model import (
     DURATION_MAX,
     RETRY_ANNOTATION,
     Demo,
-    DemoType,
     Settings,
     format_duration,
     parse_duration,
 )
+from reconciler.names import DemoType
 from reconciler.validate import (
     CAPACITY_MESSAGE,
     DEMOS_DIR,

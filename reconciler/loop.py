@@ -21,14 +21,22 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler import gitstate, logsetup, statuspage
-from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.apply import Outcome, Providers, apply
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.notify import Notices
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
 from reconciler.plan.notices import due_notices, record_sent
 from reconciler.providers.base import ProviderError, RateLimited
-from reconciler.render import RenderError, index_write, render_demo, rendered_writes
-from reconciler.status import change_summary, next_status
+from reconciler.render import (
+    RENDER_MEMO,
+    RENDERED_DIR,
+    RenderError,
+    RenderMemo,
+    index_write,
+    render_demo,
+    rendered_writes,
+)
+from reconciler.status import change_summary, next_status, quiet_change
 from reconciler.statusfile import status_bytes, status_path
 from reconciler.usage import last_requests
 from reconciler.validate import Problem
@@ -121,6 +129,7 @@ def render_changes(
     statuses: Mapping[str, DemoStatus],
     expiries: Mapping[str, datetime],
     keep: Iterable[str] = (),
+    memo: RenderMemo = RENDER_MEMO,
 ) -> RenderChanges:
     """What `rendered/` must become: every given demo except the pending, rendered.
 
@@ -132,9 +141,21 @@ def render_changes(
     desired: dict[str, dict[str, bytes]] = {}
     errors: list[str] = []
     kept = set(keep)
+    existing = rendered_files(root)
+    on_disk: dict[str, dict[str, bytes]] = {}
+    for path, content in existing.items():
+        parts = path.split("/", 2)
+        if len(parts) == 3 and parts[0] == RENDERED_DIR:
+            on_disk.setdefault(parts[1], {})[parts[2]] = content
+    settings_key = memo.settings_key(settings)
     for demo_id, demo in sorted(demos.items()):
         status = statuses.get(demo_id)
         if status is not None and status.phase is Phase.PENDING:
+            continue
+        key = memo.inputs_key(demo, settings_key, expiries[demo_id], status)
+        files = on_disk.get(demo_id, {})
+        if memo.fresh(demo_id, key, files):
+            desired[demo_id] = files
             continue
         try:
             desired[demo_id] = render_demo(
@@ -142,9 +163,11 @@ def render_changes(
             )
         except RenderError as exc:
             # one demo's broken output must not block the others; its old files stay
+            memo.forget(demo_id)
             errors.append(str(exc))
             kept.add(demo_id)
-    existing = rendered_files(root)
+            continue
+        memo.remember(demo_id, key, desired[demo_id])
     writes = rendered_writes(existing, desired, keep=kept - set(desired))
     writes.update(index_write(existing, writes))
     return RenderChanges(writes, sorted(desired), errors)
@@ -168,13 +191,18 @@ def write_set(
     writes: dict[str, bytes | None] = {}
     changes: list[gitstate.DemoChange] = []
     statuses: dict[str, DemoStatus] = dict(state.statuses)
+    # by id, first one kept (as apply.outcome_for finds it): a scan per demo is N²
+    by_id: dict[str, Outcome] = {}
+    for found in outcomes:
+        if not found.orphan:
+            by_id.setdefault(found.demo_id, found)
     after: dict[str, DemoStatus | None] = {}
     for item in the_plan.demos:
         after[item.demo_id] = next_status(
             valid.get(item.demo_id),
             state.statuses.get(item.demo_id),
             item,
-            outcome_for(outcomes, item),
+            by_id.get(item.demo_id),
             settings,
             state.created_at,
             now,
@@ -184,7 +212,7 @@ def write_set(
         after = record_sent(after, notices.send(due), now)
     for item in the_plan.demos:
         previous = state.statuses.get(item.demo_id)
-        outcome = outcome_for(outcomes, item)
+        outcome = by_id.get(item.demo_id)
         new = after[item.demo_id]
         # a demo that expired before it ever ran has no status, yet its file must go
         files_removed = outcome is not None and ActionKind.REMOVE_FILES in outcome.done
@@ -193,8 +221,11 @@ def write_set(
             if previous is not None or files_removed or item.demo_id in state.untrusted_status:
                 writes.update(gitstate.removal_writes(state.root, item.demo_id))
         else:
+            trusted = item.demo_id not in state.untrusted_status
+            if previous is not None and trusted and quiet_change(previous, new):
+                new = previous  # nothing a person reads changed: the file stays as it is
             statuses[item.demo_id] = new
-            if new != previous or item.demo_id in state.untrusted_status:
+            if new != previous or not trusted:
                 writes[status_path(item.demo_id)] = status_bytes(new)
         summary = change_summary(previous, new)
         if summary:

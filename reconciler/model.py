@@ -31,12 +31,11 @@ from pydantic import (
 )
 
 from reconciler.marks import DEFAULT_OWNER_ID, Owner, owner_id_problem
+from reconciler.names import DEMO_ID_MAX, DEMO_ID_PATTERN, DemoType
 
 API_VERSION = "demos.splits.network/v1"
 STATUS_SCHEMA_VERSION = 1
 
-DEMO_ID_PATTERN = r"^demo-[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-DEMO_ID_MAX = 32
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 # Far beyond any profile's maximum, yet small enough that `start + ttl` never overflows.
@@ -164,12 +163,6 @@ class StrictModel(BaseModel):
     """Unknown fields are errors, values are immutable once validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class DemoType(StrEnum):
-    RECRUITING_AGENCY = "recruiting-agency"
-    ENTERPRISE = "enterprise"
-    STARTUP = "startup"
 
 
 class SeedSize(StrEnum):

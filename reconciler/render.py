@@ -28,6 +28,7 @@ policies are synced first, the platform follows in the next render.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import re
@@ -513,6 +514,60 @@ def render_demo(
         demo, settings, expires_at=expires_at, status=status, schemas=schemas
     )
     return files
+
+
+class RenderMemo:
+    """What each demo was last rendered from and to, so an unchanged demo is not rendered again.
+
+    Rendering, parsing the output back and validating it against the schemas is
+    most of a no-op cycle's work (about 20 ms a demo), and its result depends on
+    nothing but its inputs: the demo, the settings, the expiry, the status and the
+    packaged templates and schemas (fixed for a process). The memo keeps, per demo,
+    a digest of those inputs and one of the files they gave; when both still match
+    (the files on disk are the ones this process rendered from the same inputs),
+    the files on disk are the render. Anything else renders afresh, so the output
+    is byte for byte what rendering gives. Held in memory: `democtl run` renders
+    each unchanged demo once per process.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, str]] = {}
+
+    @staticmethod
+    def inputs_key(
+        demo: Demo, settings_key: str, expires_at: datetime, status: DemoStatus | None
+    ) -> str:
+        digest = hashlib.sha256(settings_key.encode())
+        digest.update(b"\0" + demo.model_dump_json().encode())
+        digest.update(b"\0" + expires_at.isoformat().encode())
+        digest.update(b"\0" + (status.model_dump_json().encode() if status else b"-"))
+        return digest.hexdigest()
+
+    @staticmethod
+    def settings_key(settings: Settings) -> str:
+        return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+
+    @staticmethod
+    def _files_key(files: Mapping[str, bytes]) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(files):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        return digest.hexdigest()
+
+    def fresh(self, demo_id: str, key: str, on_disk: Mapping[str, bytes]) -> bool:
+        """Whether `on_disk` is what rendering the inputs of `key` gives (as last seen)."""
+        entry = self._entries.get(demo_id)
+        return entry is not None and entry == (key, self._files_key(on_disk))
+
+    def remember(self, demo_id: str, key: str, files: Mapping[str, bytes]) -> None:
+        self._entries[demo_id] = (key, self._files_key(files))
+
+    def forget(self, demo_id: str) -> None:
+        self._entries.pop(demo_id, None)
+
+
+# one per process: the cycles of `democtl run` share it
+RENDER_MEMO = RenderMemo()
 
 
 def _check_schema(demo_id: str, file: str, docs: list[Any], schemas: ManifestSchemas) -> None:

@@ -396,6 +396,32 @@ def next_status(
     return previous if previous is not None and status == previous else status
 
 
+# what changes of a status are left out of git: the wording of a healthy phase's note
+QUIET_FIELDS = frozenset({"message", "conditions"})
+
+
+def quiet_change(old: DemoStatus, new: DemoStatus) -> bool:
+    """Whether `new` differs from `old` only in words a person need not see committed.
+
+    Quiet history: a commit is made for a phase, URLs, expiry, problems and the
+    state the next cycle plans from, not for a progress note ("waiting: project
+    ... is COMING_UP") that the next cycle computes again anyway. So a change of
+    the message or of the conditions' reason and wording alone, in a phase that
+    is not a problem (degraded, failed), and with every condition's status as it
+    was, is not written; the file keeps what it said.
+    """
+    if old.phase != new.phase or new.phase in (Phase.DEGRADED, Phase.FAILED):
+        return False
+    differing = {
+        name for name in DemoStatus.model_fields if getattr(old, name) != getattr(new, name)
+    }
+    if not differing or not differing <= QUIET_FIELDS:
+        return False
+    return [(c.type, c.status) for c in old.conditions] == [
+        (c.type, c.status) for c in new.conditions
+    ]
+
+
 def change_summary(old: DemoStatus | None, new: DemoStatus | None) -> str | None:
     """A few words for the commit message, or None when nothing changed."""
     if old == new:

@@ -7,13 +7,15 @@ imports the model, `validate.Problem` and the hardened YAML loader, never git.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import PurePosixPath
 
 import yaml
 from pydantic import ValidationError
 
-from reconciler.model import DEMO_ID_PATTERN, STATUS_SCHEMA_VERSION, DemoStatus, demo_status_dict
+from reconciler.model import STATUS_SCHEMA_VERSION, DemoStatus, demo_status_dict
+from reconciler.names import DEMO_ID_PATTERN
 from reconciler.validate import Problem, problems_from_validation
 from reconciler.yamlfile import YamlError, load_document
 
@@ -55,7 +57,15 @@ def read_status(data: bytes, path: str = "status/<unknown>.yaml") -> DemoStatus 
 
     An empty, truncated, hand-mangled, wrong-schema or wrong-id file yields a
     Problem naming the file; the caller rebuilds the status instead of trusting it.
+    The answer depends on the bytes and the path alone and both answers are
+    immutable (a frozen model, a frozen Problem), so it is remembered: the
+    cycles of `democtl run` parse an unchanged status file once, not every cycle.
     """
+    return _read_status(data, path)
+
+
+@functools.lru_cache(maxsize=32768)
+def _read_status(data: bytes, path: str) -> DemoStatus | Problem:
     try:
         document = load_document(data)
     except YamlError as exc:

@@ -22,8 +22,6 @@ from reconciler.capacity import admit_in_order
 from reconciler.certs import SAMPLE_ID, uncovered_hosts
 from reconciler.model import (
     COLOR_PATTERN,
-    DEMO_ID_MAX,
-    DEMO_ID_PATTERN,
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
     Demo,
@@ -31,6 +29,7 @@ from reconciler.model import (
     format_duration,
     parse_duration,
 )
+from reconciler.names import DEMO_ID_MAX, DEMO_ID_PATTERN
 from reconciler.yamlfile import Document, YamlError, load_document
 
 DEMOS_DIR = "demos"

@@ -22,39 +22,23 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler import database, gitstate
-from reconciler.apply import Providers
-from reconciler.doctor import Preflight
-from reconciler.local.kubernetes import KubernetesEmulator
-from reconciler.local.server import parse_faults
-from reconciler.local.stack import (
-    LocalStack,
-    acquire_local_lock,
-    local_access,
-    local_lock,
-    local_nodes,
-    local_state_dir,
-    release_local_lock,
-)
-from reconciler.model import DemoStatus, Settings, webhook_url
-from reconciler.notify import Notices
-from reconciler.providers.base import ProviderError
-from reconciler.providers.cloudflare import CloudflareDns
-from reconciler.providers.http import RequestObserver, RetryPolicy
-from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
-from reconciler.providers.kubernetes_access import (
-    REQUIRED_CRDS,
-    ClusterAccess,
-    required_permissions,
-)
-from reconciler.providers.probe import HttpxProber
-from reconciler.providers.prometheus import PrometheusUsage
-from reconciler.providers.supabase import SupabaseManagementClient
-from reconciler.providers.webhook import SlackWebhook
-from reconciler.quantity import parse_quantity
-from reconciler.usage import last_requests
-from reconciler.validate import SETTINGS_FILE
+from reconciler.local import local_state_dir
+
+if TYPE_CHECKING:
+    from reconciler import gitstate
+    from reconciler.apply import Providers
+    from reconciler.doctor import Preflight
+    from reconciler.local.stack import LocalStack
+    from reconciler.model import DemoStatus, Settings
+    from reconciler.notify import Notices
+    from reconciler.providers.cloudflare import CloudflareDns
+    from reconciler.providers.http import RequestObserver
+    from reconciler.providers.kubernetes import KubernetesCluster
+    from reconciler.providers.kubernetes_access import ClusterAccess
+    from reconciler.providers.prometheus import PrometheusUsage
+    from reconciler.providers.supabase import SupabaseManagementClient
 
 SCRATCH = "state"
 
@@ -77,6 +61,8 @@ def find_state_repo(start: Path) -> Path | None:
     past the top of the git work tree `start` is in (the folder with `.git`);
     None outside a work tree, or when no folder of it holds reconciler.yaml.
     """
+    from reconciler.validate import SETTINGS_FILE
+
     start = start.resolve()
     found: Path | None = None
     for folder in (start, *start.parents):
@@ -99,6 +85,9 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
     repository, as in CI). Local mode without --push works in a scratch clone,
     so the branch the user is working on never receives democtl's commits.
     """
+    from reconciler import gitstate
+    from reconciler.local.stack import acquire_local_lock, release_local_lock
+
     if local and not push:
         # held on into the command's open_providers, which releases it on exit
         acquire_local_lock(local_state_dir(repo), hand_over=True)
@@ -119,6 +108,9 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
     Local mode plans on a temporary copy of its scratch state with the user's
     new commits merged in; otherwise the checkout itself is read as it is.
     """
+    from reconciler import gitstate
+    from reconciler.local.stack import local_lock
+
     if not local:
         yield repo
         return
@@ -151,6 +143,9 @@ def open_providers(
     The adapters' HTTP connections are closed on exit, so `democtl run`, which
     opens providers once per cycle, holds no connections between cycles.
     """
+    from reconciler.local.server import parse_faults
+    from reconciler.local.stack import LocalStack, local_lock
+
     if local:
         text = os.environ.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2")
         try:
@@ -196,6 +191,10 @@ def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
     In local mode too: notices tell people about demos, wherever they run; point
     `webhookEnv` at a test channel (or leave the variable unset) while rehearsing.
     """
+    from reconciler.model import webhook_url
+    from reconciler.notify import Notices
+    from reconciler.providers.webhook import SlackWebhook
+
     config = settings.notices
     if config is None:
         return None
@@ -215,6 +214,8 @@ def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
 
 def usage_for(settings: Settings) -> PrometheusUsage | None:
     """The Prometheus reader `usage:` asks for (in local mode too: the URL is the settings')."""
+    from reconciler.providers.prometheus import PrometheusUsage
+
     return PrometheusUsage(settings.usage.prometheusUrl) if settings.usage else None
 
 
@@ -222,6 +223,8 @@ def read_last_requests(
     settings: Settings, statuses: Mapping[str, DemoStatus], now: datetime
 ) -> dict[str, datetime | None] | None:
     """Running demos' last requests for `list` and `status`; None without `usage:`."""
+    from reconciler.usage import last_requests
+
     reader = usage_for(settings)
     if reader is None:
         return None
@@ -243,6 +246,9 @@ def close_providers(providers: Providers) -> None:
 
 def local_providers(stack: LocalStack, observer: RequestObserver | None = None) -> Providers:
     """Production adapters pointed at a running stack's emulators."""
+    from reconciler import database
+    from reconciler.apply import Providers
+
     return Providers(
         supabase=stack.supabase_client(observer),
         dns=stack.dns(observer),
@@ -254,6 +260,15 @@ def local_providers(stack: LocalStack, observer: RequestObserver | None = None) 
 
 
 def production_providers(settings: Settings, observer: RequestObserver | None = None) -> Providers:
+    from reconciler import database
+    from reconciler.apply import Providers
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.cloudflare import CloudflareDns
+    from reconciler.providers.http import RetryPolicy
+    from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
+    from reconciler.providers.probe import HttpxProber
+    from reconciler.providers.supabase import SupabaseManagementClient
+
     missing = [
         v for v in ("SUPABASE_ACCESS_TOKEN", "CLOUDFLARE_API_TOKEN") if not os.environ.get(v)
     ]
@@ -301,6 +316,11 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
     namespaces, and only a reconcile may change the emulated world. Production
     needs the kubeconfig or in-cluster config only, no other credentials.
     """
+    from reconciler.local.kubernetes import KubernetesEmulator
+    from reconciler.local.stack import local_access, local_nodes
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.kubernetes import KubernetesCluster
+
     if local:
         emulator = KubernetesEmulator(
             local_state_dir(repo),
@@ -341,6 +361,8 @@ def cluster_totals(repo: Path, settings: Settings, *, local: bool) -> tuple[Deci
 
     Raises SetupError when no cluster is configured, ProviderError when it cannot be read.
     """
+    from reconciler.quantity import parse_quantity
+
     with open_cluster(repo, settings, local=local) as cluster:
         cpu, memory = cluster.node_allocatable()
     return parse_quantity(cpu), parse_quantity(memory)
@@ -355,6 +377,19 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
     world without the GitOps stand-in's source (doctor changes nothing; only reconcile
     may), and checks git against the checkout itself, which is local mode's remote.
     """
+    from reconciler.doctor import Preflight
+    from reconciler.local.stack import LocalStack, local_lock
+    from reconciler.providers.base import ProviderError
+    from reconciler.providers.cloudflare import CloudflareDns
+    from reconciler.providers.http import RetryPolicy
+    from reconciler.providers.kubernetes import KubernetesCluster
+    from reconciler.providers.kubernetes_access import (
+        REQUIRED_CRDS,
+        ClusterAccess,
+        required_permissions,
+    )
+    from reconciler.providers.supabase import SupabaseManagementClient
+
     permissions = required_permissions(settings.gitops)
     crds = REQUIRED_CRDS[settings.gitops]
     if local:
@@ -421,6 +456,8 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
 
 def _remote_answers(repo: Path, branch: str | None, remote: str) -> list[gitstate.RemoteCheck]:
     """gitstate's answers about the remote; a checkout that is no repository is one too."""
+    from reconciler import gitstate
+
     try:
         return gitstate.check_remote(repo, branch, remote=remote)
     except gitstate.GitStateError as exc:

@@ -8,11 +8,11 @@ Never writes: every write under demos/, status/ and rendered/ belongs to
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.model import Settings
-from reconciler.render import RENDERED_DIR
 from reconciler.validate import (
     DEMOS_DIR,
     SETTINGS_FILE,
@@ -89,11 +89,19 @@ def rendered_files(root: Path) -> dict[str, bytes]:
     Nothing is skipped: rendered/ is written only by democtl, so any file there
     that no render wants is stale, dot-files included.
     """
+    from reconciler.render import RENDERED_DIR  # here: validate must not load jinja2
+
     folder = root / RENDERED_DIR
     if not folder.is_dir():
         return {}
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    # os.walk on strings: a cycle reads every rendered file, and Path objects per
+    # file cost more than the reads (as rglob, symlinked folders are not entered)
+    found: dict[str, bytes] = {}
+    for top, _dirs, names in os.walk(folder):
+        rel_top = os.path.relpath(top, root).replace(os.sep, "/")
+        for name in names:
+            full = os.path.join(top, name)
+            if os.path.isfile(full):
+                with open(full, "rb") as handle:
+                    found[f"{rel_top}/{name}"] = handle.read()
+    return dict(sorted(found.items()))

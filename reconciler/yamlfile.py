@@ -5,6 +5,13 @@ Owns the rules every input file obeys before any model sees it: UTF-8, at most
 anchors or aliases (which is what makes an alias bomb impossible), no custom tags.
 It also remembers the line of every key so that errors can point at it.
 Imports only PyYAML.
+
+A file with no `&` and no `*` anywhere can hold no anchor and no alias, so it
+is composed by libyaml's C parser when PyYAML has it (some 20 times faster:
+a cycle reads every demo and status file); every other rule is checked on
+the composed nodes exactly as before, and any file the C path cannot take
+(a YAML error included) goes through the pure-Python loader, whose errors
+are the ones users see.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class Document:
         return self.lines.get((), None)
 
 
+_CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
@@ -61,7 +71,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _construct(loader: _NoAliasLoader, node: Node, path: Path, lines: dict[Path, int]) -> Any:
+def _construct(loader: yaml.SafeLoader, node: Node, path: Path, lines: dict[Path, int]) -> Any:
     if isinstance(node, MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -101,7 +111,29 @@ def load_document(data: bytes) -> Document:
     for number, line_text in enumerate(text.splitlines(), start=1):
         if "\t" in line_text:
             raise YamlError("tab characters are not allowed; indent with spaces", number)
-    loader = _NoAliasLoader(text)
+    if _CLoader is not None and "&" not in text and "*" not in text:
+        fast = _fast_document(_CLoader, text)
+        if fast is not None:
+            return fast
+    return _document(_NoAliasLoader(text))
+
+
+def _fast_document(loader_class: type[yaml.SafeLoader], text: str) -> Document | None:
+    """The document through libyaml, or None: then the pure-Python loader decides."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if not isinstance(node, MappingNode):
+            return None
+        lines: dict[Path, int] = {(): node.start_mark.line + 1}
+        return Document(data=_construct(loader, node, (), lines), lines=lines)
+    except (yaml.YAMLError, YamlError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
+def _document(loader: _NoAliasLoader) -> Document:
     try:
         node = loader.get_single_node()
         if node is None:

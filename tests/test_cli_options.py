@@ -210,13 +210,14 @@ def test_bad_durations_are_usage_errors(repo: Path, args: list[str], rule: str) 
 def test_ctrl_c_in_a_command_exits_130_with_one_line(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import reconciler.cli.inspect
+    import reconciler.inventory
     from reconciler.cli import main
 
     def interrupt(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reconciler.cli.inspect, "demo_rows", interrupt)
+    # `list` imports demo_rows when it runs (lazy imports), so patch it where it lives
+    monkeypatch.setattr(reconciler.inventory, "demo_rows", interrupt)
     monkeypatch.setattr("sys.argv", ["democtl", "list", "--repo", str(repo)])
     with pytest.raises(SystemExit) as exited:
         main()

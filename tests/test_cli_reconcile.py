@@ -31,8 +31,8 @@ import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import cli
+from reconciler.local import local_state_dir
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
-from reconciler.local.stack import local_state_dir
 from reconciler.wiring import local_state_repo
 from tests.gitrepo import BASE_TIME, PROJECT, clone, commit_as, demo_yaml, git, log_subjects
 

@@ -30,8 +30,9 @@ import yaml
 from reconciler import database, gitstate, wiring
 from reconciler.apply import Providers
 from reconciler.gitstate import lock as gitstate_lock
+from reconciler.local import local_state_dir
 from reconciler.local.postgres import LocalPostgres
-from reconciler.local.stack import LocalStack, inspect_state, local_state_dir
+from reconciler.local.stack import LocalStack, inspect_state
 from reconciler.loop import CycleOptions, CycleResult, Writer, run_cycle_and_push
 from reconciler.model import Phase
 from reconciler.plan import Intent

@@ -614,3 +614,30 @@ def test_committer_identity_comes_from_settings(tmp_path: Path) -> None:
         sync(work)  # the default identity does not recognise the commit as its own
     sync(work, identity=identity)  # its own unpushed commit: dropped
     assert not (work / "status/demo-a.yaml").exists()
+
+
+def test_a_cycle_writing_more_paths_than_a_command_line_holds_commits(tmp_path: Path) -> None:
+    # 10,000 demos render ~80,000 files, whose names alone pass ARG_MAX (2 MiB here);
+    # long nested names reach that with a few hundred files
+    _, work = origin_and_clone(tmp_path)
+    deep = "/".join(f"{i}" + "d" * 200 for i in range(15))
+    writes: dict[str, bytes | None] = {
+        f"rendered/demo-x/{deep}/{i:04d}.yaml": b"kind: ConfigMap\n" for i in range(800)
+    }
+    assert sum(len(p) + 1 for p in writes) > 2 * 1024 * 1024
+    sha = commit_cycle(work, writes, [DemoChange("demo-x", "ready")])
+    assert sha is not None
+    committed = git(work, "show", "--name-only", "--format=", sha).split()
+    assert len(committed) == 800
+    assert commit_cycle(work, writes, [DemoChange("demo-x", "ready")]) is None
+
+
+def test_a_cycle_commits_only_its_own_paths_whatever_else_is_staged(tmp_path: Path) -> None:
+    _, work = origin_and_clone(tmp_path)
+    (work / "notes.txt").write_text("a person's work in progress\n")
+    git(work, "add", "notes.txt")
+    status = status_bytes(make_status("demo-a"))
+    sha = commit_cycle(work, {"status/demo-a.yaml": status}, [DemoChange("demo-a", "ready")])
+    assert sha is not None
+    assert git(work, "show", "--name-only", "--format=", sha).split() == ["status/demo-a.yaml"]
+    assert git(work, "diff", "--cached", "--name-only").split() == ["notes.txt"]

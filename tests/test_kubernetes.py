@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from reconciler.cli import cli
+from reconciler.local import local_state_dir
 from reconciler.local.kubernetes import KubernetesEmulator, selector_matches
 from reconciler.local.server import Faults
-from reconciler.local.stack import LocalStack, local_state_dir
+from reconciler.local.stack import LocalStack
 from reconciler.marks import Owner
 from reconciler.providers.base import SECRET_PROJECT_REF_ANNOTATION, ProviderError, RateLimited
 from reconciler.providers.kubernetes import KubernetesCluster

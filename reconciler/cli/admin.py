@@ -13,11 +13,7 @@ import sys
 
 import click
 
-from reconciler import gitstate
 from reconciler.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, common_options, fail
-from reconciler.clock import real_now
-from reconciler.model import GitSettings, parse_duration
-from reconciler.workspace import read_settings
 
 
 @click.command()
@@ -32,6 +28,11 @@ def unlock(force: bool, ctx: Context) -> None:
 
     Exit 0 when it was removed or there was none, 1 when it was refused.
     """
+    from reconciler import gitstate
+    from reconciler.clock import real_now
+    from reconciler.model import GitSettings, parse_duration
+    from reconciler.workspace import read_settings
+
     found = read_settings(ctx.repo)
     # broken settings must not stop a person from clearing a lock: the default
     # lease only dates a lock commit that cannot be read

@@ -20,11 +20,11 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import click
-import schedule
 
-from reconciler import database, github_actions, gitstate, loop, metrics, plan, report, wiring
+from reconciler import wiring
 from reconciler.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -37,8 +37,10 @@ from reconciler.cli.options import (
     settings_unusable,
 )
 from reconciler.cli.output import table
-from reconciler.clock import real_now
-from reconciler.model import DemoStatus, Phase, Settings, parse_duration
+
+if TYPE_CHECKING:
+    from reconciler import loop, metrics, plan
+    from reconciler.model import DemoStatus, Settings
 
 
 def _seconds(text: str) -> float:
@@ -46,6 +48,8 @@ def _seconds(text: str) -> float:
 
     `0` (or `0s`, `0m`) means none, which only `--wait` accepts.
     """
+    from reconciler.model import parse_duration
+
     text = text.strip()
     if re.fullmatch(r"0*[dhms]?", text):
         return 0.0
@@ -53,6 +57,8 @@ def _seconds(text: str) -> float:
 
 
 def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) -> None:
+    from reconciler.model import Phase
+
     for demo_id, status in sorted(result.statuses.items()):
         old = before.get(demo_id)
         if old is not None and old.phase == status.phase:
@@ -67,6 +73,8 @@ def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) 
 
 def _note_uncommitted(ctx: Context) -> None:
     """Local mode reconciles what is committed: say which demo files it will not see."""
+    from reconciler import gitstate
+
     files = gitstate.uncommitted_demo_files(ctx.repo)
     if files:
         click.echo(
@@ -79,6 +87,8 @@ def _note_uncommitted(ctx: Context) -> None:
 def _cycle_options(
     *, allow_mass_delete: bool = False, concurrency: int = 8, status_page: str | None = None
 ) -> loop.CycleOptions:
+    from reconciler import database, loop
+
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
         concurrency=concurrency,
@@ -123,6 +133,9 @@ def _holder() -> str:
 
 def _writer(wait: float = 0.0) -> loop.Writer:
     """The real clock for the lock (never --now) and push-retry jitter, seeded here."""
+    from reconciler import gitstate, loop
+    from reconciler.clock import real_now
+
     jitter = random.Random(f"{_holder()}:{time.time_ns()}")
     return loop.Writer(real_now, jitter.random, max(gitstate.PUSH_BUDGET, wait))
 
@@ -154,6 +167,8 @@ def plan_cmd(fmt: str, allow_mass_delete: bool, comment: bool, ctx: Context) -> 
     Changes nothing: no project, record or namespace is created or deleted,
     and nothing is written or committed (--comment writes only the comment).
     """
+    from reconciler import github_actions, report
+
     the_plan = _print_plan(ctx, load_settings_or_exit(ctx.repo), fmt, allow_mass_delete)
     if comment:
         markdown = report.plan_markdown(the_plan, ctx.now)
@@ -161,6 +176,8 @@ def plan_cmd(fmt: str, allow_mass_delete: bool, comment: bool, ctx: Context) -> 
 
 
 def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: bool) -> plan.Plan:
+    from reconciler import gitstate, loop, report
+
     if ctx.local:
         _note_uncommitted(ctx)
     try:
@@ -251,6 +268,8 @@ def reconcile(
     expired or was deleted. One cycle; with --wait, more cycles while demos
     are still being created or torn down. With --local, against emulators.
     """
+    from reconciler import gitstate, loop, metrics, report
+
     try:
         wait = _seconds(wait_text)
     except ValueError as exc:
@@ -398,6 +417,11 @@ def run(
     SIGTERM or Ctrl-C lets the current cycle finish, then exits 0. A failed
     cycle is reported and the next one tries again.
     """
+    import schedule
+
+    from reconciler import loop, metrics
+    from reconciler.clock import real_now
+
     try:
         every = _seconds(every_text)
     except ValueError as exc:

@@ -21,12 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import edit as edits
-from reconciler import gitstate
-from reconciler.cli import pull_request
 from reconciler.cli.options import (
     EXIT_USAGE,
     Context,
@@ -34,14 +32,17 @@ from reconciler.cli.options import (
     fail,
     load_settings_or_exit,
 )
-from reconciler.model import DEMO_ID_MAX, DEMO_ID_PATTERN, DemoType, Settings
-from reconciler.render import RENDERED_DIR
-from reconciler.statusfile import status_path
-from reconciler.workspace import demo_paths, read_bounded, read_demo
+from reconciler.names import DEMO_ID_MAX, DEMO_ID_PATTERN, DemoType
+
+if TYPE_CHECKING:
+    from reconciler import edit as edits
+    from reconciler.model import Settings
 
 
 def random_token() -> str:
     """Six random lowercase letters or digits: the only randomness a new id has."""
+    from reconciler import edit as edits
+
     return "".join(secrets.choice(edits.ID_TOKEN_ALPHABET) for _ in range(edits.ID_TOKEN_LENGTH))
 
 
@@ -52,6 +53,10 @@ def _random_tokens() -> Iterator[str]:
 
 def _taken(repo: Path, demo_id: str) -> bool:
     """An id is taken while any file carries it: the demo file, a status, rendered output."""
+    from reconciler import edit as edits
+    from reconciler.render import RENDERED_DIR
+    from reconciler.statusfile import status_path
+
     paths = (edits.demo_path(demo_id), status_path(demo_id), f"{RENDERED_DIR}/{demo_id}")
     return any((repo / path).exists() for path in paths)
 
@@ -96,6 +101,11 @@ def _apply_edit(
     With `pr`, everything the pull request needs is checked before anything is
     written: the branch is `branch` or one named after the verb and the demo.
     """
+    from reconciler import edit as edits
+    from reconciler import gitstate
+    from reconciler.cli import pull_request
+    from reconciler.workspace import demo_paths, read_demo
+
     if not edit.changed:
         click.echo(f"{edit.summary}; nothing to change")
         return
@@ -151,6 +161,9 @@ _BRANCH_VERBS = {"expire": "delete"}
 
 
 def _demo_file(ctx: Context, demo_id: str) -> tuple[str, bytes]:
+    from reconciler import edit as edits
+    from reconciler.workspace import read_bounded
+
     if not re.match(DEMO_ID_PATTERN, demo_id) or len(demo_id) > DEMO_ID_MAX:
         raise click.BadParameter(f"{demo_id!r} is not a demo id", param_hint="ID")
     path = edits.demo_path(demo_id)
@@ -234,6 +247,9 @@ def create(
     The demo starts once the file is on the main branch: commit it and open
     a pull request (the printed steps say how, or use --branch, or --pr).
     """
+    from reconciler import edit as edits
+    from reconciler import gitstate
+
     if ttl is not None and expires_text is not None:
         raise click.UsageError("give --ttl or --expires-at, not both")
     expires_at = _expires_at(expires_text)
@@ -284,6 +300,9 @@ def extend(demo_id: str, hours: float, branch: str | None, pr: bool, ctx: Contex
     mode first saw it), and the new expiry is printed as the reconciler will
     compute it.
     """
+    from reconciler import edit as edits
+    from reconciler import gitstate
+
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     created = gitstate.creation_times(ctx.state_repo)
@@ -307,6 +326,9 @@ def delete(demo_id: str, branch: str | None, pr: bool, ctx: Context) -> None:
     demo file that never landed on the main branch (with --local: that local
     mode never saw) is simply removed.
     """
+    from reconciler import edit as edits
+    from reconciler import gitstate
+
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     created = gitstate.creation_times(ctx.state_repo)
@@ -328,6 +350,9 @@ def retry(demo_id: str, branch: str | None, pr: bool, ctx: Context) -> None:
     Stamps the annotation demos.splits.network/retry: a new cause, so the
     next reconcile starts the demo's attempts afresh.
     """
+    from reconciler import edit as edits
+    from reconciler import gitstate
+
     settings = load_settings_or_exit(ctx.repo)
     path, before = _demo_file(ctx, demo_id)
     created = gitstate.creation_times(ctx.state_repo)

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from reconciler import doctor, wiring
+from reconciler import wiring
 from reconciler.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,6 +41,8 @@ def doctor_cmd(fmt: str, ctx: Context) -> None:
     any fails. With --local, against the emulators.
     """
     settings = load_settings_or_exit(ctx.repo)
+    from reconciler import doctor
+
     with wiring.open_preflight(ctx.repo, settings, local=ctx.local) as preflight:
         checks = doctor.run_checks(settings, preflight)
     failed = [c for c in checks if not c.ok]

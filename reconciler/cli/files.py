@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import annotations as workflow_commands
-from reconciler import github_actions, gitstate, loop
 from reconciler.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -25,9 +24,9 @@ from reconciler.cli.options import (
     load_state_or_exit,
 )
 from reconciler.cli.output import print_problems
-from reconciler.model import Demo
-from reconciler.validate import Problem, check_repository, demo_start, expiry_of
-from reconciler.workspace import demo_paths, read_demo, read_settings, relative_demo_path
+
+if TYPE_CHECKING:
+    from reconciler.validate import Problem
 
 
 @click.command()
@@ -48,6 +47,10 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
     valid, 1 when a demo file has a problem, 2 when reconciler.yaml is unusable
     (the demo files are still checked then).
     """
+    from reconciler import gitstate
+    from reconciler.validate import check_repository
+    from reconciler.workspace import demo_paths, read_demo, read_settings, relative_demo_path
+
     settings_result = read_settings(ctx.repo)
     settings = settings_result.settings
     paths = [relative_demo_path(ctx.repo, f) for f in files] if files else demo_paths(ctx.repo)
@@ -71,10 +74,16 @@ def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:
 
 
 def _show(problems: list[Problem], fmt: str, ctx: Context, checked: int) -> None:
+    # text and json, the common cases, load neither the annotations nor the GitHub client
     if fmt == "github":
+        from reconciler import annotations as workflow_commands
+        from reconciler import github_actions
+
         root = github_actions.annotation_root(ctx.repo, os.environ)
         click.echo(workflow_commands.workflow_annotations(problems, root=root), nl=False)
     elif fmt == "markdown":
+        from reconciler import annotations as workflow_commands
+
         click.echo(workflow_commands.problems_markdown(problems, checked=checked), nl=False)
     else:
         print_problems(problems, fmt)
@@ -97,6 +106,8 @@ def schema(ctx: Context) -> None:
 
 
 def demo_schema_json() -> str:
+    from reconciler.model import Demo
+
     schema_doc = Demo.model_json_schema()
     schema_doc = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -119,6 +130,9 @@ def render(check: bool, ctx: Context) -> None:
     Flux or Argo CD apply them to the cluster. Only files that change are
     written; a reconcile renders too, so this is for looking and for CI.
     """
+    from reconciler import gitstate, loop
+    from reconciler.validate import demo_start, expiry_of
+
     state, settings = load_state_or_exit(ctx, ctx.repo)
     for problem in state.demo_problems + state.status_problems:
         click.echo(str(problem), err=True)

@@ -12,12 +12,11 @@ import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import gitstate, report, statuspage, wiring
-from reconciler.capacity import CapacityReport, capacity_report, live_profiles
+from reconciler import wiring
 from reconciler.cli.options import (
     EXIT_USAGE,
     Context,
@@ -27,11 +26,10 @@ from reconciler.cli.options import (
     load_state_or_exit,
 )
 from reconciler.cli.output import table
-from reconciler.inventory import demo_rows
-from reconciler.model import demo_status_dict
-from reconciler.providers.base import ProviderError
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
-from reconciler.workspace import demo_paths, read_demo
+
+if TYPE_CHECKING:
+    from reconciler.capacity import CapacityReport
 
 _LIVE = ("ready", "degraded")
 
@@ -47,6 +45,9 @@ _LIVE = ("ready", "degraded")
 @common_options
 def list_demos(fmt: str, ctx: Context) -> None:
     """List every demo: id, type, profile, owner, phase, time left and URLs."""
+    from reconciler import report
+    from reconciler.inventory import demo_rows
+
     state, settings = load_state_or_exit(ctx)
     rows = demo_rows(
         settings,
@@ -98,6 +99,10 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
 
     --live adds its pods, CPU and memory, read from the cluster now.
     """
+    from reconciler import report
+    from reconciler.model import demo_status_dict
+    from reconciler.providers.base import ProviderError
+
     state, settings = load_state_or_exit(ctx)
     current = state.statuses.get(demo_id)
     if current is None:
@@ -140,6 +145,8 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
 
     Added, extended, ready, removed: who did it, when, and in which commit.
     """
+    from reconciler import gitstate
+
     try:
         events = gitstate.history(ctx.state_repo, demo_id)
     except gitstate.GitStateError as exc:
@@ -188,6 +195,11 @@ def capacity(fmt: str, from_cluster: bool, ctx: Context) -> None:
     Used counts the running demos and the valid demo files not reconciled
     yet; "more fit" is per profile.
     """
+    from reconciler import gitstate
+    from reconciler.capacity import capacity_report, live_profiles
+    from reconciler.providers.base import ProviderError
+    from reconciler.workspace import demo_paths, read_demo
+
     settings = load_settings_or_exit(ctx.repo)
     loaded = [read_demo(ctx.repo, p) for p in demo_paths(ctx.repo)]
     statuses, _ = gitstate.read_statuses(ctx.state_repo)  # a broken one counts by its file
@@ -282,6 +294,8 @@ def status_page(fmt: str, output: Path | None, ctx: Context) -> None:
     each demo and its problems; the time of democtl's last commit. The same
     repository at the same --now gives the same bytes.
     """
+    from reconciler import gitstate, statuspage
+
     state, settings = load_state_or_exit(ctx)
     last_changes: dict[str, tuple[datetime, str]] = {}
     try:

@@ -17,19 +17,9 @@ from types import FrameType
 
 import click
 
-from reconciler import gitstate
-from reconciler.cli import pull_request
 from reconciler.cli.options import Context, common_options, fail
 from reconciler.cli.output import table
-from reconciler.local.github_emulator import GitHubEmulator
-from reconciler.local.stack import (
-    LOCAL_TOKEN,
-    ignore_state_dir,
-    inspect_state,
-    local_state_dir,
-    reset,
-)
-from reconciler.workspace import read_settings
+from reconciler.local import local_state_dir
 
 
 @click.group("local")
@@ -57,6 +47,9 @@ def local_inspect(fmt: str, ctx: Context) -> None:
     Read from <repo>/.democtl/local without changing it; Secret values are
     never shown.
     """
+    from reconciler.local.stack import inspect_state
+    from reconciler.workspace import read_settings
+
     world = inspect_state(local_state_dir(ctx.repo), read_settings(ctx.repo).settings)
     if fmt == "json":
         click.echo(json.dumps(world, indent=2, sort_keys=True))
@@ -99,6 +92,8 @@ def local_reset(ctx: Context) -> None:
 
     Waits for a running --local command first. The next --local command starts empty.
     """
+    from reconciler.local.stack import reset
+
     state_dir = local_state_dir(ctx.repo)
     if reset(state_dir):
         click.echo(f"local world under {state_dir} deleted; the next --local command starts afresh")
@@ -128,6 +123,11 @@ def local_github(port: int, ctx: Context) -> None:
     Prints the variables that point other GitHub clients (the plan comment)
     at it. Nothing is kept when it stops.
     """
+    from reconciler import gitstate
+    from reconciler.cli import pull_request
+    from reconciler.local.github_emulator import GitHubEmulator
+    from reconciler.local.stack import LOCAL_TOKEN, ignore_state_dir
+
     try:
         repository = pull_request.local_repository(ctx.repo, os.environ)
     except gitstate.GitStateError as exc:

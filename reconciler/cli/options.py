@@ -5,7 +5,9 @@ Owns `Context` (where, when, against what), the common options (`-C`,
 exit codes, `fail`, and the loading every
 command starts with (settings, state, providers) with its exits on bad
 input. May import click, the clock, logging setup, wiring, workspace and
-gitstate's loading; never decides anything about demos.
+gitstate's loading; never decides anything about demos. Everything past
+click and wiring's path helpers is imported where it is used, so `--help`
+loads no SDK, emulator, git or model (tests/test_lazy_imports.py).
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 import click
 
-from reconciler import gitstate, logsetup, wiring
-from reconciler.apply import Providers
-from reconciler.clock import parse_now, real_now
-from reconciler.model import Settings
-from reconciler.providers.http import RequestObserver
-from reconciler.workspace import read_settings
+from reconciler import logsetup, wiring
+
+if TYPE_CHECKING:
+    from reconciler import gitstate
+    from reconciler.apply import Providers
+    from reconciler.model import Settings
+    from reconciler.providers.http import RequestObserver
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -219,6 +222,8 @@ def make_context(outer: CommonOptions, inner: CommonOptions) -> Context:
     # like git: without --repo, the repository around where democtl runs
     repo = base / given if given is not None else wiring.find_state_repo(base) or base
     now_text = inner.now_text if inner.now_text is not None else outer.now_text
+    from reconciler.clock import parse_now, real_now
+
     try:
         now = parse_now(now_text, real_now())
     except ValueError as exc:
@@ -234,6 +239,8 @@ def settings_unusable(problems: Any) -> NoReturn:
 
 
 def load_settings_or_exit(repo: Path) -> Settings:
+    from reconciler.workspace import read_settings
+
     result = read_settings(repo)
     if result.settings is None:
         settings_unusable(result.problems)
@@ -242,6 +249,8 @@ def load_settings_or_exit(repo: Path) -> Settings:
 
 def load_state_or_exit(ctx: Context, root: Path | None = None) -> tuple[gitstate.State, Settings]:
     """The state at `root` (default: where --local keeps it, else --repo), or exit 2."""
+    from reconciler import gitstate
+
     state = gitstate.load_state(root or ctx.state_repo, ctx.now)
     if state.settings is None:
         settings_unusable(state.settings_problems)

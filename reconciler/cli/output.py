@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.validate import Problem
+if TYPE_CHECKING:
+    from reconciler.validate import Problem
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:

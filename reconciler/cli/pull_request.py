@@ -24,7 +24,8 @@ import click
 
 from reconciler import gitstate
 from reconciler.cli.options import fail
-from reconciler.local.stack import LOCAL_TOKEN, local_state_dir
+from reconciler.local import local_state_dir
+from reconciler.local.stack import LOCAL_TOKEN
 from reconciler.providers.base import ProviderError
 from reconciler.providers.github import (
     API_URL_ENV,

@@ -10,20 +10,48 @@ folder names, the YAML reader, and nothing from gitstate but `_git`.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import zip_longest
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import git
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode
 
-from reconciler.gitstate._git import _one_line, _repo, _run
+from reconciler.gitstate._git import _one_line, _repo
 from reconciler.model import parse_duration
 from reconciler.statusfile import STATUS_DIR
 from reconciler.validate import DEMOS_DIR
-from reconciler.yamlfile import YamlError, load_document
+from reconciler.yamlfile import MAX_BYTES, YamlError, load_document
+
+_CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_UNRESOLVED = "tag:democtl,unresolved"
+
+
+class _SpecLoader(_CLoader or yaml.SafeLoader):  # type: ignore[misc]
+    """Resolves a plain scalar's tag only when it is constructed: two per file, not all."""
+
+    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            return _UNRESOLVED
+        return str(super().resolve(kind, value, implicit))
+
+    # PyYAML's path resolvers, which SafeLoader has none of: two Python calls a node saved
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def scalar(self, node: ScalarNode) -> Any:
+        if node.tag == _UNRESOLVED:  # as the composer would: plain, or quoted
+            plain = not node.style  # libyaml says "" for plain, PyYAML None
+            node.tag = yaml.SafeLoader.resolve(self, ScalarNode, node.value, (plain, not plain))  # type: ignore[no-untyped-call]
+        return self.construct_object(node)
 
 
 @dataclass(frozen=True)
@@ -101,12 +129,77 @@ def _log_entries(repo: git.Repo) -> list[_LogEntry]:
     return entries
 
 
-def _spec_at(repo: git.Repo, rev: str, path: str) -> dict[str, Any]:
-    status, out, _ = _run(repo, "show", f"{rev}:{path}")
-    if status != 0:
+def _specs_at(repo: git.Repo, objects: list[str]) -> dict[str, dict[str, Any]]:
+    """The `spec` of each `rev:path` in `objects` (absent, unreadable: an empty one).
+
+    One `git cat-file --batch` for all of them: a process per object made
+    `history` of a long-lived state repository take a minute.
+    """
+    wanted = sorted(set(objects))
+    if not wanted:
+        return {}
+    done = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=repo.working_tree_dir or repo.git_dir,
+        input=("\n".join(wanted) + "\n").encode(),
+        capture_output=True,
+        check=True,
+    )
+    out, at = done.stdout, 0
+    specs: dict[str, dict[str, Any]] = {}
+    for name in wanted:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) != 3:  # "<name> missing" (a root commit's parent, a bad path)
+            specs[name] = {}
+            continue
+        size = int(header[2])
+        specs[name] = _spec_of(out[at : at + size])
+        at += size + 1  # the object, then a newline
+    return specs
+
+
+def _spec_of(data: bytes) -> dict[str, Any]:
+    """`spec.ttl` and `spec.expiresAt` of a demo file as committed: all `history` reads.
+
+    A long history holds tens of thousands of demo files; building each whole
+    (the hardened loader's Python construction) took most of `history`'s time.
+    libyaml composes the node tree (an alias there is a shared node, never an
+    expansion) and only the two scalars are constructed, with the same safe
+    constructor. Whatever the hardened loader would refuse (too big, not UTF-8,
+    tabs, anchors or aliases, not a mapping) still reads as no spec at all.
+    """
+    if len(data) > MAX_BYTES or b"\t" in data or b"&" in data or b"*" in data or _CLoader is None:
+        return _whole_spec(data)
+    try:
+        loader = _SpecLoader(data.decode("utf-8"))
+    except UnicodeDecodeError:
         return {}
     try:
-        spec = load_document(out.encode()).data.get("spec")
+        spec = _child(loader.get_single_node(), "spec")
+        found: dict[str, Any] = {}
+        for key in ("ttl", "expiresAt"):
+            value = _child(spec, key)
+            if isinstance(value, ScalarNode):
+                found[key] = loader.scalar(value)
+        return found
+    except yaml.YAMLError:
+        return {}
+    finally:
+        loader.dispose()
+
+
+def _child(node: Node | None, key: str) -> Node | None:
+    if not isinstance(node, MappingNode):
+        return None
+    values = [v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key]
+    return values[0] if len(values) == 1 else None  # a duplicate key: unreadable, as before
+
+
+def _whole_spec(data: bytes) -> dict[str, Any]:
+    try:
+        spec = load_document(data).data.get("spec")
     except YamlError:
         return {}
     return spec if isinstance(spec, dict) else {}
@@ -118,9 +211,11 @@ def _expiry_text(spec: Mapping[str, Any]) -> str:
     return f"ttl {spec['ttl']}" if spec.get("ttl") is not None else "default ttl"
 
 
-def _edit_event(repo: git.Repo, entry: _LogEntry, path: str) -> tuple[str, str]:
-    before = _spec_at(repo, f"{entry.sha}^1", path)
-    after = _spec_at(repo, entry.sha, path)
+def _edit_event(
+    specs: Mapping[str, dict[str, Any]], entry: _LogEntry, path: str
+) -> tuple[str, str]:
+    before = specs[f"{entry.sha}^1:{path}"]
+    after = specs[f"{entry.sha}:{path}"]
     old, new = _expiry_text(before), _expiry_text(after)
     if old == new:
         return "edited", ""
@@ -148,8 +243,19 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
     repo = _repo(root)
     if not repo.head.is_valid():
         return []
+    entries = _log_entries(repo)
+    wanted = []
+    for entry in entries:
+        if any(k == "Demo-Id" for k, _ in entry.trailers):
+            continue
+        for status, path in entry.files:
+            if path.startswith(f"{DEMOS_DIR}/") and path.endswith(".yaml") and status != "D":
+                wanted.append(f"{entry.sha}:{path}")
+                if status != "A":
+                    wanted.append(f"{entry.sha}^1:{path}")
+    specs = _specs_at(repo, wanted)
     events: list[HistoryEvent] = []
-    for entry in _log_entries(repo):
+    for entry in entries:
 
         def event(demo: str, action: str, detail: str, entry: _LogEntry = entry) -> None:
             if demo_id is None or demo == demo_id:
@@ -174,18 +280,20 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
                     event(demo, action or "updated", entry.detail_of(demo, action))
             continue
         for status, path in entry.files:
-            pure = PurePosixPath(path)
-            if pure.suffix != ".yaml":
+            # strings, not PurePosixPath: tens of thousands of paths in a long history
+            folder, _, name = path.rpartition("/")
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or suffix != "yaml" or not stem:
                 continue
-            if pure.parent.as_posix() == DEMOS_DIR:
+            if folder == DEMOS_DIR:
                 if status == "A":
-                    event(pure.stem, "added", _expiry_text(_spec_at(repo, entry.sha, path)))
+                    event(stem, "added", _expiry_text(specs[f"{entry.sha}:{path}"]))
                 elif status == "D":
-                    event(pure.stem, "deleted", "file removed")
+                    event(stem, "deleted", "file removed")
                 else:
-                    event(pure.stem, *_edit_event(repo, entry, path))
-            elif pure.parent.as_posix() == STATUS_DIR:
-                event(pure.stem, "status edited", "by a commit without Demo-Id trailers")
+                    event(stem, *_edit_event(specs, entry, path))
+            elif folder == STATUS_DIR:
+                event(stem, "status edited", "by a commit without Demo-Id trailers")
     return events
 
 

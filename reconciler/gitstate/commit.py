@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +30,7 @@ from reconciler.gitstate._git import (
     _one_line,
     _repo,
 )
-from reconciler.model import DEMO_ID_PATTERN
+from reconciler.names import DEMO_ID_PATTERN
 from reconciler.statusfile import status_path
 from reconciler.validate import DEMOS_DIR
 
@@ -99,19 +100,25 @@ def commit_cycle(
     paths = sorted(writes)
     if not paths:
         return None
-    present = [rel for rel in paths if (root / rel).exists()]
-    absent = [rel for rel in paths if not (root / rel).exists()]
-    if present:
-        _must(repo, "add", "--", *present)
-    if absent:
-        _must(repo, "rm", "--cached", "--ignore-unmatch", "--quiet", "--", *absent)
+    # update-index takes the paths literally from stdin: pathspecs (`git add -- ...`)
+    # are matched against every index entry, N² for a cycle over 10,000 demos
+    _git_stdin(repo, ["update-index", "--add", "--remove", "-z", "--stdin"], paths)
     base = ["HEAD"] if repo.head.is_valid() else []
-    differing = _must(repo, "diff", "--cached", "--name-only", *base, "--", *paths).split()
+    # the whole staged diff, then ours: `diff` takes no pathspec file, and the paths of
+    # a cycle over thousands of demos do not fit on a command line
+    wanted = set(paths)
+    staged = [
+        p for p in _must(repo, "diff", "--cached", "--name-only", "-z", *base).split("\0") if p
+    ]
+    differing = sorted(path for path in staged if path in wanted)
     if not differing:
         log.info("nothing changed: no commit")
         return None
     message = commit_message(changes, differing)
-    _commit(repo, message, differing, identity.env(when))
+    # only our paths go into the commit, whatever else is staged: when nothing else is
+    # (the usual case) the whole index is ours, and `git commit` needs no pathspecs
+    only = [] if len(differing) == len(staged) else differing
+    _commit(repo, message, only, identity.env(when))
     sha = repo.head.commit.hexsha
     for change in changes:
         log.info("%s: committed %s (%s)", change.demo_id, change.action, sha[:12])
@@ -119,17 +126,39 @@ def commit_cycle(
 
 
 def _commit(repo: git.Repo, message: str, paths: Sequence[str], env: Mapping[str, str]) -> None:
-    # `git commit -- <paths>` commits only these paths, whatever else is staged
+    """`git commit` of the index, or with `paths` of only those (`git commit -- <paths>`)."""
+    args = ["commit", "--quiet", "--no-verify", "--cleanup=verbatim", "-F", "-"]
+    if paths:
+        with tempfile.NamedTemporaryFile(prefix="democtl-paths-") as listing:
+            # in a file: tens of thousands of paths exceed ARG_MAX
+            listing.write(b"\0".join(p.encode() for p in paths))
+            listing.flush()
+            _git(
+                repo,
+                [*args, f"--pathspec-from-file={listing.name}", "--pathspec-file-nul"],
+                message.encode(),
+                env,
+            )
+    else:
+        _git(repo, args, message.encode(), env)
+
+
+def _git_stdin(repo: git.Repo, args: Sequence[str], paths: Sequence[str]) -> None:
+    _git(repo, args, b"".join(p.encode() + b"\0" for p in paths), {})
+
+
+def _git(repo: git.Repo, args: Sequence[str], stdin: bytes, env: Mapping[str, str]) -> None:
     result = subprocess.run(
-        ["git", "commit", "--quiet", "--no-verify", "--cleanup=verbatim", "-F", "-", "--", *paths],
+        ["git", *args],
         cwd=repo.working_tree_dir,
-        input=message.encode(),
+        input=stdin,
         capture_output=True,
         env={**os.environ, **env},
         check=False,
     )
     if result.returncode != 0:
-        raise GitStateError(f"git commit failed: {result.stderr.decode(errors='replace').strip()}")
+        err = result.stderr.decode(errors="replace").strip()
+        raise GitStateError(f"git {args[0]} failed: {err}")
 
 
 def removal_writes(root: Path, demo_id: str) -> dict[str, None]:

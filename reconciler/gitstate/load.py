@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 
 import git
 
-from reconciler.model import DEMO_ID_PATTERN, Demo, DemoStatus, Settings
+from reconciler.model import Demo, DemoStatus, Settings
+from reconciler.names import DEMO_ID_PATTERN
 from reconciler.statusfile import STATUS_DIR, read_status
 from reconciler.validate import DEMOS_DIR, LoadedDemo, Problem, check_repository
 from reconciler.workspace import demo_paths, read_bounded, read_demo, read_settings

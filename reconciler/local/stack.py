@@ -46,17 +46,11 @@ from reconciler.providers.supabase import SupabaseManagementClient
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(".democtl") / "local"
 KUBECONFIG_FILE = "kubeconfig"
 LOCK_FILE = "lock"
 # The emulators check that a token is sent, not which: local mode needs no credentials.
 LOCAL_TOKEN = "democtl-local"  # noqa: S105
 LOCAL_PROJECT_URL = "http://{ref}.supabase.localhost"
-
-
-def local_state_dir(repo: Path) -> Path:
-    """Where the emulators of a state repository keep their world between commands."""
-    return repo / STATE_DIR
 
 
 def ignore_state_dir(state_dir: Path) -> None:

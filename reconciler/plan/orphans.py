@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from reconciler.model import DEMO_ID_MAX, DEMO_ID_PATTERN, parse_duration
+from reconciler.model import parse_duration
+from reconciler.names import DEMO_ID_MAX, DEMO_ID_PATTERN
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.plan.sight import _Context
 from reconciler.providers.base import DnsRecord
