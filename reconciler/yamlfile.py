@@ -101,7 +101,14 @@ def load_document(data: bytes) -> Document:
     for number, line_text in enumerate(text.splitlines(), start=1):
         if "\t" in line_text:
             raise YamlError("tab characters are not allowed; indent with spaces", number)
-    loader = _NoAliasLoader(text)
+    try:
+        # the reader checks every character as it is built: a NUL byte fails here
+        loader = _NoAliasLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise YamlError(
+            f"not valid YAML: character #x{exc.character:04x} is not allowed", line
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
