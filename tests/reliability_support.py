@@ -122,6 +122,10 @@ def secrets_of(world: World) -> set[str]:
         for key in SECRET_KEYS:
             if key in data:
                 values.add(base64.b64decode(data[key]).decode())
+    # the service role keys of every project, also those whose Secret was not written yet
+    for project in world.stack.inspect()["supabase"]["projects"]:
+        if project["name"].startswith("democtl-demo-") and project["status"] != "GOING_DOWN":
+            values.add(world.providers.supabase.api_keys(project["ref"]).service_role)
     return {v for v in values if len(v) >= 8}
 
 

@@ -105,6 +105,10 @@ def test_fifty_demos_under_twenty_percent_faults(
     expected_ready = set(ids) - {TAKEN_RECORD, TAKEN_NAMESPACE}
     calls: list[tuple[str, str]] = []
     with fleet_world(tmp_path, DEMOS, faults=FAULTS) as world:
+        kube = world.stack.kubernetes
+        assert kube is not None and kube.health_server is not None
+        # the health probes (the demos' hostnames, routed to the emulated ingress) fail too
+        kube.health_server.set_faults(FAULTS)
         foreign = _foreign(world)
         before = _snapshot(world, foreign)
         world.merge({f"demos/{i}.yaml": demo_yaml(i, ttl="8h") for i in ids}, f"Add {DEMOS} demos")
@@ -139,11 +143,13 @@ def test_fifty_demos_under_twenty_percent_faults(
             for key, value in items.items()
             if value != before[kind][key]
         ]
+        assert world.stack.supabase is not None
+        world.stack.supabase.set_faults(Faults())  # the scan reads the projects' keys
         secrets, hits = secret_hits(world, [caplog.text])
+        # every message each collision was given over the run (a blind cycle says "waiting")
         conflicts = {
-            i: world.results[-1].statuses[i].message or ""
+            i: " | ".join(r.statuses[i].message or "" for r in world.results if i in r.statuses)
             for i in (TAKEN_RECORD, TAKEN_NAMESPACE)
-            if i in world.results[-1].statuses
         }
 
     figure(
@@ -161,12 +167,13 @@ def test_fifty_demos_under_twenty_percent_faults(
     assert flipped == 0
     assert duplicates == 0, (doubled, projects)
     assert touched == [], touched
-    assert secrets >= 2 * len(expected_ready) and hits == 0
+    assert secrets >= len(expected_ready) and hits == 0
     # the two collisions are reported as conflicts and never started
     assert all(
         p is not Phase.READY for p in (world.results[-1].statuses[i].phase for i in conflicts)
     )
-    assert "exists and is not ours" in conflicts.get(TAKEN_RECORD, ""), conflicts
+    assert "exists and is not ours" in conflicts[TAKEN_RECORD], conflicts
+    assert "without democtl's mark" in conflicts[TAKEN_NAMESPACE], conflicts
     if converged_after > 5 or ready_at_end != expected_ready:
         # Known gap (README: Reliability figures): a listing that failed blinds the cycle
         # for every demo still creating, and the Kubernetes adapter is single-shot, so at
