@@ -122,10 +122,14 @@ def secrets_of(world: World) -> set[str]:
         for key in SECRET_KEYS:
             if key in data:
                 values.add(base64.b64decode(data[key]).decode())
-    # the service role keys of every project, also those whose Secret was not written yet
-    for project in world.stack.inspect()["supabase"]["projects"]:
-        if project["name"].startswith("democtl-demo-") and project["status"] != "GOING_DOWN":
-            values.add(world.providers.supabase.api_keys(project["ref"]).service_role)
+    # the secret keys of every project, also those whose Secret was not written yet, read
+    # from the emulator itself: over its API the scan would meet its rate limits
+    emulator = world.stack.supabase
+    assert emulator is not None
+    for project in emulator.inspect()["projects"]:
+        for key in emulator._keys(project["ref"], True):
+            if key["name"] == "service_role" or key["type"] == "secret":
+                values.add(key["api_key"])
     return {v for v in values if len(v) >= 8}
 
 
