@@ -273,8 +273,10 @@ class Replay:
 def test_adapter_reads_the_recorded_real_answers() -> None:
     replay = Replay()
     with EmulatorServer("replay", replay.handle) as server:
+        # the recording redacted the organisation's slug like a ref (the replay puts REF
+        # there): only that organisation's projects are ours
         client = SupabaseManagementClient(
-            server.url, TOKEN, "org", "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
+            server.url, TOKEN, REF, "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
         )
         projects = client.list_projects()  # the other recorded project is not ours
         assert [(p.ref, p.demo_id, p.status) for p in projects] == [

@@ -22,7 +22,14 @@ from reconciler.local.server import Faults, Request, Response
 from reconciler.model import Settings
 from reconciler.providers.base import NotReady, ProviderError, RateLimited
 from reconciler.providers.supabase import SupabaseManagementClient
-from tests.supabase_support import GOING_DOWN, TOKEN, CapturedLogs, Harness, harness_fixture
+from tests.supabase_support import (
+    GOING_DOWN,
+    ORGANIZATION,
+    TOKEN,
+    CapturedLogs,
+    Harness,
+    harness_fixture,
+)
 
 TABLES = (
     "companies",
@@ -443,11 +450,18 @@ def test_from_environment_reads_the_token_at_the_edge(project: Path) -> None:
 
 
 def test_two_projects_for_one_demo_are_both_listed_for_the_planner(sb: Harness) -> None:
-    first = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
-    second = sb.emulator.add_project("democtl-demo-twin01", organization_slug="splits")
+    first = sb.emulator.add_project("democtl-demo-twin01", organization_slug=ORGANIZATION)
+    second = sb.emulator.add_project("democtl-demo-twin01", organization_slug=ORGANIZATION)
     listed = sb.client.list_projects()
     assert {p.ref for p in listed} == {first, second}
     assert {p.demo_id for p in listed} == {"demo-twin01"}
+
+
+def test_a_demos_project_name_in_another_organisation_is_not_ours(sb: Harness) -> None:
+    """Found by the reliability suite: the token sees every organisation's projects."""
+    sb.emulator.add_project("democtl-demo-elsewhere", organization_slug="other-org")
+    ours = sb.emulator.add_project("democtl-demo-here01", organization_slug=ORGANIZATION)
+    assert [p.ref for p in sb.client.list_projects()] == [ours]
 
 
 def test_emulator_wants_a_token_and_runs_parameterised_queries(sb: Harness) -> None:
