@@ -140,8 +140,14 @@ def test_fifty_demos_under_twenty_percent_faults(
         deletions = [c for c in calls if c[0].startswith("delete")]
         projects = world.stack.inspect()["supabase"]["projects"]
         ours = [r for r in world.records() if "managed-by=democtl" in (r.get("comment") or "")]
+        live = [
+            p for p in projects if p["organization_slug"] == ORG and p["status"] != "GOING_DOWN"
+        ]
         counts = {
-            i: (len(world.demo_projects(i)), sum(f"demo={i}" in r["comment"] for r in ours))
+            i: (
+                sum(p["name"] == f"democtl-{i}" for p in live),
+                sum(f"demo={i}" in r["comment"] for r in ours),
+            )
             for i in ids
         }
         doubled = {i: c for i, c in counts.items() if c[0] > 1 or c[1] > 3}
