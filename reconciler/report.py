@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 from typing import Any
 
 from reconciler.apply import Outcome
@@ -116,11 +117,15 @@ def result_rows(
 ) -> list[tuple[str, ...]]:
     """The summary table at the end of a reconcile: one row per demo."""
     by_id = {o.demo_id: o for o in outcomes if not o.orphan}
+    # a file is known by its name's id: a broken file may not even parse its name
+    invalid = {PurePosixPath(p.file).stem for p in plan.problems}
     rows: list[tuple[str, ...]] = [("demo", "phase", "expires", "result", "portal")]
     for item in plan.demos:
         status = statuses.get(item.demo_id)
         outcome = by_id.get(item.demo_id)
-        if outcome is None and item.intent is Intent.BACKOFF and status is not None:
+        if item.demo_id in invalid and status is None:
+            result = "not started: invalid file"  # what to fix is printed per problem
+        elif outcome is None and item.intent is Intent.BACKOFF and status is not None:
             # nothing ran this cycle: the failure it waits out is in the status
             result = f"FAILED: {status.message} ({item.reason})"
         elif outcome is None:
@@ -132,7 +137,8 @@ def result_rows(
         else:
             result = ", ".join(k.value for k in outcome.done if k.changes_something) or "checked"
         if status is None:
-            phase, expires, portal = "removed", "", ""
+            phase = "invalid" if item.demo_id in invalid else "removed"
+            expires, portal = "", ""
         else:
             phase = status.phase.value
             left = status.expiresAt - now
@@ -140,6 +146,8 @@ def result_rows(
             portal = status.urls.get("portal", "")
             if status.queuePosition:
                 phase += f" (#{status.queuePosition} in queue)"
+        if item.demo_id in invalid and status is not None:
+            result += "; file invalid, running as before"
         rows.append((item.demo_id, phase, expires, result, portal))
     return rows
 

@@ -259,6 +259,31 @@ def local_providers(stack: LocalStack, observer: RequestObserver | None = None) 
     )
 
 
+PROBE_RESOLVE = "DEMOCTL_PROBE_RESOLVE"
+
+
+def probe_resolve(env: Mapping[str, str]) -> dict[str, str]:
+    """Where the health probes go instead of the demos' public hostnames, if anywhere.
+
+    `DEMOCTL_PROBE_RESOLVE=*.splits.network=http://127.0.0.1:8081,*=http://ingress:80`:
+    `host`, `*.suffix` or `*` to a base URL; the probe keeps the public name in its
+    Host header, so an ingress (or the local emulators' health server, which routes
+    by Host as an ingress does) answers for the demo. Unset: the real hostnames.
+    """
+    text = env.get(PROBE_RESOLVE, "").strip()
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        host, sep, base = (x.strip() for x in part.partition("="))
+        scheme = base.split("://", 1)[0] if "://" in base else ""
+        if not sep or not host or scheme not in {"http", "https"}:
+            raise SetupError(
+                f"{PROBE_RESOLVE}: {part!r}: expected HOST=URL (HOST a name, *.suffix or *; "
+                "URL starting with http:// or https://)"
+            )
+        mapping[host] = base
+    return mapping
+
+
 def production_providers(settings: Settings, observer: RequestObserver | None = None) -> Providers:
     from reconciler import database
     from reconciler.apply import Providers
@@ -298,7 +323,7 @@ def production_providers(settings: Settings, observer: RequestObserver | None = 
                 pod_selector=pod_selector_for(settings.kubernetes.podSelector),
                 owner=settings.owner,
             ),
-            prober=HttpxProber(),
+            prober=HttpxProber(resolve=probe_resolve(os.environ)),
             migrate=database.migrate,
             seed=database.seed,
         )

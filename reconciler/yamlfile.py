@@ -115,7 +115,15 @@ def load_document(data: bytes) -> Document:
         fast = _fast_document(_CLoader, text)
         if fast is not None:
             return fast
-    return _document(_NoAliasLoader(text))
+    try:
+        # the reader checks every character as it is built: a NUL byte fails here
+        loader = _NoAliasLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise YamlError(
+            f"not valid YAML: character #x{exc.character:04x} is not allowed", line
+        ) from None
+    return _document(loader)
 
 
 def _fast_document(loader_class: type[yaml.SafeLoader], text: str) -> Document | None:

@@ -69,3 +69,39 @@ def _discard_session_clusters(tmp_path_factory: pytest.TempPathFactory):  # type
     base = tmp_path_factory.getbasetemp()
     for state_dir in {marker.parent.parent for marker in base.rglob("postgres/location")}:
         discard_cluster(state_dir)
+
+
+# --- the reliability suite's figures ----------------------------------------------------
+
+FIGURE_KEY = "reliability-figure"
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """`figure("faults20", cycles_to_converge=3, flips=0)`: one line in the terminal summary.
+
+    Kept on the test's report (user_properties travel from xdist workers to the
+    controller), so the figures show in CI logs with or without `-s`.
+    """
+
+    def record(name: str, **values: object) -> str:
+        line = f"RELIABILITY {name}: " + " ".join(f"{k}={v}" for k, v in values.items())
+        request.node.user_properties.append((FIGURE_KEY, line))
+        return line
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for key, value in getattr(report, "user_properties", ())
+        if key == FIGURE_KEY
+    ]
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

@@ -273,7 +273,8 @@ class Replay:
 def test_adapter_reads_the_recorded_real_answers() -> None:
     replay = Replay()
     with EmulatorServer("replay", replay.handle) as server:
-        # the recorded projects' organization_slug is the placeholder, so REF here
+        # the recording redacted the organisation's slug like a ref (the replay puts REF
+        # there): only that organisation's projects are ours
         elsewhere = SupabaseManagementClient(
             server.url, TOKEN, "another-org", "us-east-1", "democtl-", retry=RetryPolicy.no_wait()
         )

@@ -493,6 +493,13 @@ def test_two_projects_for_one_demo_are_both_listed_for_the_planner(sb: Harness) 
     assert {p.demo_id for p in listed} == {"demo-twin01"}
 
 
+def test_a_demos_project_name_in_another_organisation_is_not_ours(sb: Harness) -> None:
+    """Found by the reliability suite: the token sees every organisation's projects."""
+    sb.emulator.add_project("democtl-demo-elsewhere", organization_slug="other-org")
+    ours = sb.emulator.add_project("democtl-demo-here01", organization_slug=ORGANIZATION)
+    assert [p.ref for p in sb.client.list_projects()] == [ours]
+
+
 def test_emulator_wants_a_token_and_runs_parameterised_queries(sb: Harness) -> None:
     ref = sb.healthy("demo-raw01")
     with httpx.Client(base_url=sb.emulator.url, trust_env=False) as raw:

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from reconciler.cli.output import table
 if TYPE_CHECKING:
     from reconciler import loop, metrics, plan
     from reconciler.model import DemoStatus, Settings
+    from reconciler.validate import Problem
 
 
 def _seconds(text: str) -> float:
@@ -69,6 +71,41 @@ def _print_transitions(before: dict[str, DemoStatus], result: loop.CycleResult) 
         click.echo(f"  * {demo_id}: {arrow}{status.phase.value}{queue}{where}")
     for demo_id in sorted(set(before) - set(result.statuses)):
         click.echo(f"  * {demo_id}: {before[demo_id].phase.value} -> removed")
+
+
+def _print_invalid_files(problems: Sequence[Problem], fmt: str, ctx: Context) -> None:
+    """Each problem of an invalid demo file, once per cycle, the way `validate` words it.
+
+    The cycle skips such a file (a running demo is held, a new one never starts), so
+    this line is the only place a person or the pull request's annotations learn why.
+    """
+    from reconciler import annotations as workflow_commands
+    from reconciler import github_actions
+
+    if fmt == "github":
+        root = github_actions.annotation_root(ctx.repo, os.environ)
+        click.echo(workflow_commands.workflow_annotations(problems, root=root), nl=False)
+        return
+    for problem in problems:
+        click.echo(f"  invalid: {problem}")
+
+
+def _problem_format(fmt: str | None) -> str:
+    """github inside GitHub Actions (the runner turns the lines into annotations), else text."""
+    if fmt is not None:
+        return fmt
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+
+
+# reconcile and run report invalid demo files the same way
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "github"]),
+    default=None,
+    help="How invalid demo files are reported each cycle: text (file:line: field: rule) "
+    "or github (workflow annotations; the default when GITHUB_ACTIONS=true).",
+)
 
 
 def _note_uncommitted(ctx: Context) -> None:
@@ -250,6 +287,7 @@ _concurrency_option = click.option(
 )
 @_concurrency_option
 @_status_page_option
+@_format_option
 @common_options
 def reconcile(
     push: bool,
@@ -260,6 +298,7 @@ def reconcile(
     pushgateway: str | None,
     concurrency: int,
     status_page: str | None,
+    fmt: str | None,
     ctx: Context,
 ) -> None:
     """Bring every demo to what its file asks for, and commit its status.
@@ -267,9 +306,14 @@ def reconcile(
     Creates what a new demo needs, repairs what drifted, tears down what
     expired or was deleted. One cycle; with --wait, more cycles while demos
     are still being created or torn down. With --local, against emulators.
+
+    An invalid demo file is reported every cycle (file:line: field: rule) and
+    skipped: the other demos are reconciled and committed all the same, and the
+    command exits 1 at the end, as for a failed action, so CI shows it.
     """
     from reconciler import gitstate, loop, metrics, report
 
+    fmt = _problem_format(fmt)
     try:
         wait = _seconds(wait_text)
     except ValueError as exc:
@@ -300,6 +344,7 @@ def reconcile(
 
     def cycle_ended(number: int, result: loop.CycleResult) -> None:
         exporter.record(result, time.monotonic() - started[0])
+        _print_invalid_files(result.plan.problems, fmt, ctx)
         _print_transitions(result.previous, result)
         click.echo(
             f"  = cycle {number} "
@@ -343,8 +388,9 @@ def reconcile(
         click.echo("Next: democtl list --local   democtl status <ID> --local --live")
         click.echo("      democtl history --local   democtl local inspect")
         click.echo("      democtl reconcile --local --now +1d   (see what expiry does)")
-    # a refused teardown is a check that failed: CI goes red and a person looks
-    sys.exit(EXIT_FAILED if run.failed or last.plan.refusals else EXIT_OK)
+    # a refused teardown or an invalid file is a check that failed: CI goes red and a
+    # person looks (after every other demo was reconciled)
+    sys.exit(EXIT_FAILED if run.failed or last.plan.refusals or last.plan.problems else EXIT_OK)
 
 
 def _emit_metrics(exporter: metrics.Exporter, path: Path | None, gateway: str | None) -> None:
@@ -401,6 +447,7 @@ def _emit_metrics(exporter: metrics.Exporter, path: Path | None, gateway: str | 
 )
 @_concurrency_option
 @_status_page_option
+@_format_option
 @common_options
 def run(
     every_text: str,
@@ -410,18 +457,21 @@ def run(
     unhealthy_text: str,
     concurrency: int,
     status_page: str | None,
+    fmt: str | None,
     ctx: Context,
 ) -> None:
     """Reconcile on a schedule, as a long-running service (in a cluster, say).
 
     SIGTERM or Ctrl-C lets the current cycle finish, then exits 0. A failed
-    cycle is reported and the next one tries again.
+    cycle is reported and the next one tries again. Every cycle reports each
+    invalid demo file (as reconcile does) and goes on with the others.
     """
     import schedule
 
     from reconciler import loop, metrics
     from reconciler.clock import real_now
 
+    fmt = _problem_format(fmt)
     try:
         every = _seconds(every_text)
     except ValueError as exc:
@@ -481,6 +531,7 @@ def run(
             click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
             return
         exporter.record(result, time.monotonic() - started)
+        _print_invalid_files(result.plan.problems, fmt, ctx)
         changed = ", ".join(f"{c.demo_id}: {c.action}" for c in result.changes)
         click.echo(
             f"{now.isoformat()} cycle: {len(result.plan.demos)} demos; "

@@ -430,6 +430,12 @@ class SupabaseManagementClient:
     def _project(self, item: Any) -> Project | None:
         if not isinstance(item, dict):
             raise ProviderError(PROVIDER, "parse project", "unexpected answer shape")
+        # A token may see several organisations' projects (GET /v1/projects lists them all;
+        # `organization_slug` is required in V1ProjectWithDatabaseResponse): only the
+        # configured one's are ours, whatever their name, or another organisation's
+        # `democtl-demo-x` would be adopted, and deleted when demo-x expires.
+        if item.get("organization_slug") != self.organization_slug:
+            return None
         demo_id = self.demo_id_of(str(item.get("name", "")))
         if demo_id is None:
             return None
