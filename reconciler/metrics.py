@@ -155,6 +155,14 @@ class Exporter:
         self.pods = Gauge(
             "democtl_demo_pods_ready", "Ready pods of a demo namespace", ["demo"], registry=r
         )
+        # from the usage read (`usage:` settings), never committed: a series per demo the
+        # cycle asked about that has served a request in the query's window
+        self.last_request = Gauge(
+            "democtl_demo_last_request_timestamp_seconds",
+            "When a demo last served a request (Unix time), as the usage query read it",
+            ["demo"],
+            registry=r,
+        )
 
     # --- the transport's callback (providers.http.RequestObserver) ------------------------
 
@@ -243,8 +251,11 @@ class Exporter:
         self.capacity_memory.labels(state="free").set(float(report.free_memory))
 
     def _record_usage(self, result: CycleResult) -> None:
-        for gauge in (self.cpu, self.memory, self.pods):
+        for gauge in (self.cpu, self.memory, self.pods, self.last_request):
             gauge.clear()
+        for demo_id, when in sorted(result.observed.last_accessed.items()):
+            if when is not None:  # None: no request in the window, which is no timestamp
+                self.last_request.labels(demo=demo_id).set(when.timestamp())
         for namespace in result.observed.namespaces or ():
             if namespace.demo_id is None:
                 continue

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -440,6 +440,20 @@ def test_healthz_is_503_only_once_cycles_kept_failing_longer_than_allowed() -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_last_request_read_by_the_usage_query_is_a_gauge_per_demo() -> None:
+    seen = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    observed = Observed(last_accessed={"demo-a": seen, "demo-b": None})
+    exporter = Exporter()
+    exporter.record(CycleResult(plan=Plan(demos=()), observed=observed), 1.0)
+    f = parse(exporter.text().decode())
+    family = f["democtl_demo_last_request_timestamp_seconds"]
+    assert samples(family, demo="demo-a") == [seen.timestamp()]
+    assert samples(family, demo="demo-b") == []  # no request in the window: no timestamp
+    exporter.record(CycleResult(plan=Plan(demos=()), observed=Observed()), 1.0)
+    family = parse(exporter.text().decode())["democtl_demo_last_request_timestamp_seconds"]
+    assert samples(family, demo="demo-a") == []  # a demo no longer asked about goes
 
 
 def test_each_exporter_has_a_registry_of_its_own() -> None:
