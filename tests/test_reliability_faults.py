@@ -70,7 +70,7 @@ def _foreign(world: World) -> dict[str, Any]:
         supabase.add_project("someone-elses-project"),
         supabase.add_project("democtl-Staging_DB", organization_slug=ORG),
         # a demo's very project name, in another organisation: never ours to adopt
-        supabase.add_project("democtl-demo-f01"),
+        supabase.add_project("democtl-default.demo-f01"),
     ]
     records = [
         cloudflare.seed_record(type="A", name="www.splits.network", content="192.0.2.1")["id"],
@@ -145,7 +145,7 @@ def test_fifty_demos_under_twenty_percent_faults(
         ]
         counts = {
             i: (
-                sum(p["name"] == f"democtl-{i}" for p in live),
+                sum(p["name"] == f"democtl-default.{i}" for p in live),
                 sum(f"demo={i}" in r["comment"] for r in ours),
             )
             for i in ids

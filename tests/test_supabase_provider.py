@@ -495,8 +495,8 @@ def test_two_projects_for_one_demo_are_both_listed_for_the_planner(sb: Harness) 
 
 def test_a_demos_project_name_in_another_organisation_is_not_ours(sb: Harness) -> None:
     """Found by the reliability suite: the token sees every organisation's projects."""
-    sb.emulator.add_project("democtl-demo-elsewhere", organization_slug="other-org")
-    ours = sb.emulator.add_project("democtl-demo-here01", organization_slug=ORGANIZATION)
+    sb.emulator.add_project("democtl-default.demo-elsewhere", organization_slug="other-org")
+    ours = sb.emulator.add_project("democtl-default.demo-here01", organization_slug=ORGANIZATION)
     assert [p.ref for p in sb.client.list_projects()] == [ours]
 
 
