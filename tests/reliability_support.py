@@ -141,7 +141,7 @@ def secrets_of(world: World) -> set[str]:
     emulator = world.stack.supabase
     assert emulator is not None
     for project in emulator.inspect()["projects"]:
-        for key in emulator._keys(project["ref"], True):
+        for key in emulator.api_keys(project["ref"]):
             if key["name"] == "service_role" or key["type"] == "secret":
                 values.add(key["api_key"])
     return {v for v in values if len(v) >= 8}

@@ -62,6 +62,27 @@ def test_the_answers_correct_the_budget_and_a_429_spends_it() -> None:
     assert budget.left("k") == 0 and budget.refill_in("k") == 45
 
 
+@pytest.mark.parametrize(
+    "headers, blocked_for",
+    [
+        pytest.param({"Retry-After": "0"}, 0.0, id="retry-after-0-means-now"),
+        pytest.param({}, 60.0, id="no-retry-after-the-documented-window"),
+        pytest.param(
+            {"Retry-After": "0", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"},
+            0.0,
+            id="retry-after-0-over-the-reset",
+        ),
+    ],
+)
+def test_a_429_blocks_its_bucket_for_what_it_says(
+    headers: dict[str, str], blocked_for: float
+) -> None:
+    budget = RequestBudget(limit=120, window=60, clock=ManualClock())
+    budget.take("k")
+    budget.observe_headers("k", headers, 429)
+    assert budget.refill_in("k") == blocked_for
+
+
 def test_supabase_buckets_are_keyed_as_the_api_counts() -> None:
     ref = "abcdefghijabcdefghij"
     assert bucket_of("GET", "/v1/projects") == ("user", "GET /v1/projects")

@@ -38,10 +38,13 @@ from reconciler.local.postgres import LocalPostgres, discard_cluster
 from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
+from reconciler.providers.budget import RequestBudget
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RequestObserver, RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
+from reconciler.providers.supabase import RATE_LIMIT as SUPABASE_RATE_LIMIT
+from reconciler.providers.supabase import RATE_WINDOW as SUPABASE_RATE_WINDOW
 from reconciler.providers.supabase import SupabaseManagementClient
 
 log = logging.getLogger(__name__)
@@ -349,6 +352,11 @@ class LocalStack:
             project_url_template=LOCAL_PROJECT_URL,
             owner=self.settings.owner,
             observer=observer,
+            # the emulator counts its rate-limit windows on the local world's clock; a budget
+            # on another clock would wait out windows that are long over (or not yet)
+            budget=RequestBudget(
+                limit=SUPABASE_RATE_LIMIT, window=SUPABASE_RATE_WINDOW, clock=self.clock
+            ),
         )
 
     def dns(self, observer: RequestObserver | None = None) -> CloudflareDns:

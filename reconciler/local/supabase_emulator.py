@@ -533,6 +533,11 @@ class SupabaseEmulator(ServedEmulator):
 
     # --- inspection -----------------------------------------------------------------
 
+    def api_keys(self, ref: str) -> list[dict[str, Any]]:
+        """A project's keys, revealed, without a request: for leak scans, which over the API
+        would meet the rate limits."""
+        return project_keys(self._state["salt"], ref, True)
+
     def inspect(self) -> dict[str, Any]:
         """Projects, their databases and table row counts. No passwords, no keys."""
         with self._lock:

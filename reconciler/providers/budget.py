@@ -115,11 +115,14 @@ class RequestBudget:
         if quota is None:
             if status == 429:
                 retry = _number(headers.get("retry-after"))
-                self.observe(key, remaining=0, reset=retry or self.window or 60.0, refused=True)
+                # `Retry-After: 0` means now (RFC 9110 10.2.3), not "no answer": not `or`
+                wait = retry if retry is not None else (self.window or 60.0)
+                self.observe(key, remaining=0, reset=wait, refused=True)
             return
         remaining, reset = quota
         if status == 429:
-            reset = _number(headers.get("retry-after")) or reset
+            retry = _number(headers.get("retry-after"))
+            reset = retry if retry is not None else reset
         self.observe(key, remaining=remaining, reset=reset, refused=status == 429)
 
     def _current(self, key: Hashable, now: float) -> _Bucket | None:
