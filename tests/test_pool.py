@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from reconciler.doctor import _projects_check
 from reconciler.marks import Owner, is_pool_id, parse_project_name, pool_id, pool_parts
 from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.plan import ActionKind, Observed, Plan, plan
 from reconciler.plan.pool import monthly, pool_digest
 from reconciler.providers.base import Project
+from reconciler.report import plan_markdown, plan_text
 from tests.test_plan import NOW, SETTINGS, file, namespace, project, records, status
 
 KNOWN = ("20260101000000_schema", "20260102000000_rls")
@@ -331,3 +333,42 @@ def test_pool_names_are_marked_and_never_demo_ids() -> None:
     assert parse_project_name("democtl-", "democtl-default.pool-abc123-x") is None
     assert not is_pool_id("demo-pool-abc123") and is_pool_id("pool-abc123")
     assert pool_parts(f"pool-abc123-{DIGEST}") == ("abc123", DIGEST)
+
+
+def test_a_demo_queued_for_cluster_capacity_claims_no_member() -> None:
+    # members take no cluster capacity (no namespace), and a queued demo none of the pool
+    data = pooled(size=2).model_dump(mode="json")
+    data["capacity"]["maxConcurrentDemos"] = 1
+    full = Settings.model_validate(data)
+    files = [file("demo-a"), file("demo-b")]
+    result = plan(
+        full, files, {"demo-a": NOW - timedelta(minutes=2), "demo-b": NOW}, {},
+        Observed(projects=(member("tok001"), member("tok002")), records=(), namespaces=()),
+        NOW, known_migrations=KNOWN,
+    )  # fmt: skip
+    assert claimed_ref(result, "demo-a") == "reftok001"
+    assert [a.kind for a in result.for_demo("demo-b").actions] == [ActionKind.QUEUE]  # type: ignore[union-attr]
+    assert pool_steps(result) == [REFILL]  # only the claimed member is replaced
+
+
+def test_the_supabase_project_check_counts_the_pool() -> None:
+    assert _projects_check(0, "free", 1, 1).ok
+    short = _projects_check(0, "free", 2, 1)
+    assert not short.ok
+    assert (
+        "supabase.warmPool.size (1)" in short.problem and "maxConcurrentDemos to 1" in short.advice
+    )
+    assert _projects_check(50, "pro", 10, 5).ok  # paid plans: no project limit
+
+
+def test_the_plan_states_what_the_idle_pool_costs() -> None:
+    result = run([file("demo-a")], [member("tok001"), member("tok002")], settings=pooled(size=2))
+    text = plan_text(result, NOW)
+    assert (
+        "warm pool: 2 member(s), 1 ready, 1 claimed this cycle; idle it costs $0.65/day, $19.62/month"
+        in text
+    )
+    assert "claim-project: claim warm pool member pool-tok001" in text
+    markdown = plan_markdown(result, NOW)
+    assert "**Warm pool**: warm pool: 2 member(s)" in markdown and "$19.62/month" in markdown
+    assert "warm pool" not in plan_text(run([], [], settings=SETTINGS), NOW)
