@@ -9,6 +9,7 @@ change; a kill right after the claim's rename; the pool's members never orphans.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -228,3 +229,29 @@ def test_killed_right_after_the_claim_the_next_cycle_adopts_and_refills(world: W
     demos = [n for n in world.projects() if not is_pool_id(n[len(PREFIX) :])]
     assert demos == [PREFIX + DEMO]  # one project for the demo, the member it claimed
     assert len(world.ready_members()) == 1  # the pool lost nothing: refilled
+
+
+def test_list_pool_shows_the_members_after_a_reconcile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli_reconcile import democtl
+
+    monkeypatch.setenv("DEMOCTL_LOCAL_COME_UP_SECONDS", "0")
+    _, repo = origin_and_clone(tmp_path)
+    pool_settings(repo, size=2, max_age=6)
+    code, out = democtl(repo, "list", "--pool", "--local")
+    assert code == 0 and "no pool members" in out, out
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
+    assert code == 0, out
+    code, out = democtl(repo, "list", "--pool", "--local", "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert len(rows) == 2, rows
+    assert {r["migrations"] for r in rows} == {"current"} and {r["status"] for r in rows} == {
+        "ACTIVE_HEALTHY"
+    }
+    assert all(r["name"].startswith(PREFIX + "pool-") for r in rows)
+    code, out = democtl(repo, "list", "--pool", "--local")
+    assert out.splitlines()[0].split() == ["NAME", "REF", "AGE", "STATUS", "MIGRATIONS"], out
+    code, out = democtl(repo, "plan", "--local")
+    assert "warm pool: 2 member(s), 2 ready; idle it costs $0.65/day, $19.62/month" in out, out
