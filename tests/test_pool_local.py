@@ -191,34 +191,57 @@ def test_a_full_ready_pool_costs_no_write(world: World) -> None:
     assert quiet.commit is None
 
 
-class KillAfterRename:
-    """The Supabase adapter, killed right after its first rename that claims a member."""
+class KillAfter:
+    """A provider killed right after its first call of `point` for the demo or its project."""
 
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.killed = False
+    def __init__(self, real: Any, point: str, ref: str) -> None:
+        self._real, self.point, self.ref, self.killed = real, point, ref, False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        call = getattr(self._real, name)
+        if name != self.point:
+            return call
+        return self.wrap(call)
 
-    def rename_project(self, ref: str, demo_id: str) -> None:
-        self._real.rename_project(ref, demo_id)
-        if not is_pool_id(demo_id) and not self.killed:
-            self.killed = True
-            raise Crash(f"killed right after renaming {ref} to {demo_id}")
+    def wrap(self, call: Any) -> Any:
+        def killing(*args: Any, **kwargs: Any) -> Any:
+            result = call(*args, **kwargs)
+            about = " ".join(str(a) for a in args)
+            if not self.killed and (DEMO in about or self.ref in about):
+                self.killed = True
+                raise Crash(f"killed right after {self.point} for {DEMO}")
+            return result
+
+        return killing
 
 
-def test_killed_right_after_the_claim_the_next_cycle_adopts_and_refills(world: World) -> None:
+CLAIM_POINTS = ("rename_project", "migrate", "seed", "set_db_password", "apply_secret")
+
+
+@pytest.mark.parametrize("point", CLAIM_POINTS)
+def test_killed_at_each_step_of_a_claim_the_next_cycles_converge_on_the_member(
+    world: World, point: str
+) -> None:
     world.fill()
     [member] = world.ready_members()
     world.add_demo()
-    killer = KillAfterRename(world.providers.supabase)
-    dying = dataclasses.replace(world.providers, supabase=killer)
-    with pytest.raises(Crash):
-        world.cycle(providers=dying)
-    assert killer.killed
-    assert not (world.repo / f"status/{DEMO}.yaml").exists()  # nothing was written
-    assert world.projects()[PREFIX + DEMO][0] == member
+    if point in ("migrate", "seed"):
+        killer = KillAfter(None, point, member)
+        fn = getattr(world.providers, point)
+        dying = dataclasses.replace(world.providers, **{point: killer.wrap(fn)})
+    elif point == "apply_secret":
+        killer = KillAfter(world.providers.cluster, point, member)
+        dying = dataclasses.replace(world.providers, cluster=killer)  # type: ignore[arg-type]
+    else:
+        killer = KillAfter(world.providers.supabase, point, member)
+        dying = dataclasses.replace(world.providers, supabase=killer)  # type: ignore[arg-type]
+    for _ in range(4):
+        try:
+            world.cycle(timedelta(seconds=10), providers=dying)
+        except Crash:
+            break
+    assert killer.killed, point
+    assert world.projects()[PREFIX + DEMO][0] == member  # the claim's rename happened
 
     after = world.cycle(timedelta(seconds=10))
     [outcome] = [o for o in after.outcomes if o.demo_id == DEMO]
@@ -226,8 +249,9 @@ def test_killed_right_after_the_claim_the_next_cycle_adopts_and_refills(world: W
     assert ActionKind.ENSURE_PROJECT not in outcome.done
     assert after.statuses[DEMO].supabase.projectRef == member
     until_ready(world)
+    assert world.results[-1].statuses[DEMO].secretProjectRef == member
     demos = [n for n in world.projects() if not is_pool_id(n[len(PREFIX) :])]
-    assert demos == [PREFIX + DEMO]  # one project for the demo, the member it claimed
+    assert demos == [PREFIX + DEMO]  # one project for the demo: the member it claimed
     assert len(world.ready_members()) == 1  # the pool lost nothing: refilled
 
 
