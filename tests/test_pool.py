@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.clock import RECHECK_SECONDS, recheck_in
 from reconciler.doctor import _projects_check
 from reconciler.marks import Owner, is_pool_id, parse_project_name, pool_id, pool_parts
 from reconciler.model import DemoStatus, Phase, Settings
@@ -372,3 +373,11 @@ def test_the_plan_states_what_the_idle_pool_costs() -> None:
     markdown = plan_markdown(result, NOW)
     assert "**Warm pool**: warm pool: 2 member(s)" in markdown and "$19.62/month" in markdown
     assert "warm pool" not in plan_text(run([], [], settings=SETTINGS), NOW)
+
+
+def test_run_rechecks_sooner_while_a_demo_is_being_created() -> None:
+    creating = {"demo-a": status("demo-a", Phase.CREATING, provisioned=False)}
+    ready = {"demo-a": status("demo-a")}
+    assert recheck_in(creating, every=300) == RECHECK_SECONDS
+    assert recheck_in(ready, every=300) is None  # nothing moves: the schedule will do
+    assert recheck_in(creating, every=5) is None  # the schedule is sooner already
