@@ -289,7 +289,18 @@ def test_pool_members_are_never_orphans_however_old() -> None:
     )
     assert result.orphans == ()
     no_pool = run([], [member("tok001", age=timedelta(days=3))], settings=SETTINGS)
-    assert no_pool.orphans == ()  # an installation without a pool leaves members alone
+    assert no_pool.orphans == ()
+
+
+def test_members_left_when_the_pool_setting_goes_are_drained() -> None:
+    result = run(
+        [file("demo-a")], [member("tok001"), member("tok002", digest=None)], settings=SETTINGS
+    )
+    assert pool_steps(result) == ["tok001: delete-project", "tok002: delete-project"]
+    assert claimed_ref(result, "demo-a") is None  # no pool: no claim either
+    assert result.pool is not None and result.pool.size == 0 and result.pool.idle_cost_per_day == 0
+    blind = run([], [member("tok001")], settings=SETTINGS, listed=False)
+    assert blind.pool is None  # nothing is deleted on a failed listing
 
 
 def test_the_namespace_present_gets_the_secret_with_a_fresh_password_after_a_claim() -> None:

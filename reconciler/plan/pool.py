@@ -101,7 +101,10 @@ def pool_plan(ctx: _Context, claimed: set[str]) -> PoolPlan | None:
     """Keep `size` members beside the ones claimed this cycle (the refill is immediate)."""
     pool = ctx.settings.supabase.warmPool
     if pool is None:
-        return None
+        # members left from when the setting was there are ours and unwanted: drained
+        if not members(ctx):
+            return None
+        pool = WarmPool(size=0)
     cost = pool.size * pool.pricePerProjectHour * 24
     if ctx.sight.projects is None:
         return PoolPlan(size=pool.size, idle_cost_per_day=cost)  # blind: nothing decided
@@ -120,6 +123,8 @@ def pool_plan(ctx: _Context, claimed: set[str]) -> PoolPlan | None:
             why = f"older than maxAgeHours ({pool.maxAgeHours:g})"
         elif parts[1] is not None and parts[1] != digest:
             why = "its migrations are out of date"
+        elif ctx.settings.supabase.warmPool is None:
+            why = "supabase.warmPool is not set"
         elif len(kept) >= pool.size:
             why = f"the pool is bigger than its size ({pool.size})"
         if why is not None:
