@@ -119,9 +119,9 @@ REFILL = "new: ensure-project migrate mark-pool-member"
     [
         pytest.param(
             [file("demo-a")],
-            [member("tok001", age=timedelta(hours=2)), member("tok002")],
+            [],
             {},
-            COLD_DEMO[:1] + COLD_DEMO[1:],
+            COLD_DEMO,
             None,
             [],
             id="no-pool-settings-creates-as-before",
