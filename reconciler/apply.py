@@ -316,6 +316,16 @@ class _Executor:
     def delete_records(self, run: _Run, action: Action) -> None:
         self.providers.dns.delete_records(action.demo_id, list(action.records))
 
+    def rename_project(self, run: _Run, action: Action) -> None:
+        """Claim a pool member (its name becomes the demo's: a crash after this leaves a
+        project the next cycle adopts by name), or record a member's migrations."""
+        ref = _need(run, action)
+        if action.rename_to is None:
+            raise ValueError(f"{action.demo_id}: rename without a name")  # planner bug
+        self.providers.supabase.rename_project(ref, action.rename_to)
+        run.record(project_ref=ref)
+        run.project_status = "ACTIVE_HEALTHY" if action.kind == ActionKind.CLAIM_PROJECT else None
+
     def delete_project(self, run: _Run, action: Action) -> None:
         if not action.project_ref:
             raise _no_ref(action)
@@ -407,6 +417,8 @@ _PROJECT_DELETES = frozenset(
 
 
 _STEPS: dict[ActionKind, Step] = {
+    ActionKind.CLAIM_PROJECT: _Executor.rename_project,
+    ActionKind.MARK_POOL_MEMBER: _Executor.rename_project,
     ActionKind.ENSURE_PROJECT: _Executor.ensure_project,
     ActionKind.WAIT_PROJECT: _Executor.wait_project,
     ActionKind.MIGRATE: _Executor.migrate,
@@ -494,6 +506,8 @@ def apply(
         (d.demo_id, d.actions, False) for d in plan.demos if d.actions
     ]
     units += [(a.demo_id, (a,), True) for a in plan.orphans]
+    # the pool's members, like orphans, are no demo: their outcomes write no status
+    units += [(i, steps, True) for i, steps in (plan.pool.members if plan.pool else ())]
     lock = threading.Lock()
 
     def work(unit: tuple[str, tuple[Action, ...], bool]) -> Outcome:
@@ -532,6 +546,10 @@ def fair_order(plan: Plan) -> dict[tuple[str, bool], float]:
     first_routine = next((n for n, d in enumerate(demos) if not d.changes_something), len(demos))
     for m, action in enumerate(plan.orphans):
         turns[(action.demo_id, True)] = first_routine + m / (len(plan.orphans) + 1) - 0.5
+    # the refill after the claims and orphans, before routine checks
+    pool = plan.pool.members if plan.pool else ()
+    for m, (member_id, _) in enumerate(pool):
+        turns[(member_id, True)] = first_routine + m / (len(pool) + 1) - 0.25
     return turns
 
 

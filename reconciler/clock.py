@@ -7,9 +7,10 @@ The only module below the CLI that reads the real clock; imports only the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from reconciler.model import parse_duration
+from reconciler.model import DemoStatus, Phase, parse_duration
 
 
 def real_now() -> datetime:
@@ -33,3 +34,18 @@ def parse_now(text: str | None, now: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"--now {text!r}: give a time zone, e.g. 2026-12-01T18:00:00Z")
     return value.astimezone(UTC)
+
+
+# `run` re-checks this soon (never sooner) while a demo is being created: a project coming
+# up or a claimed pool member moves on in seconds, and time to ready should not be
+# rounded up to the schedule's interval
+RECHECK_SECONDS = 10.0
+
+
+def recheck_in(statuses: Mapping[str, DemoStatus], every: float) -> float | None:
+    """Seconds to an early cycle of `run`, or None when the schedule's next tick will do."""
+    if every <= RECHECK_SECONDS:
+        return None
+    if any(s.phase is Phase.CREATING for s in statuses.values()):
+        return RECHECK_SECONDS
+    return None

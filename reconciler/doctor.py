@@ -154,7 +154,9 @@ def _supabase(settings: Settings, api: SupabasePreflight | str) -> list[Check]:
         Check("supabase.organization", True, detail=f"{sb.organization} exists, plan {plan}")
     )
     checks.append(_size_check(sb.size, plan))
-    checks.append(_projects_check(count, plan, settings.capacity.maxConcurrentDemos))
+    # the warm pool's members are Supabase projects like the demos': they count here
+    pool = sb.warmPool.size if sb.warmPool else 0
+    checks.append(_projects_check(count, plan, settings.capacity.maxConcurrentDemos, pool))
     return checks
 
 
@@ -178,7 +180,7 @@ def _size_check(size: str, plan: str) -> Check:
     return Check("supabase.size", True, detail=f"{size} may be chosen on the {plan} plan")
 
 
-def _projects_check(count: int, plan: str, wanted: int) -> Check:
+def _projects_check(count: int, plan: str, demos: int, pool: int = 0) -> Check:
     if plan != "free":
         return Check("supabase.projects", True, detail=f"the organisation holds {count} project(s)")
     room = max(0, FREE_PLAN_PROJECTS - count)
@@ -187,13 +189,17 @@ def _projects_check(count: int, plan: str, wanted: int) -> Check:
         f"{count}: democtl may create {room}"
     )
     caveat = " (at most: the limit counts each member's free projects elsewhere too)"
-    if room >= wanted:
+    if room >= demos + pool:
         return Check("supabase.projects", True, detail=text + caveat)
+    wanted = f"capacity.maxConcurrentDemos ({demos})"
+    if pool:
+        wanted += f" plus supabase.warmPool.size ({pool})"
     return Check(
         "supabase.projects",
         False,
-        f"{text}, fewer than capacity.maxConcurrentDemos ({wanted}){caveat}",
-        f"upgrade the organisation, or set capacity.maxConcurrentDemos to {room}",
+        f"{text}, fewer than {wanted}{caveat}",
+        f"upgrade the organisation, or set capacity.maxConcurrentDemos to {max(room - pool, 0)}"
+        + (" or shrink the warm pool" if pool else ""),
     )
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reconciler.marks import pool_parts
 from reconciler.model import DemoStatus, Settings, format_duration
+from reconciler.providers.base import Project
 from reconciler.validate import LoadedDemo, demo_start, expiry_of
 
 PHASE_NEW = "new"  # a valid demo file the reconciler has not acted on yet
@@ -125,3 +127,39 @@ def demo_rows(
                 demo_id, "-", "-", "-", PHASE_UNKNOWN, None, "-", (), "status file unreadable"
             )
     return [rows[k] for k in sorted(rows)]
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """One warm pool member, as `democtl list --pool` shows it."""
+
+    name: str
+    ref: str
+    age: str
+    status: str
+    migrations: str  # current, pending (not migrated yet) or stale (to be replaced)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ref": self.ref,
+            "age": self.age,
+            "status": self.status,
+            "migrations": self.migrations,
+        }
+
+
+def pool_rows(projects: Sequence[Project], digest: str, now: datetime) -> list[PoolRow]:
+    """The listed projects that are pool members, oldest first; `digest`: the current
+    migrations' (`plan.pool.pool_digest`)."""
+    rows: list[tuple[datetime, PoolRow]] = []
+    for project in projects:
+        parts = pool_parts(project.demo_id)
+        if parts is None or project.going_down:
+            continue
+        state = "pending" if parts[1] is None else "current" if parts[1] == digest else "stale"
+        born = project.created_at
+        age = format_duration(now - born) if born is not None else "?"
+        row = PoolRow(project.name, project.ref, age, project.status, state)
+        rows.append((born or now, row))
+    return [row for _, row in sorted(rows, key=lambda item: (item[0], item[1].ref))]

@@ -45,10 +45,16 @@ COMMENT_MANAGED = f"managed-by={MANAGED_BY} "
 UNOWNED_COMMENT_PREFIX = f"{COMMENT_MANAGED}demo="
 
 _DEMO = r"demo-[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+# A warm pool member: `pool-<token>` while it comes up and is migrated, then
+# `pool-<token>-<migrations>` (a digest of the migrations applied). Demo ids start with
+# `demo-`, so no pool id is ever a demo id: a member is never a demo's, nor an orphan.
+POOL_PREFIX = "pool-"
+_POOL = r"pool-(?P<token>[a-z0-9]{6})(?:-(?P<migrations>[a-z0-9]{6}))?"
+_POOL_ID = re.compile(rf"^{_POOL}$")
 _OWNER = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _DEMO_ID = re.compile(rf"^{_DEMO}$")
 _OWNER_ID = re.compile(OWNER_ID_PATTERN)
-_OWNED_NAME = re.compile(rf"^(?P<owner>{_OWNER})\.(?P<demo>{_DEMO})$")
+_OWNED_NAME = re.compile(rf"^(?P<owner>{_OWNER})\.(?P<demo>{_DEMO}|pool-[a-z0-9-]+)$")
 _OWNED_COMMENT = re.compile(
     rf"^managed-by=democtl owner=(?P<owner>{_OWNER}) demo=(?P<demo>{_DEMO})$"
 )
@@ -83,11 +89,26 @@ def parse_project_name(prefix: str, name: str) -> Mark | None:
         return None
     rest = name[len(prefix) :]
     owned = _OWNED_NAME.match(rest)
-    if owned:
+    if owned and (_DEMO_ID.match(owned["demo"]) or _POOL_ID.match(owned["demo"])):
         return _mark(owned["demo"], owned["owner"])
     if _DEMO_ID.match(rest):
         return _mark(rest, None)  # `<prefix><demo id>`: the name before owner ids
     return None
+
+
+def pool_id(token: str, migrations: str | None = None) -> str:
+    """`pool-<token>`, or `pool-<token>-<migrations>` once migrated."""
+    return f"{POOL_PREFIX}{token}" + (f"-{migrations}" if migrations else "")
+
+
+def is_pool_id(text: str) -> bool:
+    return _POOL_ID.match(text) is not None
+
+
+def pool_parts(text: str) -> tuple[str, str | None] | None:
+    """(token, migrations digest or None) of a pool id; None for anything else."""
+    found = _POOL_ID.match(text)
+    return (found["token"], found["migrations"]) if found else None
 
 
 # --- Cloudflare: the record comment ---------------------------------------------------

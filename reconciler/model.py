@@ -392,6 +392,16 @@ class Chart(StrictModel):
     ) = None
 
 
+class WarmPool(StrictModel):
+    """Projects kept created, healthy and migrated (no demo data) for new demos to claim."""
+
+    size: Annotated[int, Field(ge=0, le=20)]
+    maxAgeHours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
+    # what an idle member costs per hour (Supabase compute: Micro is $0.01344/hour,
+    # https://supabase.com/docs/guides/platform/compute-and-disk): for the plan's cost line
+    pricePerProjectHour: Annotated[float, Field(ge=0)] = 0.01344
+
+
 class SupabaseSettings(StrictModel):
     organization: str
     region: str = "us-east-1"
@@ -401,6 +411,7 @@ class SupabaseSettings(StrictModel):
     )
     apiUrl: str = "https://api.supabase.com"
     provisionTimeout: Duration = "10m"
+    warmPool: WarmPool | None = None
 
 
 class CloudflareSettings(StrictModel):

@@ -13,7 +13,8 @@ from typing import Any
 
 from reconciler.apply import Outcome
 from reconciler.model import DemoStatus, format_duration
-from reconciler.plan import DemoPlan, Intent, Plan
+from reconciler.plan import DemoPlan, Intent, Plan, PoolPlan
+from reconciler.plan.pool import monthly
 from reconciler.providers.base import NamespaceState
 
 
@@ -60,12 +61,36 @@ def plan_text(plan: Plan, now: datetime) -> str:
             lines.append(f"  waiting: {item.waiting}")
     for action in plan.orphans:
         lines.append(f"orphan {action.demo_id}: {action.kind.value}: {action.reason}")
+    lines.extend(_pool_lines(plan))
     lines.extend(f"REFUSED: {r}" for r in plan.refusals)
     lines.extend(f"warning: {w}" for w in plan.warnings)
     lines.extend(f"invalid: {p}" for p in plan.problems)
     if not plan.changes_something and not plan.refusals:
         lines.append("No changes: every demo is up to date.")
     return "\n".join(lines)
+
+
+def pool_cost(pool: PoolPlan) -> str:
+    """What the warm pool costs while nobody claims it: the trade for demos ready in seconds."""
+    return (
+        f"warm pool: {pool.size} member(s), {pool.ready} ready"
+        + (f", {pool.claimed} claimed this cycle" if pool.claimed else "")
+        + f"; idle it costs ${pool.idle_cost_per_day:.2f}/day, "
+        f"${monthly(pool.idle_cost_per_day):.2f}/month"
+    )
+
+
+def _pool_lines(plan: Plan) -> list[str]:
+    if plan.pool is None:
+        return []
+    lines = [pool_cost(plan.pool)]
+    for member_id, steps in plan.pool.members:
+        lines.extend(
+            f"  - {member_id}: {a.kind.value}: {a.reason}"
+            for a in steps
+            if a.kind.changes_something
+        )
+    return lines
 
 
 def _cell(text: str) -> str:
@@ -92,6 +117,16 @@ def plan_markdown(plan: Plan, now: datetime) -> str:
         lines += ["**Orphaned resources to delete**", ""]
         lines += [f"- `{a.demo_id}`: {a.kind.value}: {_cell(a.reason)}" for a in plan.orphans]
         lines.append("")
+    if plan.pool is not None:
+        lines += [f"**Warm pool**: {_cell(pool_cost(plan.pool))}", ""]
+        lines += [
+            f"- `{member_id}`: {a.kind.value}: {_cell(a.reason)}"
+            for member_id, steps in plan.pool.members
+            for a in steps
+            if a.kind.changes_something
+        ]
+        if plan.pool.members:
+            lines.append("")
     if plan.problems:
         lines += ["**Invalid files** (left untouched; running demos keep running)", ""]
         lines += [f"- `{p}`" for p in plan.problems]

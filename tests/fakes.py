@@ -127,6 +127,11 @@ class FakeSupabase(Recorder):
         self.record("set_db_password", ref, ref)
         self.passwords[ref] = password
 
+    def rename_project(self, ref: str, demo_id: str) -> None:
+        self.record("rename_project", ref, ref, demo_id)
+        project = self.projects[ref]
+        self.projects[ref] = replace(project, name=self.project_name(demo_id), demo_id=demo_id)
+
     def delete_project(self, ref: str) -> None:
         self.record("delete_project", ref, ref)
         self.projects.pop(ref, None)

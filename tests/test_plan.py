@@ -32,6 +32,7 @@ from reconciler.plan import (
     desired_records,
     plan,
 )
+from reconciler.plan.pool import pool_digest
 from reconciler.providers.base import DnsRecord, NamespaceMeta, NamespaceState, Project
 from reconciler.validate import CAPACITY_CODE, LoadedDemo, Problem, check_repository
 from reconciler.workspace import read_settings
@@ -365,12 +366,27 @@ def test_converged_plan_changes_nothing() -> None:
     assert result.refusals == () and result.warnings == ()
 
 
+def _pool_plan() -> Plan:
+    """A new demo claims a ready warm pool member while another is migrated."""
+    data = SETTINGS.model_dump(mode="json")
+    data["supabase"]["warmPool"] = {"size": 2}
+    ready = f"pool-aaaaaa-{pool_digest(None)}"
+    members = (
+        Project("refa", f"democtl-default.{ready}", "ACTIVE_HEALTHY", ready, "", BORN),
+        Project("refb", "democtl-default.pool-bbbbbb", "ACTIVE_HEALTHY", "pool-bbbbbb", "", BORN),
+    )
+    observed = Observed(projects=members, records=(), namespaces=())
+    return plan(Settings.model_validate(data), [file(A)], {}, {}, observed, NOW)
+
+
 def test_every_action_has_a_reason() -> None:
     results = [plan(SETTINGS, c.values[0], {}, c.values[1], c.values[2], NOW, **c.values[3]) for c in CASES]  # type: ignore[arg-type]  # fmt: skip
     results.append(plan(CAPACITY, [file(A), file(B), file(C)], {}, {}, Observed(), NOW))
+    results.append(_pool_plan())
     actions = [a for r in results for d in r.demos for a in d.actions] + [
         a for r in results for a in r.orphans
     ]
+    actions += [a for r in results if r.pool for _, steps in r.pool.members for a in steps]
     assert {a.kind for a in actions} == set(ActionKind)
     assert all(a.reason for a in actions)
 

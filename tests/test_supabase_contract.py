@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.exceptions import OpenAPIError
@@ -165,7 +166,8 @@ def test_adapter_requests_and_emulator_answers_follow_the_spec(spec: OpenAPI, sb
         client.run_sql(project.ref, "SELEC 1")
     client.api_keys(project.ref)
     client.set_db_password(project.ref, "rotated-pass-2")
-    client.list_projects()
+    client.rename_project(project.ref, "pool-abc123")  # a warm pool's rename
+    assert [p.demo_id for p in client.list_projects()] == ["pool-abc123"]
     client.delete_project(project.ref)
 
     routes = {sb.emulator._route(req) for req, _ in recorder.exchanges}
@@ -177,6 +179,7 @@ def test_adapter_requests_and_emulator_answers_follow_the_spec(spec: OpenAPI, sb
         "GET /v1/projects/{ref}/api-keys",
         "POST /v1/projects/{ref}/database/query",
         "PATCH /v1/projects/{ref}/database/password",
+        "PATCH /v1/projects/{ref}",
         "DELETE /v1/projects/{ref}",
     }
     for req, resp in recorder.exchanges:
@@ -201,6 +204,24 @@ def test_adapter_requests_and_emulator_answers_follow_the_spec(spec: OpenAPI, sb
     assert create["organization_slug"] == "splits-network-demos"
     health = next(r for r, _ in recorder.exchanges if r.path.endswith("/health"))
     assert health.query["services"] == ["db", "rest", "auth"]
+
+
+def test_the_emulator_renames_by_the_spec_body_rules(sb: Harness) -> None:
+    # V1UpdateProjectBody: `name` required, a string of 1 to 256 characters
+    ref = sb.client.create_project("demo-rename", "creation-pass-1").ref
+    url = f"{sb.emulator.url}/v1/projects/{ref}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for bad in ({}, {"name": ""}, {"name": "x" * 257}, {"name": 7}):
+        assert httpx.patch(url, json=bad, headers=auth).status_code == 400, bad
+    answer = httpx.patch(url, json={"name": "democtl-default.pool-zzz999"}, headers=auth)
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "id": answer.json()["id"],
+        "ref": ref,
+        "name": "democtl-default.pool-zzz999",
+    }
+    assert httpx.patch(url, json={"name": "n"}).status_code == 401
+    assert sb.client.get_project(ref) is not None
 
 
 def shape(value: Any) -> Any:

@@ -469,7 +469,7 @@ def run(
     import schedule
 
     from reconciler import loop, metrics
-    from reconciler.clock import real_now
+    from reconciler.clock import real_now, recheck_in
 
     fmt = _problem_format(fmt)
     try:
@@ -501,6 +501,7 @@ def run(
     options = _cycle_options(concurrency=concurrency, status_page=status_page)
     repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
     previous: list[datetime] = []  # the last tick that ran: routine checks spread from it
+    soon: list[float] = []  # when (monotonic) an early re-check is due: a demo is being created
 
     def cycle(first: bool = False) -> None:
         started = time.monotonic()
@@ -531,6 +532,8 @@ def run(
             click.echo(f"{now.isoformat()} cycle failed: {type(exc).__name__}: {exc}", err=True)
             return
         exporter.record(result, time.monotonic() - started)
+        delay = recheck_in(result.statuses, every)
+        soon[:] = [time.monotonic() + delay] if delay is not None else []
         _print_invalid_files(result.plan.problems, fmt, ctx)
         changed = ", ".join(f"{c.demo_id}: {c.action}" for c in result.changes)
         click.echo(
@@ -542,5 +545,8 @@ def run(
     cycle(first=True)
     while not stop.is_set():
         schedule.run_pending()
+        if soon and time.monotonic() >= soon[0]:
+            soon.clear()
+            cycle()
         stop.wait(min(1.0, every))
     schedule.clear()

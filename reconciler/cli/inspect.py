@@ -24,12 +24,14 @@ from reconciler.cli.options import (
     fail,
     load_settings_or_exit,
     load_state_or_exit,
+    providers_or_exit,
 )
 from reconciler.cli.output import table
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 
 if TYPE_CHECKING:
     from reconciler.capacity import CapacityReport
+    from reconciler.model import Settings
 
 _LIVE = ("ready", "degraded")
 
@@ -42,13 +44,22 @@ _LIVE = ("ready", "degraded")
     default="table",
     help="table for people, json for scripts.",
 )
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="List the warm pool's members instead (name, ref, age, status, migrations), "
+    "read from Supabase now.",
+)
 @common_options
-def list_demos(fmt: str, ctx: Context) -> None:
+def list_demos(fmt: str, pool: bool, ctx: Context) -> None:
     """List every demo: id, type, profile, owner, phase, time left and URLs."""
     from reconciler import report
     from reconciler.inventory import demo_rows
 
     state, settings = load_state_or_exit(ctx)
+    if pool:
+        _list_pool(ctx, settings, fmt)
+        return
     rows = demo_rows(
         settings,
         state.demos,
@@ -81,6 +92,34 @@ def list_demos(fmt: str, ctx: Context) -> None:
         for r in rows
     ]
     click.echo(table([(*head, *last, "URLS"), *body]))
+
+
+def _list_pool(ctx: Context, settings: Settings, fmt: str) -> None:
+    from reconciler import database
+    from reconciler.inventory import pool_rows
+    from reconciler.plan.pool import pool_digest
+    from reconciler.providers.base import ProviderError
+
+    try:
+        with (
+            wiring.plan_repo(ctx.repo, settings, local=ctx.local, now=ctx.now) as workdir,
+            providers_or_exit(ctx, workdir, settings) as providers,
+        ):
+            projects = providers.supabase.list_projects()
+    except ProviderError as exc:
+        fail(f"cannot list the Supabase projects: {exc}")
+    digest = pool_digest([m.version for m in database.load_migrations()])
+    rows = pool_rows(projects, digest, ctx.now)
+    if fmt == "json":
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    pool = settings.supabase.warmPool
+    if not rows:
+        click.echo("no pool members" + ("" if pool else " (supabase.warmPool is not set)"))
+        return
+    head = ("NAME", "REF", "AGE", "STATUS", "MIGRATIONS")
+    body = [(r.name, r.ref, r.age, r.status, r.migrations) for r in rows]
+    click.echo(table([head, *body]))
 
 
 @click.command()

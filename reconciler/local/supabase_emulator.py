@@ -329,6 +329,7 @@ class SupabaseEmulator(ServedEmulator):
             return _error(404, "Project not found")
         routes: dict[tuple[str, str], Callable[[Request, dict[str, Any]], Response]] = {
             ("GET", ""): self._get,
+            ("PATCH", ""): self._rename,
             ("DELETE", ""): self._delete,
             ("GET", "/health"): self._health,
             ("GET", "/api-keys"): self._api_keys,
@@ -481,6 +482,27 @@ class SupabaseEmulator(ServedEmulator):
     def _api_keys(self, request: Request, project: dict[str, Any]) -> Response:
         reveal = (request.arg("reveal") or "false").lower() == "true"
         return Response(200, project_keys(self._state["salt"], project["ref"], reveal))
+
+    def _rename(self, request: Request, project: dict[str, Any]) -> Response:
+        # PATCH /v1/projects/{ref} (v1-update-a-project): V1UpdateProjectBody is
+        # {"name": string, minLength 1, maxLength 256}, required; the answer is
+        # V1ProjectRefResponse {id, ref, name} (../shared/specs/supabase-management-api.json)
+        try:
+            body = request.json()
+        except ValueError:
+            return _error(400, "Invalid JSON body")
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not 1 <= len(name) <= 256:
+            return _error(400, "name must be a string of 1 to 256 characters")
+        with self._lock:
+            stored = self._state["projects"].get(project["ref"])
+            if stored is None:
+                return _error(404, "Project not found")
+            stored["name"] = name
+            self._save()
+            answer = {"id": int(stored["id"]), "ref": stored["ref"], "name": name}
+        logger.info("-: emulated Supabase project %s renamed (%s)", project["ref"], name)
+        return Response(200, answer)
 
     def _password(self, request: Request, project: dict[str, Any]) -> Response:
         try:

@@ -32,9 +32,11 @@ class ActionKind(StrEnum):
 
     QUEUE = "queue"
     RENDER_NAMESPACE = "render-namespace"
+    CLAIM_PROJECT = "claim-project"  # rename a warm pool member to the demo's name
     ENSURE_PROJECT = "ensure-project"
     WAIT_PROJECT = "wait-project"
     MIGRATE = "migrate"
+    MARK_POOL_MEMBER = "mark-pool-member"  # rename a migrated member: its name records it
     SEED = "seed"
     FETCH_KEYS = "fetch-keys"
     WRITE_SECRET = "write-secret"  # noqa: S105 (an action name)
@@ -123,6 +125,8 @@ class Action:
     release_object: tuple[str, str] | None = None
     reset_for: str | None = None
     reset_token: str | None = None
+    # CLAIM_PROJECT, MARK_POOL_MEMBER: the id the project's name is to carry
+    rename_to: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
@@ -167,23 +171,41 @@ class DemoPlan:
 
 
 @dataclass(frozen=True)
+class PoolPlan:
+    """The warm pool this cycle: each member's steps, and what it costs while idle."""
+
+    members: tuple[tuple[str, tuple[Action, ...]], ...] = ()  # (pool id, its steps)
+    size: int = 0
+    ready: int = 0  # members ready to claim after this cycle's claims
+    claimed: int = 0
+    idle_cost_per_day: float = 0.0
+
+    @property
+    def changes_something(self) -> bool:
+        return any(a.kind.changes_something for _, steps in self.members for a in steps)
+
+
+@dataclass(frozen=True)
 class Plan:
     demos: tuple[DemoPlan, ...]
     orphans: tuple[Action, ...] = ()
     refusals: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
+    pool: PoolPlan | None = None
 
     def for_demo(self, demo_id: str) -> DemoPlan | None:
         return next((d for d in self.demos if d.demo_id == demo_id), None)
 
     @property
     def changes_something(self) -> bool:
+        if self.pool is not None and self.pool.changes_something:
+            return True
         return bool(self.orphans) or any(d.changes_something for d in self.demos)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data in a stable order, for `democtl plan --format json`."""
-        return {
+        data: dict[str, Any] = {
             "changes": self.changes_something,
             "demos": [
                 {
@@ -202,3 +224,15 @@ class Plan:
             "warnings": list(self.warnings),
             "problems": [p.as_dict() for p in self.problems],
         }
+        if self.pool is not None:
+            data["pool"] = {
+                "size": self.pool.size,
+                "ready": self.pool.ready,
+                "claimed": self.pool.claimed,
+                "idleCostPerDay": round(self.pool.idle_cost_per_day, 4),
+                "members": [
+                    {"id": i, "actions": [a.as_dict() for a in steps]}
+                    for i, steps in self.pool.members
+                ],
+            }
+        return data

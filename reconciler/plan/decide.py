@@ -19,6 +19,7 @@ from reconciler.model import Demo, DemoStatus, Phase, Settings
 from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent, Plan
 from reconciler.plan.idle import idle_verdict
 from reconciler.plan.orphans import _orphans
+from reconciler.plan.pool import assign_claims, pool_plan
 from reconciler.plan.provision import _provision
 from reconciler.plan.sight import Observed, _Context, _Sight
 from reconciler.plan.teardown import _NO_DELETE, _hold, _teardown
@@ -160,6 +161,23 @@ def plan(
     )
     queue = {i: n for n, i in enumerate((i for i in candidates if i not in admitted), 1)}
 
+    def needs_project(demo_id: str) -> bool:
+        """A demo this cycle provisions that has no project yet: it may claim one."""
+        status = statuses.get(demo_id)
+        if demo_id in expired or demo_id in taken or demo_id in queue or demo_id in idle_why:
+            return False
+        if sight.projects is None or sight.projects_of(demo_id):
+            return False
+        if status is None:
+            return True
+        if status.phase not in (Phase.PENDING, Phase.CREATING) or status.supabase.projectRef:
+            return False
+        held = status.nextAttemptAt is not None and status.nextAttemptAt > now
+        return not held and status.attempts < settings.safety.maxAttempts
+
+    needy = sorted(filter(needs_project, valid), key=lambda i: (start(i), i))
+    ctx.claims = assign_claims(ctx, needy)
+
     plans: list[DemoPlan] = []
     for demo_id in sorted(set(files) | set(statuses)):
         status = statuses.get(demo_id)
@@ -232,6 +250,12 @@ def plan(
             continue
         plans.append(_provision(ctx, demo, status, expires))
 
+    claimed = {
+        member.ref
+        for demo_id, member in ctx.claims.items()
+        if ActionKind.CLAIM_PROJECT in next(p.kinds for p in plans if p.demo_id == demo_id)
+    }
+    pool = pool_plan(ctx, claimed)
     orphans: list[Action] = []
     if ctx.may_delete and not verdict.tripped:
         orphans, notes = _orphans(ctx, set(files) | set(statuses))
@@ -245,4 +269,4 @@ def plan(
         )
         for item in plans
     ]
-    return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems)
+    return Plan(tuple(plans), tuple(orphans), tuple(refusals), tuple(warnings), problems, pool)

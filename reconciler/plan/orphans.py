@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from reconciler.marks import is_pool_id
 from reconciler.model import parse_duration
 from reconciler.names import DEMO_ID_MAX, DEMO_ID_PATTERN
 from reconciler.plan.actions import Action, ActionKind
@@ -30,8 +31,9 @@ def _orphans(ctx: _Context, known: set[str]) -> tuple[list[Action], list[str]]:
     doomed_projects: set[str] = set()
     if sight.projects is not None:
         for project in sorted(sight.projects, key=lambda p: (p.demo_id, p.ref)):
-            if project.demo_id in known or project.going_down:
-                continue  # a project going down is being deleted: never an orphan
+            if project.demo_id in known or project.going_down or is_pool_id(project.demo_id):
+                # going down: being deleted; a pool member: the pool's (plan.pool)
+                continue
             if not _is_demo_id(project.demo_id):
                 notes.append(f"project {project.ref} ({project.name}): not a demo id, kept")
             elif project.created_at is None:

@@ -96,6 +96,14 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
     elif conflict := _duplicates_without_status(recipe):
         return conflict
     project = _chosen_project(recipe)
+    if project is None and (member := ctx.claims.get(demo.id)) is not None:
+        recipe.add(
+            ActionKind.CLAIM_PROJECT,
+            f"claim warm pool member {member.demo_id}: rename it to the demo's name",
+            project_ref=member.ref,
+            rename_to=demo.id,
+        )
+        project = member
     if verdict := _project_verdict(recipe, project):
         return verdict
     fetching = False
@@ -298,6 +306,7 @@ def _reset_release(recipe: _Recipe) -> None:
 SUPABASE_HEALTH_PERIOD = timedelta(minutes=10)
 _SUPABASE_STEPS = frozenset(
     {
+        ActionKind.CLAIM_PROJECT,
         ActionKind.ENSURE_PROJECT,
         ActionKind.WAIT_PROJECT,
         ActionKind.MIGRATE,

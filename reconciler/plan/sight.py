@@ -141,6 +141,8 @@ class _Context:
     known_migrations: tuple[str, ...] | None
     settings_hash: str = ""
     health_since: datetime | None = None  # the previous cycle: see provision._supabase_due
+    # demo id -> the warm pool member it claims this cycle (see pool.assign_claims)
+    claims: Mapping[str, Project] = field(default_factory=dict)
 
     def same_cause(self, demo: Demo, status: DemoStatus) -> bool:
         """The status's failures happened under this spec and these settings.

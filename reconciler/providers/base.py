@@ -126,6 +126,9 @@ class SupabaseProvider(Protocol):
         sets a fresh one first, so a crash between create and Secret leaks nothing.
         """
 
+    def rename_project(self, ref: str, demo_id: str) -> None:
+        """Give the project the managed name of `demo_id` (a demo or pool id); same ref."""
+
     def delete_project(self, ref: str) -> None:
         """Delete; a project already gone is success; one still coming up raises NotReady."""
 

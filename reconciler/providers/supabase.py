@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from reconciler.marks import Owner
+from reconciler.marks import Owner, is_pool_id
 from reconciler.providers.base import (
     ApiKeys,
     NotReady,
@@ -190,7 +190,7 @@ class SupabaseManagementClient:
         return sorted(projects, key=lambda p: (p.demo_id, p.ref))
 
     def create_project(self, demo_id: str, db_pass: str) -> Project:
-        if not _DEMO_ID.match(demo_id):
+        if not _DEMO_ID.match(demo_id) and not is_pool_id(demo_id):
             raise ProviderError(PROVIDER, "create project", "invalid demo id", demo_id=demo_id)
         body: dict[str, Any] = {
             "name": self.project_name(demo_id),
@@ -325,6 +325,17 @@ class SupabaseManagementClient:
             secrets=(password,),
         )
         logger.info("%s: database password of %s set", demo_id, ref)
+
+    def rename_project(self, ref: str, demo_id: str) -> None:
+        # PATCH /v1/projects/{ref} with V1UpdateProjectBody {"name"} (v1-update-a-project in
+        # the Management API spec): a pool member claimed, or marked migrated, keeps its ref
+        was = self._require_owned(ref, "rename project")
+        if not _DEMO_ID.match(demo_id) and not is_pool_id(demo_id):
+            raise ProviderError(PROVIDER, "rename project", "invalid demo id", demo_id=demo_id)
+        name = self.project_name(demo_id)
+        self._call("PATCH", f"/v1/projects/{ref}", "rename project", was, json={"name": name})
+        self._owned[ref] = demo_id
+        logger.info("%s: Supabase project %s renamed %s (was %s)", demo_id, ref, name, was)
 
     def delete_project(self, ref: str) -> None:
         self._check_ref(ref, "delete project")
