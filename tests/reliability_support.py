@@ -25,8 +25,9 @@ import yaml
 
 from reconciler import wiring
 from reconciler.apply import Providers
+from reconciler.local import local_state_dir
 from reconciler.local.server import Faults
-from reconciler.local.stack import LocalStack, local_state_dir
+from reconciler.local.stack import LocalStack
 from reconciler.model import Phase
 from reconciler.workspace import read_settings
 from tests.fakes import MUTATING

@@ -46,7 +46,17 @@ def democtl_env(**extra: str) -> dict[str, str]:
 def served(repo: Path, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
     """`democtl local serve --source repo` running until the block ends (then SIGTERM)."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "-C", str(repo), "local", "serve", "--source", "."],
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "-C",
+            str(repo),
+            "local",
+            "serve",
+            "--source",
+            str(repo),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
