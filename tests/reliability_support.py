@@ -28,6 +28,7 @@ from reconciler.apply import Providers
 from reconciler.local import local_state_dir
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack
+from reconciler.local.supabase_spec import project_keys
 from reconciler.model import Phase
 from reconciler.workspace import read_settings
 from tests.fakes import MUTATING
@@ -141,7 +142,7 @@ def secrets_of(world: World) -> set[str]:
     emulator = world.stack.supabase
     assert emulator is not None
     for project in emulator.inspect()["projects"]:
-        for key in emulator._keys(project["ref"], True):
+        for key in project_keys(emulator._state["salt"], project["ref"], True):
             if key["name"] == "service_role" or key["type"] == "secret":
                 values.add(key["api_key"])
     return {v for v in values if len(v) >= 8}
