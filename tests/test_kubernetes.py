@@ -524,6 +524,27 @@ def test_rate_limit_surfaces_as_retryable_rate_limited_with_retry_after(
         adapter.close()
 
 
+def test_a_read_answered_429_with_a_short_retry_after_is_tried_again_after_it(
+    tmp_path: Path, repo: Path
+) -> None:
+    """As client-go does: a short Retry-After is waited out (single-shot, one such 429 among
+    the observing list calls blinded the cycle); a write stays single-shot."""
+    render(repo, "demo-acme01")
+    with KubernetesEmulator(
+        tmp_path / "s", source=repo, faults=Faults(rate_limit=1.0, retry_after=0)
+    ) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, secret_name=SECRET)
+        with pytest.raises(RateLimited) as caught:
+            adapter.list_namespaces()
+        assert caught.value.retry_after == 0
+        assert emu.api_server is not None
+        assert emu.api_server.requests["LIST namespaces"] == 4  # once and three retries
+        with pytest.raises(RateLimited):
+            adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+        assert emu.api_server.requests["PATCH secrets"] == 1
+        adapter.close()
+
+
 @pytest.mark.parametrize(
     "faults, status",
     [
