@@ -915,3 +915,24 @@ def test_values_echoed_by_a_server_are_scrubbed_from_errors() -> None:
     assert base64.b64encode(password.encode()).decode() not in str(error)
     assert "[REDACTED]" in str(error)
     assert not error.retryable
+
+
+def test_a_probe_without_an_answer_is_tried_once_more_an_answer_never(
+    repo: Path, emulator: KubernetesEmulator
+) -> None:
+    render(repo, "demo-acme01")
+    server = emulator.health_server
+    assert server is not None
+    prober = HttpxProber(resolve={f"*.{DOMAIN}": emulator.health_url}, timeout=2)
+    portal = f"https://demo-acme01-portal.{DOMAIN}/health"
+    try:
+        server.set_faults(Faults(drop=1.0))
+        before = sum(server.requests.values())
+        assert prober.probe(portal) is None  # no verdict, after a second try
+        assert sum(server.requests.values()) - before == 2
+        server.set_faults(Faults(server_error=1.0))
+        before = sum(server.requests.values())
+        assert prober.probe(portal) is False  # an answer: unhealthy, not retried
+        assert sum(server.requests.values()) - before == 1
+    finally:
+        prober.close()
