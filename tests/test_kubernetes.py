@@ -524,11 +524,25 @@ def test_rate_limit_surfaces_as_retryable_rate_limited_with_retry_after(
         adapter.close()
 
 
+def test_an_apply_answered_503_is_tried_again_being_idempotent(tmp_path: Path, repo: Path) -> None:
+    render(repo, "demo-acme01")
+    with KubernetesEmulator(tmp_path / "s", source=repo) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, secret_name=SECRET)
+        adapter.list_namespaces()
+        assert emu.api_server is not None
+        emu.api_server.set_faults(Faults(server_error=1.0))
+        with pytest.raises(ProviderError) as caught:
+            adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+        assert caught.value.retryable and caught.value.status_code == 503
+        assert emu.api_server.requests["PATCH secrets"] == 4  # once and three retries
+        adapter.close()
+
+
 def test_a_read_answered_429_with_a_short_retry_after_is_tried_again_after_it(
     tmp_path: Path, repo: Path
 ) -> None:
     """As client-go does: a short Retry-After is waited out (single-shot, one such 429 among
-    the observing list calls blinded the cycle); a write stays single-shot."""
+    the observing list calls blinded the cycle); so is an (idempotent) apply."""
     render(repo, "demo-acme01")
     with KubernetesEmulator(
         tmp_path / "s", source=repo, faults=Faults(rate_limit=1.0, retry_after=0)
@@ -541,7 +555,7 @@ def test_a_read_answered_429_with_a_short_retry_after_is_tried_again_after_it(
         assert emu.api_server.requests["LIST namespaces"] == 4  # once and three retries
         with pytest.raises(RateLimited):
             adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
-        assert emu.api_server.requests["PATCH secrets"] == 1
+        assert emu.api_server.requests["PATCH secrets"] == 4
         adapter.close()
 
 

@@ -7,12 +7,16 @@ resource quotas, Secrets, HelmReleases or Applications: a fixed number of list
 calls, paginated, whatever the number of demos), and the nodes' allocatable
 capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 `rendered/`. `ApiException` and transport errors become `ProviderError` here and
-nowhere else. Reads (GET) are retried a few times, briefly, on 502/503/504 and on
-connections that failed or dropped (urllib3's `Retry`, the transport's one retry
-place): observing takes several list calls, and single-shot they left a cycle blind
-whenever any one failed (at 20 % faults three cycles in four). Writes and 429s are
-single-shot: a 429's Retry-After goes to the loop, which honours it, and the next
-cycle tries a write again. Secret values never reach a log or an error.
+nowhere else. Every call is retried a few times, briefly, on 502/503/504, on a 429
+with a short Retry-After and on connections that failed or dropped (urllib3's
+`Retry`, the transport's one retry place): observing takes several list calls, and
+single-shot they left a cycle blind whenever any one failed (at 20 % faults three
+cycles in four). The adapter's writes are idempotent, so a retry cannot do a thing
+twice: server-side apply of the Secret (the same applied configuration gives the same
+object, kubernetes.io/docs/reference/using-api/server-side-apply/), a merge patch of
+fixed fields, and a delete whose 404 means done; single-shot, one lost answer in a
+demo's chain of writes held it creating for cycles. A 429's longer Retry-After goes
+to the loop, which honours it. Secret values never reach a log or an error.
 
 Every call waits for a token of a client-side QPS limiter (client-go's 5 QPS, burst 10,
 unless configured). May import the kubernetes client, PyYAML, `marks`, `providers.base`,
@@ -205,14 +209,14 @@ class _ReadRetry(urllib3.Retry):
         self._sleep_backoff()
 
 
-# Reads only (GET is idempotent); bounded, jittered; the last answer is returned as is so
-# that it becomes the usual ProviderError.
+# Reads and the adapter's idempotent writes (module docstring); bounded, jittered; the
+# last answer is returned as is so that it becomes the usual ProviderError.
 _READ_RETRY = _ReadRetry(
     total=3,
     backoff_factor=0.1,
     backoff_jitter=0.1,
     status_forcelist=(429, 502, 503, 504),
-    allowed_methods=frozenset({"GET"}),
+    allowed_methods=frozenset({"GET", "PATCH", "DELETE"}),
     raise_on_status=False,
     # a 5xx's Retry-After is not slept out in the transport (a 429's short one is, above)
     respect_retry_after_header=False,
