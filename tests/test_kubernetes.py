@@ -931,7 +931,7 @@ def test_values_echoed_by_a_server_are_scrubbed_from_errors() -> None:
     assert not error.retryable
 
 
-def test_a_probe_without_an_answer_is_tried_once_more_an_answer_never(
+def test_a_probe_without_an_answer_or_with_a_5xx_is_tried_once_more(
     repo: Path, emulator: KubernetesEmulator
 ) -> None:
     render(repo, "demo-acme01")
@@ -946,7 +946,12 @@ def test_a_probe_without_an_answer_is_tried_once_more_an_answer_never(
         assert sum(server.requests.values()) - before == 2
         server.set_faults(Faults(server_error=1.0))
         before = sum(server.requests.values())
-        assert prober.probe(portal) is False  # an answer: unhealthy, not retried
+        assert prober.probe(portal) is False  # 503 twice: the second is the verdict
+        assert sum(server.requests.values()) - before == 2
+        server.set_faults(Faults())
+        unknown = f"https://www.{DOMAIN}/health"
+        before = sum(server.requests.values())
+        assert prober.probe(unknown) is False  # 404: the verdict at once
         assert sum(server.requests.values()) - before == 1
     finally:
         prober.close()
