@@ -38,10 +38,13 @@ from reconciler.local.postgres import LocalPostgres, discard_cluster
 from reconciler.local.server import Faults
 from reconciler.local.supabase_emulator import SupabaseEmulator
 from reconciler.model import Settings
+from reconciler.providers.budget import RequestBudget
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RequestObserver, RetryPolicy
 from reconciler.providers.kubernetes import KubernetesCluster, pod_selector_for
 from reconciler.providers.probe import HttpxProber
+from reconciler.providers.supabase import RATE_LIMIT as SUPABASE_RATE_LIMIT
+from reconciler.providers.supabase import RATE_WINDOW as SUPABASE_RATE_WINDOW
 from reconciler.providers.supabase import SupabaseManagementClient
 
 log = logging.getLogger(__name__)
@@ -223,8 +226,13 @@ def cluster_adapter(url: str, settings: Settings) -> KubernetesCluster:
 
 
 def supabase_adapter(
-    url: str, settings: Settings, observer: RequestObserver | None = None
+    url: str,
+    settings: Settings,
+    observer: RequestObserver | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> SupabaseManagementClient:
+    """`clock`: the emulator's (it counts its rate-limit windows on the local world's
+    clock; a budget on another clock would wait out windows that are long over)."""
     sb = settings.supabase
     return SupabaseManagementClient(
         url,
@@ -238,6 +246,7 @@ def supabase_adapter(
         project_url_template=LOCAL_PROJECT_URL,
         owner=settings.owner,
         observer=observer,
+        budget=RequestBudget(limit=SUPABASE_RATE_LIMIT, window=SUPABASE_RATE_WINDOW, clock=clock),
     )
 
 
@@ -373,7 +382,7 @@ class LocalStack:
     def supabase_client(self, observer: RequestObserver | None = None) -> SupabaseManagementClient:
         if self.supabase is None:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
-        return supabase_adapter(self.supabase.url, self.settings, observer)
+        return supabase_adapter(self.supabase.url, self.settings, observer, self.clock)
 
     def dns(self, observer: RequestObserver | None = None) -> CloudflareDns:
         if self.cloudflare is None:

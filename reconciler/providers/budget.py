@@ -112,19 +112,17 @@ class RequestBudget:
         """Feed the bucket from an answer's rate-limit headers (either vendor's form)."""
         headers = {k.lower(): v for k, v in headers.items()}
         quota = parse_quota(headers)
-        # `Retry-After: 0` is a delay of none (RFC 9110 section 10.2.3: delay-seconds is a
-        # non-negative integer), not a missing header: read as absent, it blocked the
-        # bucket for a whole window and every later operation of the run was deferred
-        retry = _number(headers.get("retry-after")) if status == 429 else None
         if quota is None:
             if status == 429:
-                fallback = self.window or 60.0
-                reset = retry if retry is not None else fallback
-                self.observe(key, remaining=0, reset=reset, refused=True)
+                retry = _number(headers.get("retry-after"))
+                # `Retry-After: 0` means now (RFC 9110 10.2.3), not "no answer": not `or`
+                wait = retry if retry is not None else (self.window or 60.0)
+                self.observe(key, remaining=0, reset=wait, refused=True)
             return
         remaining, reset = quota
-        if retry is not None:
-            reset = retry
+        if status == 429:
+            retry = _number(headers.get("retry-after"))
+            reset = retry if retry is not None else reset
         self.observe(key, remaining=remaining, reset=reset, refused=status == 429)
 
     def _current(self, key: Hashable, now: float) -> _Bucket | None:
