@@ -8,6 +8,16 @@ receives the finished `Providers` and never knows which world it talks to. In lo
 mode every step here holds the local world's lock (`local.stack.local_lock`), so two
 `--local` commands in one repository take turns instead of colliding in the scratch
 repository.
+
+A world served by `democtl local serve` (found by `local.world.find_world`) is used
+instead of starting one. Its serving process holds the world's lock for its whole
+life (it alone starts, writes and stops the emulators' state); its clients never take
+that lock (they would wait for the serve to end) but a client lock of their own
+repository (`<state>/client/lock`), which still keeps two commands of one repository
+out of each other's scratch repository, while commands of other repositories, or
+`--push` runs in other clones, use the world at once: the emulators serialise what
+each request changes, and the state repository's writer lock and pushes keep the
+git side safe.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import os
 import random
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +40,9 @@ if TYPE_CHECKING:
     from reconciler import gitstate
     from reconciler.apply import Providers
     from reconciler.doctor import Preflight
+    from reconciler.local.server import Faults
     from reconciler.local.stack import LocalStack
+    from reconciler.local.world import ServedWorld
     from reconciler.model import DemoStatus, Settings
     from reconciler.notify import Notices
     from reconciler.providers.cloudflare import CloudflareDns
@@ -41,6 +53,7 @@ if TYPE_CHECKING:
     from reconciler.providers.supabase import SupabaseManagementClient
 
 SCRATCH = "state"
+CLIENT = "client"
 
 
 log = logging.getLogger(__name__)
@@ -73,6 +86,19 @@ def find_state_repo(start: Path) -> Path | None:
     return None
 
 
+def served_world(repo: Path, settings: Settings) -> ServedWorld | None:
+    """The world another process serves for this repository (or DEMOCTL_LOCAL_WORLD's)."""
+    from reconciler.local.world import find_world
+
+    return find_world(local_state_dir(repo), settings, os.environ)
+
+
+def local_lock_dir(repo: Path, served: ServedWorld | None) -> Path:
+    """Whose lock a local command takes: the world's, or with a served world its own
+    client lock (the serve holds the world's for as long as it runs)."""
+    return local_state_dir(repo) / CLIENT if served is not None else local_state_dir(repo)
+
+
 def local_state_repo(repo: Path) -> Path:
     """The scratch clone local mode reconciles in, under the git-ignored state folder."""
     return local_state_dir(repo) / SCRATCH
@@ -90,13 +116,14 @@ def cycle_repo(repo: Path, settings: Settings, *, local: bool, push: bool, now: 
 
     if local and not push:
         # held on into the command's open_providers, which releases it on exit
-        acquire_local_lock(local_state_dir(repo), hand_over=True)
+        lock_dir = local_lock_dir(repo, served_world(repo, settings))
+        acquire_local_lock(lock_dir, hand_over=True)
         try:
             return gitstate.scratch_state_repo(
                 repo, local_state_repo(repo), gitstate.Identity.from_settings(settings), when=now
             )
         except BaseException:
-            release_local_lock(local_state_dir(repo), handed_over=True)
+            release_local_lock(lock_dir, handed_over=True)
             raise
     return repo
 
@@ -115,7 +142,7 @@ def plan_repo(repo: Path, settings: Settings, *, local: bool, now: datetime) -> 
         yield repo
         return
     with (
-        local_lock(local_state_dir(repo)),
+        local_lock(local_lock_dir(repo, served_world(repo, settings))),
         tempfile.TemporaryDirectory(prefix="democtl-plan-") as tmp,
     ):
         yield gitstate.preview_state_repo(
@@ -143,23 +170,24 @@ def open_providers(
     The adapters' HTTP connections are closed on exit, so `democtl run`, which
     opens providers once per cycle, holds no connections between cycles.
     """
-    from reconciler.local.server import parse_faults
     from reconciler.local.stack import LocalStack, local_lock
 
     if local:
-        text = os.environ.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2")
-        try:
-            come_up = float(text)
-        except ValueError:
-            raise SetupError(
-                f"DEMOCTL_LOCAL_COME_UP_SECONDS={text!r} is not a number of seconds"
-            ) from None
-        faults_text = os.environ.get("DEMOCTL_LOCAL_FAULTS", "")
-        try:
-            # off by default; set to rehearse rate limits, 5xx, timeouts and drops locally
-            faults = parse_faults(faults_text) if faults_text.strip() else None
-        except ValueError as exc:
-            raise SetupError(f"DEMOCTL_LOCAL_FAULTS: {exc}") from None
+        faults, come_up = local_emulator_options(os.environ)
+        served = served_world(repo, settings)
+        if served is not None:
+            # the serve's emulators (and its faults, come-up time and GitOps source)
+            with local_lock(local_lock_dir(repo, served)):
+                providers = replace(
+                    local_providers(served, observer),
+                    notices=notices_for(settings, os.environ),
+                    usage=usage_for(settings),
+                )
+                try:
+                    yield providers
+                finally:
+                    close_providers(providers)
+            return
         with (
             local_lock(local_state_dir(repo)),
             LocalStack(
@@ -183,6 +211,26 @@ def open_providers(
         yield providers
     finally:
         close_providers(providers)
+
+
+def local_emulator_options(env: Mapping[str, str]) -> tuple[Faults | None, float]:
+    """The injected faults and the projects' come-up time the local emulators start with."""
+    from reconciler.local.server import parse_faults
+
+    text = env.get("DEMOCTL_LOCAL_COME_UP_SECONDS", "2")
+    try:
+        come_up = float(text)
+    except ValueError:
+        raise SetupError(
+            f"DEMOCTL_LOCAL_COME_UP_SECONDS={text!r} is not a number of seconds"
+        ) from None
+    faults_text = env.get("DEMOCTL_LOCAL_FAULTS", "")
+    try:
+        # off by default; set to rehearse rate limits, 5xx, timeouts and drops locally
+        faults = parse_faults(faults_text) if faults_text.strip() else None
+    except ValueError as exc:
+        raise SetupError(f"DEMOCTL_LOCAL_FAULTS: {exc}") from None
+    return faults, come_up
 
 
 def notices_for(settings: Settings, env: Mapping[str, str]) -> Notices | None:
@@ -244,8 +292,10 @@ def close_providers(providers: Providers) -> None:
             close()
 
 
-def local_providers(stack: LocalStack, observer: RequestObserver | None = None) -> Providers:
-    """Production adapters pointed at a running stack's emulators."""
+def local_providers(
+    stack: LocalStack | ServedWorld, observer: RequestObserver | None = None
+) -> Providers:
+    """Production adapters pointed at a running stack's emulators (or a served world's)."""
     from reconciler import database
     from reconciler.apply import Providers
 
@@ -418,10 +468,12 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
     permissions = required_permissions(settings.gitops)
     crds = REQUIRED_CRDS[settings.gitops]
     if local:
-        with (
-            local_lock(local_state_dir(repo)),
-            LocalStack(local_state_dir(repo), repo, settings, gitops_source=False) as stack,
-        ):
+        served = served_world(repo, settings)
+        with ExitStack() as scope:
+            scope.enter_context(local_lock(local_lock_dir(repo, served)))
+            stack: LocalStack | ServedWorld = served or scope.enter_context(
+                LocalStack(local_state_dir(repo), repo, settings, gitops_source=False)
+            )
             supabase, dns, cluster = stack.supabase_client(), stack.dns(), stack.cluster()
             try:
                 yield Preflight(

@@ -524,6 +524,41 @@ def test_rate_limit_surfaces_as_retryable_rate_limited_with_retry_after(
         adapter.close()
 
 
+def test_an_apply_answered_503_is_tried_again_being_idempotent(tmp_path: Path, repo: Path) -> None:
+    render(repo, "demo-acme01")
+    with KubernetesEmulator(tmp_path / "s", source=repo) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, secret_name=SECRET)
+        adapter.list_namespaces()
+        assert emu.api_server is not None
+        emu.api_server.set_faults(Faults(server_error=1.0))
+        with pytest.raises(ProviderError) as caught:
+            adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+        assert caught.value.retryable and caught.value.status_code == 503
+        assert emu.api_server.requests["PATCH secrets"] == 4  # once and three retries
+        adapter.close()
+
+
+def test_a_read_answered_429_with_a_short_retry_after_is_tried_again_after_it(
+    tmp_path: Path, repo: Path
+) -> None:
+    """As client-go does: a short Retry-After is waited out (single-shot, one such 429 among
+    the observing list calls blinded the cycle); so is an (idempotent) apply."""
+    render(repo, "demo-acme01")
+    with KubernetesEmulator(
+        tmp_path / "s", source=repo, faults=Faults(rate_limit=1.0, retry_after=0)
+    ) as emu:
+        adapter = KubernetesCluster.for_url(emu.url, secret_name=SECRET)
+        with pytest.raises(RateLimited) as caught:
+            adapter.list_namespaces()
+        assert caught.value.retry_after == 0
+        assert emu.api_server is not None
+        assert emu.api_server.requests["LIST namespaces"] == 4  # once and three retries
+        with pytest.raises(RateLimited):
+            adapter.apply_secret("demo-acme01", SECRET, CREDENTIALS)
+        assert emu.api_server.requests["PATCH secrets"] == 4
+        adapter.close()
+
+
 @pytest.mark.parametrize(
     "faults, status",
     [
@@ -894,3 +929,29 @@ def test_values_echoed_by_a_server_are_scrubbed_from_errors() -> None:
     assert base64.b64encode(password.encode()).decode() not in str(error)
     assert "[REDACTED]" in str(error)
     assert not error.retryable
+
+
+def test_a_probe_without_an_answer_or_with_a_5xx_is_tried_once_more(
+    repo: Path, emulator: KubernetesEmulator
+) -> None:
+    render(repo, "demo-acme01")
+    server = emulator.health_server
+    assert server is not None
+    prober = HttpxProber(resolve={f"*.{DOMAIN}": emulator.health_url}, timeout=2)
+    portal = f"https://demo-acme01-portal.{DOMAIN}/health"
+    try:
+        server.set_faults(Faults(drop=1.0))
+        before = sum(server.requests.values())
+        assert prober.probe(portal) is None  # no verdict, after a second try
+        assert sum(server.requests.values()) - before == 2
+        server.set_faults(Faults(server_error=1.0))
+        before = sum(server.requests.values())
+        assert prober.probe(portal) is False  # 503 twice: the second is the verdict
+        assert sum(server.requests.values()) - before == 2
+        server.set_faults(Faults())
+        unknown = f"https://www.{DOMAIN}/health"
+        before = sum(server.requests.values())
+        assert prober.probe(unknown) is False  # 404: the verdict at once
+        assert sum(server.requests.values()) - before == 1
+    finally:
+        prober.close()

@@ -83,6 +83,24 @@ def test_a_429_blocks_its_bucket_for_what_it_says(
     assert budget.refill_in("k") == blocked_for
 
 
+def test_a_429_saying_retry_after_0_spends_nothing_past_now() -> None:
+    """`Retry-After: 0` is a wait of none; read as no header it spent the budget for a
+    whole window, and every Cloudflare operation of the next five minutes was deferred
+    (the 20 %-faults fleet never converged)."""
+    clock = ManualClock()
+    budget = RequestBudget(limit=1200, window=300, clock=clock)
+    budget.observe_headers("k", {"Retry-After": "0"}, 429)
+    assert budget.refill_in("k") == 0
+    budget.take("k")  # nothing to wait for
+    quoted = {"Ratelimit": '"default";r=0;t=300', "Retry-After": "0"}
+    budget.observe_headers("k", quoted, 429)
+    assert budget.refill_in("k") == 0
+    budget.take("k")
+    # without Retry-After a 429 still spends the window
+    budget.observe_headers("k", {}, 429)
+    assert budget.left("k") == 0 and budget.refill_in("k") == 300
+
+
 def test_supabase_buckets_are_keyed_as_the_api_counts() -> None:
     ref = "abcdefghijabcdefghij"
     assert bucket_of("GET", "/v1/projects") == ("user", "GET /v1/projects")

@@ -1,7 +1,8 @@
-"""`democtl local inspect`, `local reset`, `local github`: the emulators' world, and GitHub's.
+"""`democtl local inspect`, `reset`, `serve`, `github`: the emulators' world, and GitHub's.
 
 Parse, call, print: the world is read by `local.stack.inspect_state` and removed by
-`local.stack.reset`; `local github` serves the GitHub emulator in the foreground for
+`local.stack.reset`; `local serve` starts the emulators once for several processes
+(`local.world`); `local github` serves the GitHub emulator in the foreground for
 `--local --pr`, with the state repository's origin as its branches. May import the
 shared CLI options and output, `cli.pull_request`, gitstate, the local stack, the
 GitHub emulator and the workspace.
@@ -13,6 +14,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -99,6 +101,76 @@ def local_reset(ctx: Context) -> None:
         click.echo(f"local world under {state_dir} deleted; the next --local command starts afresh")
     else:
         click.echo(f"no local world under {state_dir}; nothing to reset")
+
+
+@local_group.command("serve")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The working tree whose rendered/ the emulated GitOps controller applies "
+    "(default: the scratch state repository `reconcile --local` commits in; give the "
+    "checkout itself for `reconcile --local --push`).",
+)
+@common_options(
+    unused={
+        "--local": "it serves the local world itself.",
+        "--now": "the emulators keep real time; each command brings its own --now.",
+    }
+)
+def local_serve(source: Path | None, ctx: Context) -> None:
+    """Start the local emulators once and serve them until Ctrl-C or SIGTERM.
+
+    Writes <repo>/.democtl/local/world.json (the emulators' URLs, the kubeconfig and
+    the health probes' mapping; no secret), which the other --local commands of this
+    repository find and use instead of starting their own; another repository's use
+    it with DEMOCTL_LOCAL_WORLD=<that file>. Removed when the serve stops.
+    DEMOCTL_LOCAL_FAULTS and DEMOCTL_LOCAL_COME_UP_SECONDS apply here, to every client.
+    """
+    from reconciler.cli.options import load_settings_or_exit
+    from reconciler.local.stack import LocalStack, local_lock
+    from reconciler.local.world import WORLD_FILE, find_world, remove_world, write_world
+    from reconciler.wiring import SetupError, local_emulator_options, local_state_repo
+
+    settings = load_settings_or_exit(ctx.repo)
+    try:
+        faults, come_up = local_emulator_options(os.environ)
+    except SetupError as exc:
+        fail(str(exc))
+    state_dir = local_state_dir(ctx.repo)
+    path = state_dir / WORLD_FILE
+    running = find_world(state_dir, settings, {})
+    if running is not None:
+        fail(f"{path}: the local world is already served by pid {running.pid}")
+    workdir = (source or local_state_repo(ctx.repo)).resolve()
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        # the world's lock is held while it is served: a command that cannot use the
+        # served world (a stale world.json, `local reset`) waits instead of starting a
+        # second set of emulators over the same state
+        with (
+            local_lock(state_dir),
+            LocalStack(
+                state_dir, workdir, settings, faults=faults, come_up_seconds=come_up
+            ) as stack,
+        ):
+            try:
+                write_world(stack, path)
+                click.echo(f"local world served by pid {os.getpid()} (Ctrl-C stops it)")
+                click.echo(f"  export DEMOCTL_LOCAL_WORLD={path} KUBECONFIG={stack.kubeconfig}")
+                stop.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                remove_world(path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("local world stopped")
 
 
 @local_group.command("github")

@@ -214,6 +214,55 @@ def local_nodes(settings: Settings) -> dict[str, tuple[str, str]]:
     return {"democtl-local": (str(settings.capacity.totalCpu), str(settings.capacity.totalMemory))}
 
 
+def cluster_adapter(url: str, settings: Settings) -> KubernetesCluster:
+    """The Kubernetes adapter pointed at an emulator (this process's or a served one)."""
+    return KubernetesCluster.for_url(
+        url,
+        gitops=settings.gitops,
+        secret_name=settings.kubernetes.secretName,
+        pod_selector=pod_selector_for(settings.kubernetes.podSelector),
+        owner=settings.owner,
+    )
+
+
+def supabase_adapter(
+    url: str,
+    settings: Settings,
+    observer: RequestObserver | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SupabaseManagementClient:
+    """`clock`: the emulator's (it counts its rate-limit windows on the local world's
+    clock; a budget on another clock would wait out windows that are long over)."""
+    sb = settings.supabase
+    return SupabaseManagementClient(
+        url,
+        LOCAL_TOKEN,
+        sb.organization,
+        sb.region,
+        sb.projectPrefix,
+        retry=RetryPolicy(attempts=4, base_delay=0.2, max_delay=2.0),
+        instance_size=sb.size,
+        # stable across commands (the emulator's port is not): it lands in status files
+        project_url_template=LOCAL_PROJECT_URL,
+        owner=settings.owner,
+        observer=observer,
+        budget=RequestBudget(limit=SUPABASE_RATE_LIMIT, window=SUPABASE_RATE_WINDOW, clock=clock),
+    )
+
+
+def dns_adapter(
+    url: str, settings: Settings, observer: RequestObserver | None = None
+) -> CloudflareDns:
+    return CloudflareDns(
+        LOCAL_TOKEN,
+        settings.cloudflare.zone,
+        base_url=url,
+        max_retries=2,
+        owner=settings.owner,
+        observer=observer,
+    )
+
+
 class LocalStack:
     """Start with `with LocalStack(state_dir, repo, settings) as stack:`; stop on exit."""
 
@@ -324,13 +373,7 @@ class LocalStack:
         return self.kubernetes
 
     def cluster(self) -> KubernetesCluster:
-        return KubernetesCluster.for_url(
-            self._k8s().url,
-            gitops=self.settings.gitops,
-            secret_name=self.settings.kubernetes.secretName,
-            pod_selector=pod_selector_for(self.settings.kubernetes.podSelector),
-            owner=self.settings.owner,
-        )
+        return cluster_adapter(self._k8s().url, self.settings)
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:
         """Every host resolves to the emulator's health server, which routes by Host."""
@@ -339,37 +382,12 @@ class LocalStack:
     def supabase_client(self, observer: RequestObserver | None = None) -> SupabaseManagementClient:
         if self.supabase is None:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
-        sb = self.settings.supabase
-        return SupabaseManagementClient(
-            self.supabase.url,
-            LOCAL_TOKEN,
-            sb.organization,
-            sb.region,
-            sb.projectPrefix,
-            retry=RetryPolicy(attempts=4, base_delay=0.2, max_delay=2.0),
-            instance_size=sb.size,
-            # stable across commands (the emulator's port is not): it lands in status files
-            project_url_template=LOCAL_PROJECT_URL,
-            owner=self.settings.owner,
-            observer=observer,
-            # the emulator counts its rate-limit windows on the local world's clock; a budget
-            # on another clock would wait out windows that are long over (or not yet)
-            budget=RequestBudget(
-                limit=SUPABASE_RATE_LIMIT, window=SUPABASE_RATE_WINDOW, clock=self.clock
-            ),
-        )
+        return supabase_adapter(self.supabase.url, self.settings, observer, self.clock)
 
     def dns(self, observer: RequestObserver | None = None) -> CloudflareDns:
         if self.cloudflare is None:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
-        return CloudflareDns(
-            LOCAL_TOKEN,
-            self.settings.cloudflare.zone,
-            base_url=self.cloudflare.api_url,
-            max_retries=2,
-            owner=self.settings.owner,
-            observer=observer,
-        )
+        return dns_adapter(self.cloudflare.api_url, self.settings, observer)
 
     def secret_values(self) -> list[str]:
         """Every value held in the emulated cluster's Secrets (tests look for leaks)."""

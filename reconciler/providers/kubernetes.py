@@ -7,12 +7,16 @@ resource quotas, Secrets, HelmReleases or Applications: a fixed number of list
 calls, paginated, whatever the number of demos), and the nodes' allocatable
 capacity. It never creates namespaces or workloads: Flux or Argo CD do, from
 `rendered/`. `ApiException` and transport errors become `ProviderError` here and
-nowhere else. Reads (GET) are retried a few times, briefly, on 502/503/504 and on
-connections that failed or dropped (urllib3's `Retry`, the transport's one retry
-place): observing takes several list calls, and single-shot they left a cycle blind
-whenever any one failed (at 20 % faults three cycles in four). Writes and 429s are
-single-shot: a 429's Retry-After goes to the loop, which honours it, and the next
-cycle tries a write again. Secret values never reach a log or an error.
+nowhere else. Every call is retried a few times, briefly, on 502/503/504, on a 429
+with a short Retry-After and on connections that failed or dropped (urllib3's
+`Retry`, the transport's one retry place): observing takes several list calls, and
+single-shot they left a cycle blind whenever any one failed (at 20 % faults three
+cycles in four). The adapter's writes are idempotent, so a retry cannot do a thing
+twice: server-side apply of the Secret (the same applied configuration gives the same
+object, kubernetes.io/docs/reference/using-api/server-side-apply/), a merge patch of
+fixed fields, and a delete whose 404 means done; single-shot, one lost answer in a
+demo's chain of writes held it creating for cycles. A 429's longer Retry-After goes
+to the loop, which honours it. Secret values never reach a log or an error.
 
 Every call waits for a token of a client-side QPS limiter (client-go's 5 QPS, burst 10,
 unless configured). May import the kubernetes client, PyYAML, `marks`, `providers.base`,
@@ -33,14 +37,17 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
+import urllib3.connectionpool
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import MaxRetryError, ResponseError
 
 from reconciler.marks import DEMO_ID_LABEL, MANAGED_BY_LABEL, OWNER_ID_LABEL, Owner
 from reconciler.providers.base import (
@@ -168,16 +175,50 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-# Reads only (GET is idempotent); bounded, jittered; the last answer is returned as is so
-# that it becomes the usual ProviderError. 429 is left out: its Retry-After is the loop's.
-_READ_RETRY = urllib3.Retry(
+# The longest Retry-After a read waits out in the transport; a longer one goes to the loop.
+SHORT_RETRY_AFTER = 1.0
+
+
+class _ReadRetry(urllib3.Retry):
+    """A read answered 429 with a short Retry-After is tried again after it, as client-go
+    does (k8s.io/client-go/rest/request.go: a 429 or 5xx carrying Retry-After is retried
+    after that wait, up to maxRetries); API Priority and Fairness answers 429 so
+    (kubernetes.io/docs/concepts/cluster-administration/flow-control/). Single-shot, one
+    such 429 among the observing list calls left the whole cycle blind on Kubernetes.
+    A long wait (or none stated) is not slept out here: its Retry-After is the loop's."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: urllib3.BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: urllib3.connectionpool.ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if response is not None and response.status == 429:
+            wait = self.get_retry_after(response)
+            if _pool is not None and (wait is None or wait > SHORT_RETRY_AFTER):
+                # the answer is returned as is (raise_on_status is off)
+                raise MaxRetryError(_pool, url or "", ResponseError("429: Retry-After too long"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        if response is not None and response.status == 429 and self.sleep_for_retry(response):
+            return
+        self._sleep_backoff()
+
+
+# Reads and the adapter's idempotent writes (module docstring); bounded, jittered; the
+# last answer is returned as is so that it becomes the usual ProviderError.
+_READ_RETRY = _ReadRetry(
     total=3,
     backoff_factor=0.1,
     backoff_jitter=0.1,
-    status_forcelist=(502, 503, 504),
-    allowed_methods=frozenset({"GET"}),
+    status_forcelist=(429, 502, 503, 504),
+    allowed_methods=frozenset({"GET", "PATCH", "DELETE"}),
     raise_on_status=False,
-    # otherwise urllib3 retries any 429 that carries Retry-After, sleeping it out here
+    # a 5xx's Retry-After is not slept out in the transport (a 429's short one is, above)
     respect_retry_after_header=False,
 )
 
