@@ -197,14 +197,12 @@ def _installation(
     )
 
 
-@pytest.fixture
-def twins(tmp_path: Path) -> Iterator[Twins]:
-    source = tmp_path / "cluster"
+def _world(tmp_path: Path, source: Path, moment: Moment) -> LocalStack:
+    """One set of emulators on the injected clock, its cluster synced from `source`."""
     source.mkdir()
     settings = read_settings(Path(__file__).resolve().parent.parent).settings
     assert settings is not None
-    moment = Moment()
-    stack = LocalStack(
+    return LocalStack(
         tmp_path / "world",
         source,
         settings,
@@ -213,6 +211,12 @@ def twins(tmp_path: Path) -> Iterator[Twins]:
         going_down_seconds=60,
         clock=moment,
     )
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Iterator[Twins]:
+    source, moment = tmp_path / "cluster", Moment()
+    stack = _world(tmp_path, source, moment)
     with stack:
         prod = _installation(tmp_path, "prod", stack)
         staging = _installation(tmp_path, "staging", stack)
@@ -340,23 +344,11 @@ OLD_LABELS = {"app.kubernetes.io/managed-by": "democtl", "demos.splits.network/i
 def upgraded(tmp_path: Path) -> Iterator[tuple[LocalStack, Cluster, Moment, Path]]:
     """One world holding a demo's resources with the old marks, as democtl made them before
     owner ids (its status file lost, so the plan must find and adopt them, or refuse)."""
-    source = tmp_path / "cluster"
-    source.mkdir()
-    settings = read_settings(Path(__file__).resolve().parent.parent).settings
-    assert settings is not None
-    moment = Moment()
-    stack = LocalStack(
-        tmp_path / "world",
-        source,
-        settings,
-        come_up_seconds=0,
-        database_lag_seconds=0,
-        going_down_seconds=60,
-        clock=moment,
-    )
+    source, moment = tmp_path / "cluster", Moment()
+    stack = _world(tmp_path, source, moment)
     with stack:
         assert stack.supabase and stack.cloudflare and stack.kubernetes
-        org = settings.supabase.organization
+        org = stack.settings.supabase.organization
         stack.supabase.add_project(f"democtl-{MIGRATED}", organization_slug=org)
         for kind in ("portal", "candidate", "api"):
             stack.cloudflare.seed_record(
