@@ -16,14 +16,18 @@ a mismatch raises `RenderError`, so a reconcile, `democtl render` and
 `democtl render --check` all refuse a manifest Flux or Argo CD would refuse.
 
 Waiting for Supabase: the Supabase URL and anon key come from the demo's status
-once the project exists. For Flux, the HelmRelease always takes them through
+once the project exists. For Flux, the HelmRelease takes them only through
 `valuesFrom` the credentials Secret (named `settings.kubernetes.secretName`,
 written by democtl into the demo namespace) without `optional`, so
-helm-controller waits until that Secret exists; once the status knows them they
-are also rendered inline, so that git shows what the release runs with. For Argo
-CD, which has no `valuesFrom`, the Application (`release.yaml`) is not rendered
-until the status carries both values: the namespace, quota, limits and network
-policies are synced first, the platform follows in the next render.
+helm-controller waits until that Secret exists. They are not rendered inline as
+well: the release's bytes then never depend on the status, so provisioning
+progress changes nothing in `rendered/` (no commit of its own, see
+`status.quiet_change`) and a running release is not upgraded for a copy of
+values it already has; the status file shows both values once the demo is
+ready. For Argo CD, which has no `valuesFrom`, the Application (`release.yaml`)
+is not rendered until the status carries both values: the namespace, quota,
+limits and network policies are synced first, the platform follows in the next
+render.
 """
 
 from __future__ import annotations
@@ -344,7 +348,7 @@ def _context(
         "STRIPE_WEBHOOK_ENABLED": "false",
         "WEBHOOKS_ENABLED": "false",
     }
-    if known:
+    if known and settings.gitops == "argo":
         env["SUPABASE_ANON_KEY"] = str(anon_key)
         env["SUPABASE_URL"] = str(supabase_url)
     return {
