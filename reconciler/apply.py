@@ -28,7 +28,9 @@ from reconciler.model import HealthChecks, Settings
 from reconciler.notify import Notices
 from reconciler.plan import Action, ActionKind, DemoPlan, Plan
 from reconciler.providers.base import (
+    SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
+    SECRET_SEED_ANNOTATION,
     ApiKeys,
     ClusterProvider,
     Conflict,
@@ -41,6 +43,8 @@ from reconciler.providers.base import (
     RateLimited,
     SupabaseProvider,
     UsageReader,
+    migrations_digest,
+    seed_digest,
 )
 
 log = logging.getLogger(__name__)
@@ -304,7 +308,7 @@ class _Executor:
                 "SUPABASE_SERVICE_ROLE_KEY": keys.service_role,
                 "SUPABASE_DB_PASSWORD": password,
             },
-            annotations={SECRET_PROJECT_REF_ANNOTATION: ref},
+            annotations=_secret_annotations(run, action, ref),
         )
         run.keys = None  # drop the service-role key as soon as it is written
 
@@ -369,6 +373,21 @@ class _Executor:
         except ProviderError as exc:
             log.info("%s: supabase health not answered: %s", action.demo_id, exc)
             return None
+
+
+def _secret_annotations(run: _Run, action: Action, ref: str) -> dict[str, str]:
+    """The project the Secret is for and what was done to it by now: the record a cycle
+    that does not commit (quiet history) leaves for the next one, in the same apply as
+    the credentials, so that it is never ahead of them. Digests only, never a secret."""
+    annotations = {SECRET_PROJECT_REF_ANNOTATION: ref}
+    migrations = run.found.migrations if run.found.migrations is not None else action.migrations
+    if migrations:
+        annotations[SECRET_MIGRATIONS_ANNOTATION] = migrations_digest(migrations)
+    if (run.found.seeded or action.seeded) and action.demo_type and action.seed_size:
+        annotations[SECRET_SEED_ANNOTATION] = seed_digest(
+            action.demo_type, action.seed_size, action.company_name
+        )
+    return annotations
 
 
 def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, Any]:

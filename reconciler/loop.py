@@ -35,6 +35,7 @@ from reconciler.render import (
     index_write,
     render_demo,
     rendered_writes,
+    status_inputs,
 )
 from reconciler.status import change_summary, next_status, quiet_change
 from reconciler.statusfile import status_bytes, status_path
@@ -222,7 +223,13 @@ def write_set(
                 writes.update(gitstate.removal_writes(state.root, item.demo_id))
         else:
             trusted = item.demo_id not in state.untrusted_status
-            if previous is not None and trusted and quiet_change(previous, new):
+            if (
+                previous is not None
+                and trusted
+                and quiet_change(previous, new)
+                # what runs must reach git: an Argo CD Application waits for the keys
+                and status_inputs(settings, previous) == status_inputs(settings, new)
+            ):
                 new = previous  # nothing a person reads changed: the file stays as it is
             statuses[item.demo_id] = new
             if new != previous or not trusted:

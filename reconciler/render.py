@@ -319,6 +319,15 @@ def common_labels(demo: Demo, owner_id: str) -> dict[str, str]:
     }
 
 
+def status_inputs(settings: Settings, status: DemoStatus | None) -> tuple[str | None, ...]:
+    """What of a status a demo's rendered files depend on: under Argo CD the Supabase URL
+    and anon key (its Application carries them inline, and waits for both); under Flux
+    nothing (the HelmRelease reads them from the Secret). Equal inputs, equal files."""
+    if settings.gitops != "argo" or status is None:
+        return ()
+    return (status.supabase.url, status.supabase.anonKey)
+
+
 def _context(
     demo: Demo, settings: Settings, expires_at: datetime, status: DemoStatus | None
 ) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from reconciler.model import (
     SupabaseStatus,
     parse_duration,
 )
-from reconciler.plan import ActionKind, DemoPlan, Intent, namespace_of
+from reconciler.plan import ActionKind, DemoPlan, Intent, Witness, namespace_of
 from reconciler.validate import expiry_of
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
@@ -95,6 +95,20 @@ def _dns(
         }
         current = [r for r in current if r.name.lower().rstrip(".") not in gone]
     return current
+
+
+def _witnessed_dns(previous: DemoStatus | None, witness: Witness | None) -> list[DnsRecordStatus]:
+    """The status's records, or while creating the wanted ones the listing shows."""
+    current = list(previous.dns) if previous else []
+    if witness is None or witness.dns is None:
+        return current
+    return sorted(
+        (
+            DnsRecordStatus(name=r.name, type=r.type, content=r.content, id=r.id)
+            for r in witness.dns
+        ),
+        key=lambda r: (r.name, r.type),
+    )
 
 
 def _judge_health(
@@ -363,8 +377,12 @@ def next_status(
     )
     if phase != Phase.READY:
         failures = None  # only a ready demo counts towards degraded
-    supabase = _supabase(previous.supabase if previous else SupabaseStatus(), outcome)
+    witness = plan_item.witness
+    before = witness.applied_to(previous.supabase if previous else None) if witness else None
+    supabase = _supabase(before or (previous.supabase if previous else SupabaseStatus()), outcome)
     secret_ref = previous.secretProjectRef if previous else None
+    if witness is not None and witness.secret_written:
+        secret_ref = witness.project_ref  # a creating demo's Secret, as the listing shows it
     if outcome is not None and ActionKind.WRITE_SECRET in outcome.done:
         secret_ref = outcome.project_ref
     elif outcome is not None and outcome.failed_action == ActionKind.WRITE_SECRET:
@@ -381,7 +399,7 @@ def next_status(
         supabase=supabase,
         secretProjectRef=secret_ref,
         releaseResetFor=reset_for,
-        dns=_dns(list(previous.dns) if previous else [], outcome, plan_item),
+        dns=_dns(_witnessed_dns(previous, witness), outcome, plan_item),
         healthChecks=health,
         healthFailures=failures,
         conditions=_conditions(phase, message, reason, previous, now),
@@ -398,24 +416,40 @@ def next_status(
 
 # what changes of a status are left out of git: the wording of a healthy phase's note
 QUIET_FIELDS = frozenset({"message", "conditions"})
+# and, while creating, the progress the next cycle reads back from the observation (the
+# Secret's annotations and public values, the DNS listing) or asks again (health)
+PROGRESS_FIELDS = frozenset({"supabase", "secretProjectRef", "dns", "healthChecks"})
 
 
 def quiet_change(old: DemoStatus, new: DemoStatus) -> bool:
-    """Whether `new` differs from `old` only in words a person need not see committed.
+    """Whether `new` differs from `old` only in what a person need not see committed.
 
-    Quiet history: a commit is made for a phase, URLs, expiry, problems and the
-    state the next cycle plans from, not for a progress note ("waiting: project
-    ... is COMING_UP") that the next cycle computes again anyway. So a change of
-    the message or of the conditions' reason and wording alone, in a phase that
-    is not a problem (degraded, failed), and with every condition's status as it
-    was, is not written; the file keeps what it said.
+    Quiet history: a commit is made for a phase, URLs, expiry and problems, not for
+    a progress note ("waiting: project ... is COMING_UP") that the next cycle
+    computes again anyway, nor for the steps of a demo being created (migrated,
+    seeded, keys read, Secret written, DNS records made, a check passing): the
+    credentials Secret, written after the migrations, the seed and the keys, records
+    them in its annotations, the DNS listing shows the records, and the next cycle
+    reads both (`plan.Witness`) at no request of its own. So a change of the message
+    or of the conditions' reason and wording, and while creating of that progress on
+    the same project, in a phase that is not a problem (degraded, failed), with
+    every condition's status and the attempts as they were, is not written; the
+    file keeps what it said until a change that is a person's (ready, a problem)
+    writes everything at once.
+
+    Not either when the cycle commits for another demo: a demo's file changes only in
+    the commits about that demo, so its bytes depend on its own events, and
+    `git log -- status/<id>.yaml` is its story.
     """
     if old.phase != new.phase or new.phase in (Phase.DEGRADED, Phase.FAILED):
         return False
     differing = {
         name for name in DemoStatus.model_fields if getattr(old, name) != getattr(new, name)
     }
-    if not differing or not differing <= QUIET_FIELDS:
+    quiet = QUIET_FIELDS
+    if new.phase is Phase.CREATING and old.supabase.projectRef == new.supabase.projectRef:
+        quiet = QUIET_FIELDS | PROGRESS_FIELDS
+    if not differing or not differing <= quiet:
         return False
     return [(c.type, c.status) for c in old.conditions] == [
         (c.type, c.status) for c in new.conditions

@@ -18,7 +18,9 @@ from datetime import datetime
 from reconciler.marks import DEFAULT_OWNER_ID, project_name, record_comment
 from reconciler.plan import Observed
 from reconciler.providers.base import (
+    SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
+    SECRET_SEED_ANNOTATION,
     ApiKeys,
     DesiredRecord,
     DnsRecord,
@@ -221,11 +223,17 @@ class FakeCluster(Recorder):
             raise ProviderError("kubernetes", "apply secret", f"namespace {namespace} not found")
         self.secrets[(namespace, name)] = dict(data)
         self.annotations[(namespace, name)] = dict(annotations or {})
-        # like the real adapter's listing: the Secret is there, with the ref it records
+        # like the real adapter's listing: the Secret is there, with what its annotations
+        # record and its two public values
+        marks = annotations or {}
         self.namespaces[namespace] = replace(
             self.namespaces[namespace],
             secret_present=True,
-            secret_project_ref=(annotations or {}).get(SECRET_PROJECT_REF_ANNOTATION),
+            secret_project_ref=marks.get(SECRET_PROJECT_REF_ANNOTATION),
+            secret_migrations=marks.get(SECRET_MIGRATIONS_ANNOTATION),
+            secret_seed=marks.get(SECRET_SEED_ANNOTATION),
+            secret_url=data.get("SUPABASE_URL"),
+            secret_anon_key=data.get("SUPABASE_ANON_KEY"),
         )
 
     def delete_secret(self, namespace: str, name: str) -> None:
@@ -252,6 +260,10 @@ class FakeCluster(Recorder):
             release_ready=healthy,
             secret_present=old.secret_present if old else False,
             secret_project_ref=old.secret_project_ref if old else None,
+            secret_migrations=old.secret_migrations if old else None,
+            secret_seed=old.secret_seed if old else None,
+            secret_url=old.secret_url if old else None,
+            secret_anon_key=old.secret_anon_key if old else None,
         )
 
 

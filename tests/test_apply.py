@@ -25,11 +25,15 @@ from reconciler.loop import observe
 from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.plan import ActionKind, Plan, desired_records, plan
 from reconciler.providers.base import (
+    SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
+    SECRET_SEED_ANNOTATION,
     DnsRecord,
     Project,
     ProviderError,
     RateLimited,
+    migrations_digest,
+    seed_digest,
 )
 from reconciler.status import next_status
 from reconciler.validate import LoadedDemo
@@ -395,8 +399,23 @@ def test_secret_records_the_project_it_holds() -> None:
     ref = repo.statuses[A].supabase.projectRef
     key = (A, SETTINGS.kubernetes.secretName)
     assert ref is not None
-    assert world.cluster.annotations[key] == {SECRET_PROJECT_REF_ANNOTATION: ref}
-    assert world.cluster.namespaces[A].secret_project_ref == ref
+    spec = repo.files[A].demo.spec  # type: ignore[union-attr]
+    company = spec.branding.companyName if spec.branding else None
+    # and what was done to that project first: digests, never a secret
+    assert world.cluster.annotations[key] == {
+        SECRET_PROJECT_REF_ANNOTATION: ref,
+        SECRET_MIGRATIONS_ANNOTATION: migrations_digest(world.database.names),
+        SECRET_SEED_ANNOTATION: seed_digest(spec.type.value, spec.seed.size.value, company),
+    }
+    secret = world.cluster.secrets[key]
+    assert not set(world.cluster.annotations[key].values()) & set(secret.values())
+    namespace = world.cluster.namespaces[A]
+    assert namespace.secret_project_ref == ref
+    assert namespace.secret_migrations == migrations_digest(world.database.names)
+    assert (namespace.secret_url, namespace.secret_anon_key) == (
+        secret["SUPABASE_URL"],
+        secret["SUPABASE_ANON_KEY"],
+    )
 
 
 def stale_secret(world: World) -> None:

@@ -20,7 +20,15 @@ The safety rules live here, because this is where "delete" is decided:
   longer wants (a changed URL pattern) go only after its wanted ones are ensured.
 """
 
-from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent, Plan, PoolPlan
+from reconciler.plan.actions import (
+    Action,
+    ActionKind,
+    DemoPlan,
+    Intent,
+    Plan,
+    PoolPlan,
+    Witness,
+)
 from reconciler.plan.decide import plan
 from reconciler.plan.provision import reset_token
 from reconciler.plan.records import desired_records, namespace_of
@@ -34,6 +42,7 @@ __all__ = [
     "Observed",
     "Plan",
     "PoolPlan",
+    "Witness",
     "desired_records",
     "namespace_of",
     "plan",

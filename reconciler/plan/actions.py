@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.model import Demo, Phase
+from reconciler.model import Demo, Phase, SupabaseStatus
 from reconciler.providers.base import DesiredRecord, DnsRecord
 from reconciler.validate import Problem
 
@@ -127,6 +127,10 @@ class Action:
     reset_token: str | None = None
     # CLAIM_PROJECT, MARK_POOL_MEMBER: the id the project's name is to carry
     rename_to: str | None = None
+    # WRITE_SECRET: what was done to the project before this cycle (the status or the
+    # Secret says so), for the Secret's annotations; this cycle's MIGRATE and SEED add theirs
+    migrations: tuple[str, ...] = ()
+    seeded: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value, "demo": self.demo_id}
@@ -147,6 +151,47 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Witness:
+    """Provisioning progress the observation shows and a creating demo's status may lack.
+
+    Quiet history commits a creating demo's progress (migrations, seed, keys, the Secret,
+    DNS) only with a change a person cares about, so the status read from git may be
+    behind what was done. The credentials Secret, written after the migrations, the seed
+    and the keys, records them (`providers.base.SECRET_*_ANNOTATION`, and its public URL
+    and anon key); the DNS listing shows the records. `status.next_status` folds these
+    into the status, so the commit that does come (ready, a problem) carries them.
+    """
+
+    project_ref: str | None = None  # the project the Secret was written for
+    migrations: tuple[str, ...] = ()
+    seeded: bool = False
+    url: str | None = None
+    anon_key: str | None = None
+    dns: tuple[DnsRecord, ...] | None = None  # the wanted records, all there
+
+    @property
+    def secret_written(self) -> bool:
+        return self.project_ref is not None
+
+    def applied_to(self, recorded: SupabaseStatus | None) -> SupabaseStatus | None:
+        """A status's record of the project with what this adds (for its project only)."""
+        if self.project_ref is None:
+            return recorded
+        base = recorded or SupabaseStatus(projectRef=self.project_ref)
+        if base.projectRef not in (None, self.project_ref):
+            return recorded
+        return base.model_copy(
+            update={
+                "projectRef": self.project_ref,
+                "url": base.url or self.url,
+                "anonKey": base.anonKey or self.anon_key,
+                "migrations": sorted(set(base.migrations) | set(self.migrations)),
+                "seeded": base.seeded or self.seeded,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class DemoPlan:
     demo_id: str
     phase_before: Phase | None
@@ -160,6 +205,7 @@ class DemoPlan:
     # a teardown by the idle rule: the last request seen (None: none in the window)
     idle: bool = False
     last_accessed: datetime | None = None
+    witness: Witness | None = None  # a creating demo's progress, read from the observation
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:

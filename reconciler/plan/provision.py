@@ -15,28 +15,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.model import Demo, DemoStatus, Phase, parse_duration
-from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent
+from reconciler.model import Demo, DemoStatus, Phase, SupabaseStatus, parse_duration
+from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent, Witness
 from reconciler.plan.records import _host, desired_records, health_urls, namespace_of, records_match
 from reconciler.plan.sight import _Context
 from reconciler.plan.teardown import _NO_DELETE, _hold
-from reconciler.providers.base import NamespaceState, Project
+from reconciler.providers.base import NamespaceState, Project, migrations_digest
+
+# The phases whose provisioning progress git may not hold yet (quiet history): none yet,
+# or creating. Every other phase's status is committed on each change, so it is the record.
+_QUIET_PHASES = (None, Phase.CREATING)
 
 
 def _secret_outdated(
-    namespace: NamespaceState, status: DemoStatus | None, ref: str | None, *, fetching: bool
+    namespace: NamespaceState,
+    status: DemoStatus | None,
+    ref: str | None,
+    *,
+    fetching: bool,
+    witnessed: bool = False,
 ) -> str | None:
     """Why the credentials Secret must be (re)written, or None when it is current.
 
-    Any one witness is enough: the status (which a crash may leave unwritten) or the
-    Secret's own project-ref annotation (which a crash, restore or hand edit may leave
-    stale). Rewriting sets a fresh password, so the Secret is right again either way.
+    Any one witness of staleness is enough: the status (which a crash may leave
+    unwritten) or the Secret's own project-ref annotation (which a crash, restore or
+    hand edit may leave stale). Rewriting sets a fresh password, so the Secret is right
+    again either way. `witnessed`: a creating demo's Secret carries this project's ref,
+    which only a complete write puts there; its status not recording the write is then
+    quiet history (the write was not committed), not staleness. A failed write after the
+    password changed is recorded in a status that is committed (ready, degraded), or
+    leaves a creating demo's Secret missing or another project's.
     """
     if fetching:
         return "the project's credentials are being fetched"
     if not namespace.secret_present:
         return "the Secret is missing"
-    if status is not None and status.secretProjectRef != ref:
+    if status is not None and status.secretProjectRef != ref and not witnessed:
         return f"the status does not record it written for {ref}"
     # an unrecorded annotation (None) is not a mismatch, or every cycle would rewrite it
     if namespace.secret_project_ref is not None and namespace.secret_project_ref != ref:
@@ -54,6 +68,9 @@ class _Recipe:
     expires: datetime
     actions: list[Action] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    witness: Witness = field(default_factory=Witness)
+    # the project's progress as the status and the witness record it (None: nothing of it)
+    recorded: SupabaseStatus | None = None
 
     @property
     def demo_id(self) -> str:
@@ -82,7 +99,10 @@ class _Recipe:
         self, intent: Intent, reason: str, waiting: str | None, *, actions: bool = True
     ) -> DemoPlan:
         steps = tuple(self.actions) if actions else ()
-        return DemoPlan(self.demo_id, self.phase, intent, steps, reason, waiting, self.expires)
+        witness = self.witness if self.witness != Witness() else None
+        return DemoPlan(
+            self.demo_id, self.phase, intent, steps, reason, waiting, self.expires, witness=witness
+        )
 
 
 def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: datetime) -> DemoPlan:
@@ -106,6 +126,7 @@ def _provision(ctx: _Context, demo: Demo, status: DemoStatus | None, expires: da
         project = member
     if verdict := _project_verdict(recipe, project):
         return verdict
+    recipe.witness = _witness(recipe, project)
     fetching = False
     if ctx.sight.projects is not None:
         fetching = _supabase_steps(recipe, project)
@@ -181,6 +202,45 @@ def _project_verdict(recipe: _Recipe, project: Project | None) -> DemoPlan | Non
     return None
 
 
+def _witness(recipe: _Recipe, project: Project | None) -> Witness:
+    """What the observation shows done for a demo whose status may lag (see `Witness`).
+
+    The Secret counts for the project it names, when that is the demo's healthy project:
+    democtl writes it after the migrations, the seed and the keys, in one apply with
+    their digests. The migrations count when their digest is that of the migrations
+    shipped (unknown ones: MIGRATE runs again, which the database's bookkeeping makes
+    one request that applies nothing). DNS counts when every wanted record is listed.
+    """
+    ctx = recipe.ctx
+    if recipe.phase not in _QUIET_PHASES:
+        return Witness()
+    dns = None
+    desired = desired_records(ctx.settings, recipe.demo_id)
+    mine = ctx.sight.records_of(recipe.demo_id)
+    if ctx.sight.records is not None and desired and records_match(mine, desired):
+        wanted = {_host(r.name) for r in desired}
+        dns = tuple(r for r in mine if _host(r.name) in wanted)
+    namespace = ctx.sight.namespace_of(recipe.demo_id)
+    if (
+        project is None
+        or not project.healthy
+        or namespace is None
+        or not namespace.secret_present
+        or namespace.secret_project_ref != project.ref
+    ):
+        return Witness(dns=dns)
+    known = ctx.known_migrations
+    migrated = known is not None and namespace.secret_migrations == migrations_digest(known)
+    return Witness(
+        project_ref=project.ref,
+        migrations=tuple(known) if migrated and known is not None else (),
+        seeded=namespace.secret_seed is not None,
+        url=namespace.secret_url,
+        anon_key=namespace.secret_anon_key,
+        dns=dns,
+    )
+
+
 def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
     """Create or adopt, wait, migrate, seed, fetch keys: what the status does not record yet.
 
@@ -188,6 +248,9 @@ def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
     """
     same = project is not None and project.healthy and project.ref == recipe.status_ref
     recorded = recipe.status.supabase if recipe.status and same else None
+    if project is not None and project.healthy:
+        recorded = recipe.witness.applied_to(recorded)
+    recipe.recorded = recorded
     ref = project.ref if project else None
     demo = recipe.demo
     if project is None:
@@ -200,13 +263,19 @@ def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
             project_status=project.status if project else None,
         )
     known = recipe.ctx.known_migrations
-    if (
+    migrate = (
         recorded is None
         or (known is not None and not set(known) <= set(recorded.migrations))
         or (known is None and not recorded.migrations)
-    ):
+    )
+    seed = recorded is None or not recorded.seeded
+    keys = recorded is None or not recorded.url or not recorded.anonKey
+    if (migrate or seed or keys) and (wait := _record_waits(recipe, project)):
+        recipe.waiting.append(wait)
+        return False
+    if migrate:
         recipe.add(ActionKind.MIGRATE, "apply the schema migrations", project_ref=ref)
-    if recorded is None or not recorded.seeded:
+    if seed:
         recipe.add(
             ActionKind.SEED,
             f"load the {demo.spec.type.value} demo data ({demo.spec.seed.size.value})",
@@ -215,10 +284,30 @@ def _supabase_steps(recipe: _Recipe, project: Project | None) -> bool:
             seed_size=demo.spec.seed.size.value,
             company_name=demo.spec.branding.companyName if demo.spec.branding else None,
         )
-    if recorded is None or not recorded.url or not recorded.anonKey:
+    if keys:
         recipe.add(ActionKind.FETCH_KEYS, "read the project URL and API keys", project_ref=ref)
         return True
     return False
+
+
+def _record_waits(recipe: _Recipe, project: Project | None) -> str | None:
+    """Why a creating demo's migrations, seed and keys wait for its namespace, or None.
+
+    Their record is the Secret written after them (a creating demo's progress is not
+    committed on its own), and the Secret needs the namespace: run before it, the next
+    cycle would not know they ran and would ask again. A demo's first cycle commits
+    whatever it does, and a project not healthy yet stops at WAIT_PROJECT anyway.
+    """
+    if recipe.phase is not Phase.CREATING or project is None or not project.healthy:
+        return None
+    sight = recipe.ctx.sight
+    namespace = sight.namespace_of(recipe.demo_id)
+    if sight.namespaces is not None and namespace is not None and namespace.phase == "Active":
+        return None
+    return (
+        f"migrate, seed and fetch-keys of {project.ref} wait for namespace "
+        f"{namespace_of(recipe.demo_id)}: the Secret written after them records them"
+    )
 
 
 def _secret_step(recipe: _Recipe, ref: str | None, *, fetching: bool) -> None:
@@ -229,12 +318,24 @@ def _secret_step(recipe: _Recipe, ref: str | None, *, fetching: bool) -> None:
         recipe.waiting.append(f"secret: {sight.blind['kubernetes']}")
     elif namespace is None or namespace.phase != "Active":
         recipe.waiting.append(f"secret: namespace {namespace_of(recipe.demo_id)} is not there yet")
-    elif why := _secret_outdated(namespace, recipe.status, ref, fetching=fetching):
+    elif why := _secret_outdated(
+        namespace,
+        recipe.status,
+        ref,
+        fetching=fetching,
+        witnessed=recipe.witness.secret_written and recipe.witness.project_ref == ref,
+    ):
+        recorded, demo = recipe.recorded, recipe.demo
         recipe.add(
             ActionKind.WRITE_SECRET,
             f"write the database credentials Secret with a fresh password: {why}",
             project_ref=ref,
             namespace=namespace_of(recipe.demo_id),
+            migrations=tuple(recorded.migrations) if recorded else (),
+            seeded=recorded.seeded if recorded else False,
+            demo_type=demo.spec.type.value,
+            seed_size=demo.spec.seed.size.value,
+            company_name=demo.spec.branding.companyName if demo.spec.branding else None,
         )
 
 

@@ -8,7 +8,8 @@ types from here, never an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -176,6 +177,24 @@ class DnsProvider(Protocol):
 # On the credentials Secret: the project whose credentials it holds, so that a listing
 # shows a Secret left stale (a crash, a restore, a hand edit) whatever the status file says.
 SECRET_PROJECT_REF_ANNOTATION = "demos.splits.network/project-ref"  # noqa: S105 (a key name)
+# Also on it, written in the same apply as the credentials (democtl writes the Secret after
+# the migrations, the seed and the keys): what had been done to that project by then, as
+# digests (`migrations_digest`, `seed_digest`), never a secret. A cycle that did not commit
+# its progress (quiet history) learns it again from the listing, at no request of its own.
+SECRET_MIGRATIONS_ANNOTATION = "demos.splits.network/migrations"  # noqa: S105 (a key name)
+SECRET_SEED_ANNOTATION = "demos.splits.network/seed"  # noqa: S105 (a key name)
+
+
+def migrations_digest(versions: Iterable[str]) -> str:
+    """Names a set of applied migrations: equal digests, the same migrations."""
+    text = "\n".join(sorted(set(versions)))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def seed_digest(demo_type: str, size: str, company_name: str | None) -> str:
+    """Names what a project was seeded with, without spelling out the company name."""
+    text = "\n".join((demo_type, size, company_name or ""))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -206,6 +225,13 @@ class NamespaceState:
     release_stalled: str | None = None
     # (namespace, name) of the HelmRelease or Application, for `reset_release`
     release_object: tuple[str, str] | None = None
+    # the Secret's SECRET_MIGRATIONS_ANNOTATION and SECRET_SEED_ANNOTATION (None: absent),
+    # and the two public values of its data, SUPABASE_URL and SUPABASE_ANON_KEY (the anon
+    # key is the browser's key, in the status file anyway); never the other two
+    secret_migrations: str | None = None
+    secret_seed: str | None = None
+    secret_url: str | None = None
+    secret_anon_key: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -246,7 +272,8 @@ class ClusterProvider(Protocol):
         """Server-side apply of an Opaque Secret; the namespace must exist.
 
         `annotations` go on the Secret's metadata (democtl passes
-        SECRET_PROJECT_REF_ANNOTATION); `list_namespaces` reads that one back.
+        SECRET_PROJECT_REF_ANNOTATION, and the migrations and seed digests);
+        `list_namespaces` reads them back, with SUPABASE_URL and SUPABASE_ANON_KEY.
         """
 
     def delete_secret(self, namespace: str, name: str) -> None: ...

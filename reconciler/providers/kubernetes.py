@@ -28,6 +28,7 @@ deleted.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import functools
 import ipaddress
@@ -51,7 +52,9 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 
 from reconciler.marks import DEMO_ID_LABEL, MANAGED_BY_LABEL, OWNER_ID_LABEL, Owner
 from reconciler.providers.base import (
+    SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
+    SECRET_SEED_ANNOTATION,
     ClusterProvider,
     NamespaceMeta,
     NamespaceState,
@@ -261,6 +264,10 @@ class _Demo:
     release_object: tuple[str, str] | None = None
     secret_present: bool = False
     secret_project_ref: str | None = None
+    secret_migrations: str | None = None
+    secret_seed: str | None = None
+    secret_url: str | None = None
+    secret_anon_key: str | None = None
     quota_used: dict[str, str] = field(default_factory=dict)
     quota_hard: dict[str, str] = field(default_factory=dict)
 
@@ -279,6 +286,10 @@ class _Demo:
             release_object=self.release_object,
             secret_present=self.secret_present,
             secret_project_ref=self.secret_project_ref,
+            secret_migrations=self.secret_migrations,
+            secret_seed=self.secret_seed,
+            secret_url=self.secret_url,
+            secret_anon_key=self.secret_anon_key,
             cpu_used=used.get("requests.cpu", used.get("cpu", "0")),
             memory_used=used.get("requests.memory", used.get("memory", "0")),
             pods_quota=int(hard.get("pods", hard.get("count/pods", "0"))),
@@ -376,6 +387,16 @@ def _application_stalled(app: Mapping[str, Any]) -> str | None:
             str(operation.get("message", "")),
         ]
     )
+
+
+def _decoded(value: object) -> str | None:
+    """A Secret data value as text; None when absent or not base64 of UTF-8."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -597,7 +618,9 @@ class KubernetesCluster:
         for secret in self._core_list(
             self.core.list_secret_for_all_namespaces, "list secrets", self._marked
         ):
-            # Only the name is read; the data is dropped with the page.
+            # Of the data only the two public values are read (the URL, and the anon key
+            # that browsers hold and the status file records); the service-role key and the
+            # password are dropped with the page.
             demo = demos.get(secret["metadata"].get("namespace", ""))
             if (
                 demo is not None
@@ -607,6 +630,11 @@ class KubernetesCluster:
                 demo.secret_present = True
                 annotations = secret["metadata"].get("annotations") or {}
                 demo.secret_project_ref = annotations.get(SECRET_PROJECT_REF_ANNOTATION)
+                demo.secret_migrations = annotations.get(SECRET_MIGRATIONS_ANNOTATION)
+                demo.secret_seed = annotations.get(SECRET_SEED_ANNOTATION)
+                data = secret.get("data") or {}
+                demo.secret_url = _decoded(data.get("SUPABASE_URL"))
+                demo.secret_anon_key = _decoded(data.get("SUPABASE_ANON_KEY"))
         if self.gitops == "flux":
             self._observe_helmreleases(demos)
         else:
