@@ -1,19 +1,36 @@
 # ruff: noqa: E501  (tables keep one case per line)
-"""Quiet history: a progress note alone is not committed; phases, URLs and problems are."""
+"""Quiet history: a progress note alone is not committed; phases, URLs and problems are.
+
+A creating demo's steps (migrated, seeded, keys, the Secret, DNS) are not committed on their
+own either: the Secret's annotations and the DNS listing witness them to the next cycle.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from reconciler.loop import CycleOptions, run_cycle
-from reconciler.model import Condition, DemoStatus, Phase
+from reconciler.model import Condition, DemoStatus, DnsRecordStatus, Phase, SupabaseStatus
+from reconciler.plan import Witness, plan
+from reconciler.providers.base import NamespaceState, migrations_digest, seed_digest
 from reconciler.status import quiet_change
-from tests.fakes import World
-from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, make_status, origin_and_clone
+from tests.fakes import Crash, World
+from tests.gitrepo import (
+    BASE_TIME,
+    clone,
+    commit_as,
+    demo_yaml,
+    git,
+    make_status,
+    origin_and_clone,
+)
+from tests.test_plan import NOW as PLAN_NOW
+from tests.test_plan import SETTINGS, file, project, records, ref, status, world
 
 NOW = BASE_TIME + timedelta(minutes=5)
 A = make_status("demo-acme01", Phase.CREATING)
@@ -22,6 +39,11 @@ READY = Condition(type="Ready", status="False", reason="Provisioning", lastTrans
 
 def changed(old: DemoStatus, **update: object) -> DemoStatus:
     return old.model_copy(update=update)
+
+
+PROGRESS = SupabaseStatus(
+    projectRef=A.supabase.projectRef, url="https://x.supabase.co", anonKey="anon", seeded=True
+)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +58,11 @@ def changed(old: DemoStatus, **update: object) -> DemoStatus:
         pytest.param(A, changed(A, message="x", attempts=1), False, id="note-and-planning-state"),
         pytest.param(changed(A, phase=Phase.DEGRADED), changed(A, phase=Phase.DEGRADED, message="portal failing"), False, id="a-problem-is-never-quiet"),
         pytest.param(A, A, False, id="no-change"),
+        pytest.param(A, changed(A, supabase=PROGRESS, secretProjectRef="r", healthChecks=A.healthChecks.model_copy(update={"portal": True})), True, id="creating-progress"),
+        pytest.param(A, changed(A, dns=[DnsRecordStatus(name="a.x", type="CNAME", content="b")]), True, id="creating-dns"),
+        pytest.param(A, changed(A, supabase=SupabaseStatus(projectRef="another")), False, id="creating-another-project"),
+        pytest.param(A, changed(A, supabase=PROGRESS, attempts=1), False, id="creating-progress-and-a-failed-attempt"),
+        pytest.param(changed(A, phase=Phase.READY), changed(A, phase=Phase.READY, secretProjectRef=None), False, id="a-ready-status-is-the-record"),
     ],
 )  # fmt: skip
 def test_quiet_change(old: DemoStatus, new: DemoStatus, quiet: bool) -> None:
@@ -69,3 +96,184 @@ def test_a_note_alone_makes_no_commit(tmp_path: Path) -> None:
     result = run_cycle(repo, world.providers(), NOW + timedelta(minutes=3), CycleOptions())
     assert result.commit is None
     assert git(repo, "rev-parse", "HEAD") == head
+
+
+# --- the witness: what a creating demo's next cycle reads back from the cluster ----------
+
+KNOWN = ("0001_schema.sql",)
+D = "demo-acme01"
+CREATING = status(D, Phase.CREATING, provisioned=False).model_copy(
+    update={"supabase": SupabaseStatus(projectRef=ref(D))}
+)
+SEED = seed_digest("enterprise", "small", None)
+
+
+def secret(
+    *,
+    ref_: str | None = None,
+    migrations: str | None = migrations_digest(KNOWN),
+    seed: str | None = SEED,
+    present: bool = True,
+    phase: str = "Active",
+) -> NamespaceState:
+    """The demo's namespace, its credentials Secret written for `ref_` (default: its project)."""
+    return NamespaceState(
+        D,
+        D,
+        phase,
+        0,
+        3,
+        secret_present=present,
+        secret_project_ref=(ref_ or ref(D)) if present else None,
+        secret_migrations=migrations if present else None,
+        secret_seed=seed if present else None,
+        secret_url=f"https://{ref(D)}.supabase.co" if present else None,
+        secret_anon_key="anon" if present else None,
+    )
+
+
+COMPLETE = ["render-release", "check-health"]
+EVERYTHING = ["migrate", "seed", "fetch-keys", "write-secret", "render-release", "check-health"]
+
+
+@pytest.mark.parametrize(
+    "previous, namespaces, expected",
+    [
+        pytest.param(CREATING, (secret(),), COMPLETE, id="the-secret-records-everything"),
+        pytest.param(CREATING, (secret(migrations=migrations_digest(("0000_old.sql",))),), ["migrate", *COMPLETE], id="other-migrations-run-again"),
+        pytest.param(CREATING, (secret(migrations=None),), ["migrate", *COMPLETE], id="no-migrations-mark"),
+        pytest.param(CREATING, (secret(seed=None),), ["seed", *COMPLETE], id="no-seed-mark"),
+        pytest.param(CREATING, (secret(ref_="ref-other"),), EVERYTHING, id="another-project's-secret"),
+        pytest.param(CREATING, (secret(present=False),), EVERYTHING, id="no-secret-yet"),
+        pytest.param(CREATING, (), COMPLETE, id="no-namespace-yet:-they-wait-for-it"),
+        pytest.param(CREATING, (secret(present=False, phase="Terminating"),), COMPLETE, id="namespace-not-active:-they-wait"),
+        pytest.param(None, (), ["render-namespace", "migrate", "seed", "fetch-keys", "render-release", "check-health"], id="a-first-cycle-commits-anyway:-no-wait"),
+        pytest.param(status(D).model_copy(update={"secretProjectRef": None}), (secret(),), ["write-secret", "check-health"], id="ready:-the-status-is-the-record"),
+    ],
+)  # fmt: skip
+def test_the_secret_witnesses_a_creating_demo(
+    previous: DemoStatus | None, namespaces: tuple[NamespaceState, ...], expected: list[str]
+) -> None:
+    observed = replace(world(), projects=(project(D),), records=records(D), namespaces=namespaces)
+    statuses = {D: previous} if previous else {}
+    result = plan(SETTINGS, [file(D)], {}, statuses, observed, PLAN_NOW, known_migrations=KNOWN)
+    (item,) = result.demos
+    assert [a.value for a in item.kinds] == expected
+    if not namespaces and previous is not None:
+        assert item.waiting and "wait for namespace demo-acme01" in item.waiting
+
+
+def test_the_witness_carries_the_secret_and_the_records() -> None:
+    observed = replace(world(), projects=(project(D),), records=records(D), namespaces=(secret(),))
+    result = plan(
+        SETTINGS, [file(D)], {}, {D: CREATING}, observed, PLAN_NOW, known_migrations=KNOWN
+    )
+    assert result.demos[0].witness == Witness(
+        project_ref=ref(D),
+        migrations=KNOWN,
+        seeded=True,
+        url=f"https://{ref(D)}.supabase.co",
+        anon_key="anon",
+        dns=records(D),
+    )
+    # a ready demo's status is committed on every change: it is the record, not the cluster
+    result = plan(
+        SETTINGS, [file(D)], {}, {D: status(D)}, observed, PLAN_NOW, known_migrations=KNOWN
+    )
+    assert result.demos[0].witness is None
+
+
+# --- a demo's lifetime, each cycle from what git and the cluster hold --------------------
+
+
+def run_fresh(origin: Path, folder: Path, world: World, now: datetime) -> str | None:
+    """One cycle as CI runs it: a fresh clone (nothing but git), its commit pushed."""
+    checkout = clone(origin, folder)
+    options = CycleOptions(known_migrations=world.database.names)
+    result = run_cycle(checkout, world.providers(), now, options)
+    if result.commit:
+        git(checkout, "push", "--quiet", "origin", "HEAD:main")
+    return result.commit
+
+
+def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -> None:
+    origin, repo = origin_and_clone(tmp_path)
+    commit_as(
+        repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
+    )
+    git(repo, "push", "--quiet", "origin", "HEAD:main")
+    world = World()
+    world.supabase.comes_up_healthy = False
+    steps = [
+        lambda: None,  # new: namespace rendered, project created (coming up)
+        world.supabase.bring_up,  # the project is up before the namespace
+        lambda: world.cluster.sync(D, healthy=False),  # the namespace: migrate .. Secret
+        lambda: None,  # the release waits for its pods
+        lambda: world.cluster.sync(D),  # all healthy: ready
+        lambda: None,  # a no-op
+    ]
+    now = BASE_TIME + timedelta(minutes=1)
+    commits = []
+    for n, step in enumerate(steps):
+        step()
+        commits.append(run_fresh(origin, tmp_path / f"cycle{n}", world, now))
+        now += timedelta(minutes=5)
+    commits.append(run_fresh(origin, tmp_path / "expired", world, BASE_TIME + timedelta(hours=2)))
+    git(repo, "fetch", "--quiet")
+    log = git(repo, "log", "--format=%s", "--author=democtl", "origin/main")
+    assert log.split("\n")[:-1] == [
+        "demo-acme01: removed",
+        "demo-acme01: ready",
+        "demo-acme01: creating",
+    ]
+    assert [c is not None for c in commits] == [True, False, False, False, True, False, True]
+    # each step ran once over the lifetime, though four cycles began from a status without it
+    done = [name for name, _ in world.mutations() if name != "ensure_records"]
+    assert sorted(done) == sorted(
+        [
+            "create_project",
+            "migrate",
+            "seed",
+            "set_db_password",
+            "apply_secret",
+            "delete_project",
+            "delete_records",
+        ]
+    )
+    assert [name for name, _ in world.supabase.calls].count("api_keys") == 1
+    # and the ready commit says all of it
+    ready = yaml.safe_load(git(repo, "show", "origin/main~1:status/demo-acme01.yaml"))
+    ref_ = ready["supabase"]["projectRef"]
+    assert ready["phase"] == "ready" and ready["secretProjectRef"] == ref_
+    assert (
+        ready["supabase"]["migrations"] == list(world.database.names)
+        and ready["supabase"]["seeded"]
+    )
+    assert ready["supabase"]["anonKey"] == f"anon-{ref_}" and len(ready["dns"]) == 3
+
+
+def test_a_kill_after_the_secret_converges_without_a_second_write(tmp_path: Path) -> None:
+    origin, repo = origin_and_clone(tmp_path)
+    commit_as(
+        repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
+    )
+    git(repo, "push", "--quiet", "origin", "HEAD:main")
+    world = World()
+    world.supabase.comes_up_healthy = False
+    now = BASE_TIME + timedelta(minutes=1)
+    assert run_fresh(origin, tmp_path / "c0", world, now)
+    world.supabase.bring_up()
+    world.cluster.sync(D, healthy=False)
+    # the process dies after the Secret's write, before anything reaches git
+    world.prober.crash_on.add(("probe", "https://demo-acme01-portal.splits.network/health"))
+    with pytest.raises(Crash):
+        run_fresh(origin, tmp_path / "c1", world, now + timedelta(minutes=5))
+    assert "apply_secret" in [c for c, _ in world.cluster.calls]
+    world.cluster.sync(D)
+    world.forget_calls()
+    assert run_fresh(origin, tmp_path / "c2", world, now + timedelta(minutes=10))
+    assert world.mutations() == []  # nothing again: no migrate, no seed, no new password
+    ready = yaml.safe_load(
+        git(clone(origin, tmp_path / "c3"), "show", "HEAD:status/demo-acme01.yaml")
+    )
+    assert ready["phase"] == "ready" and ready["supabase"]["seeded"]
