@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from textwrap import dedent
 
@@ -26,7 +27,14 @@ from reconciler.local.kubernetes import KubernetesEmulator, selector_matches
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack
 from reconciler.marks import Owner
-from reconciler.providers.base import SECRET_PROJECT_REF_ANNOTATION, ProviderError, RateLimited
+from reconciler.providers.base import (
+    SECRET_MIGRATIONS_ANNOTATION,
+    SECRET_PROJECT_REF_ANNOTATION,
+    SECRET_SEED_ANNOTATION,
+    NamespaceState,
+    ProviderError,
+    RateLimited,
+)
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.probe import HttpxProber
 from reconciler.workspace import read_settings
@@ -256,6 +264,30 @@ def test_project_ref_annotation_is_applied_and_read_back(
     assert (state.secret_present, state.secret_project_ref) == (True, "abcdefghijklmnopqrst")
     cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS)  # the annotation is no longer applied
     assert by_name(cluster)["demo-acme01"].secret_project_ref is None
+
+
+def test_the_secret_progress_marks_and_public_values_are_read_back_in_the_same_listing(
+    repo: Path, emulator: KubernetesEmulator, cluster: KubernetesCluster
+) -> None:
+    render(repo, "demo-acme01")
+    marks = {
+        SECRET_PROJECT_REF_ANNOTATION: "abcdefghijklmnopqrst",
+        SECRET_MIGRATIONS_ANNOTATION: "sha256:0123456789abcdef",
+        SECRET_SEED_ANNOTATION: "sha256:fedcba9876543210",
+    }
+    cluster.apply_secret("demo-acme01", SECRET, CREDENTIALS, marks)
+    state = by_name(cluster)["demo-acme01"]
+    assert isinstance(state, NamespaceState)
+    assert (state.secret_migrations, state.secret_seed) == (
+        "sha256:0123456789abcdef",
+        "sha256:fedcba9876543210",
+    )
+    assert (state.secret_url, state.secret_anon_key) == (
+        CREDENTIALS["SUPABASE_URL"],
+        CREDENTIALS["SUPABASE_ANON_KEY"],
+    )
+    # the two other values are never read into the observation
+    assert not set(SECRET_VALUES) & {str(v) for v in asdict(state).values()}
 
 
 def test_apply_secret_before_the_namespace_exists_is_a_clear_404(
