@@ -11,9 +11,13 @@ emulators' cost is theirs, not democtl's; the fakes stand in with the same
 answers (projects listed ACTIVE_HEALTHY, namespaces synced, records kept).
 
 Steps: commit N demo files; run cycles until every demo is ready (the set-up,
-timed apart); then time one more cycle, which must commit nothing. With
---profile, print the cProfile of that cycle (the top 25 by cumulative time).
-Prints one JSON line with the figures (run_all.py reads it).
+timed apart); then time one more cycle, which must commit nothing (*steady*).
+*cold* is the same cycle in a fresh process on a fresh clone, as one
+`democtl reconcile` per CI run: the providers' state is handed over in a pickle,
+and the child times its cycle and, apart, its whole life minus unpickling the
+fakes (interpreter start, imports, the cycle). With --profile (steady) or
+--profile-cold, print the cProfile of that cycle (the top 25 by cumulative time)
+on stderr. Prints one JSON line with the figures (run_all.py reads it).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import argparse
 import cProfile
 import json
 import os
+import pickle
 import pstats
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,8 +43,6 @@ sys.path.insert(0, str(ROOT))
 from reconciler.loop import CycleOptions, run_cycle  # noqa: E402
 from reconciler.model import Phase  # noqa: E402
 from reconciler.providers.base import DesiredRecord, DnsRecord, Project, ProviderError  # noqa: E402
-from reconciler.render import RENDER_MEMO  # noqa: E402
-from reconciler.statusfile import _read_status  # noqa: E402
 from tests.fakes import COMMENT, FakeDns, FakeSupabase, World  # noqa: E402
 
 START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -160,7 +164,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--demos", type=int, default=1000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-cold", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the fresh process's folder
+    parser.add_argument("--now", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(Path(args.child), datetime.fromisoformat(args.now), profile=args.profile_cold)
+        return
     with tempfile.TemporaryDirectory(prefix="democtl-bench-") as tmp:
         repo = state_repo(Path(tmp), args.demos)
         world = World(supabase=IndexedSupabase(), dns=IndexedDns())
@@ -172,11 +182,46 @@ def main() -> None:
         figures = {"demos": args.demos, "setup_cycles": cycles, "setup_seconds": round(setup, 1)}
         # steady: the process has seen these files before, as every cycle of `democtl run`
         figures["steady"] = measure(repo, world, now, options, profile=args.profile)
-        # cold: a fresh process (one `democtl reconcile` per CI run) starts with no memo
-        RENDER_MEMO.__init__()  # type: ignore[misc]
-        _read_status.cache_clear()
-        figures["cold"] = measure(repo, world, now, options, profile=False)
+        figures["cold"] = fresh_process(Path(tmp), repo, world, now, profile=args.profile_cold)
         print(json.dumps(figures))
+
+
+def fresh_process(
+    folder: Path, repo: Path, world: World, now: datetime, *, profile: bool
+) -> dict[str, object]:
+    """The no-op cycle in a new process on a new clone: nothing this process learnt is there."""
+    git(folder, "clone", "--quiet", str(repo), "fresh")
+    world.forget_calls()
+    for recorder in world.recorders():
+        recorder.lock = None  # type: ignore[assignment]  # a lock does not pickle
+    try:
+        (folder / "world.pickle").write_bytes(pickle.dumps(world))
+    finally:
+        for recorder in world.recorders():
+            recorder.lock = threading.Lock()
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder)]
+    command += ["--now", now.isoformat()] + (["--profile-cold"] if profile else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the fresh process failed:\n{done.stderr[-4000:]}")
+    if profile:
+        sys.stderr.write(done.stderr)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child(folder: Path, now: datetime, *, profile: bool) -> None:
+    loading = time.process_time()
+    world = pickle.loads((folder / "world.pickle").read_bytes())  # the parent wrote it
+    for recorder in world.recorders():
+        recorder.lock = threading.Lock()
+    loading = time.process_time() - loading
+    options = CycleOptions(concurrency=8, known_migrations=world.database.names)
+    figures = measure(folder / "fresh", world, now, options, profile=profile)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # the whole process as `democtl reconcile` would spend it, less unpickling the fakes
+    figures["process_cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - loading, 2)
+    print(json.dumps(figures))
 
 
 def measure(

@@ -28,14 +28,16 @@ from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
 from reconciler.plan.notices import due_notices, record_sent
 from reconciler.providers.base import ProviderError, RateLimited
 from reconciler.render import (
-    RENDER_MEMO,
     RENDERED_DIR,
     RenderError,
-    RenderMemo,
     index_write,
+    inputs_digest,
+    is_current,
     render_demo,
     rendered_writes,
+    settings_digest,
     status_inputs,
+    with_record,
 )
 from reconciler.status import change_summary, next_status, quiet_change
 from reconciler.statusfile import status_bytes, status_path
@@ -130,14 +132,15 @@ def render_changes(
     statuses: Mapping[str, DemoStatus],
     expiries: Mapping[str, datetime],
     keep: Iterable[str] = (),
-    memo: RenderMemo = RENDER_MEMO,
 ) -> RenderChanges:
     """What `rendered/` must become: every given demo except the pending, rendered.
 
-    Files of ids in `keep` that are not rendered now stay as they are (an invalid
-    file, a demo whose teardown is under way, a demo whose render failed), so
-    nothing still running loses its manifests. Used by the cycle and by
-    `democtl render`, so both produce the same tree.
+    A demo whose folder's record (`render.RECORD_FILE`) names its current inputs
+    and files is current as it is and not rendered again, in this process or a
+    fresh one. Files of ids in `keep` that are not rendered now stay as they are
+    (an invalid file, a demo whose teardown is under way, a demo whose render
+    failed), so nothing still running loses its manifests. Used by the cycle and
+    by `democtl render`, so both produce the same tree.
     """
     desired: dict[str, dict[str, bytes]] = {}
     errors: list[str] = []
@@ -148,27 +151,26 @@ def render_changes(
         parts = path.split("/", 2)
         if len(parts) == 3 and parts[0] == RENDERED_DIR:
             on_disk.setdefault(parts[1], {})[parts[2]] = content
-    settings_key = memo.settings_key(settings)
+    settings_key = settings_digest(settings)
     for demo_id, demo in sorted(demos.items()):
         status = statuses.get(demo_id)
         if status is not None and status.phase is Phase.PENDING:
             continue
-        key = memo.inputs_key(demo, settings_key, expiries[demo_id], status)
+        inputs = inputs_digest(
+            demo, settings_key, expiries[demo_id], status_inputs(settings, status)
+        )
         files = on_disk.get(demo_id, {})
-        if memo.fresh(demo_id, key, files):
+        if is_current(inputs, files):
             desired[demo_id] = files
             continue
         try:
-            desired[demo_id] = render_demo(
-                demo, settings, expires_at=expiries[demo_id], status=status
-            )
+            rendered = render_demo(demo, settings, expires_at=expiries[demo_id], status=status)
         except RenderError as exc:
             # one demo's broken output must not block the others; its old files stay
-            memo.forget(demo_id)
             errors.append(str(exc))
             kept.add(demo_id)
             continue
-        memo.remember(demo_id, key, desired[demo_id])
+        desired[demo_id] = with_record(inputs, rendered)
     writes = rendered_writes(existing, desired, keep=kept - set(desired))
     writes.update(index_write(existing, writes))
     return RenderChanges(writes, sorted(desired), errors)

@@ -35,7 +35,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -529,58 +531,116 @@ def render_demo(
     return files
 
 
-class RenderMemo:
-    """What each demo was last rendered from and to, so an unchanged demo is not rendered again.
+# Beside each demo's manifests in rendered/<id>/: the digest of what they were rendered
+# from and of the files, so that a fresh process (one `democtl reconcile` per CI run,
+# on a fresh checkout) can tell an unchanged demo is current without rendering it.
+# Rendering, parsing back and validating is most of a no-op cycle (about 17 ms a
+# demo); comparing digests is a few microseconds. Not a YAML file (no `.yaml`), and
+# only comment lines in case a tool reads it as one: kustomize reads what
+# kustomization.yaml lists, and Argo CD's and Flux's generated kustomizations take
+# `*.yaml`, `*.yml` and `*.json` only.
+RECORD_FILE = ".render-digest"
+_RECORD_HEADER = (
+    b"# Written by democtl: what this folder was rendered from, so that an unchanged demo\n"
+    b"# is not rendered again. Do not edit: any change makes the next cycle render it.\n"
+)
 
-    Rendering, parsing the output back and validating it against the schemas is
-    most of a no-op cycle's work (about 20 ms a demo), and its result depends on
-    nothing but its inputs: the demo, the settings, the expiry, the status and the
-    packaged templates and schemas (fixed for a process). The memo keeps, per demo,
-    a digest of those inputs and one of the files they gave; when both still match
-    (the files on disk are the ones this process rendered from the same inputs),
-    the files on disk are the render. Anything else renders afresh, so the output
-    is byte for byte what rendering gives. Held in memory: `democtl run` renders
-    each unchanged demo once per process.
+# The modules whose code shapes the output besides the templates: a change to any of
+# them (a new label, another way of writing a quantity) must re-render every demo.
+_RENDER_CODE = (
+    "reconciler.render",
+    "reconciler.manifests",
+    "reconciler.marks",
+    "reconciler.model",
+    "reconciler.names",
+)
+_RENDER_LIBRARIES = ("fastjsonschema", "jsonschema")  # the validators manifests runs
+
+
+@cache
+def renderer_digest() -> str:
+    """The digest of everything but the inputs that the output depends on.
+
+    The packaged templates and schemas (a stricter schema must re-check old output),
+    the source of the modules that fill them, and the versions of the libraries that
+    render, parse and validate: with the inputs, they determine the bytes.
     """
+    from importlib.metadata import version
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, str]] = {}
+    digest = hashlib.sha256()
+    schemas = Path(str(resources.files("reconciler") / "manifest_schemas"))
+    for folder in (TEMPLATES_DIR, schemas):
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(names):
+                full = os.path.join(top, name)
+                with open(full, "rb") as handle:
+                    content = handle.read()
+                relative = os.path.relpath(full, folder).replace(os.sep, "/")
+                digest.update(f"{folder.name}/{relative}\0".encode())
+                digest.update(hashlib.sha256(content).digest())
+    for module in _RENDER_CODE:
+        source = sys.modules[module].__file__
+        assert source is not None  # the package is made of files (an installed wheel too)
+        with open(source, "rb") as handle:
+            digest.update(f"{module}\0".encode() + hashlib.sha256(handle.read()).digest())
+    libraries = (jinja2.__version__, yaml.__version__, *map(version, _RENDER_LIBRARIES))
+    digest.update("\0".join(libraries).encode())
+    return digest.hexdigest()
 
-    @staticmethod
-    def inputs_key(
-        demo: Demo, settings_key: str, expires_at: datetime, status: DemoStatus | None
-    ) -> str:
-        digest = hashlib.sha256(settings_key.encode())
-        digest.update(b"\0" + demo.model_dump_json().encode())
-        digest.update(b"\0" + expires_at.isoformat().encode())
-        digest.update(b"\0" + (status.model_dump_json().encode() if status else b"-"))
-        return digest.hexdigest()
 
-    @staticmethod
-    def settings_key(settings: Settings) -> str:
-        return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+def settings_digest(settings: Settings) -> str:
+    """The settings' share of `inputs_digest`, computed once per cycle, not once per demo."""
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
 
-    @staticmethod
-    def _files_key(files: Mapping[str, bytes]) -> str:
-        digest = hashlib.sha256()
-        for name in sorted(files):
+
+def inputs_digest(
+    demo: Demo, settings_key: str, expires_at: datetime, status_values: tuple[str | None, ...]
+) -> str:
+    """The digest of everything `render_demo` reads: same digest, same bytes.
+
+    Of the status only `status_inputs` reach the output (under Argo CD the Supabase
+    URL and anon key, under Flux nothing), so a status that moves in other fields
+    (health, progress) leaves the digest, and the record in git, unchanged.
+    """
+    supabase = status_values
+    digest = hashlib.sha256(renderer_digest().encode() + b"\0" + settings_key.encode())
+    digest.update(b"\0" + demo.model_dump_json().encode())
+    digest.update(b"\0" + expires_at.astimezone(UTC).isoformat().encode())
+    digest.update(b"\0" + repr(supabase).encode())
+    return digest.hexdigest()
+
+
+def _files_digest(files: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        if name != RECORD_FILE:
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-        return digest.hexdigest()
-
-    def fresh(self, demo_id: str, key: str, on_disk: Mapping[str, bytes]) -> bool:
-        """Whether `on_disk` is what rendering the inputs of `key` gives (as last seen)."""
-        entry = self._entries.get(demo_id)
-        return entry is not None and entry == (key, self._files_key(on_disk))
-
-    def remember(self, demo_id: str, key: str, files: Mapping[str, bytes]) -> None:
-        self._entries[demo_id] = (key, self._files_key(files))
-
-    def forget(self, demo_id: str) -> None:
-        self._entries.pop(demo_id, None)
+    return digest.hexdigest()
 
 
-# one per process: the cycles of `democtl run` share it
-RENDER_MEMO = RenderMemo()
+def record_bytes(inputs: str, files: Mapping[str, bytes]) -> bytes:
+    """The record of a folder holding `files`, rendered from the inputs of digest `inputs`."""
+    return (
+        _RECORD_HEADER
+        + f"# inputs sha256:{inputs}\n# files sha256:{_files_digest(files)}\n".encode()
+    )
+
+
+def with_record(inputs: str, files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`files` as `render_demo` gave them, plus their record: what rendered/<id>/ holds."""
+    return dict(sorted({**files, RECORD_FILE: record_bytes(inputs, files)}.items()))
+
+
+def is_current(inputs: str, on_disk: Mapping[str, bytes]) -> bool:
+    """Whether `on_disk` (a demo folder's files) is what rendering the inputs of `inputs` gives.
+
+    True when its record names these inputs and the files beside it are the ones it
+    was written with: a hand edit of a manifest, a missing record, or inputs that
+    changed since make it False, and the demo is rendered afresh.
+    """
+    record = on_disk.get(RECORD_FILE)
+    return record is not None and record == record_bytes(inputs, on_disk)
 
 
 def _check_schema(demo_id: str, file: str, docs: list[Any], schemas: ManifestSchemas) -> None:

@@ -119,5 +119,7 @@ def test_the_action_installs_democtl_from_its_checkout_and_runs_it(tmp_path: Pat
     assert '"editable": true' not in direct_url.read_text()
     # the package data came along: templates rendered, schemas validated
     rendered = workspace / "rendered" / "demo-acme01"
-    assert sorted(p.name for p in rendered.iterdir()) == sorted(p.name for p in GOLDEN.iterdir())
+    # the manifests and, beside them, the record of what they were rendered from
+    names = sorted(p.name for p in rendered.iterdir())
+    assert names == sorted([".render-digest", *(p.name for p in GOLDEN.iterdir())])
     assert "3 demo file(s) checked: 3 valid, 0 problem(s)" in runner.step("validate").stderr

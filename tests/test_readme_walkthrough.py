@@ -47,6 +47,7 @@ RENDERED = {
     "source.yaml",
     "release.yaml",
     "kustomization.yaml",
+    ".render-digest",  # what the folder was rendered from (render.RECORD_FILE)
 }
 
 
