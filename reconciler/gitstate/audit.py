@@ -10,9 +10,14 @@ folder names, the YAML reader, and nothing from gitstate but `_git`.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import fcntl
 import functools
+import os
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
@@ -23,7 +28,7 @@ import git
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from reconciler.gitstate._git import _one_line, _repo
+from reconciler.gitstate._git import GitStateError, _one_line, _repo
 from reconciler.model import parse_duration
 from reconciler.statusfile import STATUS_DIR
 from reconciler.validate import DEMOS_DIR
@@ -90,27 +95,65 @@ _STATUS_EDITED = ("status edited", "by a commit without Demo-Id trailers")
 _Pending = tuple[str, str, str, str, str]
 
 
-def _log(repo: git.Repo) -> str:
-    """The main line's commits that touched demos/ or status/, oldest first, with `--raw`.
+def _log(repo: git.Repo) -> Iterator[str]:
+    """The main line's commits that touched demos/ or status/, newest first, with `--raw`.
 
+    Each record as git writes it, while it writes the rest: parsing overlaps
+    git's walk (no `--reverse`, which holds all output until the walk ends).
     `--raw` rather than `--name-status`: each changed file comes with its blob
     ids before and after, so the specs are read by id, once per distinct blob,
     and git does not resolve `<commit>^1:<path>` through the trees for each.
     """
-    return str(
-        repo.git.log(
-            "--first-parent",
-            "--diff-merges=first-parent",
-            "--no-renames",
-            "--reverse",
-            "--raw",
-            "--no-abbrev",
-            f"--format={_LOG_FORMAT}",
-            "--",
-            f"{DEMOS_DIR}/",
-            f"{STATUS_DIR}/",
-        )
-    )
+    args = [
+        "git",
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--no-renames",
+        "--raw",
+        "--no-abbrev",
+        f"--format={_LOG_FORMAT}",
+        "--",
+        f"{DEMOS_DIR}/",
+        f"{STATUS_DIR}/",
+    ]
+    # as GitPython runs git: its messages in English, its output decoded the same way
+    env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
+    with (
+        tempfile.TemporaryFile() as errors,  # a file: a full pipe cannot stall git
+        subprocess.Popen(
+            args, cwd=_cwd(repo), env=env, stdout=subprocess.PIPE, stderr=errors, bufsize=0
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        _widen(proc.stdout.fileno())
+        decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
+        pending, done = "", False
+        try:
+            while block := proc.stdout.read(1 << 20):  # unbuffered: what is there, up to 1 MiB
+                records = (pending + decode(block)).split("\x00")
+                pending = records.pop()
+                yield from records
+            done = True
+        finally:
+            if not done:  # the reader gave up: git's walk is not needed
+                proc.kill()
+        if proc.wait() != 0:
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()
+            raise GitStateError(f"git log failed: {said}")
+        yield pending + decode(b"", final=True)
+
+
+def _widen(pipe: int) -> None:
+    """Let git run up to 1 MiB ahead of the parsing: at 64 KiB it waits on it, on a busy machine."""
+    # not Linux, or above its pipe-max-size: the pipe stays as it is
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
+def _cwd(repo: git.Repo) -> str:
+    return str(repo.working_tree_dir or repo.git_dir)
 
 
 def _raw_changes(rest: str) -> list[tuple[str, str, str, str]]:
@@ -227,7 +270,7 @@ def _specs_at(repo: git.Repo, blobs: set[str]) -> dict[str, dict[str, Any]]:
         return {}
     done = subprocess.run(
         ["git", "cat-file", "--batch"],
-        cwd=repo.working_tree_dir or repo.git_dir,
+        cwd=_cwd(repo),
         input=("\n".join(wanted) + "\n").encode(),
         capture_output=True,
         check=True,
@@ -336,8 +379,10 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
         return []
     commits: list[tuple[list[str], list[_Pending]]] = []
     blobs: set[str] = set()
-    for chunk in _log(repo).split("\x00")[1:]:
-        fields = chunk.split("\x1f", 7)
+    records = _log(repo)
+    next(records, None)  # what precedes the first record: nothing
+    for record in records:
+        fields = record.split("\x1f", 7)
         events = _democtl_events(fields, demo_id)
         if events is None:
             events = _people_events(fields, demo_id, blobs)
@@ -345,7 +390,7 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
             commits.append((fields, events))
     specs = _specs_at(repo, blobs)
     found: list[HistoryEvent] = []
-    for fields, events in commits:
+    for fields, events in reversed(commits):
         sha, author, email, ct, subject = fields[:5]
         when = datetime.fromtimestamp(int(ct), UTC)
         for demo, told, told_detail, before, after in events:
