@@ -26,7 +26,7 @@ from reconciler.cli.options import (
     load_state_or_exit,
     providers_or_exit,
 )
-from reconciler.cli.output import table
+from reconciler.cli.output import json_records, table
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
     except gitstate.GitStateError as exc:
         fail(str(exc), EXIT_USAGE)
     if fmt == "json":
-        click.echo(json.dumps([e.as_dict() for e in events], indent=2))
+        click.echo(json_records([e.as_dict() for e in events]))
         return
     if not events:
         click.echo(f"no history for {demo_id}" if demo_id else "no history")

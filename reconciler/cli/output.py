@@ -7,7 +7,8 @@ May import click and the validation `Problem` only; formats, never decides.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +22,32 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
+    )
+
+
+def json_records(records: Sequence[Mapping[str, str]]) -> str:
+    """`json.dumps(records, indent=2)`, byte for byte, for objects whose values are strings.
+
+    json.dumps with an indent runs the pure-Python encoder, a generator call
+    per value: most of `history --format json` over a long history. Each
+    string here goes through the C function that encoder calls for it.
+    """
+    if not records:
+        return "[]"
+    return (
+        "[\n"
+        + ",\n".join(
+            "  {\n"
+            + ",\n".join(
+                f"    {encode_basestring_ascii(k)}: {encode_basestring_ascii(v)}"
+                for k, v in record.items()
+            )
+            + "\n  }"
+            if record
+            else "  {}"
+            for record in records
+        )
+        + "\n]"
     )
 
 

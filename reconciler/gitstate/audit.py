@@ -10,10 +10,16 @@ folder names, the YAML reader, and nothing from gitstate but `_git`.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import fcntl
+import functools
+import os
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,7 @@ import git
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from reconciler.gitstate._git import _one_line, _repo
+from reconciler.gitstate._git import GitStateError, _one_line, _repo
 from reconciler.model import parse_duration
 from reconciler.statusfile import STATUS_DIR
 from reconciler.validate import DEMOS_DIR
@@ -80,67 +86,191 @@ class HistoryEvent:
         }
 
 
-@dataclass
-class _LogEntry:
-    sha: str
-    author: str
-    email: str
-    when: datetime
-    subject: str
-    trailers: list[tuple[str, str]] = field(default_factory=list)
-    files: list[tuple[str, str]] = field(default_factory=list)
-    body: str = ""
+_LOG_FORMAT = "%x00%H%x1f%an%x1f%ae%x1f%ct%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1f"
+_NO_OBJECT = frozenset({"0" * 40, "0" * 64})  # the side of an add or a delete (SHA-1, SHA-256)
+_ADDED, _EDITED = "added", ""  # their details (an edit's action too) come from the specs
+_STATUS_EDITED = ("status edited", "by a commit without Demo-Id trailers")
 
-    def detail_of(self, demo_id: str, action: str) -> str:
-        """The `(detail)` of commit_message's body line for this change, if it has one."""
-        head = f"- {_one_line(demo_id)}: {_one_line(action)} ("
-        for line in self.body.splitlines():
-            if line.startswith(head) and line.endswith(")"):
-                return line[len(head) : -1]
-        return ""
+# a commit's events before its specs are read: (demo, action, detail, blob before, after)
+_Pending = tuple[str, str, str, str, str]
 
 
-def _log_entries(repo: git.Repo) -> list[_LogEntry]:
-    output = repo.git.log(
+def _log(repo: git.Repo) -> Iterator[str]:
+    """The main line's commits that touched demos/ or status/, newest first, with `--raw`.
+
+    Each record as git writes it, while it writes the rest: parsing overlaps
+    git's walk (no `--reverse`, which holds all output until the walk ends).
+    `--raw` rather than `--name-status`: each changed file comes with its blob
+    ids before and after, so the specs are read by id, once per distinct blob,
+    and git does not resolve `<commit>^1:<path>` through the trees for each.
+    """
+    args = [
+        "git",
+        "log",
         "--first-parent",
         "--diff-merges=first-parent",
         "--no-renames",
-        "--reverse",
-        "--name-status",
-        "--format=%x00%H%x1f%an%x1f%ae%x1f%ct%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1f",
+        "--raw",
+        "--no-abbrev",
+        f"--format={_LOG_FORMAT}",
         "--",
         f"{DEMOS_DIR}/",
         f"{STATUS_DIR}/",
-    )
-    entries = []
-    for chunk in output.split("\x00")[1:]:
-        sha, author, email, ct, subject, trailers, body, rest = chunk.split("\x1f", 7)
-        entry = _LogEntry(sha, author, email, datetime.fromtimestamp(int(ct), UTC), subject)
-        entry.body = body
-        for line in trailers.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                entry.trailers.append((key.strip(), value.strip()))
-        for line in rest.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 2:
-                entry.files.append((parts[0], parts[1]))
-        entries.append(entry)
-    return entries
+    ]
+    # as GitPython runs git: its messages in English, its output decoded the same way
+    env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
+    with (
+        tempfile.TemporaryFile() as errors,  # a file: a full pipe cannot stall git
+        subprocess.Popen(
+            args, cwd=_cwd(repo), env=env, stdout=subprocess.PIPE, stderr=errors, bufsize=0
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        _widen(proc.stdout.fileno())
+        decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
+        pending, done = "", False
+        try:
+            while block := proc.stdout.read(1 << 20):  # unbuffered: what is there, up to 1 MiB
+                records = (pending + decode(block)).split("\x00")
+                pending = records.pop()
+                yield from records
+            done = True
+        finally:
+            if not done:  # the reader gave up: git's walk is not needed
+                proc.kill()
+        if proc.wait() != 0:
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()
+            raise GitStateError(f"git log failed: {said}")
+        yield pending + decode(b"", final=True)
 
 
-def _specs_at(repo: git.Repo, objects: list[str]) -> dict[str, dict[str, Any]]:
-    """The `spec` of each `rev:path` in `objects` (absent, unreadable: an empty one).
+def _widen(pipe: int) -> None:
+    """Let git run up to 1 MiB ahead of the parsing: at 64 KiB it waits on it, on a busy machine."""
+    # not Linux, or above its pipe-max-size: the pipe stays as it is
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
+def _cwd(repo: git.Repo) -> str:
+    return str(repo.working_tree_dir or repo.git_dir)
+
+
+def _raw_changes(rest: str) -> list[tuple[str, str, str, str]]:
+    """(status, path, blob before, blob after) of each `--raw` line of one commit."""
+    changes = []
+    for line in rest.splitlines():
+        meta, tab, path = line.partition("\t")
+        parts = meta.split(" ")
+        if tab and len(parts) == 5 and parts[0].startswith(":") and "\t" not in path:
+            changes.append((parts[4], path, parts[2], parts[3]))
+    return changes
+
+
+def _named(path: str) -> tuple[str, str] | None:
+    """(folder, stem) of `<folder>/<stem>.yaml`; None for any other path."""
+    # strings, not PurePosixPath: tens of thousands of paths in a long history
+    folder, _, name = path.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or suffix != "yaml" or not stem:
+        return None
+    return folder, stem
+
+
+def _trailers(text: str) -> tuple[list[str], list[str]]:
+    """The `Demo-Id` and the `Demo-Action` values of `%(trailers:only,unfold)`, in order."""
+    ids: list[str] = []
+    actions: list[str] = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            key = key.strip()
+            if key == "Demo-Id":
+                ids.append(value.strip())
+            elif key == "Demo-Action":
+                actions.append(value.strip())
+    return ids, actions
+
+
+def _details(body: str) -> dict[str, list[str]]:
+    """commit_message's body lines `- <id>: <action> (<detail>)`, by what precedes the first `: `.
+
+    A line starting with `- <id>: <action> (` has its first `: ` where that
+    head has it, so one bucket holds every line a scan of all would match, in
+    order: a pass per commit, not one per demo (a cycle over 10,000 demos
+    commits a message of 10,000 lines).
+    """
+    found: dict[str, list[str]] = {}
+    for line in body.splitlines():
+        if line.startswith("- ") and line.endswith(")"):
+            cut = line.find(": ")
+            if cut >= 0:
+                found.setdefault(line[:cut], []).append(line)
+    return found
+
+
+def _detail_of(details: Mapping[str, list[str]], demo_id: str, action: str) -> str:
+    """The `(detail)` of commit_message's body line for this change, if it has one."""
+    head = f"- {_one_line(demo_id)}: {_one_line(action)} ("
+    for line in details.get(head[: head.find(": ")], ()):
+        if line.startswith(head):
+            return line[len(head) : -1]
+    return ""
+
+
+def _democtl_events(fields: list[str], demo_id: str | None) -> list[_Pending] | None:
+    """A democtl commit's events, from its trailers; None for a commit without `Demo-Id`."""
+    if "Demo-Id" not in fields[5]:  # every trailer keyed `Demo-Id` holds it
+        return None
+    ids, actions = _trailers(fields[5])
+    if not ids:
+        return None
+    details = _details(fields[6])
+    return [
+        (demo, action or "updated", _detail_of(details, demo, action), "", "")
+        for demo, action in zip_longest(ids, actions, fillvalue="")
+        if demo and (demo_id is None or demo == demo_id)
+    ]
+
+
+def _people_events(fields: list[str], demo_id: str | None, blobs: set[str]) -> list[_Pending]:
+    """A person's commit's events, from the demo and status files it changed.
+
+    Adds to `blobs` the ids of the specs they need: the new file of an add,
+    both sides of an edit.
+    """
+    events: list[_Pending] = []
+    for status, path, before, after in _raw_changes(fields[7]):
+        named = _named(path)
+        if named is None or (demo_id is not None and named[1] != demo_id):
+            continue
+        folder, stem = named
+        if folder == DEMOS_DIR:
+            if status == "A":
+                events.append((stem, _ADDED, "", "", after))
+                blobs.add(after)
+            elif status == "D":
+                events.append((stem, "deleted", "file removed", "", ""))
+            else:
+                events.append((stem, _EDITED, "", before, after))
+                blobs.update((before, after))
+        elif folder == STATUS_DIR:
+            events.append((stem, *_STATUS_EDITED, "", ""))
+    return events
+
+
+def _specs_at(repo: git.Repo, blobs: set[str]) -> dict[str, dict[str, Any]]:
+    """The `spec` of each blob id in `blobs` (absent, unreadable: an empty one).
 
     One `git cat-file --batch` for all of them: a process per object made
     `history` of a long-lived state repository take a minute.
     """
-    wanted = sorted(set(objects))
+    wanted = sorted(blobs - _NO_OBJECT)
     if not wanted:
         return {}
     done = subprocess.run(
         ["git", "cat-file", "--batch"],
-        cwd=repo.working_tree_dir or repo.git_dir,
+        cwd=_cwd(repo),
         input=("\n".join(wanted) + "\n").encode(),
         capture_output=True,
         check=True,
@@ -151,7 +281,7 @@ def _specs_at(repo: git.Repo, objects: list[str]) -> dict[str, dict[str, Any]]:
         end = out.index(b"\n", at)
         header = out[at:end].split()
         at = end + 1
-        if len(header) != 3:  # "<name> missing" (a root commit's parent, a bad path)
+        if len(header) != 3:  # "<id> missing" (a submodule's commit)
             specs[name] = {}
             continue
         size = int(header[2])
@@ -211,11 +341,7 @@ def _expiry_text(spec: Mapping[str, Any]) -> str:
     return f"ttl {spec['ttl']}" if spec.get("ttl") is not None else "default ttl"
 
 
-def _edit_event(
-    specs: Mapping[str, dict[str, Any]], entry: _LogEntry, path: str
-) -> tuple[str, str]:
-    before = specs[f"{entry.sha}^1:{path}"]
-    after = specs[f"{entry.sha}:{path}"]
+def _edit_event(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, str]:
     old, new = _expiry_text(before), _expiry_text(after)
     if old == new:
         return "edited", ""
@@ -225,12 +351,18 @@ def _edit_event(
 def _later(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     try:
         if before.get("ttl") and after.get("ttl"):
-            return parse_duration(str(after["ttl"])) > parse_duration(str(before["ttl"]))
+            return _duration(str(after["ttl"])) > _duration(str(before["ttl"]))
         if before.get("expiresAt") and after.get("expiresAt"):
             return str(after["expiresAt"]) > str(before["expiresAt"])
     except ValueError:
         return False
     return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration(text: str) -> timedelta:
+    """parse_duration once per distinct ttl: a long history repeats a handful of them."""
+    return parse_duration(text)
 
 
 def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
@@ -239,62 +371,36 @@ def history(root: Path, demo_id: str | None = None) -> list[HistoryEvent]:
     democtl's commits speak through their `Demo-Id`/`Demo-Action` trailers;
     people's commits through what they did to `demos/<id>.yaml`: added,
     extended (ttl or expiresAt raised), expiry changed, edited, deleted.
+    One pass over `git log` keeps per commit only what its events need (and
+    only demo_id's, when given), then one `cat-file` reads the specs they name.
     """
     repo = _repo(root)
     if not repo.head.is_valid():
         return []
-    entries = _log_entries(repo)
-    wanted = []
-    for entry in entries:
-        if any(k == "Demo-Id" for k, _ in entry.trailers):
-            continue
-        for status, path in entry.files:
-            if path.startswith(f"{DEMOS_DIR}/") and path.endswith(".yaml") and status != "D":
-                wanted.append(f"{entry.sha}:{path}")
-                if status != "A":
-                    wanted.append(f"{entry.sha}^1:{path}")
-    specs = _specs_at(repo, wanted)
-    events: list[HistoryEvent] = []
-    for entry in entries:
-
-        def event(demo: str, action: str, detail: str, entry: _LogEntry = entry) -> None:
-            if demo_id is None or demo == demo_id:
-                events.append(
-                    HistoryEvent(
-                        demo,
-                        entry.when,
-                        action,
-                        detail,
-                        entry.author,
-                        entry.email,
-                        entry.sha,
-                        entry.subject,
-                    )
-                )
-
-        ids = [v for k, v in entry.trailers if k == "Demo-Id"]
-        actions = [v for k, v in entry.trailers if k == "Demo-Action"]
-        if ids:
-            for demo, action in zip_longest(ids, actions, fillvalue=""):
-                if demo:
-                    event(demo, action or "updated", entry.detail_of(demo, action))
-            continue
-        for status, path in entry.files:
-            # strings, not PurePosixPath: tens of thousands of paths in a long history
-            folder, _, name = path.rpartition("/")
-            stem, dot, suffix = name.rpartition(".")
-            if not dot or suffix != "yaml" or not stem:
-                continue
-            if folder == DEMOS_DIR:
-                if status == "A":
-                    event(stem, "added", _expiry_text(specs[f"{entry.sha}:{path}"]))
-                elif status == "D":
-                    event(stem, "deleted", "file removed")
-                else:
-                    event(stem, *_edit_event(specs, entry, path))
-            elif folder == STATUS_DIR:
-                event(stem, "status edited", "by a commit without Demo-Id trailers")
-    return events
+    commits: list[tuple[list[str], list[_Pending]]] = []
+    blobs: set[str] = set()
+    records = _log(repo)
+    next(records, None)  # what precedes the first record: nothing
+    for record in records:
+        fields = record.split("\x1f", 7)
+        events = _democtl_events(fields, demo_id)
+        if events is None:
+            events = _people_events(fields, demo_id, blobs)
+        if events:
+            commits.append((fields, events))
+    specs = _specs_at(repo, blobs)
+    found: list[HistoryEvent] = []
+    for fields, events in reversed(commits):
+        sha, author, email, ct, subject = fields[:5]
+        when = datetime.fromtimestamp(int(ct), UTC)
+        for demo, told, told_detail, before, after in events:
+            action, detail = told, told_detail
+            if told == _ADDED:
+                detail = _expiry_text(specs.get(after, {}))
+            elif told == _EDITED:
+                action, detail = _edit_event(specs.get(before, {}), specs.get(after, {}))
+            found.append(HistoryEvent(demo, when, action, detail, author, email, sha, subject))
+    return found
 
 
 def last_cycle(root: Path, email: str) -> tuple[datetime, str] | None:
