@@ -24,11 +24,12 @@ the race, members claimed by two demos.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import yaml
 from reconciler import gitstate
 from reconciler.apply import Providers
 from reconciler.gitstate import lock as gitstate_lock
+from reconciler.local.server import Faults
 from reconciler.loop import Writer, run_cycle_and_push
 from reconciler.marks import is_pool_id, pool_parts
 from reconciler.plan.pool import pool_digest
@@ -47,6 +49,7 @@ from tests.reliability_support import (
     SteppedClock,
     fleet_settings,
     fleet_world,
+    flips,
     ready_ids,
     secret_hits,
 )
@@ -126,7 +129,10 @@ class Ledger:
             p for p in projects if p["organization_slug"] == ORG and p["status"] != "GOING_DOWN"
         ]
         members = [p["ref"] for p in live if is_pool_id(_demo_of(p["name"]) or "")]
-        return project | {"members_alive": members}
+        emulator = world.stack.supabase
+        assert emulator is not None
+        at = datetime.fromtimestamp(emulator.clock(), UTC).isoformat()
+        return project | {"members_alive": members, "at": at}
 
 
 Hook = Callable[[str, tuple[Any, ...]], None]
@@ -258,7 +264,7 @@ def figures(world: World, ledger: Ledger, ids: Iterable[str]) -> dict[str, int]:
     }
 
 
-def wrongful(deleted: dict[str, dict[str, Any]], size: int, now: datetime) -> list[str]:
+def wrongful(deleted: dict[str, dict[str, Any]], size: int, max_age_hours: float) -> list[str]:
     """Deletions of anything but a pool member due for replacement (aged out, failed, stale
     migrations) or beyond the pool's size, judged on what the emulator held right then."""
     bad = []
@@ -267,11 +273,11 @@ def wrongful(deleted: dict[str, dict[str, Any]], size: int, now: datetime) -> li
         if parts is None:
             bad.append(f"{ref} {was['name']}: not a pool member")
             continue
-        created = datetime.fromisoformat(was["created_at"])
+        age = datetime.fromisoformat(was["at"]) - datetime.fromisoformat(was["created_at"])
         due = (
             parts[1] not in (None, DIGEST)
             or was["status"] not in ("ACTIVE_HEALTHY", "COMING_UP", "UNKNOWN")
-            or now - created >= timedelta(hours=MAX_AGE_HOURS)
+            or age >= timedelta(hours=max_age_hours)
             or len(was["members_alive"]) > size
         )
         if not due:
@@ -403,7 +409,7 @@ def test_killed_after_every_side_effect_of_a_claim_a_refill_and_an_age_out(
                 ref, secret["SUPABASE_DB_PASSWORD"]
             )
         secrets, hits = secret_hits(world)
-        bad = wrongful(ledger.deleted, KILL_POOL, now)
+        bad = wrongful(ledger.deleted, KILL_POOL, MAX_AGE_HOURS)
 
     figure(
         "pool_kills",
@@ -430,3 +436,96 @@ def test_killed_after_every_side_effect_of_a_claim_a_refill_and_an_age_out(
     assert len(ledger.deleted) == KILL_POOL and bad == [], (ledger.deleted, bad)
     assert seeds == [(1,), (1,)]
     assert secrets >= 4 and hits == 0
+
+
+# --- faults ------------------------------------------------------------------------------
+
+FAULT_IDS = tuple(f"demo-pfault{n:02d}" for n in range(4))
+FAULT_POOL = 2
+FAULT_MAX_AGE_HOURS = 24.0  # nothing ages out in the run: a delete is beyond size or wrong
+STEP = timedelta(minutes=5)
+CONVERGE_LIMIT = 6
+STEADY_CYCLES = 3
+# 20 % of requests fail, as in test_reliability_faults (429 with Retry-After, 503, timeouts,
+# dropped connections); another seed, so other requests fail
+FAULTS = Faults(
+    rate_limit=0.05,
+    retry_after=0,
+    server_error=0.07,
+    timeout=0.03,
+    timeout_seconds=0.2,
+    drop=0.05,
+    seed=16,
+)
+
+
+def test_the_pool_under_twenty_percent_faults_while_demos_claim(
+    tmp_path: Path, figure: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    clock = SteppedClock()
+    ledger = Ledger()
+    with fleet_world(tmp_path, len(FAULT_IDS), faults=FAULTS, clock=clock) as world:
+        kube = world.stack.kubernetes
+        assert kube is not None and kube.health_server is not None
+        kube.health_server.set_faults(FAULTS)
+        providers = watched(world.providers, world, ledger)
+        with_pool(world, len(FAULT_IDS), FAULT_POOL, FAULT_MAX_AGE_HOURS)
+        now = START
+
+        def until(done: Callable[[], bool]) -> int:
+            nonlocal now
+            for cycles in range(1, CONVERGE_LIMIT + 1):
+                world.cycle(clock.at(now), providers=providers)
+                ledger.look(world)
+                now += STEP
+                if done():
+                    return cycles
+            return CONVERGE_LIMIT + 1  # a miss: the figure says so, the asserts fail
+
+        def full() -> bool:
+            return len(ready_members(world)) == FAULT_POOL
+
+        fill = until(full)
+        # two demos claim the two ready members; two more once the pool has refilled
+        waves = (FAULT_IDS[:2], FAULT_IDS[2:])
+        converge = []
+        for wave in waves:
+            world.merge({f"demos/{i}.yaml": demo_yaml(i, ttl="8h") for i in wave}, "Add demos")
+            wanted = set(wave) | (set(waves[0]) if wave is waves[1] else set())
+            converge.append(until(lambda w=wanted: ready_ids(world) >= w and full()))
+        steady_from = len(world.results)
+        for _ in range(STEADY_CYCLES):
+            world.cycle(clock.at(now), providers=providers)
+            ledger.look(world)
+            now += STEP
+        flipped = flips(World(**{**world.__dict__, "results": world.results[steady_from:]}))
+        found = figures(world, ledger, FAULT_IDS)
+        secrets, hits = secret_hits(world, [caplog.text])
+        bad = wrongful(ledger.deleted, FAULT_POOL, FAULT_MAX_AGE_HOURS)
+        ready_at_end, members_at_end = ready_ids(world), ready_members(world)
+
+    figure(
+        "pool_faults20",
+        demos=len(FAULT_IDS),
+        pool=FAULT_POOL,
+        fault_rate=0.20,
+        fill_cycles=fill,
+        cycles_to_converge="+".join(str(c) for c in converge),
+        claims=len(ledger.claims),
+        duplicates=found["duplicates"],
+        sharing=found["sharing"],
+        members_lost=found["lost"],
+        pool_deletions=len(ledger.deleted),
+        wrongful_deletions=len(bad),
+        flips=flipped,
+        secrets_found=hits,
+    )
+    assert found == {"duplicates": 0, "sharing": 0, "lost": 0, "claimed_twice": 0}, found
+    assert bad == [], bad
+    assert flipped == 0
+    assert secrets >= len(FAULT_IDS) and hits == 0
+    assert fill <= CONVERGE_LIMIT and all(c <= CONVERGE_LIMIT for c in converge), converge
+    assert ready_at_end == set(FAULT_IDS) and len(members_at_end) == FAULT_POOL
+    # the demos came up from the pool, not cold: each wave found ready members
+    assert len(ledger.claims) >= len(FAULT_IDS) // 2, ledger.claims
