@@ -25,7 +25,9 @@ the race, members claimed by two demos.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -36,7 +38,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import gitstate
+from reconciler import gitstate, wiring
 from reconciler.apply import Providers
 from reconciler.gitstate import lock as gitstate_lock
 from reconciler.local.server import Faults
@@ -44,7 +46,7 @@ from reconciler.loop import Writer, run_cycle_and_push
 from reconciler.marks import is_pool_id, pool_parts
 from reconciler.plan.pool import pool_digest
 from tests.fakes import Crash
-from tests.gitrepo import demo_yaml
+from tests.gitrepo import clone, demo_yaml
 from tests.reliability_support import (
     SteppedClock,
     fleet_settings,
@@ -529,3 +531,100 @@ def test_the_pool_under_twenty_percent_faults_while_demos_claim(
     assert ready_at_end == set(FAULT_IDS) and len(members_at_end) == FAULT_POOL
     # the demos came up from the pool, not cold: each wave found ready members
     assert len(ledger.claims) >= len(FAULT_IDS) // 2, ledger.claims
+
+
+# --- two writers -------------------------------------------------------------------------
+
+RACE_IDS = tuple(f"demo-prace{n:02d}" for n in range(4))
+RACE_POOL = 2
+RACE_RUNS_EACH = 6
+
+
+def _race_writer(
+    world: World, repo: Path, name: str, ledger: Ledger, stats: dict[str, Any]
+) -> None:
+    """`democtl reconcile --push` ticks from one clone, with its own adapters."""
+    providers = watched(wiring.local_providers(world.stack), world, ledger)
+    rng = random.Random(name)  # seeded: the same jitter every run
+    try:
+        for run in range(RACE_RUNS_EACH):
+            try:
+                result = run_cycle_and_push(
+                    repo,
+                    providers,
+                    START + timedelta(minutes=run),
+                    OPTIONS,
+                    holder=name,
+                    # the lock's lease is real time by design; both writers share it
+                    writer=Writer(
+                        wall=lambda: datetime.now(UTC),
+                        jitter=rng.random,
+                        push_budget=60,
+                        background=True,
+                    ),
+                    sleep=time.sleep,
+                )
+                stats["runs"] += 1
+                stats["commits"] += result.commit is not None
+            except gitstate.LockHeld:
+                stats["lock_waits"] += 1  # the next tick goes on
+            except gitstate.PushGaveUp as exc:
+                stats["gave_up"].append(str(exc))
+            time.sleep(0.3 + rng.random())  # a tick apart, so the other writer gets turns
+    finally:
+        wiring.close_providers(providers)
+
+
+def test_two_reconcilers_on_one_origin_claim_from_one_pool(tmp_path: Path, figure: Any) -> None:
+    ledger = Ledger()
+    with fleet_world(tmp_path, demos=len(RACE_IDS)) as world:
+        with_pool(world, len(RACE_IDS), RACE_POOL, FAULT_MAX_AGE_HOURS)
+        providers = watched(world.providers, world, ledger)
+        world.cycle(START, providers=providers)
+        assert len(ready_members(world)) == RACE_POOL, _live(world)
+        ledger.look(world)
+        other = clone(world.origin, tmp_path / "other")
+        stats = {n: {"runs": 0, "commits": 0, "lock_waits": 0, "gave_up": []} for n in "AB"}
+        threads = [
+            threading.Thread(target=_race_writer, args=(world, repo, n, ledger, stats[n]))
+            for n, repo in (("A", world.reconciler), ("B", other))
+        ]
+        for thread in threads:
+            thread.start()
+        for demo_id in RACE_IDS:  # pull requests merge while both run
+            world.merge({f"demos/{demo_id}.yaml": demo_yaml(demo_id, ttl="8h")}, demo_id)
+            time.sleep(0.5)
+        for thread in threads:
+            thread.join(timeout=240)
+        assert not any(t.is_alive() for t in threads)
+        ledger.look(world)
+        # a few quiet cycles settle what the race left creating
+        settle = START + timedelta(minutes=RACE_RUNS_EACH + 1)
+        for _ in range(6):
+            world.cycle(settle, providers=providers)
+            ledger.look(world)
+            if ready_ids(world) == set(RACE_IDS) and len(ready_members(world)) == RACE_POOL:
+                break
+        found = figures(world, ledger, RACE_IDS)
+        bad = wrongful(ledger.deleted, RACE_POOL, FAULT_MAX_AGE_HOURS)
+        ready, members = ready_ids(world), ready_members(world)
+
+    gave_up = stats["A"]["gave_up"] + stats["B"]["gave_up"]
+    figure(
+        "pool_writers2",
+        demos=len(RACE_IDS),
+        pool=RACE_POOL,
+        runs=stats["A"]["runs"] + stats["B"]["runs"],
+        lock_waits=stats["A"]["lock_waits"] + stats["B"]["lock_waits"],
+        claims=len(ledger.claims),
+        claimed_twice=found["claimed_twice"],
+        sharing=found["sharing"],
+        duplicates=found["duplicates"],
+        members_lost=found["lost"],
+        wrongful_deletions=len(bad),
+        gave_up=len(gave_up),
+    )
+    assert found == {"duplicates": 0, "sharing": 0, "lost": 0, "claimed_twice": 0}, found
+    assert bad == [] and gave_up == [], (bad, gave_up)
+    assert ready == set(RACE_IDS) and len(members) == RACE_POOL, (ready, members)
+    assert len(ledger.claims) >= RACE_POOL, ledger.claims  # they did claim from the pool
