@@ -3,18 +3,17 @@ stack's Kubernetes and Cloudflare emulators, a real git repository, one clock.
 
 Claim (the oldest ready member renamed to the demo's name, migrated already, seeded,
 a fresh password, keys, Secret) and refill in the same cycle; age-out; a migration
-change; a kill right after the claim's rename; the pool's members never orphans.
+change; the pool's members never orphans. A kill at every step of a claim, a refill and
+an age-out is the reliability suite's (tests/test_reliability_pool.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,7 +27,6 @@ from reconciler.model import Phase, Settings
 from reconciler.plan import ActionKind
 from reconciler.plan.pool import pool_digest
 from reconciler.wiring import close_providers, local_providers
-from tests.fakes import Crash
 from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, origin_and_clone
 
 pytestmark = pytest.mark.e2e
@@ -189,70 +187,6 @@ def test_a_full_ready_pool_costs_no_write(world: World) -> None:
     quiet = world.cycle(timedelta(minutes=1))
     assert quiet.plan.pool is not None and not quiet.plan.pool.changes_something
     assert quiet.commit is None
-
-
-class KillAfter:
-    """A provider killed right after its first call of `point` for the demo or its project."""
-
-    def __init__(self, real: Any, point: str, ref: str) -> None:
-        self._real, self.point, self.ref, self.killed = real, point, ref, False
-
-    def __getattr__(self, name: str) -> Any:
-        call = getattr(self._real, name)
-        if name != self.point:
-            return call
-        return self.wrap(call)
-
-    def wrap(self, call: Any) -> Any:
-        def killing(*args: Any, **kwargs: Any) -> Any:
-            result = call(*args, **kwargs)
-            about = " ".join(str(a) for a in args)
-            if not self.killed and (DEMO in about or self.ref in about):
-                self.killed = True
-                raise Crash(f"killed right after {self.point} for {DEMO}")
-            return result
-
-        return killing
-
-
-CLAIM_POINTS = ("rename_project", "migrate", "seed", "set_db_password", "apply_secret")
-
-
-@pytest.mark.parametrize("point", CLAIM_POINTS)
-def test_killed_at_each_step_of_a_claim_the_next_cycles_converge_on_the_member(
-    world: World, point: str
-) -> None:
-    world.fill()
-    [member] = world.ready_members()
-    world.add_demo()
-    if point in ("migrate", "seed"):
-        killer = KillAfter(None, point, member)
-        fn = getattr(world.providers, point)
-        dying = dataclasses.replace(world.providers, **{point: killer.wrap(fn)})
-    elif point == "apply_secret":
-        killer = KillAfter(world.providers.cluster, point, member)
-        dying = dataclasses.replace(world.providers, cluster=killer)  # type: ignore[arg-type]
-    else:
-        killer = KillAfter(world.providers.supabase, point, member)
-        dying = dataclasses.replace(world.providers, supabase=killer)  # type: ignore[arg-type]
-    for _ in range(4):
-        try:
-            world.cycle(timedelta(seconds=10), providers=dying)
-        except Crash:
-            break
-    assert killer.killed, point
-    assert world.projects()[PREFIX + DEMO][0] == member  # the claim's rename happened
-
-    after = world.cycle(timedelta(seconds=10))
-    [outcome] = [o for o in after.outcomes if o.demo_id == DEMO]
-    assert ActionKind.CLAIM_PROJECT not in outcome.done  # adopted by name, no second member
-    assert ActionKind.ENSURE_PROJECT not in outcome.done
-    assert after.statuses[DEMO].supabase.projectRef == member
-    until_ready(world)
-    assert world.results[-1].statuses[DEMO].secretProjectRef == member
-    demos = [n for n in world.projects() if not is_pool_id(n[len(PREFIX) :])]
-    assert demos == [PREFIX + DEMO]  # one project for the demo: the member it claimed
-    assert len(world.ready_members()) == 1  # the pool lost nothing: refilled
 
 
 def test_list_pool_shows_the_members_after_a_reconcile(

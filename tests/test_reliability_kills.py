@@ -64,8 +64,15 @@ class Killer:
             self.killed_at.append(point)
             raise Crash(f"killed right after {point}")
 
+    def check(self, point: str) -> None:
+        """A killed process calls nothing more. Apply waits on its units in plan order, and
+        leaving its thread pool runs the units still queued: without this they would."""
+        if self.dying:
+            raise Crash(f"dead before {point}")
+
     def wrap(self, point: str, call: Callable[..., Any]) -> Callable[..., Any]:
         def killing(*args: Any, **kwargs: Any) -> Any:
+            self.check(point)
             result = call(*args, **kwargs)
             self.after(point)
             return result
