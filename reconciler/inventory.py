@@ -60,6 +60,17 @@ def expires_in(expires_at: datetime | None, now: datetime) -> str:
     return format_duration(left)
 
 
+def _capacity_note(item: LoadedDemo, status: DemoStatus | None) -> str:
+    # the queue position is the last cycle's; before any cycle, validate's notice says it
+    if status is not None and status.queuePosition is not None:
+        where = f", position {status.queuePosition} in the queue"
+    elif item.waits_for_capacity:
+        where = ""
+    else:
+        return ""
+    return f"waits for capacity{where} (see democtl capacity)"
+
+
 def demo_rows(
     settings: Settings,
     demos: Sequence[LoadedDemo],
@@ -74,7 +85,8 @@ def demo_rows(
     for item in demos:
         status = statuses.get(item.id)
         demo = item.demo
-        if demo is None or not item.valid:
+        # a demo beyond capacity is valid and waits: its notice is no reason to say invalid
+        if demo is None or item.errors:
             rows[item.id] = DemoRow(
                 item.id,
                 status.demoType.value if status else "-",
@@ -106,7 +118,14 @@ def demo_rows(
             expiry,
             expires_in(expiry, now),
             urls,
-            "" if item.id in created_at else "not on the main branch yet",
+            "; ".join(
+                note
+                for note in (
+                    _capacity_note(item, status),
+                    "" if item.id in created_at else "not on the main branch yet",
+                )
+                if note
+            ),
         )
     for demo_id, status in statuses.items():
         if demo_id not in rows:

@@ -25,7 +25,7 @@ from reconciler.capacity import CapacityReport, capacity_report, live_profiles
 from reconciler.inventory import PHASE_INVALID, PHASE_NEW, PHASE_UNKNOWN, demo_rows
 from reconciler.model import DemoStatus, Phase, Settings
 from reconciler.quantity import display_cpu, display_memory
-from reconciler.validate import CAPACITY_CODE, LoadedDemo
+from reconciler.validate import LoadedDemo
 
 TEMPLATE_DIR = Path(str(resources.files("reconciler") / "templates" / "statuspage"))
 
@@ -103,11 +103,7 @@ def _conditions(status: DemoStatus | None) -> tuple[str, ...]:
 def _problems(item: LoadedDemo | None, status: DemoStatus | None) -> tuple[str, ...]:
     found: list[str] = []
     if item is not None:
-        own = [p for p in item.problems if p.code != CAPACITY_CODE]
-        if own:
-            found.extend(str(p) for p in own)
-        elif any(p.code == CAPACITY_CODE for p in item.problems):
-            found.append("waits for capacity (see democtl capacity)")
+        found.extend(str(p) for p in item.errors)
     if status is not None:
         if status.phase in (Phase.FAILED, Phase.DEGRADED) and status.message:
             found.append(status.message)
@@ -119,11 +115,6 @@ def _problems(item: LoadedDemo | None, status: DemoStatus | None) -> tuple[str, 
         if status.nextAttemptAt is not None and status.attempts:
             found.append(f"attempt {status.attempts}, next at {_time(status.nextAttemptAt)}")
     return tuple(found)
-
-
-def _without_capacity(item: LoadedDemo) -> LoadedDemo:
-    kept = [p for p in item.problems if p.code != CAPACITY_CODE]
-    return LoadedDemo(item.path, item.demo, kept, item.document)
 
 
 def _note(phase: str, note: str) -> tuple[str, ...]:
@@ -178,11 +169,9 @@ def build_page(
 ) -> StatusPage:
     """What the page says. `last_changes` maps a demo id to its newest (time, action)."""
     files = {item.id: item for item in demos}
-    # a file that only waits for capacity is not invalid (`list` counts it so): its row
-    # is the phase its status says, and "waits for capacity" is among its problems
     rows = demo_rows(
         settings,
-        [_without_capacity(item) for item in demos],
+        demos,
         statuses,
         untrusted=untrusted,
         created_at=created_at,
@@ -211,7 +200,7 @@ def build_page(
                 problems=_problems(item, status) + _note(row.phase, row.note),
             )
         )
-    invalid = sorted(str(p) for item in demos for p in item.problems if p.code != CAPACITY_CODE)
+    invalid = sorted(str(p) for item in demos for p in item.errors)
     cycle = f"{_time(last_cycle[0])} (commit {last_cycle[1][:12]})" if last_cycle else "never"
     return StatusPage(
         generated_at=_time(now),

@@ -82,6 +82,15 @@ class LoadedDemo:
     def valid(self) -> bool:
         return self.demo is not None and not self.problems
 
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that make the file invalid: a demo beyond capacity is not one, it waits."""
+        return [p for p in self.problems if p.code != CAPACITY_CODE]
+
+    @property
+    def waits_for_capacity(self) -> bool:
+        return any(p.code == CAPACITY_CODE for p in self.problems)
+
     def line_of(self, *path: str | int) -> int | None:
         return self.document.line_of(path) if self.document else None
 

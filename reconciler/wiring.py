@@ -165,7 +165,7 @@ def open_providers(
 ) -> Iterator[Providers]:
     """The providers for one command; local mode starts (and stops) the emulators.
 
-    `observer` hears of the Supabase and Cloudflare adapters' requests (metrics).
+    `observer` hears of the Supabase, Cloudflare and Kubernetes adapters' requests (metrics).
 
     The adapters' HTTP connections are closed on exit, so `democtl run`, which
     opens providers once per cycle, holds no connections between cycles.
@@ -302,7 +302,7 @@ def local_providers(
     return Providers(
         supabase=stack.supabase_client(observer),
         dns=stack.dns(observer),
-        cluster=stack.cluster(),
+        cluster=stack.cluster(observer),
         prober=stack.prober(),
         migrate=database.migrate,
         seed=database.seed,
@@ -372,6 +372,7 @@ def production_providers(settings: Settings, observer: RequestObserver | None = 
                 secret_name=settings.kubernetes.secretName,
                 pod_selector=pod_selector_for(settings.kubernetes.podSelector),
                 owner=settings.owner,
+                observer=observer,
             ),
             prober=HttpxProber(resolve=probe_resolve(os.environ)),
             migrate=database.migrate,

@@ -12,7 +12,14 @@ from reconciler.cli import cli
 from reconciler.gitstate import DemoChange, commit_cycle, removal_writes
 from reconciler.model import Phase
 from reconciler.statusfile import status_bytes
-from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, make_status, origin_and_clone
+from tests.gitrepo import (
+    BASE_TIME,
+    commit_as,
+    demo_yaml,
+    make_status,
+    origin_and_clone,
+    sample_settings,
+)
 
 T1 = BASE_TIME + timedelta(hours=1)
 BOB = ("Bob Example", "bob@splits.network")
@@ -66,6 +73,35 @@ def test_list_table_shows_expired(tmp_path: Path) -> None:
     assert code == 0, out
     line = next(x for x in out.splitlines() if x.startswith("demo-a "))
     assert "ready" in line and "expired 1h ago" in line
+
+
+def test_list_shows_a_demo_waiting_for_capacity_as_waiting_not_invalid(tmp_path: Path) -> None:
+    settings = sample_settings().replace(b"maxConcurrentDemos: 20", b"maxConcurrentDemos: 1")
+    _, work = origin_and_clone(tmp_path, files={"reconciler.yaml": settings})
+    demos = {f"demos/{i}.yaml": demo_yaml(i) for i in ("demo-first", "demo-second")}
+    commit_as(work, when=T1, files=demos, message="Add demos")
+    now = (T1 + timedelta(minutes=1)).isoformat()
+
+    def rows() -> dict[str, dict[str, str]]:
+        code, out = run("list", "--repo", str(work), "--now", now, "--format", "json")
+        assert code == 0, out
+        return {r["id"]: r for r in json.loads(out)}
+
+    # before any cycle: validate's capacity notice, and the phase a new demo has
+    before = rows()["demo-second"]
+    assert (before["phase"], before["note"]) == ("new", "waits for capacity (see democtl capacity)")
+    assert rows()["demo-first"]["note"] == ""
+    # after a cycle queued it: the phase and the queue position its status holds
+    queued = make_status("demo-second", Phase.PENDING).model_copy(update={"queuePosition": 1})
+    commit_cycle(
+        work,
+        {"status/demo-second.yaml": status_bytes(queued)},
+        [DemoChange("demo-second", "pending (queue position 1)")],
+        when=T1 + timedelta(seconds=30),
+    )
+    after = rows()["demo-second"]
+    assert after["phase"] == "pending"
+    assert after["note"] == "waits for capacity, position 1 in the queue (see democtl capacity)"
 
 
 def test_history_json(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ within the git work tree. Real repositories from tests.gitrepo, in-process.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.cli.main import cli as group
+from reconciler.cli.options import FORMAT_USES
 from tests.gitrepo import BASE_TIME, commit_as, demo_yaml, git, origin_and_clone
 
 LATER = (BASE_TIME + timedelta(minutes=30)).isoformat()
@@ -251,6 +253,38 @@ def test_help_speaks_to_users(path: tuple[str, ...]) -> None:
     assert command.help and command.get_short_help_str()
     unexplained = [p.opts[0] for p in command.params if isinstance(p, click.Option) and not p.help]
     assert unexplained == []
+
+
+# where a value serves another use: the status page's Markdown is a page, not a comment
+OWN_USES = {("status-page", "markdown"): "for GitHub to render"}
+
+
+def test_each_format_value_is_described_the_same_way_by_every_command() -> None:
+    """`--format json` means the same everywhere, and its help says it the same way: a
+    command may add to the shared words ("for scripts and editors"), never say others
+    (unless it is another use, `OWN_USES`)."""
+    described: dict[str, set[str]] = {}
+    for path in _commands(group):
+        command: click.Command = group
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for param in command.params:
+            if "--format" not in param.opts:
+                continue
+            assert isinstance(param, click.Option) and isinstance(param.type, click.Choice)
+            text = param.help or ""
+            for choice in param.type.choices:
+                assert str(choice) in text, (path, choice)
+                words = re.search(rf"\b{choice} (for [^,.]+)", text)
+                own = OWN_USES.get((" ".join(path), str(choice)))
+                if own:
+                    assert words and words.group(1) == own, (path, choice)
+                elif words:
+                    described.setdefault(str(choice), set()).add(words.group(1))
+    assert {"text", "json", "markdown", "table"} <= set(described)
+    for choice, said in described.items():
+        common = FORMAT_USES[choice]
+        assert all(words.startswith(common) for words in said), (choice, said)
 
 
 def test_usage_names_the_program_democtl(capsys: pytest.CaptureFixture[str]) -> None:

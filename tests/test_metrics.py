@@ -3,7 +3,7 @@
 A local `democtl reconcile` (real git, the emulators, real PostgreSQL) writes its
 metrics file and pushes to a loopback Pushgateway stand-in; the client's own
 parser (`text_string_to_metric_families`) reads both. The transport's callback is
-checked against the Supabase and Cloudflare emulators with injected faults, and
+checked against the Supabase, Cloudflare and Kubernetes emulators with injected faults, and
 `/healthz` with a hand-moved clock.
 """
 
@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.cli import cli
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
+from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Faults
 from reconciler.loop import CycleResult
@@ -39,6 +40,7 @@ from reconciler.providers.base import ProviderError, RateLimited
 from reconciler.providers.budget import RequestBudget
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.http import RetryPolicy, operation_of
+from reconciler.providers.kubernetes import KubernetesCluster, request_operation
 from reconciler.providers.supabase import RATE_LIMIT, RATE_WINDOW, SupabaseManagementClient
 from tests.gitrepo import BASE_TIME
 from tests.supabase_support import ORGANIZATION, TOKEN, Sleeps, make_harness
@@ -255,6 +257,23 @@ def test_a_cycle_that_brings_demos_up_is_measured(local_run: Run) -> None:
     }
     assert "GET zones/dns_records" in operations, operations
     assert all(not re.search(r"[0-9a-f]{16}", op) for op in operations), operations
+    # Kubernetes: by verb and resource, as the API server names them; never a namespace
+    kubernetes = {
+        s.labels["operation"]: s.value
+        for s in requests.samples
+        if s.labels["provider"] == "kubernetes" and s.name.endswith("_total")
+    }
+    assert {"list namespaces", "list pods", "list secrets", "patch secrets"} <= set(kubernetes)
+    assert all("demo-" not in op for op in kubernetes), kubernetes
+    assert (
+        sum_of(
+            requests,
+            "democtl_provider_requests_total",
+            provider="kubernetes",
+            operation="patch secrets",
+        )
+        == n
+    )  # one server-side apply of each ready demo's Secret
 
 
 def test_the_pushgateway_gets_the_same_metrics_in_one_put(
@@ -354,6 +373,59 @@ def test_supabase_429s_retries_and_retry_after_are_counted(
         "democtl_provider_retry_after_seconds_total",
         provider="supabase",
     ) == [21.0]
+
+
+def test_kubernetes_answers_and_retries_are_counted(tmp_path: Path) -> None:
+    exporter = Exporter()
+    with KubernetesEmulator(tmp_path / "k8s", source=tmp_path) as emulator:
+        cluster = KubernetesCluster.for_url(emulator.url, observer=exporter)
+        assert emulator.api_server is not None
+        try:
+            cluster.list_all_namespaces()
+            emulator.api_server.set_faults(Faults(server_error=1.0))
+            with pytest.raises(ProviderError):
+                cluster.list_all_namespaces()
+            # seed 3: the first draw is below one half (a 429), the next is not
+            emulator.api_server.set_faults(Faults(rate_limit=0.5, retry_after=1, seed=3))
+            cluster.node_allocatable()
+        finally:
+            cluster.close()
+    f = parse(exporter.text().decode())
+    requests, listed = f["democtl_provider_requests"], {"provider": "kubernetes"}
+    # one answer, then one try and three retries, each a 503
+    assert samples(requests, code="200", operation="list namespaces", **listed) == [1.0]
+    assert samples(requests, code="503", operation="list namespaces", **listed) == [4.0]
+    assert samples(f["democtl_provider_retries"], operation="list namespaces", **listed)[0] == 3.0
+    # a short Retry-After is waited out in the transport, and counted as waited
+    assert samples(requests, code="429", operation="list nodes", **listed) == [1.0]
+    assert samples(requests, code="200", operation="list nodes", **listed) == [1.0]
+    assert samples(f["democtl_provider_rate_limited"], operation="list nodes", **listed)[0] == 1
+    assert samples(
+        f["democtl_provider_retry_after_seconds"],
+        "democtl_provider_retry_after_seconds_total",
+        **listed,
+    ) == [1.0]
+
+
+@pytest.mark.parametrize(
+    "method, path, operation",
+    [
+        pytest.param("GET", "/api/v1/namespaces?limit=500", "list namespaces", id="list"),
+        pytest.param("GET", "/api/v1/namespaces/demo-a", "get namespaces", id="get"),
+        pytest.param("GET", "/api/v1/pods?labelSelector=x", "list pods", id="cluster-wide"),
+        pytest.param("PATCH", "/api/v1/namespaces/demo-a/secrets/creds", "patch secrets", id="apply"),  # noqa: E501
+        pytest.param("DELETE", "/api/v1/namespaces/demo-a/secrets/creds", "delete secrets", id="delete"),  # noqa: E501
+        pytest.param("DELETE", "/api/v1/namespaces/demo-a/secrets", "deletecollection secrets", id="collection"),  # noqa: E501
+        pytest.param("GET", "/api/v1/namespaces/demo-a/pods/web-1/log", "get pods/log", id="subresource"),  # noqa: E501
+        pytest.param("PATCH", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/demo-a/helmreleases/portal", "patch helmreleases", id="group"),  # noqa: E501
+        pytest.param("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "create selfsubjectaccessreviews", id="create"),  # noqa: E501
+        pytest.param("GET", "/version", "get /version", id="non-resource"),
+    ],
+)  # fmt: skip
+def test_a_kubernetes_request_is_named_by_its_verb_and_resource(
+    method: str, path: str, operation: str
+) -> None:
+    assert request_operation(method, f"https://10.0.0.1:6443{path}") == operation
 
 
 def test_cloudflare_sdk_retries_are_counted(tmp_path: Path) -> None:
@@ -532,6 +604,12 @@ def test_every_panel_query_parses_and_names_only_metrics_democtl_exports(local_r
     for wanted in ("Demos by phase", "to ready", "Cycle duration", "errors", "Rate limits"):
         assert any(wanted in title for title in titles), wanted
     assert "democtl_capacity_demos" in used
+    # a panel of one provider's requests names a provider that has them
+    providers = {
+        s.labels["provider"] for s in local_run.families["democtl_provider_requests"].samples
+    }
+    named = set(re.findall(r'provider="([^"]+)"', DASHBOARD.read_text().replace('\\"', '"')))
+    assert named and named <= providers, named - providers
 
 
 # --- --log-format json, end to end ------------------------------------------------------

@@ -33,6 +33,7 @@ from reconciler.cli.options import (
     Context,
     common_options,
     fail,
+    format_option,
     load_settings_or_exit,
     providers_or_exit,
     settings_unusable,
@@ -98,11 +99,10 @@ def _problem_format(fmt: str | None) -> str:
 
 
 # reconcile and run report invalid demo files the same way
-_format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "github"]),
-    default=None,
+_format_option = format_option(
+    "text",
+    "github",
+    default_first=False,
     help="How invalid demo files are reported each cycle: text (file:line: field: rule) "
     "or github (workflow annotations; the default when GITHUB_ACTIONS=true).",
 )
@@ -178,13 +178,7 @@ def _writer(wait: float = 0.0) -> loop.Writer:
 
 
 @click.command("plan")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "markdown", "json"]),
-    default="text",
-    help="text for people, markdown for a pull request comment, json for scripts.",
-)
+@format_option("text", "markdown", "json")
 @click.option(
     "--allow-mass-delete",
     is_flag=True,

@@ -18,18 +18,13 @@ from reconciler.cli.options import (
     EXIT_OK,
     Context,
     common_options,
+    format_option,
     load_settings_or_exit,
 )
 
 
 @click.command("doctor")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="text for people, json for scripts.",
-)
+@format_option("text", "json")
 @common_options(unused={"--now": "the services are checked as they are now."})
 def doctor_cmd(fmt: str, ctx: Context) -> None:
     """Check, before the first real demo, what would fail: tokens, permissions, certificates.

@@ -21,6 +21,7 @@ from reconciler.cli.options import (
     Context,
     common_options,
     fail,
+    format_option,
     load_state_or_exit,
 )
 from reconciler.cli.output import print_problems
@@ -31,13 +32,15 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("files", nargs=-1, type=str)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "github", "markdown"]),
-    default="text",
-    help="text for people, json for scripts and editors, github for workflow annotations "
-    "on the lines of a pull request's diff, markdown for a comment.",
+@format_option(
+    "text",
+    "json",
+    "github",
+    "markdown",
+    uses={
+        "json": "for scripts and editors",
+        "github": "for workflow annotations on the lines of a pull request's diff",
+    },
 )
 @common_options(unused={"--local": "the files of the working tree are checked."})
 def validate(files: tuple[str, ...], fmt: str, ctx: Context) -> None:

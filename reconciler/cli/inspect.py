@@ -22,6 +22,7 @@ from reconciler.cli.options import (
     Context,
     common_options,
     fail,
+    format_option,
     load_settings_or_exit,
     load_state_or_exit,
     providers_or_exit,
@@ -37,13 +38,7 @@ _LIVE = ("ready", "degraded")
 
 
 @click.command("list")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    help="table for people, json for scripts.",
-)
+@format_option("table", "json")
 @click.option(
     "--pool",
     is_flag=True,
@@ -125,13 +120,7 @@ def _list_pool(ctx: Context, settings: Settings, fmt: str) -> None:
 @click.command()
 @click.argument("demo_id", metavar="ID")
 @click.option("--live", is_flag=True, help="Also ask the cluster for pods, CPU and memory now.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="text for people, json for scripts.",
-)
+@format_option("text", "json")
 @common_options
 def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
     """Show one demo's status: phase, URLs, health checks and conditions.
@@ -215,13 +204,7 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
 
 
 @click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="text for people, json for scripts.",
-)
+@format_option("text", "json")
 @click.option(
     "--from-cluster",
     is_flag=True,
@@ -312,13 +295,7 @@ def _capacity_text(report: CapacityReport) -> str:
 
 
 @click.command("status-page")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["markdown", "html"]),
-    default="markdown",
-    help="markdown (GitHub renders it) or html (one self-contained page).",
-)
+@format_option("markdown", "html", uses={"markdown": "for GitHub to render"})
 @click.option(
     "--output",
     "-o",

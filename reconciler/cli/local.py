@@ -19,7 +19,7 @@ from types import FrameType
 
 import click
 
-from reconciler.cli.options import Context, common_options, fail
+from reconciler.cli.options import Context, common_options, fail, format_option
 from reconciler.cli.output import table
 from reconciler.local import local_state_dir
 
@@ -30,13 +30,7 @@ def local_group() -> None:
 
 
 @local_group.command("inspect")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="text for people, json for scripts.",
-)
+@format_option("text", "json")
 @common_options(
     unused={
         "--local": "it always reads the local world.",

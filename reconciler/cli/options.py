@@ -2,8 +2,8 @@
 
 Owns `Context` (where, when, against what), the common options (`-C`,
 `--repo`, `--local`, `--now`, `-v`, `--log-format`, before or after the command name), the
-exit codes, `fail`, and the loading every
-command starts with (settings, state, providers) with its exits on bad
+`--format` option each command declares with its own choices, the exit codes, `fail`, and
+the loading every command starts with (settings, state, providers) with its exits on bad
 input. May import click, the clock, logging setup, wiring, workspace and
 gitstate's loading; never decides anything about demos. Everything past
 click and wiring's path helpers is imported where it is used, so `--help`
@@ -144,6 +144,37 @@ def _option_decorators(unused: Mapping[str, str]) -> list[Callable[[F], F]]:
             ),
         ),
     ]
+
+
+# What each `--format` value is for, said the same way by every command that offers it.
+FORMAT_USES = {
+    "text": "for people",
+    "table": "for people",
+    "json": "for scripts",
+    "markdown": "for a pull request comment",
+    "github": "for workflow annotations",
+    "html": "for one self-contained page",
+}
+
+
+def format_option(
+    *choices: str,
+    uses: Mapping[str, str] | None = None,
+    default_first: bool = True,
+    help: str | None = None,
+) -> Callable[[F], F]:
+    """`--format` (as `fmt`) with these choices, the first the default unless
+    `default_first` is off (the command then decides from None). Its help says what each
+    choice is for (`FORMAT_USES`; `uses` for what is this command's own), unless `help`
+    says it otherwise."""
+    said = {**FORMAT_USES, **(uses or {})}
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0] if default_first else None,
+        help=help or ", ".join(f"{choice} {said[choice]}" for choice in choices) + ".",
+    )
 
 
 def global_options(func: F) -> F:

@@ -214,10 +214,13 @@ def local_nodes(settings: Settings) -> dict[str, tuple[str, str]]:
     return {"democtl-local": (str(settings.capacity.totalCpu), str(settings.capacity.totalMemory))}
 
 
-def cluster_adapter(url: str, settings: Settings) -> KubernetesCluster:
+def cluster_adapter(
+    url: str, settings: Settings, observer: RequestObserver | None = None
+) -> KubernetesCluster:
     """The Kubernetes adapter pointed at an emulator (this process's or a served one)."""
     return KubernetesCluster.for_url(
         url,
+        observer=observer,
         gitops=settings.gitops,
         secret_name=settings.kubernetes.secretName,
         pod_selector=pod_selector_for(settings.kubernetes.podSelector),
@@ -372,8 +375,8 @@ class LocalStack:
             raise RuntimeError("LocalStack is not started; use it as a context manager")
         return self.kubernetes
 
-    def cluster(self) -> KubernetesCluster:
-        return cluster_adapter(self._k8s().url, self.settings)
+    def cluster(self, observer: RequestObserver | None = None) -> KubernetesCluster:
+        return cluster_adapter(self._k8s().url, self.settings, observer)
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:
         """Every host resolves to the emulator's health server, which routes by Host."""

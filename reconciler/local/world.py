@@ -118,8 +118,8 @@ class ServedWorld:
     kubeconfig: Path
     settings: Settings
 
-    def cluster(self) -> KubernetesCluster:
-        return cluster_adapter(self.urls["kubernetes"], self.settings)
+    def cluster(self, observer: RequestObserver | None = None) -> KubernetesCluster:
+        return cluster_adapter(self.urls["kubernetes"], self.settings, observer)
 
     def prober(self, *, timeout: float = 5.0) -> HttpxProber:
         return HttpxProber(resolve={"*": self.urls["health"]}, timeout=timeout)

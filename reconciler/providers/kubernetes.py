@@ -19,10 +19,11 @@ demo's chain of writes held it creating for cycles. A 429's longer Retry-After g
 to the loop, which honours it. Secret values never reach a log or an error.
 
 Every call waits for a token of a client-side QPS limiter (client-go's 5 QPS, burst 10,
-unless configured). May import the kubernetes client, PyYAML, `marks`, `providers.base`,
-`providers.budget` and `quantity`. Ownership is the label mark of `marks` (managed-by,
-demo id, owner id): another owner id's namespaces and Secrets are neither listed nor
-deleted.
+unless configured). Every answer and retry is told to a `RequestObserver` when one is
+given (metrics), named by verb and resource. May import the kubernetes client, PyYAML,
+`marks`, `providers.base`, `providers.budget`, `quantity` and (a type only)
+`providers.http`. Ownership is the label mark of `marks` (managed-by, demo id, owner id):
+another owner id's namespaces and Secrets are neither listed nor deleted.
 """
 
 from __future__ import annotations
@@ -35,17 +36,19 @@ import ipaddress
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
 import urllib3.connectionpool
 import yaml
 from kubernetes import client, config
+from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import MaxRetryError, ResponseError
@@ -63,6 +66,9 @@ from reconciler.providers.base import (
 )
 from reconciler.providers.budget import TokenBucket
 from reconciler.quantity import format_cpu, format_memory, parse_quantity
+
+if TYPE_CHECKING:
+    from reconciler.providers.http import RequestObserver
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +194,17 @@ class _ReadRetry(urllib3.Retry):
     after that wait, up to maxRetries); API Priority and Fairness answers 429 so
     (kubernetes.io/docs/concepts/cluster-administration/flow-control/). Single-shot, one
     such 429 among the observing list calls left the whole cycle blind on Kubernetes.
-    A long wait (or none stated) is not slept out here: its Retry-After is the loop's."""
+    A long wait (or none stated) is not slept out here: its Retry-After is the loop's.
+
+    `waited` keeps the pause before each retry (one per `history` entry, which urllib3
+    keeps on the reply's `retries`), so that the metrics can say what a 429 cost."""
+
+    waited: tuple[float, ...] = ()
+
+    def new(self, **kw: Any) -> Self:
+        fresh = super().new(**kw)
+        fresh.waited = self.waited
+        return fresh
 
     def increment(
         self,
@@ -207,9 +223,13 @@ class _ReadRetry(urllib3.Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
-        if response is not None and response.status == 429 and self.sleep_for_retry(response):
-            return
-        self._sleep_backoff()
+        # urllib3's own sleep, but saying how long: a 429's (short) Retry-After, else backoff
+        wait = self.get_retry_after(response) if response and response.status == 429 else None
+        if not wait:
+            wait = self.get_backoff_time()
+        if wait > 0:
+            time.sleep(wait)
+        self.waited += (wait,)
 
 
 # Reads and the adapter's idempotent writes (module docstring); bounded, jittered; the
@@ -245,6 +265,70 @@ def _read(response: Any) -> bytes:
     finally:
         response.release_conn()
     return data
+
+
+# The Kubernetes verb of a request (kubernetes.io/docs/reference/access-authn-authz/
+# authorization/#determine-the-request-verb): a GET of a collection lists, of an object gets.
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def request_operation(method: str, url: str) -> str:
+    """A request's metrics name: its Kubernetes verb and resource, as the API server's own
+    `apiserver_request_total` labels it (`list pods`, `patch secrets`); never a name or a
+    namespace, which would make a series per object. A non-resource path (`/version`)
+    is named by the path."""
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    prefix = {"api": 2, "apis": 3}.get(parts[0] if parts else "")
+    if prefix is None:
+        return f"{method.lower()} /{'/'.join(parts)}"
+    rest_of = parts[prefix:]
+    if len(rest_of) > 2 and rest_of[0] == "namespaces":
+        rest_of = rest_of[2:]  # namespaces/<ns>/<resource>...: the resource is what is asked
+    resource = "/".join(rest_of[:1] + rest_of[2:3]) or "/"  # with a subresource (pods/log)
+    one = len(rest_of) > 1
+    if method == "GET":
+        verb = "get" if one else "list"
+    elif method == "DELETE":
+        verb = "delete" if one else "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    return f"{verb} {resource}"
+
+
+class _ObservedRest(rest.RESTClientObject):
+    """The client's transport, telling `observer` of each exchange as `providers.http` does
+    for httpx: every answer by its status code, the transport's retries (urllib3 keeps
+    them on the reply's `retries.history`) with the pause before each."""
+
+    def __init__(self, configuration: client.Configuration, observer: RequestObserver) -> None:
+        super().__init__(configuration)
+        self.observer = observer
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> rest.RESTResponse:
+        reply: rest.RESTResponse = super().request(  # type: ignore[no-untyped-call]
+            method, url, *args, **kwargs
+        )
+        operation = request_operation(method.upper(), url)
+        retries = getattr(reply.response, "retries", None)
+        history = retries.history if isinstance(retries, urllib3.Retry) else ()
+        waited = getattr(retries, "waited", ())
+        for n, attempt in enumerate(history):
+            if attempt.status is not None:
+                self.observer.response(PROVIDER, operation, attempt.status)
+            pause = waited[n] if n < len(waited) else 0.0
+            self.observer.retried(PROVIDER, operation, attempt.status, pause)
+        self.observer.response(PROVIDER, operation, reply.status)
+        return reply
+
+
+def _api_client(
+    configuration: client.Configuration, observer: RequestObserver | None
+) -> client.ApiClient:
+    api = client.ApiClient(_single_shot(configuration))
+    if observer is not None:
+        api.rest_client.close()
+        api.rest_client = _ObservedRest(configuration, observer)
+    return api
 
 
 @dataclass
@@ -448,9 +532,12 @@ class KubernetesCluster:
         gitops: GitOps = "flux",
         secret_name: str = DEFAULT_SECRET_NAME,
         context: str | None = None,
+        observer: RequestObserver | None = None,
         **options: Any,
     ) -> KubernetesCluster:
-        """In-cluster config inside a pod, otherwise `KUBECONFIG` (or ~/.kube/config)."""
+        """In-cluster config inside a pod, otherwise `KUBECONFIG` (or ~/.kube/config).
+
+        `observer` hears of every request (metrics)."""
         configuration = client.Configuration()
         try:
             if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
@@ -468,7 +555,7 @@ class KubernetesCluster:
         except (ConfigException, OSError, TypeError) as exc:
             raise ProviderError(PROVIDER, "load config", str(exc)) from None
         return cls(
-            client.ApiClient(_single_shot(configuration)),
+            _api_client(configuration, observer),
             gitops=gitops,
             secret_name=secret_name,
             **options,
@@ -482,13 +569,14 @@ class KubernetesCluster:
         gitops: GitOps = "flux",
         secret_name: str = DEFAULT_SECRET_NAME,
         token: str = "democtl-local",  # noqa: S107 - the emulator accepts any token
+        observer: RequestObserver | None = None,
         **options: Any,
     ) -> KubernetesCluster:
         """A plain-HTTP API server such as the local emulator."""
         configuration = client.Configuration(host=url.rstrip("/"))
         configuration.api_key = {"BearerToken": f"Bearer {token}"}
         return cls(
-            client.ApiClient(_single_shot(configuration)),
+            _api_client(configuration, observer),
             gitops=gitops,
             secret_name=secret_name,
             **options,
