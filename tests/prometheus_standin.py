@@ -12,13 +12,15 @@ vector when there is none, or `fail` for every query while set.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from reconciler.local.server import EmulatorServer, Request, Response
+
+
+def _error(code: int, kind: str, error: str) -> Response:
+    return Response(code, {"status": "error", "errorType": kind, "error": error})
 
 
 class PrometheusStandIn:
@@ -27,60 +29,34 @@ class PrometheusStandIn:
         self.fail: tuple[int, str, str] | None = None  # status, errorType, error
         self.raw: tuple[int, Any] | None = None  # an answer given as is
         self.queries: list[tuple[str, str]] = []  # (query, time)
-        owner = self
+        self._server = EmulatorServer("prometheus", self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                if url.path != "/api/v1/query":
-                    return self._send(404, {"status": "error", "errorType": "not_found"})
-                params = parse_qs(url.query)
-                query = params.get("query", [""])[0]
-                at = params.get("time", [""])[0]
-                owner.queries.append((query, at))
-                if owner.raw is not None:
-                    return self._send(*owner.raw)
-                if owner.fail is not None:
-                    code, kind, error = owner.fail
-                    return self._send(code, {"status": "error", "errorType": kind, "error": error})
-                if not query:
-                    return self._send(
-                        400, {"status": "error", "errorType": "bad_data", "error": "no query"}
-                    )
-                found = re.search(r'namespace="([^"]+)"', query)
-                last = owner.last.get(found.group(1)) if found else None
-                result = (
-                    [{"metric": {}, "value": [float(at), f"{last.timestamp():.3f}"]}]
-                    if last
-                    else []
-                )
-                self._send(
-                    200, {"status": "success", "data": {"resultType": "vector", "result": result}}
-                )
-
-            def _send(self, code: int, body: Any) -> None:
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def _handle(self, request: Request) -> Response:
+        if request.method != "GET" or request.path != "/api/v1/query":
+            return Response(404, {"status": "error", "errorType": "not_found"})
+        query = request.arg("query", "") or ""
+        at = request.arg("time", "") or ""
+        self.queries.append((query, at))
+        if self.raw is not None:
+            return Response(*self.raw)
+        if self.fail is not None:
+            return _error(*self.fail)
+        if not query:
+            return _error(400, "bad_data", "no query")
+        found = re.search(r'namespace="([^"]+)"', query)
+        last = self.last.get(found.group(1)) if found else None
+        result = [{"metric": {}, "value": [float(at), f"{last.timestamp():.3f}"]}] if last else []
+        return Response(
+            200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def __enter__(self) -> PrometheusStandIn:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -77,6 +77,10 @@ def test_the_action_installs_from_its_own_checkout_and_splices_no_input_into_she
     for step in runs:
         # inputs go through env: an input spliced into a script is a shell injection
         assert "${{" not in step["run"], step["run"]
+    # the status page is a path: one argument of its own, not part of `args`' splitting
+    democtl = next(s for s in runs if "INPUT_COMMAND" in s["run"])
+    assert democtl["env"]["INPUT_STATUS_PAGE"] == "${{ inputs.status-page }}"
+    assert 'args+=(--status-page "$INPUT_STATUS_PAGE")' in democtl["run"]
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
@@ -330,4 +334,7 @@ def test_the_reconcile_workflow_commits_and_pushes(
     assert runner.step("Kubeconfig from the secret").status == "skipped"  # local mode
     pushed = _git(workspace, "log", "--format=%s", "-1", "origin/main")
     assert "demo-acme01" in pushed
+    # the action's status-page input reaches the cycle: the page is in the pushed commit
+    page = _git(workspace, "show", "origin/main:STATUS.md")
+    assert "`demo-acme01`" in page and "## Queue" in page
     assert "demo-acme01" in Path(runner.env["GITHUB_STEP_SUMMARY"]).read_text()

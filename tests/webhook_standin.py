@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from reconciler.local.server import EmulatorServer, Request, Response
+
 SECRET_PATH = "/services/T0DEMOCTL/B0NOTICES/s3cr3tW3bh00kT0k3n"
+
+
+def _answer(code: int, text: str) -> Response:
+    return Response(code, text.encode(), {"Content-Type": "text/html"})
 
 
 class WebhookStandIn:
@@ -25,55 +30,39 @@ class WebhookStandIn:
         self.fail_with: tuple[int, str] | None = None
         self.hold = threading.Event()
         self.hold.set()  # set: answer at once
-        owner = self
+        self._server = EmulatorServer("slack-webhook", self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                owner.received += 1
-                owner.hold.wait()
-                owner.posts += 1
-                if self.path != SECRET_PATH:
-                    return self._answer(404, "no_service")
-                if owner.fail_with is not None:
-                    return self._answer(*owner.fail_with)
-                try:
-                    message = json.loads(body)
-                except ValueError:
-                    return self._answer(400, "invalid_payload")
-                is_json = self.headers.get("Content-Type", "").startswith("application/json")
-                if not is_json or not isinstance(message.get("text"), str):
-                    return self._answer(400, "invalid_payload")
-                owner.messages.append(message)
-                self._answer(200, "ok")
-
-            def _answer(self, code: int, text: str) -> None:
-                data = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def _handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _answer(405, "invalid_method")
+        self.received += 1
+        self.hold.wait()
+        self.posts += 1
+        if request.path != SECRET_PATH:
+            return _answer(404, "no_service")
+        if self.fail_with is not None:
+            return _answer(*self.fail_with)
+        try:
+            message = json.loads(request.body)
+        except ValueError:
+            return _answer(400, "invalid_payload")
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        if not is_json or not isinstance(message.get("text"), str):
+            return _answer(400, "invalid_payload")
+        self.messages.append(message)
+        return _answer(200, "ok")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{SECRET_PATH}"
+        return f"{self._server.url}{SECRET_PATH}"
 
     def texts(self) -> list[str]:
         return [m["text"] for m in self.messages]
 
     def __enter__(self) -> WebhookStandIn:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.hold.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
