@@ -160,13 +160,7 @@ def status(demo_id: str, live: bool, fmt: str, ctx: Context) -> None:
 
 @click.command()
 @click.argument("demo_id", required=False, metavar="[ID]")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    help="table for people, json for scripts.",
-)
+@format_option("table", "json")
 @common_options(unused={"--now": "the history is what git recorded."})
 def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
     """Show what happened to the demos (or to demo ID), from git log.
