@@ -222,6 +222,8 @@ def cluster_adapter(url: str, settings: Settings) -> KubernetesCluster:
         secret_name=settings.kubernetes.secretName,
         pod_selector=pod_selector_for(settings.kubernetes.podSelector),
         owner=settings.owner,
+        qps=settings.kubernetes.clientQps,
+        burst=settings.kubernetes.clientBurst,
     )
 
 
