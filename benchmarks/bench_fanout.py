@@ -1,54 +1,166 @@
 """Benchmark: K new demos at once, from their demo files to all ready.
 
-The local stack (Supabase emulator on real PostgreSQL, Cloudflare and Kubernetes
+The local world (Supabase emulator on real PostgreSQL, Cloudflare and Kubernetes
 emulators) with 100 ms of latency on every call and the documented rate limits
 (Supabase: 120 a minute per user, scope and endpoint; Cloudflare: 1,200 per five
-minutes per user; Kubernetes: client-go's 5 QPS, burst 10, on democtl's side).
-Cycles run back to back, as `democtl reconcile --wait` runs them (a pause of
-IDLE_PAUSE after a cycle that changed nothing). Prints, per K: wall time to all
-ready, cycles, commits, 429s received, Supabase requests per demo (the listing,
-one a cycle for all demos, apart), then wall(K)/wall(1).
+minutes per user), served by `democtl local serve` in a process of its own, as in
+production the vendors' work runs on their machines and not in democtl's process
+(`--same-process` runs the emulators inside the benchmark instead, as before).
+Kubernetes: democtl's client-side QPS limit from the settings (`kubernetes.clientQps`
+and `clientBurst`; `--kube-qps 5 --kube-burst 10` for client-go's defaults).
+Cycles run back to back, as `democtl reconcile --wait` runs them (`run_cycles`).
+Prints, per K: wall time to all ready, cycles, commits, 429s received, Supabase
+requests per demo (the listing, one a cycle for all demos, apart), the seconds
+democtl's Kubernetes calls waited for their QPS tokens, the CPU seconds of democtl,
+of the emulators' process and of PostgreSQL, each cycle's seconds; then wall(K)/wall(1).
 
-    python benchmarks/bench_fanout.py [--k 1 --k 10 --k 50] [--concurrency 8]
+    python benchmarks/bench_fanout.py [--k 1 --k 10 --k 50] [--concurrency N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from reconciler.local.server import Faults
-from reconciler.local.stack import LocalStack
-from reconciler.loop import IDLE_PAUSE, CycleOptions, run_cycle
-from reconciler.model import Phase, Settings
-from reconciler.wiring import close_providers, local_providers
-from tests.gitrepo import commit_as, demo_yaml, origin_and_clone, sample_settings
+from reconciler.local import local_state_dir  # noqa: E402
+from reconciler.local.postgres import discard_cluster  # noqa: E402
+from reconciler.local.server import Faults  # noqa: E402
+from reconciler.local.stack import LocalStack  # noqa: E402
+from reconciler.local.world import find_world  # noqa: E402
+from reconciler.loop import CycleOptions, CycleResult, Repeat, run_cycles  # noqa: E402
+from reconciler.model import Phase, Settings  # noqa: E402
+from reconciler.wiring import close_providers, local_providers  # noqa: E402
+from tests.gitrepo import commit_as, demo_yaml, origin_and_clone, sample_settings  # noqa: E402
 
 LATENCY = 0.1
-LISTING = "GET /v1/projects"
+COME_UP = 2.0
+LISTING = "list projects"
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def settings_for(k: int) -> str:
+class Counting:
+    """A RequestObserver: every exchange democtl had, by provider and operation, and its 429s."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.refused: Counter[str] = Counter()
+
+    def response(self, provider: str, operation: str, status: int) -> None:
+        with self.lock:
+            self.calls[(provider, operation)] += 1
+            if status == 429:
+                self.refused[provider] += 1
+
+    def retried(self, provider: str, operation: str, status: int | None, pause: float) -> None:
+        return
+
+
+def settings_for(k: int, qps: float | None, burst: int | None) -> str:
     """The sample settings with room in the cluster for every demo (no queue)."""
     data = yaml.safe_load(sample_settings())
     data["capacity"].update(totalCpu="1024", totalMemory="4096Gi", maxConcurrentDemos=max(k, 20))
+    if qps is not None:
+        data["kubernetes"]["clientQps"] = qps
+    if burst is not None:
+        data["kubernetes"]["clientBurst"] = burst
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def run(k: int, concurrency: int, limit: int) -> dict[str, Any]:
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """A process's CPU time from /proc (Linux); with `children`, its live children's and
+    the reaped ones' too (PostgreSQL forks a backend per connection)."""
+
+    def fields(of: int) -> list[str]:
+        text = Path(f"/proc/{of}/stat").read_text()
+        return text[text.rfind(")") + 2 :].split()
+
+    try:
+        own = fields(pid)
+    except OSError:
+        return 0.0
+    ticks = sum(int(x) for x in own[11 : 15 if children else 13])
+    if children:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    child = fields(int(entry.name))
+                    if int(child[1]) == pid:
+                        ticks += int(child[11]) + int(child[12])
+    return ticks / TICK
+
+
+def postmaster_pid(state_dir: Path) -> int | None:
+    """The local PostgreSQL's server process: its data is beside the state, or (as root)
+    in the temp directory that `postgres/location` records."""
+    bases = [state_dir / "postgres"]
+    with contextlib.suppress(OSError):
+        bases.append(Path((state_dir / "postgres" / "location").read_text().strip()))
+    for base in bases:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((base / "data" / "postmaster.pid").read_text().split()[0])
+    return None
+
+
+@contextlib.contextmanager
+def served_world(repo: Path) -> Iterator[int]:
+    """`democtl local serve --source repo` in a process of its own; yields its pid."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEMOCTL_")}
+    env.update(
+        DEMOCTL_LOCAL_FAULTS=f"latency={LATENCY}", DEMOCTL_LOCAL_COME_UP_SECONDS=str(COME_UP)
+    )
+    command = [sys.executable, "-m", "reconciler", "-C", str(repo), "local", "serve"]
+    child = subprocess.Popen(
+        [*command, "--source", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        if not first.startswith("local world served"):
+            raise SystemExit(f"democtl local serve did not start: {first!r}")
+        yield child.pid
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
+
+
+def run(
+    k: int,
+    concurrency: int,
+    limit: float,
+    *,
+    same_process: bool = False,
+    qps: float | None = None,
+    burst: int | None = None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="democtl-bench-") as tmp:
         started_at = datetime.now(UTC).replace(microsecond=0)
-        _, repo = origin_and_clone(Path(tmp), files={"reconciler.yaml": settings_for(k)})
+        _, repo = origin_and_clone(
+            Path(tmp), files={"reconciler.yaml": settings_for(k, qps, burst)}
+        )
         demos = [f"demo-fan{n:03d}" for n in range(k)]
         commit_as(
             repo,
@@ -57,87 +169,117 @@ def run(k: int, concurrency: int, limit: int) -> dict[str, Any]:
             message=f"{k} demos",
         )
         settings = Settings.model_validate(yaml.safe_load((repo / "reconciler.yaml").read_text()))
-        stack = LocalStack(
-            Path(tmp) / "world",
-            repo,
-            settings,
-            faults=Faults(latency=LATENCY),
-            come_up_seconds=2.0,
-            database_lag_seconds=0.5,
-        )
-        with stack:
-            providers = local_providers(stack)
-            options = CycleOptions(concurrency=concurrency)
-            cycles = commits = 0
+        counting = Counting()
+        with contextlib.ExitStack() as stack:
+            # last out: the cluster's data, which as root lives outside `tmp`
+            stack.callback(lambda: discard_cluster(state_dir))
+            state_dir = Path(tmp) / "world" if same_process else local_state_dir(repo)
+            if same_process:
+                world: Any = stack.enter_context(
+                    LocalStack(
+                        state_dir,
+                        repo,
+                        settings,
+                        faults=Faults(latency=LATENCY),
+                        come_up_seconds=COME_UP,
+                        database_lag_seconds=0.5,
+                    )
+                )
+                emulators = os.getpid()
+            else:
+                emulators = stack.enter_context(served_world(repo))
+                world = find_world(state_dir, settings, {})
+                if world is None:
+                    raise SystemExit("the served world is not found")
+            postgres = postmaster_pid(state_dir)
+            providers = local_providers(world, counting)
+            stack.callback(close_providers, providers)
             durations: list[float] = []
-            previous: datetime | None = None
+            commits = 0
+            ticks: list[float] = []
+
+            def on_start(number: int, now: datetime) -> None:
+                ticks.append(time.monotonic())
+
+            def on_end(number: int, result: CycleResult) -> None:
+                nonlocal commits
+                durations.append(time.monotonic() - ticks[-1])
+                commits += result.commit is not None
+
+            emulators_cpu0 = cpu_seconds(emulators)
+            postgres_cpu0 = cpu_seconds(postgres, children=True) if postgres else 0.0
+            cpu0 = time.process_time()
             began = time.monotonic()
-            try:
-                while True:
-                    now = datetime.now(UTC).replace(microsecond=0)
-                    tick = time.monotonic()
-                    result = run_cycle(repo, providers, now, options, health_since=previous)
-                    durations.append(time.monotonic() - tick)
-                    previous = now
-                    cycles += 1
-                    commits += result.commit is not None
-                    if all(result.statuses[d].phase is Phase.READY for d in demos):
-                        break
-                    failed = [d for d in demos if result.statuses[d].phase is Phase.FAILED]
-                    if failed or cycles >= limit:
-                        raise SystemExit(f"K={k}: not ready after {cycles} cycles ({failed})")
-                    if result.commit is None:
-                        time.sleep(IDLE_PAUSE)
-                wall = time.monotonic() - began
-            finally:
-                close_providers(providers)
-            assert stack.supabase is not None and stack.cloudflare is not None
-            supabase = Counter(stack.supabase.requests)
-            refused = (
-                stack.supabase.refused
-                + stack.cloudflare.refused
-                + sum(stack.supabase.server.faults_injected.values())
-                + sum(stack.cloudflare.server.faults_injected.values())
+            ran = run_cycles(
+                repo,
+                providers,
+                datetime.now(UTC).replace(microsecond=0),
+                CycleOptions(concurrency=concurrency),
+                Repeat(wait=limit),
+                on_cycle_start=on_start,
+                on_cycle_end=on_end,
             )
-            per_demo = (sum(supabase.values()) - supabase[LISTING]) / k
+            wall = time.monotonic() - began
+            cpu = time.process_time() - cpu0
+            emulators_cpu = cpu_seconds(emulators) - emulators_cpu0
+            postgres_cpu = (
+                cpu_seconds(postgres, children=True) if postgres else 0.0
+            ) - postgres_cpu0
+            statuses = ran.last.statuses
+            if not all(statuses[d].phase is Phase.READY for d in demos):
+                phases = Counter(statuses[d].phase.value for d in demos if d in statuses)
+                raise SystemExit(f"K={k}: not ready after {ran.cycles} cycles ({dict(phases)})")
+            supabase = Counter(
+                {op: n for (provider, op), n in counting.calls.items() if provider == "supabase"}
+            )
+            limiter = getattr(providers.cluster, "limiter", None)
             return {
                 "k": k,
                 "wall": wall,
-                "cycles": cycles,
+                "cycles": ran.cycles,
                 "commits": commits,
-                "429s": refused,
-                "supabase_per_demo": per_demo,
+                "429s": sum(counting.refused.values()),
+                "supabase_per_demo": (sum(supabase.values()) - supabase[LISTING]) / k,
                 "listings": supabase[LISTING],
-                "k8s_wait": stack_wait(providers),
+                "k8s_wait": float(limiter.waited) if limiter is not None else 0.0,
+                "cpu": cpu,  # with --same-process, the emulators' Python work too
+                "emulators_cpu": emulators_cpu if not same_process else float("nan"),
+                "postgres_cpu": postgres_cpu,
                 "durations": "/".join(f"{d:.1f}" for d in durations),
             }
-
-
-def stack_wait(providers: object) -> float:
-    """Seconds democtl's Kubernetes calls waited for the client-side QPS limit."""
-    limiter = getattr(getattr(providers, "cluster", None), "limiter", None)
-    return float(limiter.waited) if limiter is not None else 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--k", type=int, action="append", help="demos at once (repeatable)")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-cycles", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=CycleOptions().concurrency)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--kube-qps", type=float, default=None)
+    parser.add_argument("--kube-burst", type=int, default=None)
+    parser.add_argument("--same-process", action="store_true", help="emulators in this process")
     args = parser.parse_args()
     ks = args.k or [1, 10, 50]
     print(
-        f"{'K':>4} {'wall s':>8} {'cycles':>7} {'commits':>8} {'429s':>5} "
-        f"{'supabase/demo':>14} {'listings':>9} {'k8s QPS wait s':>15}  cycle seconds"
+        f"{'K':>4} {'wall s':>7} {'cycles':>6} {'commits':>7} {'429s':>5} "
+        f"{'supabase/demo':>13} {'listings':>8} {'k8s QPS wait s':>14} "
+        f"{'democtl CPU s':>13} {'emulators CPU s':>15} {'PostgreSQL CPU s':>16}  cycle seconds"
     )
     rows = []
     for k in ks:
-        row = run(k, args.concurrency, args.max_cycles)
+        row = run(
+            k,
+            args.concurrency,
+            args.max_seconds,
+            same_process=args.same_process,
+            qps=args.kube_qps,
+            burst=args.kube_burst,
+        )
         rows.append(row)
         print(
-            f"{row['k']:>4} {row['wall']:>8.1f} {row['cycles']:>7} {row['commits']:>8} "
-            f"{row['429s']:>5} {row['supabase_per_demo']:>14.1f} {row['listings']:>9} "
-            f"{row['k8s_wait']:>15.1f}  {row['durations']}",
+            f"{row['k']:>4} {row['wall']:>7.1f} {row['cycles']:>6} {row['commits']:>7} "
+            f"{row['429s']:>5} {row['supabase_per_demo']:>13.1f} {row['listings']:>8} "
+            f"{row['k8s_wait']:>14.1f} {row['cpu']:>13.1f} {row['emulators_cpu']:>15.1f} "
+            f"{row['postgres_cpu']:>16.1f}  {row['durations']}",
             flush=True,
         )
     one = next((r for r in rows if r["k"] == 1), None)

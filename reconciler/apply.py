@@ -49,6 +49,9 @@ from reconciler.providers.base import (
 
 log = logging.getLogger(__name__)
 
+# demos worked on at once by default (see loop.CycleOptions)
+DEFAULT_CONCURRENCY = 32
+
 
 class MigrateFn(Protocol):
     def __call__(self, provider: SupabaseProvider, ref: str, demo_id: str, /) -> list[str]:
@@ -507,7 +510,7 @@ def apply(
     providers: Providers,
     settings: Settings,
     *,
-    concurrency: int = 8,
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_progress: Callable[[str, str], None] | None = None,
     password_factory: Callable[[], str] = strong_password,
     wait_until: Callable[[Callable[[], bool]], bool] = check_once,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler import gitstate, logsetup, statuspage
-from reconciler.apply import Outcome, Providers, apply
+from reconciler.apply import DEFAULT_CONCURRENCY, Outcome, Providers, apply
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.notify import Notices
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
@@ -62,7 +62,10 @@ class SettingsUnusable(Exception):
 @dataclass(frozen=True)
 class CycleOptions:
     allow_mass_delete: bool = False
-    concurrency: int = 8
+    # demos worked on at once: their steps wait on vendor round trips, not on this
+    # machine, and the request budgets, not the workers, bound what is sent (8 held
+    # 50 new demos' migrations in seven rounds: 21.6 s to all ready against 16.4 s)
+    concurrency: int = DEFAULT_CONCURRENCY
     known_migrations: tuple[str, ...] | None = None
     # a repository-relative path (STATUS.md) the cycle keeps the status page in, or None
     status_page: str | None = None

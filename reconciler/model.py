@@ -509,6 +509,13 @@ class KubernetesSettings(StrictModel):
     monitoringNamespace: str = "monitoring"
     fluxNamespace: str = "flux-system"
     argoNamespace: str = "argocd"
+    # democtl's own client-side flow control toward the API server (client-go's token
+    # bucket). client-go's 5 QPS / burst 10 are a default, not the server's limit: the
+    # server's API Priority and Fairness is, and it answers 429 with Retry-After, which
+    # democtl honours. 50 / 300 are what Flux's controllers run with (--kube-api-qps,
+    # --kube-api-burst) on the clusters democtl writes for.
+    clientQps: Annotated[float, Field(gt=0, le=1000)] = 50.0
+    clientBurst: Annotated[int, Field(ge=1, le=10000)] = 300
 
 
 class GitSettings(StrictModel):

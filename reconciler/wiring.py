@@ -373,6 +373,8 @@ def production_providers(settings: Settings, observer: RequestObserver | None = 
                 pod_selector=pod_selector_for(settings.kubernetes.podSelector),
                 owner=settings.owner,
                 observer=observer,
+                qps=settings.kubernetes.clientQps,
+                burst=settings.kubernetes.clientBurst,
             ),
             prober=HttpxProber(resolve=probe_resolve(os.environ)),
             migrate=database.migrate,
@@ -412,6 +414,8 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
                 gitops=settings.gitops,
                 secret_name=settings.kubernetes.secretName,
                 owner=settings.owner,
+                qps=settings.kubernetes.clientQps,
+                burst=settings.kubernetes.clientBurst,
             )
             try:
                 yield cluster
@@ -423,6 +427,8 @@ def open_cluster(repo: Path, settings: Settings, *, local: bool) -> Iterator[Kub
             gitops=settings.gitops,
             secret_name=settings.kubernetes.secretName,
             owner=settings.owner,
+            qps=settings.kubernetes.clientQps,
+            burst=settings.kubernetes.clientBurst,
         )
     except ProviderError as exc:
         raise SetupError(str(exc)) from None
@@ -513,7 +519,11 @@ def open_preflight(repo: Path, settings: Settings, *, local: bool) -> Iterator[P
     else:
         dns_api = "CLOUDFLARE_API_TOKEN is not set; democtl reads credentials from the environment"
     try:
-        cluster = KubernetesCluster.from_environment(gitops=settings.gitops)
+        cluster = KubernetesCluster.from_environment(
+            gitops=settings.gitops,
+            qps=settings.kubernetes.clientQps,
+            burst=settings.kubernetes.clientBurst,
+        )
         opened.append(cluster)
         cluster_api = ClusterAccess(cluster)
     except ProviderError as exc:

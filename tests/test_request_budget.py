@@ -8,15 +8,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
 from reconciler.local.kubernetes import KubernetesEmulator
 from reconciler.local.postgres import LocalPostgres
+from reconciler.local.stack import cluster_adapter
+from reconciler.model import Settings
 from reconciler.providers.base import RateLimited
 from reconciler.providers.budget import BudgetSpent, RequestBudget, TokenBucket, parse_quota
 from reconciler.providers.cloudflare import CloudflareDns
 from reconciler.providers.kubernetes import KubernetesCluster
 from reconciler.providers.supabase import bucket_of
+from tests.gitrepo import sample_settings
 from tests.supabase_support import TOKEN, Harness, ManualClock, harness_fixture
 
 
@@ -203,3 +207,26 @@ def test_kubernetes_calls_wait_for_their_token(tmp_path: Path) -> None:
     calls = sum(emulator.api_server.requests.values())
     assert calls >= 4
     assert sum(waits) == pytest.approx((calls - 2) / 5), "past the burst, 5 calls a second"
+
+
+def test_the_settings_choose_the_kubernetes_client_qps(tmp_path: Path) -> None:
+    """client-go's 5/10 are a default, not the server's limit: the settings' clientQps and
+    clientBurst reach the adapter (Flux's 50/300 unless set), so 50 new demos' Secrets do
+    not queue behind a 5-a-second token bucket."""
+    data = yaml.safe_load(sample_settings())
+    defaults = cluster_adapter("http://127.0.0.1:9", Settings.model_validate(data))
+    data["kubernetes"].update(clientQps=7.5, clientBurst=3)
+    chosen = cluster_adapter("http://127.0.0.1:9", Settings.model_validate(data))
+    try:
+        assert defaults.limiter is not None and chosen.limiter is not None
+        assert (defaults.limiter.qps, defaults.limiter.burst) == (50.0, 300)
+        assert (chosen.limiter.qps, chosen.limiter.burst) == (7.5, 3)
+        # a pool as large as the workers: no connection opened and discarded per call
+        pool = chosen.api_client.rest_client.pool_manager.connection_pool_kw["maxsize"]
+        assert pool >= 64
+    finally:
+        defaults.close()
+        chosen.close()
+    data["kubernetes"]["clientQps"] = 0
+    with pytest.raises(ValueError, match="clientQps"):
+        Settings.model_validate(data)

@@ -122,7 +122,7 @@ def _note_uncommitted(ctx: Context) -> None:
 
 
 def _cycle_options(
-    *, allow_mass_delete: bool = False, concurrency: int = 8, status_page: str | None = None
+    *, allow_mass_delete: bool = False, concurrency: int = 32, status_page: str | None = None
 ) -> loop.CycleOptions:
     from reconciler import database, loop
 
@@ -239,7 +239,7 @@ def _print_plan(ctx: Context, settings: Settings, fmt: str, allow_mass_delete: b
 # reconcile and run take the same bound on demos worked on at once
 _concurrency_option = click.option(
     "--concurrency",
-    default=8,
+    default=32,
     show_default=True,
     type=click.IntRange(1, 64),
     help="How many demos are worked on at once.",

@@ -225,6 +225,8 @@ def cluster_adapter(
         secret_name=settings.kubernetes.secretName,
         pod_selector=pod_selector_for(settings.kubernetes.podSelector),
         owner=settings.owner,
+        qps=settings.kubernetes.clientQps,
+        burst=settings.kubernetes.clientBurst,
     )
 
 

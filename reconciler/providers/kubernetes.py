@@ -80,9 +80,15 @@ PROVIDER = "kubernetes"
 FLUX_WATCH_LABEL = "reconcile.fluxcd.io/watch"
 DEFAULT_SECRET_NAME = "supabase-credentials"  # noqa: S105 - a name, not a secret
 # client-go's defaults for a rest.Config that sets none (k8s.io/client-go/rest/config.go:
-# DefaultQPS 5.0, DefaultBurst 10)
+# DefaultQPS 5.0, DefaultBurst 10): the adapter's own default when built without settings.
+# democtl's settings default to Flux's controllers' 50 / 300 (`kubernetes.clientQps`,
+# `kubernetes.clientBurst`): 5 a second held 50 new demos' Secrets for seconds.
 DEFAULT_QPS = 5.0
 DEFAULT_BURST = 10
+# urllib3 keeps this many connections per host; client-go reuses one HTTP/2 connection
+# for every call, and a pool smaller than the apply workers would open and discard a
+# connection per call beyond it ("Connection pool is full")
+POOL_SIZE = 64
 APPLY_PATCH = "application/apply-patch+yaml"
 FLUX_GROUP, FLUX_VERSION, FLUX_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
@@ -249,6 +255,7 @@ _READ_RETRY = _ReadRetry(
 def _single_shot(configuration: client.Configuration) -> client.Configuration:
     """Writes single-shot, reads retried briefly (see the module docstring)."""
     configuration.retries = _READ_RETRY
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, POOL_SIZE)
     if _is_loopback(configuration.host):
         configuration.proxy = None  # a proxy from the environment must not capture loopback
     elif configuration.ssl_ca_cert is None and os.environ.get("SSL_CERT_FILE"):
