@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reconciler import database
 from reconciler.apply import Providers
 from reconciler.local.stack import LOCAL_TOKEN, LocalStack
-from reconciler.loop import CycleResult, run_cycle
+from reconciler.loop import CycleOptions, CycleResult, run_cycle
 from reconciler.model import Phase, Settings
 from reconciler.plan import ActionKind
 from reconciler.providers.http import RetryPolicy
@@ -35,6 +36,10 @@ pytestmark = pytest.mark.e2e
 DEMO = "demo-slow01"
 LAG = 90.0  # seconds the database lags ACTIVE_HEALTHY
 GOING_DOWN = 600.0  # seconds a deleted project stays listed
+
+
+# as `democtl reconcile` runs a cycle: it knows the migrations the package ships
+OPTIONS = CycleOptions(known_migrations=tuple(m.version for m in database.load_migrations()))
 
 
 @dataclass
@@ -55,7 +60,9 @@ class World:
 
     def cycle(self, after: timedelta = timedelta(0)) -> CycleResult:
         self.moment.now += after
-        result = run_cycle(self.repo, self.providers, self.moment.now, health_since=self.previous)
+        result = run_cycle(
+            self.repo, self.providers, self.moment.now, OPTIONS, health_since=self.previous
+        )
         self.previous = self.moment.now
         return result
 

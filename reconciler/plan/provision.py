@@ -421,8 +421,14 @@ _SUPABASE_STEPS = frozenset(
 
 def _supabase_due(recipe: _Recipe, project: Project | None) -> bool:
     """Ask the Supabase services this cycle? Always when something about the project
-    changed or its last answer was not healthy; otherwise in the demo's turn."""
+    changed or its last answer was not healthy; otherwise in the demo's turn. A creating
+    demo is asked once its cluster side is healthy: before that no answer can make it
+    ready, and under quiet history the answer would not reach git for the next cycle."""
     status = recipe.status
+    if recipe.phase is Phase.CREATING:
+        namespace = recipe.ctx.sight.namespace_of(recipe.demo_id)
+        if namespace is None or not namespace.healthy:
+            return False
     if status is None or not status.healthChecks.supabase:
         return True
     if project is None or not project.healthy or project.ref != recipe.status_ref:
