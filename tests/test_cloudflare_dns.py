@@ -425,6 +425,28 @@ def test_rate_limit_is_reported_at_once_without_sleeping(
     assert sum(emulator.requests.values()) == 1  # no retry: the token is blocked for minutes
 
 
+def test_a_429_asking_for_a_short_wait_is_tried_again_within_the_call(
+    emulator: CloudflareEmulator, make_dns: Callable[..., CloudflareDns]
+) -> None:
+    dns = make_dns(max_retries=4)
+    emulator.set_faults(Faults(rate_limit=0.5, retry_after=0, seed=3))
+    result = dns.ensure_records("demo-a", desired("demo-a"))
+    emulator.set_faults(Faults())
+    assert emulator.server.faults_injected["rate_limit"] >= 1
+    assert len(result) == 2 and len(emulator.inspect()["records"]) == 2
+
+
+def test_a_429_asking_for_a_short_wait_every_time_ends_rate_limited_within_the_retries(
+    emulator: CloudflareEmulator, make_dns: Callable[..., CloudflareDns]
+) -> None:
+    dns = make_dns(max_retries=2)
+    emulator.set_faults(Faults(rate_limit=1.0, retry_after=0))
+    with pytest.raises(RateLimited) as caught:
+        dns.ensure_records("demo-a", desired("demo-a"))
+    assert caught.value.retryable and caught.value.retry_after == 0
+    assert sum(emulator.requests.values()) == 3  # the first try and two retries, no more
+
+
 def test_server_errors_are_retried(
     emulator: CloudflareEmulator, make_dns: Callable[..., CloudflareDns]
 ) -> None:

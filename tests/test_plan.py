@@ -278,6 +278,10 @@ CASES = [
     pytest.param([file(A), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "provision: ensure-dns check-health", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-still-recreates-records"),
     pytest.param([file(A, expires=PAST), file(B)], {A: status(A), B: status(B)}, Observed((project(A), project(B)), (), (namespace(A), namespace(B))), {}, {A: "teardown: delete-project", B: "provision: ensure-dns check-health"}, id="empty-dns-listing-deletes-nothing-and-keeps-the-files"),
     pytest.param([file(A)], {A: status(A)}, Observed((project(A),), None, (namespace(A),)), {}, {A: CHECK}, id="failed-dns-listing-creates-no-record"),
+    # a demo being created reads its own records (ensure adopts what exists): a failed zone
+    # listing does not cost it the cycle; it still deletes nothing
+    pytest.param([file(A)], {A: status(A, Phase.CREATING)}, Observed((project(A),), None, (namespace(A),)), {}, {A: "provision: ensure-dns render-release check-health"}, id="failed-dns-listing-still-ensures-a-creating-demos-records"),
+    pytest.param([file(A)], {}, Observed((), None, ()), {}, {A: "provision: render-namespace ensure-project wait-project migrate seed fetch-keys ensure-dns render-release check-health"}, id="failed-dns-listing-still-ensures-a-new-demos-records"),
     # DNS records a live demo no longer wants
     pytest.param([file(A)], {A: status(A)}, world(A, extra_records=[stale_record(A, "demo-a.www.splits.network")]), {}, {A: "provision: delete-dns check-health"}, id="record-no-longer-desired-is-deleted"),
     pytest.param([file(A)], {A: status(A)}, world(projects=[project(A)], namespaces=[namespace(A)], extra_records=[stale_record(A, n.replace(".splits.", ".old.splits.")) for n in (r.name for r in records(A))]), {}, {A: "provision: ensure-dns delete-dns check-health"}, id="url-pattern-change-creates-then-deletes"),

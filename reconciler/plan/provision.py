@@ -344,7 +344,19 @@ def _dns_steps(recipe: _Recipe) -> None:
     ctx, demo_id = recipe.ctx, recipe.demo_id
     desired = desired_records(ctx.settings, demo_id)
     mine = ctx.sight.records_of(demo_id)  # none when the listing is not trusted
-    if not ctx.sight.dns_listed:
+    if not ctx.sight.dns_listed and recipe.phase in (None, Phase.PENDING, Phase.CREATING):
+        # The zone listing failed, but ENSURE_DNS reads the demo's own records itself and
+        # adopts what is there: a demo being created need not lose the cycle to the
+        # listing (under 20 % faults, one failed listing in a cycle held back every demo
+        # still creating). Creating needs no trusted listing; only deleting does.
+        recipe.add(
+            ActionKind.ENSURE_DNS,
+            f"create or adopt its DNS records ({ctx.sight.blind['dns']}: ensure reads its own)",
+            desired=desired,
+            records=(),
+        )
+    elif not ctx.sight.dns_listed:
+        # a live demo's records were made: a routine cycle spends no request on them blind
         recipe.waiting.append(f"dns: {ctx.sight.blind['dns']}")
     elif not records_match(mine, desired):
         recipe.add(
