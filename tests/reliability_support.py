@@ -12,27 +12,29 @@ connections, drawn from a seeded random source, so every run sees the same ones)
 from __future__ import annotations
 
 import base64
+import random
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reconciler import wiring
+from reconciler import gitstate, wiring
 from reconciler.apply import Providers
 from reconciler.local import local_state_dir
 from reconciler.local.server import Faults
 from reconciler.local.stack import LocalStack
+from reconciler.loop import Writer, run_cycle_and_push
 from reconciler.model import Phase
 from reconciler.workspace import read_settings
 from tests.fakes import MUTATING
 from tests.gitrepo import PROJECT, clone, origin_and_clone
-from tests.test_e2e_local import World
+from tests.test_e2e_local import OPTIONS, World
 
 # the Secret keys whose values must never leave the cluster (the anon key is publishable)
 SECRET_KEYS = ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_PASSWORD")
@@ -195,3 +197,34 @@ class SteppedClock:
 
     def __call__(self) -> float:
         return time.time() + self._offset
+
+
+def writer_tick(
+    repo: Path,
+    providers: Providers,
+    now: datetime,
+    name: str,
+    rng: random.Random,
+    stats: dict[str, Any],
+) -> None:
+    """One `democtl reconcile --push` of a racing writer, counted in `stats` (runs,
+    commits, lock_waits, gave_up): a held lock or a push given up ends the tick, not
+    the writer. The lock's lease is real time by design (never --now); writers share it."""
+    try:
+        result = run_cycle_and_push(
+            repo,
+            providers,
+            now,
+            OPTIONS,
+            holder=name,
+            writer=Writer(
+                wall=lambda: datetime.now(UTC), jitter=rng.random, push_budget=60, background=True
+            ),
+            sleep=time.sleep,
+        )
+        stats["runs"] += 1
+        stats["commits"] += result.commit is not None
+    except gitstate.LockHeld:
+        stats["lock_waits"] += 1  # the next tick goes on
+    except gitstate.PushGaveUp as exc:
+        stats["gave_up"].append(str(exc))

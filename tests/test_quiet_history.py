@@ -196,7 +196,8 @@ def run_fresh(origin: Path, folder: Path, world: World, now: datetime) -> str | 
     return result.commit
 
 
-def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -> None:
+def _one_new_demo(tmp_path: Path) -> tuple[Path, Path, World]:
+    """An origin with demo-acme01 merged, a clone, and fakes whose project comes up late."""
     origin, repo = origin_and_clone(tmp_path)
     commit_as(
         repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
@@ -204,6 +205,11 @@ def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -
     git(repo, "push", "--quiet", "origin", "HEAD:main")
     world = World()
     world.supabase.comes_up_healthy = False
+    return origin, repo, world
+
+
+def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -> None:
+    origin, repo, world = _one_new_demo(tmp_path)
     steps = [
         lambda: None,  # new: namespace rendered, project created (coming up)
         world.supabase.bring_up,  # the project is up before the namespace
@@ -253,13 +259,7 @@ def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -
 
 
 def test_a_kill_after_the_secret_converges_without_a_second_write(tmp_path: Path) -> None:
-    origin, repo = origin_and_clone(tmp_path)
-    commit_as(
-        repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
-    )
-    git(repo, "push", "--quiet", "origin", "HEAD:main")
-    world = World()
-    world.supabase.comes_up_healthy = False
+    origin, _, world = _one_new_demo(tmp_path)
     now = BASE_TIME + timedelta(minutes=1)
     assert run_fresh(origin, tmp_path / "c0", world, now)
     world.supabase.bring_up()

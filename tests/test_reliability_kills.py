@@ -80,6 +80,34 @@ class Killer:
         return killing
 
 
+def kill_after_git(
+    monkeypatch: pytest.MonkeyPatch, killer: Killer, after: Callable[[str], None]
+) -> None:
+    """The cycle's git side effects as kill points: `after("commit")` right after a commit
+    that wrote, `after("push")` after a push; and a killed run releases no lock."""
+    real_commit, real_push = gitstate.commit_cycle, gitstate.push_with_replan
+    real_release = gitstate_lock.release_lock
+
+    def commit(*args: Any, **kwargs: Any) -> Any:
+        sha = real_commit(*args, **kwargs)
+        if sha is not None:
+            after("commit")
+        return sha
+
+    def push(*args: Any, **kwargs: Any) -> Any:
+        pushed = real_push(*args, **kwargs)
+        after("push")
+        return pushed
+
+    def release(*args: Any, **kwargs: Any) -> Any:
+        # a killed process runs no `finally`: its lock stays on the origin
+        return None if killer.dying else real_release(*args, **kwargs)
+
+    monkeypatch.setattr(gitstate, "commit_cycle", commit)
+    monkeypatch.setattr(gitstate, "push_with_replan", push)
+    monkeypatch.setattr(gitstate_lock, "release_lock", release)
+
+
 class Killing:
     def __init__(self, real: object, killer: Killer, points: set[str]) -> None:
         self._real, self._killer, self._points = real, killer, points
@@ -136,27 +164,7 @@ def test_killed_after_every_side_effect_of_create_and_teardown(
     tmp_path: Path, figure: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     killer = Killer()
-    real_commit, real_push = gitstate.commit_cycle, gitstate.push_with_replan
-    real_release = gitstate_lock.release_lock
-
-    def commit(*args: Any, **kwargs: Any) -> Any:
-        sha = real_commit(*args, **kwargs)
-        if sha is not None:
-            killer.after("commit")
-        return sha
-
-    def push(*args: Any, **kwargs: Any) -> Any:
-        pushed = real_push(*args, **kwargs)
-        killer.after("push")
-        return pushed
-
-    def release(*args: Any, **kwargs: Any) -> Any:
-        # a killed process runs no `finally`: its lock stays on the origin
-        return None if killer.dying else real_release(*args, **kwargs)
-
-    monkeypatch.setattr(gitstate, "commit_cycle", commit)
-    monkeypatch.setattr(gitstate, "push_with_replan", push)
-    monkeypatch.setattr(gitstate_lock, "release_lock", release)
+    kill_after_git(monkeypatch, killer, killer.after)
 
     with fleet_world(tmp_path, demos=4) as world:
         providers = killing(world.providers, killer)

@@ -38,9 +38,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import gitstate, wiring
+from reconciler import wiring
 from reconciler.apply import Providers
-from reconciler.gitstate import lock as gitstate_lock
 from reconciler.local.server import Faults
 from reconciler.loop import Writer, run_cycle_and_push
 from reconciler.marks import is_pool_id, pool_parts
@@ -54,9 +53,10 @@ from tests.reliability_support import (
     flips,
     ready_ids,
     secret_hits,
+    writer_tick,
 )
 from tests.test_e2e_local import OPTIONS, START, World
-from tests.test_reliability_kills import RESTART, Killer
+from tests.test_reliability_kills import RESTART, Killer, kill_after_git
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
 
@@ -316,27 +316,7 @@ def test_killed_after_every_side_effect_of_a_claim_a_refill_and_an_age_out(
     def after(name: str, args: tuple[Any, ...]) -> None:
         kill_at(point(name, args))
 
-    real_commit, real_push = gitstate.commit_cycle, gitstate.push_with_replan
-    real_release = gitstate_lock.release_lock
-
-    def commit(*args: Any, **kwargs: Any) -> Any:
-        sha = real_commit(*args, **kwargs)
-        if sha is not None:
-            kill_at(f"{stage['name']}:commit")
-        return sha
-
-    def push(*args: Any, **kwargs: Any) -> Any:
-        pushed = real_push(*args, **kwargs)
-        kill_at(f"{stage['name']}:push")
-        return pushed
-
-    def release(*args: Any, **kwargs: Any) -> Any:
-        # a killed process runs no `finally`: its lock stays on the origin
-        return None if killer.dying else real_release(*args, **kwargs)
-
-    monkeypatch.setattr(gitstate, "commit_cycle", commit)
-    monkeypatch.setattr(gitstate, "push_with_replan", push)
-    monkeypatch.setattr(gitstate_lock, "release_lock", release)
+    kill_after_git(monkeypatch, killer, lambda step: kill_at(f"{stage['name']}:{step}"))
 
     clock = SteppedClock()
     ledger = Ledger()
@@ -548,28 +528,7 @@ def _race_writer(
     rng = random.Random(name)  # seeded: the same jitter every run
     try:
         for run in range(RACE_RUNS_EACH):
-            try:
-                result = run_cycle_and_push(
-                    repo,
-                    providers,
-                    START + timedelta(minutes=run),
-                    OPTIONS,
-                    holder=name,
-                    # the lock's lease is real time by design; both writers share it
-                    writer=Writer(
-                        wall=lambda: datetime.now(UTC),
-                        jitter=rng.random,
-                        push_budget=60,
-                        background=True,
-                    ),
-                    sleep=time.sleep,
-                )
-                stats["runs"] += 1
-                stats["commits"] += result.commit is not None
-            except gitstate.LockHeld:
-                stats["lock_waits"] += 1  # the next tick goes on
-            except gitstate.PushGaveUp as exc:
-                stats["gave_up"].append(str(exc))
+            writer_tick(repo, providers, START + timedelta(minutes=run), name, rng, stats)
             time.sleep(0.3 + rng.random())  # a tick apart, so the other writer gets turns
     finally:
         wiring.close_providers(providers)

@@ -18,27 +18,21 @@ import random
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler import gitstate, wiring
-from reconciler.loop import Writer, run_cycle_and_push
+from reconciler import wiring
 from tests.gitrepo import clone, git
-from tests.reliability_support import fleet_world, ready_ids
-from tests.test_e2e_local import OPTIONS, START, World, demo_yaml
+from tests.reliability_support import fleet_world, ready_ids, writer_tick
+from tests.test_e2e_local import START, World, demo_yaml
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
 
 PULL_REQUESTS = 6
 RUNS_EACH = 8
-
-
-def _wall() -> datetime:
-    # the lock's lease is real time by design (never --now); both writers share it
-    return datetime.now(UTC)
 
 
 def _reflog_rewrites(origin: Path) -> int:
@@ -63,23 +57,8 @@ def _writer_thread(
     rng = random.Random(name)  # seeded: the same jitter every run
     try:
         for run in range(RUNS_EACH):
-            now = START + timedelta(minutes=run)  # the injected cycle clock
-            try:
-                result = run_cycle_and_push(
-                    repo,
-                    providers,
-                    now,
-                    OPTIONS,
-                    holder=name,
-                    writer=Writer(wall=_wall, jitter=rng.random, push_budget=60, background=True),
-                    sleep=time.sleep,
-                )
-                stats["runs"] += 1
-                stats["commits"] += result.commit is not None
-            except gitstate.LockHeld:
-                stats["lock_waits"] += 1  # the next tick goes on
-            except gitstate.PushGaveUp as exc:
-                stats["gave_up"].append(str(exc))
+            # the injected cycle clock
+            writer_tick(repo, providers, START + timedelta(minutes=run), name, rng, stats)
             if stop.is_set() and run >= RUNS_EACH // 2:
                 break
             time.sleep(0.3 + rng.random())  # a tick apart, so the other writer gets turns
