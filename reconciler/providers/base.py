@@ -52,6 +52,12 @@ class RateLimited(ProviderError):
     """The provider refused for rate limiting; leave the rest for a later cycle."""
 
 
+# The longest Retry-After of a 429 that an adapter waits out inside the call: a wait that
+# short is no blocked token (RFC 9110 10.2.3), and a request refused with 429 was not
+# carried out. A longer one goes back to the loop as RateLimited.
+SHORT_RETRY_AFTER = 1.0
+
+
 class Conflict(ProviderError):
     """Something democtl does not own holds the name it needs: a human must resolve it.
 

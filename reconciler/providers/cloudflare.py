@@ -42,6 +42,7 @@ from cloudflare.types.dns import record_list_params
 
 from reconciler.marks import COMMENT_MAX, UNOWNED_COMMENT_PREFIX, Owner
 from reconciler.providers.base import (
+    SHORT_RETRY_AFTER,
     CertificatePack,
     Conflict,
     DesiredRecord,
@@ -79,10 +80,6 @@ def owner_of(comment: str | None, owner: Owner | None = None) -> str | None:
     """The demo id in a comment this installation owns; None for anything else (case
     matters: Cloudflare's comment filters are case-insensitive, our mark is not)."""
     return (owner or Owner()).record_demo(comment)
-
-
-# The longest Retry-After of a 429 that is waited out inside the call (as for Kubernetes).
-SHORT_RETRY_AFTER = 1.0
 
 
 class _Client(cloudflare.Cloudflare):

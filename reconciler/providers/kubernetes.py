@@ -58,6 +58,7 @@ from reconciler.providers.base import (
     SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
     SECRET_SEED_ANNOTATION,
+    SHORT_RETRY_AFTER,
     ClusterProvider,
     NamespaceMeta,
     NamespaceState,
@@ -188,10 +189,6 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-# The longest Retry-After a read waits out in the transport; a longer one goes to the loop.
-SHORT_RETRY_AFTER = 1.0
 
 
 class _ReadRetry(urllib3.Retry):
