@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reconciler import database  # noqa: E402
 from reconciler.local import local_state_dir  # noqa: E402
 from reconciler.local.postgres import discard_cluster  # noqa: E402
 from reconciler.local.server import Faults  # noqa: E402
@@ -214,7 +215,11 @@ def run(
                 repo,
                 providers,
                 datetime.now(UTC).replace(microsecond=0),
-                CycleOptions(concurrency=concurrency),
+                # as `democtl reconcile` runs: it knows the migrations the package ships
+                CycleOptions(
+                    concurrency=concurrency,
+                    known_migrations=tuple(m.version for m in database.load_migrations()),
+                ),
                 Repeat(wait=limit),
                 on_cycle_start=on_start,
                 on_cycle_end=on_end,
