@@ -43,7 +43,7 @@ def steady_rows(results: list[dict[str, object]]) -> list[str]:
         "|---:|---|---:|---:|---:|---|",
     ]
     for result in results:
-        for kind in ("steady", "cold"):
+        for kind in ("steady", "run", "cold"):
             figures = result[kind]
             assert isinstance(figures, dict)
             calls = figures["requests"]
@@ -79,7 +79,8 @@ def main() -> None:
         f"| {startup['validate_100']['cpu_seconds']} |",
         "",
         "**No-op cycle over N ready demos** (steady: a process that has run cycles before, "
-        "as `democtl run`; cold: a fresh process, as one `democtl reconcile` per CI run)",
+        "asked about every demo; run: the next cycle of `democtl run --every 5m`, healthy demos "
+        "checked in turns; cold: a fresh process, as one `democtl reconcile` per CI run)",
         "",
         *steady_rows(steady),
         "",

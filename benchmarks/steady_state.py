@@ -46,6 +46,7 @@ from reconciler.providers.base import DesiredRecord, DnsRecord, Project, Provide
 from tests.fakes import COMMENT, FakeDns, FakeSupabase, World  # noqa: E402
 
 START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+RUN_EVERY = timedelta(minutes=5)  # `democtl run`'s default --every
 
 
 class IndexedSupabase(FakeSupabase):
@@ -182,6 +183,9 @@ def main() -> None:
         figures = {"demos": args.demos, "setup_cycles": cycles, "setup_seconds": round(setup, 1)}
         # steady: the process has seen these files before, as every cycle of `democtl run`
         figures["steady"] = measure(repo, world, now, options, profile=args.profile)
+        # run: the next cycle of `democtl run --every 5m`, which knows when the previous one
+        # ran, so the routine checks of healthy demos come in turns (plan.provision.in_turn)
+        figures["run"] = measure(repo, world, now + RUN_EVERY, options, profile=False, since=now)
         figures["cold"] = fresh_process(Path(tmp), repo, world, now, profile=args.profile_cold)
         print(json.dumps(figures))
 
@@ -242,7 +246,13 @@ def peak_mb() -> int:
 
 
 def measure(
-    repo: Path, world: World, now: datetime, options: CycleOptions, *, profile: bool
+    repo: Path,
+    world: World,
+    now: datetime,
+    options: CycleOptions,
+    *,
+    profile: bool,
+    since: datetime | None = None,
 ) -> dict[str, object]:
     """One no-op cycle: its CPU, wall, peak memory and provider calls; it must commit nothing."""
     world.forget_calls()
@@ -251,7 +261,7 @@ def measure(
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    result = run_cycle(repo, world.providers(), now, options)  # type: ignore[no-untyped-call]
+    result = run_cycle(repo, world.providers(), now, options, health_since=since)  # type: ignore[no-untyped-call]
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -98,3 +98,48 @@ def test_a_healthy_unchanged_demo_is_asked_only_in_its_turn() -> None:
     assert _supabase_due(
         plan(SETTINGS, files, {}, sick, observed, NOW, health_since=since), waiting
     )
+
+
+def _probed(result: Plan, demo_id: str) -> set[str]:
+    item = result.for_demo(demo_id)
+    assert item is not None
+    [check] = [a for a in item.actions if a.kind is ActionKind.CHECK_HEALTH]
+    return {name for name, _ in check.health_urls}
+
+
+def test_a_healthy_ready_demo_is_probed_only_in_its_turn() -> None:
+    from reconciler.model import HealthChecks, HealthFailure, Phase
+    from reconciler.plan import plan
+    from tests.test_plan import NOW, SETTINGS, file, status, world
+
+    healthy = HealthChecks(
+        kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True
+    )
+    every = {"portal", "candidate", "apiGateway"}
+    ids = [f"demo-turn{n:02d}" for n in range(30)]
+    since = NOW - timedelta(minutes=1)
+    waiting = next(i for i in ids if not in_turn(i, NOW, since))
+    turn = next(i for i in ids if in_turn(i, NOW, since))
+    statuses = {i: status(i).model_copy(update={"healthChecks": healthy}) for i in (waiting, turn)}
+    observed = world(waiting, turn)
+    files = [file(waiting), file(turn)]
+
+    def probed(given: dict[str, object], at: datetime | None = since) -> set[str]:
+        result = plan(SETTINGS, files, {}, given, observed, NOW, health_since=at)  # type: ignore[arg-type]
+        return _probed(result, waiting)
+
+    spread = plan(SETTINGS, files, {}, statuses, observed, NOW, health_since=since)
+    assert _probed(spread, waiting) == set() and _probed(spread, turn) == every
+    # no previous cycle (a one-shot reconcile): every demo is probed
+    assert probed(statuses, None) == every
+    # a probe whose last answer was unhealthy, a run of failures below the threshold, a
+    # demo that is not ready: probed every cycle, so recovery and degradation are not late
+    portal_down = healthy.model_copy(update={"portal": False})
+    for update in (
+        {"healthChecks": portal_down},
+        {"healthFailures": {"portal": HealthFailure(count=1, since=NOW)}},
+        {"phase": Phase.DEGRADED},
+        {"phase": Phase.CREATING},
+    ):
+        given = dict(statuses, **{waiting: statuses[waiting].model_copy(update=update)})
+        assert probed(given) == every, update

@@ -17,7 +17,14 @@ from typing import Any
 
 from reconciler.model import Demo, DemoStatus, Phase, SupabaseStatus, parse_duration
 from reconciler.plan.actions import Action, ActionKind, DemoPlan, Intent, Witness
-from reconciler.plan.records import _host, desired_records, health_urls, namespace_of, records_match
+from reconciler.plan.records import (
+    _HEALTH_HOSTS,
+    _host,
+    desired_records,
+    health_urls,
+    namespace_of,
+    records_match,
+)
 from reconciler.plan.sight import _Context
 from reconciler.plan.teardown import _NO_DELETE, _hold
 from reconciler.providers.base import NamespaceState, Project, migrations_digest
@@ -450,6 +457,30 @@ def _supabase_due(recipe: _Recipe, project: Project | None) -> bool:
     return in_turn(recipe.demo_id, recipe.ctx.now, recipe.ctx.health_since)
 
 
+# The HTTP probes (portal, candidate, API gateway) whose last answers are in the status.
+_PROBED = tuple(check for check, _ in _HEALTH_HOSTS.items())
+
+
+def _probes_due(recipe: _Recipe) -> bool:
+    """Probe the demo's hostnames this cycle? Always unless it is a ready demo whose last
+    answers were all healthy and nothing about it is being changed; then in its turn, as
+    its Supabase health (the same offset: one demo's checks come round together). A
+    probe's cost is the ingress's and the demo's pods', not a vendor's, but 3 requests per
+    demo per cycle are what the issue's steady cycle counted; spread, they are
+    3 x N x (cycle interval) / period. A failing portal is still seen within the period,
+    then probed every cycle until it answers healthy (the failure threshold counts from
+    there); the namespace's own health comes from the listing every cycle."""
+    status = recipe.status
+    if status is None or recipe.phase is not Phase.READY or status.healthFailures:
+        return True
+    checks = status.healthChecks
+    if not all(getattr(checks, check) for check in _PROBED):
+        return True
+    if any(a.kind in _SUPABASE_STEPS for a in recipe.actions):
+        return True
+    return in_turn(recipe.demo_id, recipe.ctx.now, recipe.ctx.health_since)
+
+
 def in_turn(
     demo_id: str,
     now: datetime,
@@ -484,7 +515,7 @@ def _health_check(recipe: _Recipe, project: Project | None) -> None:
         else None
         if sight.namespaces is None
         else False,
-        health_urls=health_urls(recipe.ctx.settings, demo_id),
+        health_urls=health_urls(recipe.ctx.settings, demo_id) if _probes_due(recipe) else (),
         supabase_due=_supabase_due(recipe, project),
         stalled_message=namespace.release_message
         if namespace is not None and namespace.release_stalled is not None
