@@ -28,6 +28,7 @@ from tests.gitrepo import (
     git,
     make_status,
     origin_and_clone,
+    sample_settings,
 )
 from tests.test_plan import NOW as PLAN_NOW
 from tests.test_plan import SETTINGS, file, project, records, ref, status, world
@@ -196,9 +197,15 @@ def run_fresh(origin: Path, folder: Path, world: World, now: datetime) -> str | 
     return result.commit
 
 
-def _one_new_demo(tmp_path: Path) -> tuple[Path, Path, World]:
+def _settings(gitops: str) -> bytes:
+    text = sample_settings()
+    assert b"\ngitops: flux\n" in text
+    return text.replace(b"\ngitops: flux\n", f"\ngitops: {gitops}\n".encode())
+
+
+def _one_new_demo(tmp_path: Path, gitops: str = "flux") -> tuple[Path, Path, World]:
     """An origin with demo-acme01 merged, a clone, and fakes whose project comes up late."""
-    origin, repo = origin_and_clone(tmp_path)
+    origin, repo = origin_and_clone(tmp_path, {"reconciler.yaml": _settings(gitops)})
     commit_as(
         repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
     )
@@ -208,8 +215,9 @@ def _one_new_demo(tmp_path: Path) -> tuple[Path, Path, World]:
     return origin, repo, world
 
 
-def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -> None:
-    origin, repo, world = _one_new_demo(tmp_path)
+@pytest.mark.parametrize("gitops", ["flux", "argo"])
+def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path, gitops: str) -> None:
+    origin, repo, world = _one_new_demo(tmp_path, gitops)
     steps = [
         lambda: None,  # new: namespace rendered, project created (coming up)
         world.supabase.bring_up,  # the project is up before the namespace
