@@ -232,7 +232,8 @@ def write_set(
                 previous is not None
                 and trusted
                 and quiet_change(previous, new)
-                # what runs must reach git: an Argo CD Application waits for the keys
+                # a status field the render reads must reach git (none under either
+                # flavour since the Application reads the Secret: status_inputs)
                 and status_inputs(settings, previous) == status_inputs(settings, new)
             ):
                 new = previous  # nothing a person reads changed: the file stays as it is

@@ -15,19 +15,18 @@ must have, and against its Kubernetes, CRD or kustomization schema (`manifests`)
 a mismatch raises `RenderError`, so a reconcile, `democtl render` and
 `democtl render --check` all refuse a manifest Flux or Argo CD would refuse.
 
-Waiting for Supabase: the Supabase URL and anon key come from the demo's status
-once the project exists. For Flux, the HelmRelease takes them only through
-`valuesFrom` the credentials Secret (named `settings.kubernetes.secretName`,
-written by democtl into the demo namespace) without `optional`, so
-helm-controller waits until that Secret exists. They are not rendered inline as
-well: the release's bytes then never depend on the status, so provisioning
-progress changes nothing in `rendered/` (no commit of its own, see
-`status.quiet_change`) and a running release is not upgraded for a copy of
-values it already has; the status file shows both values once the demo is
-ready. For Argo CD, which has no `valuesFrom`, the Application (`release.yaml`)
-is not rendered until the status carries both values: the namespace, quota,
-limits and network policies are synced first, the platform follows in the next
-render.
+Waiting for Supabase: the Supabase URL and anon key exist only once the project
+does, and neither flavour renders them: the release's bytes never depend on the
+status, so provisioning progress changes nothing in `rendered/` (no commit of its
+own, see `status.quiet_change`) and a running release is not upgraded for a copy of
+values it already has; the status file shows both values once the demo is ready.
+For Flux, the HelmRelease takes them through `valuesFrom` the credentials Secret
+(named `settings.kubernetes.secretName`, written by democtl into the demo
+namespace) without `optional`, so helm-controller waits until that Secret exists.
+Argo CD has no `valuesFrom`: its Application is rendered from the first render with
+`supabase.existingSecret` naming that Secret (the chart contract), in sync wave 1
+after the namespace, quota, limits and network policies of wave 0, and its pods
+wait in CreateContainerConfigError until democtl has written the Secret.
 """
 
 from __future__ import annotations
@@ -218,7 +217,7 @@ def _expected_files(settings: Settings, context: Mapping[str, Any]) -> dict[str,
         files["release.yaml"] = _Expect(
             "flux/release.yaml.j2", (("helm.toolkit.fluxcd.io/v2", "HelmRelease"),)
         )
-    elif context["supabase"]["known"]:
+    else:
         files["release.yaml"] = _Expect(
             "argo/release.yaml.j2", (("argoproj.io/v1alpha1", "Application"),)
         )
@@ -322,17 +321,13 @@ def common_labels(demo: Demo, owner_id: str) -> dict[str, str]:
 
 
 def status_inputs(settings: Settings, status: DemoStatus | None) -> tuple[str | None, ...]:
-    """What of a status a demo's rendered files depend on: under Argo CD the Supabase URL
-    and anon key (its Application carries them inline, and waits for both); under Flux
-    nothing (the HelmRelease reads them from the Secret). Equal inputs, equal files."""
-    if settings.gitops != "argo" or status is None:
-        return ()
-    return (status.supabase.url, status.supabase.anonKey)
+    """What of a status a demo's rendered files depend on: nothing, under either flavour
+    (the HelmRelease and the Application read the Supabase values from the Secret).
+    Equal inputs, equal files; the one place a status field would join the digest."""
+    return ()
 
 
-def _context(
-    demo: Demo, settings: Settings, expires_at: datetime, status: DemoStatus | None
-) -> dict[str, Any]:
+def _context(demo: Demo, settings: Settings, expires_at: datetime) -> dict[str, Any]:
     labels = common_labels(demo, settings.ownerId)
     # validation refuses reserved keys; dropping them here too keeps a demo built without
     # validation (model_construct) from posing as a system label
@@ -341,9 +336,6 @@ def _context(
     }
     namespace_labels.update(labels)  # ours win over a demo label of the same key
     namespace_labels["pod-security.kubernetes.io/enforce"] = "baseline"
-    supabase_url = status.supabase.url if status is not None else None
-    anon_key = status.supabase.anonKey if status is not None else None
-    known = bool(supabase_url) and bool(anon_key)
     branding = demo.spec.branding
     profile = settings.profiles[demo.spec.profile]
     hosts = {kind: settings.url_for(kind, demo.id) for kind in ("portal", "candidate", "api")}
@@ -359,9 +351,6 @@ def _context(
         "STRIPE_WEBHOOK_ENABLED": "false",
         "WEBHOOKS_ENABLED": "false",
     }
-    if known and settings.gitops == "argo":
-        env["SUPABASE_ANON_KEY"] = str(anon_key)
-        env["SUPABASE_URL"] = str(supabase_url)
     return {
         "id": demo.id,
         "namespace": demo.id,
@@ -396,7 +385,6 @@ def _context(
             "logoUrl": branding.logoUrl if branding else None,
         },
         "supabase": {
-            "known": known,
             "secret": settings.kubernetes.secretName,
             "keys": SECRET_KEYS,
         },
@@ -522,6 +510,10 @@ def render_demo(
 ) -> dict[str, bytes]:
     """The files of `rendered/<id>/` for one valid demo, by file name.
 
+    `status` does not reach the output (`status_inputs` is empty under both flavours);
+    it stays a parameter so that a status field the output comes to read joins the
+    digest in one place.
+
     Raises RenderError when a rendered document does not parse, has the wrong shape
     or does not match its schema (`schemas`, by default the packaged ones).
     """
@@ -599,9 +591,9 @@ def inputs_digest(
 ) -> str:
     """The digest of everything `render_demo` reads: same digest, same bytes.
 
-    Of the status only `status_inputs` reach the output (under Argo CD the Supabase
-    URL and anon key, under Flux nothing), so a status that moves in other fields
-    (health, progress) leaves the digest, and the record in git, unchanged.
+    Of the status only `status_inputs` reach the output (nothing, under either
+    flavour), so a status that moves (health, progress, the Supabase values) leaves
+    the digest, and the record in git, unchanged.
     """
     supabase = status_values
     digest = hashlib.sha256(renderer_digest().encode() + b"\0" + settings_key.encode())
@@ -659,7 +651,7 @@ def render_demo_documents(
 ) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     """`render_demo`, plus the parsed objects, so that callers need not parse again."""
     schemas = schemas if schemas is not None else packaged_schemas()
-    context = _context(demo, settings, expires_at, status)
+    context = _context(demo, settings, expires_at)
     env = environment()
     labels = context["labels"]
     out: dict[str, bytes] = {}
@@ -692,7 +684,7 @@ def template_texts(
     demo: Demo, settings: Settings, *, expires_at: datetime, status: DemoStatus | None
 ) -> dict[str, str]:
     """The bare template output, unchecked and unparsed: the floor the benchmark compares to."""
-    context = _context(demo, settings, expires_at, status)
+    context = _context(demo, settings, expires_at)
     env = environment()
     return {
         file: env.get_template(expect.template).render(context)

@@ -4,8 +4,9 @@ Each test writes `rendered/` the way democtl renders it, drives the emulator's c
 hand (no sleeps), and observes through the `kubernetes` client and democtl's adapter:
 the Kustomization's path and index (fluxcd/kustomize-controller), a values Secret with
 and without `reconcile.fluxcd.io/watch: Enabled`, remediation retries that run out and
-the reset that starts them again (fluxcd/helm-controller), and an Application whose
-sync failed after its retry limit and the `operation` that retries it (Argo CD).
+the reset that starts them again (fluxcd/helm-controller), an Application whose
+sync failed after its retry limit and the `operation` that retries it, and a new
+demo's Application whose pods wait for the Secret its values name (Argo CD).
 """
 
 from __future__ import annotations
@@ -363,4 +364,54 @@ def test_an_application_whose_sync_failed_waits_for_a_new_operation(
         healthy = argo.list_namespaces()[0]
         assert healthy.release_ready
         assert healthy.release_stalled is None
+        argo.close()
+
+
+# --- Argo CD: the Application from the first render, its pods waiting for the Secret -----
+
+GOLDEN_ARGO = Path(__file__).parent / "golden" / "argo-new" / NS
+
+
+def test_an_application_rendered_before_the_secret_syncs_and_its_pods_wait_for_it(
+    tmp_path: Path, repo: Path, clock: Clock
+) -> None:
+    """democtl's own render of a new demo: Argo syncs it at once, the pods stay in
+    CreateContainerConfigError and the health Progressing until the Secret the values
+    name (`supabase.existingSecret`) exists; a Secret of another name does not do."""
+    shutil.copytree(GOLDEN_ARGO, repo / "rendered" / NS)
+    # an emulator told of another Secret name: only the values decide what the pods read
+    emulator = KubernetesEmulator(
+        tmp_path / "state", source=repo, clock=clock, gitops="argo", secret_name="another-name"
+    )
+    with emulator.start() as emu:
+        argo = KubernetesCluster.for_url(emu.url, gitops="argo", secret_name="another-name")
+        app = custom(emu, ARGO, "argocd", f"{NS}-platform")
+        assert app["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "1"}
+        values = app["spec"]["source"]["helm"]["valuesObject"]
+        assert "SUPABASE_URL" not in values["env"]
+        assert values["supabase"]["existingSecret"] == SECRET
+
+        def waiting() -> set[tuple[str, str]]:
+            with api(emu) as raw:
+                pods = client.CoreV1Api(raw).list_namespaced_pod(NS).items
+            assert pods
+            return {
+                (s.state.waiting.reason, s.state.waiting.message)
+                for p in pods
+                for s in p.status.container_statuses
+                if s.state.waiting is not None
+            }
+
+        argo.apply_secret(NS, "another-name", CREDENTIALS)
+        state = argo.list_namespaces()[0]
+        assert not state.release_ready and not state.healthy
+        assert state.pods_ready == 0 and state.pods_expected > 0
+        assert state.release_message.startswith("health Progressing, sync Synced")
+        assert waiting() == {("CreateContainerConfigError", f'secret "{SECRET}" not found')}
+
+        argo.apply_secret(NS, SECRET, CREDENTIALS)
+        state = argo.list_namespaces()[0]
+        assert state.release_ready and state.healthy, state.release_message
+        assert state.release_message == "health Healthy, sync Synced"
+        assert waiting() == set()
         argo.close()

@@ -3,6 +3,7 @@
 
 A creating demo's steps (migrated, seeded, keys, the Secret, DNS) are not committed on their
 own either: the Secret's annotations and the DNS listing witness them to the next cycle.
+A lifetime is three commits under Flux and under Argo CD (on fakes, and on the emulators).
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reconciler import database
+from reconciler.local.stack import LocalStack
 from reconciler.loop import CycleOptions, run_cycle
-from reconciler.model import Condition, DemoStatus, DnsRecordStatus, Phase, SupabaseStatus
+from reconciler.model import (
+    Condition,
+    DemoStatus,
+    DnsRecordStatus,
+    Phase,
+    Settings,
+    SupabaseStatus,
+)
 from reconciler.plan import Witness, plan
 from reconciler.providers.base import NamespaceState, migrations_digest, seed_digest
 from reconciler.status import quiet_change
+from reconciler.wiring import close_providers, local_providers
 from tests.fakes import Crash, World
 from tests.gitrepo import (
     BASE_TIME,
@@ -28,6 +39,7 @@ from tests.gitrepo import (
     git,
     make_status,
     origin_and_clone,
+    sample_settings,
 )
 from tests.test_plan import NOW as PLAN_NOW
 from tests.test_plan import SETTINGS, file, project, records, ref, status, world
@@ -196,9 +208,15 @@ def run_fresh(origin: Path, folder: Path, world: World, now: datetime) -> str | 
     return result.commit
 
 
-def _one_new_demo(tmp_path: Path) -> tuple[Path, Path, World]:
+def _settings(gitops: str) -> bytes:
+    text = sample_settings()
+    assert b"\ngitops: flux\n" in text
+    return text.replace(b"\ngitops: flux\n", f"\ngitops: {gitops}\n".encode())
+
+
+def _one_new_demo(tmp_path: Path, gitops: str = "flux") -> tuple[Path, Path, World]:
     """An origin with demo-acme01 merged, a clone, and fakes whose project comes up late."""
-    origin, repo = origin_and_clone(tmp_path)
+    origin, repo = origin_and_clone(tmp_path, {"reconciler.yaml": _settings(gitops)})
     commit_as(
         repo, when=BASE_TIME, files={"demos/demo-acme01.yaml": demo_yaml("demo-acme01", "1h")}
     )
@@ -208,8 +226,9 @@ def _one_new_demo(tmp_path: Path) -> tuple[Path, Path, World]:
     return origin, repo, world
 
 
-def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path) -> None:
-    origin, repo, world = _one_new_demo(tmp_path)
+@pytest.mark.parametrize("gitops", ["flux", "argo"])
+def test_a_lifetime_is_three_commits_and_nothing_is_done_twice(tmp_path: Path, gitops: str) -> None:
+    origin, repo, world = _one_new_demo(tmp_path, gitops)
     steps = [
         lambda: None,  # new: namespace rendered, project created (coming up)
         world.supabase.bring_up,  # the project is up before the namespace
@@ -277,3 +296,71 @@ def test_a_kill_after_the_secret_converges_without_a_second_write(tmp_path: Path
         git(clone(origin, tmp_path / "c3"), "show", "HEAD:status/demo-acme01.yaml")
     )
     assert ready["phase"] == "ready" and ready["supabase"]["seeded"]
+
+
+class Moment:
+    """The Supabase emulator's clock, set to each cycle's time by the test."""
+
+    def __init__(self) -> None:
+        self.now = BASE_TIME
+
+    def __call__(self) -> float:
+        return self.now.timestamp()
+
+
+@pytest.mark.e2e
+def test_an_argo_lifetime_on_the_emulators_is_three_commits_and_ready_waits_for_the_pods(
+    tmp_path: Path,
+) -> None:
+    """Under Argo CD, on the real adapters and emulators: the Application is rendered with
+    the namespace in the first commit, syncs at once, and its pods wait for the Secret
+    (CreateContainerConfigError, health Progressing) while the project comes up; the demo
+    reads `ready` only once the Secret exists and the pods run. Three commits in all."""
+    _, repo = origin_and_clone(tmp_path, {"reconciler.yaml": _settings("argo")})
+    commit_as(repo, when=BASE_TIME, files={f"demos/{D}.yaml": demo_yaml(D, "1h")})
+    settings = Settings.model_validate(yaml.safe_load((repo / "reconciler.yaml").read_text()))
+    options = CycleOptions(known_migrations=tuple(m.version for m in database.load_migrations()))
+    moment = Moment()
+    stack = LocalStack(
+        tmp_path / "world",
+        repo,
+        settings,
+        come_up_seconds=120,
+        database_lag_seconds=0,
+        clock=moment,
+    )
+    with stack:
+        providers = local_providers(stack)
+        try:
+            phases, seen = [], []
+            start = BASE_TIME + timedelta(minutes=1)
+            for minute in [*range(6), 120]:  # a cycle a minute, then one past the expiry
+                moment.now = start + timedelta(minutes=minute)
+                result = run_cycle(repo, providers, moment.now, options)
+                status = result.statuses.get(D)
+                phases.append(status.phase.value if status else None)
+                state = next((s for s in providers.cluster.list_namespaces() if s.name == D), None)
+                seen.append(
+                    None
+                    if state is None
+                    else (state.secret_present, state.pods_ready, state.release_message)
+                )
+                if status is not None and status.phase is Phase.READY:
+                    # never ready before the Secret exists and every pod runs
+                    assert state is not None and state.secret_present and state.healthy
+                if minute == 0:
+                    assert (repo / f"rendered/{D}/release.yaml").is_file()
+                    app = yaml.safe_load((repo / f"rendered/{D}/release.yaml").read_text())
+                    assert app["kind"] == "Application"
+                    values = app["spec"]["source"]["helm"]["valuesObject"]
+                    assert values["supabase"]["existingSecret"] == settings.kubernetes.secretName
+        finally:
+            close_providers(providers)
+    assert phases == ["creating", "creating", "creating", "ready", "ready", "ready", None], seen
+    # synced from the first commit: the pods waited for the Secret, then ran
+    assert seen[0] is not None and seen[0][:2] == (False, 0)
+    assert seen[0][2].startswith("health Progressing, sync Synced")
+    assert seen[2] is not None and seen[2][0] and seen[2][1] > 0
+    assert seen[-1] is None  # pruned with its folder
+    log = git(repo, "log", "--format=%s", "--author=democtl")
+    assert log.split("\n")[:-1] == [f"{D}: removed", f"{D}: ready", f"{D}: creating"]

@@ -139,7 +139,7 @@ GOLDEN_CASES = [
         demo_id, flavour, supabase, id=f"{flavour}-{demo_id}-{'ready' if supabase else 'new'}"
     )
     for demo_id in SAMPLES
-    for flavour, supabase in (("flux", False), ("flux", True), ("argo", True))
+    for flavour, supabase in (("flux", False), ("flux", True), ("argo", False), ("argo", True))
 ]
 
 
@@ -304,9 +304,6 @@ def check_semantics(
     assert policies["allow-ingress"]["spec"]["ingress"][0]["from"][1]["namespaceSelector"] == {
         "matchLabels": {"kubernetes.io/metadata.name": settings.kubernetes.ingressNamespace}
     }
-    if settings.gitops == "argo" and not supabase:
-        assert "release.yaml" not in files  # Argo waits by not having the Application yet
-        return
     values = values_of(files)
     env = values["env"]
     assert env["DEMO_MODE"] == "true" and env["DEMO_INSTANCE_ID"] == demo.id
@@ -314,9 +311,8 @@ def check_semantics(
     assert env["CLERK_PUBLISHABLE_KEY"] == settings.clerk[demo.spec.type]
     for flag in ("STRIPE_WEBHOOK_ENABLED", "RESEND_ENABLED", "WEBHOOKS_ENABLED"):
         assert env[flag] == "false"
-    # inline only where nothing else carries them: Flux reads them from the Secret
-    inline = supabase and settings.gitops == "argo"
-    assert ("SUPABASE_URL" in env) is inline and ("SUPABASE_ANON_KEY" in env) is inline
+    # never inline, whatever the status knows: both flavours read them from the Secret
+    assert "SUPABASE_URL" not in env and "SUPABASE_ANON_KEY" not in env
     assert values["supabase"]["existingSecret"] == settings.kubernetes.secretName
     assert sorted(values["supabase"]["secretKeys"].values()) == sorted(SECRET_KEYS)
     assert values["redis"]["enabled"] and values["rabbitmq"]["enabled"]
@@ -354,6 +350,15 @@ def check_semantics(
         assert {r["valuesKey"] for r in refs} == {"SUPABASE_URL", "SUPABASE_ANON_KEY"}
         assert all(r["name"] == settings.kubernetes.secretName for r in refs)
         assert all("optional" not in r for r in refs)  # Flux waits for the Secret
+    else:
+        application = find(files, "Application")
+        # after the namespace, quota, limits and policies (wave 0, the default)
+        assert application["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "1"}
+        assert all(
+            "argocd.argoproj.io/sync-wave" not in (d["metadata"].get("annotations") or {})
+            for d in objects(files)
+            if d["kind"] != "Application"
+        )
 
 
 def scalars(node: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -552,7 +557,7 @@ def test_rendering_is_deterministic() -> None:
     assert all(list(files) == sorted(files) for files in first.values())
 
 
-def test_only_the_expiry_and_status_change_the_output() -> None:
+def test_only_the_expiry_changes_the_output() -> None:
     settings = load_project_settings()
     demo = sample("demo-acme01")
     base = render_demo(demo, settings, expires_at=CREATED, status=None)
@@ -561,10 +566,11 @@ def test_only_the_expiry_and_status_change_the_output() -> None:
     ready = render_demo(demo, settings, expires_at=CREATED, status=status_for(demo, supabase=True))
     # Flux reads the Supabase values from the Secret: provisioning progress changes no byte
     assert ready == base
+    # Argo CD too: its Application is there from the first render, reading the Secret
     argo = load_project_settings("argo")
     new = render_demo(demo, argo, expires_at=CREATED, status=None)
     ready = render_demo(demo, argo, expires_at=CREATED, status=status_for(demo, supabase=True))
-    assert {n for n in ready if new.get(n) != ready[n]} == {"kustomization.yaml", "release.yaml"}
+    assert ready == new and "release.yaml" in new
 
 
 @pytest.mark.parametrize(
@@ -747,13 +753,14 @@ def test_render_then_check_is_clean_and_second_render_writes_nothing(
     assert git(state_repo, "status", "--porcelain", "--", "demos") == ""
 
 
-def test_render_reads_status_and_argo_adds_the_release_once_supabase_is_known(
+def test_render_under_argo_writes_the_release_at_once_and_the_status_changes_nothing(
     state_repo: Path,
 ) -> None:
     settings_file = state_repo / "reconciler.yaml"
     settings_file.write_text(settings_file.read_text().replace("gitops: flux", "gitops: argo"))
     assert run(state_repo, "render").exit_code == 0
-    assert not (state_repo / "rendered/demo-acme01/release.yaml").exists()
+    first = tree(state_repo)
+    assert "rendered/demo-acme01/release.yaml" in first
     status = status_for(sample("demo-acme01"), supabase=True)
     (state_repo / "status").mkdir()
     (state_repo / "status/demo-acme01.yaml").write_text(
@@ -764,10 +771,12 @@ def test_render_reads_status_and_argo_adds_the_release_once_supabase_is_known(
     assert result.exit_code == 0, result.output
     # the unreadable status is reported and not trusted; the demo renders as if new
     assert "status/demo-rocket.yaml" in result.output and "not trusted" in result.output
+    assert "0 file(s) changed" in result.output
+    assert tree(state_repo) == first
     release = parse_documents((state_repo / "rendered/demo-acme01/release.yaml").read_text())[0]
-    env = release["spec"]["source"]["helm"]["valuesObject"]["env"]
-    assert env["SUPABASE_URL"] == "https://abcdefghijklmnop.supabase.co"
-    assert not (state_repo / "rendered/demo-rocket/release.yaml").exists()
+    values = release["spec"]["source"]["helm"]["valuesObject"]
+    assert "SUPABASE_URL" not in values["env"]
+    assert values["supabase"]["existingSecret"] == load_project_settings().kubernetes.secretName
 
 
 def test_invalid_demo_keeps_its_output_and_deleted_demo_is_removed(state_repo: Path) -> None:

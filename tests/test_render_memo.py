@@ -212,8 +212,9 @@ def test_an_unchanged_status_file_is_parsed_once() -> None:
     assert statusfile.read_status(bytes(data), "status/demo-ccc003.yaml") is first
 
 
-def test_under_argo_the_supabase_url_and_key_are_render_inputs(tmp_path: Path) -> None:
-    """An Argo CD Application carries the URL and key inline: they move its digest."""
+def test_under_argo_the_supabase_url_and_key_are_not_render_inputs_either(tmp_path: Path) -> None:
+    """The Application reads them from the Secret, as the HelmRelease does: the status
+    learning them moves neither the digest nor a byte of the output."""
     _, repo = origin_and_clone(tmp_path)
     settings = read_settings(repo).settings
     assert settings is not None
@@ -222,5 +223,12 @@ def test_under_argo_the_supabase_url_and_key_are_render_inputs(tmp_path: Path) -
     known = status.model_copy(
         update={"supabase": SupabaseStatus(url="https://x.supabase.co", anonKey="anon")}
     )
-    assert render.status_inputs(argo, status) != render.status_inputs(argo, known)
-    assert render.status_inputs(settings, status) == render.status_inputs(settings, known) == ()
+    demo = load_demo("demos/demo-aaa001.yaml", demo_yaml("demo-aaa001").encode()).demo
+    assert demo is not None
+    for flavour in (argo, settings):
+        assert render.status_inputs(flavour, status) == render.status_inputs(flavour, known) == ()
+        before, after = (
+            render.render_demo(demo, flavour, expires_at=status.expiresAt, status=variant)
+            for variant in (None, known)
+        )
+        assert before == after and "release.yaml" in before

@@ -23,9 +23,9 @@ class ActionKind(StrEnum):
     """The steps, in the order a demo's actions run.
 
     Provider steps are executed by `apply`. Three are for the writer of the cycle
-    (the loop), which apply only marks done: RENDER_NAMESPACE (render the demo's
-    namespace side now, before Supabase values exist), RENDER_RELEASE (render
-    everything with the Supabase URL and anon key from the status), REMOVE_FILES
+    (the loop), which apply only marks done: RENDER_NAMESPACE (render the demo
+    now, before Supabase values exist: the release reads them from the Secret),
+    RENDER_RELEASE (render it again, same bytes writing nothing), REMOVE_FILES
     (remove demos/<id>.yaml, status/<id>.yaml and rendered/<id>/). QUEUE and
     REPORT_* only inform; CHECK_HEALTH and WAIT_PROJECT only read.
     """

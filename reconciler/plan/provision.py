@@ -390,7 +390,7 @@ def _render_release(recipe: _Recipe, *, fetching: bool) -> None:
     if fetching or recipe.spec_changed or creating:
         recipe.add(
             ActionKind.RENDER_RELEASE,
-            "render the release with the Supabase URL and anon key"
+            "render the release (it reads the Supabase URL and anon key from the Secret)"
             if fetching or creating
             else "the spec changed: render the release again",
         )

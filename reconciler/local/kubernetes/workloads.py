@@ -92,9 +92,12 @@ class WorkloadController:
                 if ref.get("kind") == "Secret"
             ]
             return refs or [(namespace, self.secret_name)]
-        # The chart's pods read the Secret through envFrom: Argo syncs at once, the
-        # pods stay in CreateContainerConfigError until democtl has written it.
-        return [(namespace, self.secret_name)]
+        # The chart's pods read the Secret its values name (`supabase.existingSecret`, the
+        # chart contract) as environment variables, not optional: Argo syncs at once and
+        # the kubelet keeps the pods in CreateContainerConfigError until that Secret exists.
+        supabase = release_values(plural, release).get("supabase")
+        named = supabase.get("existingSecret") if isinstance(supabase, Mapping) else None
+        return [(namespace, str(named or self.secret_name))]
 
     def _watch(self, plural: str, key: str) -> None:
         """Record which namespaces `plural/key` depends on (its own, its target, its Secrets')."""
@@ -237,9 +240,10 @@ class WorkloadController:
                 missing.append("/".join(ref))
             elif releases.watched(secret):
                 self._watched_secrets.add(ref)  # its deletion is a change it is watched for
-        ready = not missing
+        # the Secret the pods wait for, or None: they run
+        awaited = missing[0].split("/", 1)[1] if missing else None
         if not trigger:
-            pods = self._pods_ready(namespace, release_name(plural, release), ready=ready)
+            pods = self._pods_ready(namespace, release_name(plural, release), awaited=awaited)
             if plural == "applications":
                 self._write(plural, release, self._argo_health(release.get("status") or {}, pods))
             return
@@ -264,11 +268,11 @@ class WorkloadController:
         self._schedule(plural, key, outcome.requeue_at)
         name = release_name(plural, release)
         if outcome.pods == "apply":
-            pods = self._reconcile_pods(plural, release, namespace, ready=ready)
+            pods = self._reconcile_pods(plural, release, namespace, awaited=awaited)
         elif outcome.pods == "remove":
             pods = self._remove_pods(namespace, name)
         else:
-            pods = self._pods_ready(namespace, name, ready=ready)
+            pods = self._pods_ready(namespace, name, awaited=awaited)
         status = outcome.status
         if plural == "applications":
             status = self._argo_health(status, pods)
@@ -340,7 +344,9 @@ class WorkloadController:
             self.store.delete("pods", object_key(namespace, pod["metadata"]["name"]))
         return []
 
-    def _pods_ready(self, namespace: str, release: str, *, ready: bool) -> list[dict[str, Any]]:
+    def _pods_ready(
+        self, namespace: str, release: str, *, awaited: str | None
+    ) -> list[dict[str, Any]]:
         """What the kubelet does meanwhile: pods start once the Secret they read exists."""
         pods = []
         for pod in self._release_pods(namespace, release):
@@ -363,13 +369,13 @@ class WorkloadController:
                     }
                 },
                 template_hash=labels["pod-template-hash"],
-                ready=ready,
+                awaited=awaited,
             )
             pods.append(self.store.put("pods", redone))
         return pods
 
     def _reconcile_pods(
-        self, plural: str, release: dict[str, Any], namespace: str, *, ready: bool
+        self, plural: str, release: dict[str, Any], namespace: str, *, awaited: str | None
     ) -> list[dict[str, Any]]:
         name = release_name(plural, release)
         values = release_values(plural, release)
@@ -397,7 +403,7 @@ class WorkloadController:
                     config=config,
                     common_labels=common,
                     template_hash=digest[:10],
-                    ready=ready,
+                    awaited=awaited,
                 )
         for pod in self.store.in_namespace("pods", namespace):
             if pod["metadata"]["name"] not in wanted:
@@ -414,8 +420,9 @@ class WorkloadController:
         config: Mapping[str, Any],
         common_labels: Mapping[str, str],
         template_hash: str,
-        ready: bool,
+        awaited: str | None,
     ) -> dict[str, Any]:
+        ready = awaited is None
         existing = self.store.get("pods", object_key(namespace, pod_name)) or {}
         restarts = 0
         for status in (existing.get("status") or {}).get("containerStatuses") or []:
@@ -428,7 +435,7 @@ class WorkloadController:
             else {
                 "waiting": {
                     "reason": "CreateContainerConfigError",
-                    "message": f'secret "{self.secret_name}" not found',
+                    "message": f'secret "{awaited}" not found',
                 }
             }
         )
