@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.apply import InCycleRetries, Outcome, Providers, apply, outcome_for
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Request, Response
 from reconciler.loop import observe
@@ -67,6 +67,7 @@ def cycle(
     providers = providers or world.providers()
     observed = observe(providers)
     result = plan(settings, list(repo.files.values()), {}, repo.statuses, observed, now)
+    options.setdefault("sleep", lambda _: None)  # the in-cycle retries' pauses: no real wait
     outcomes = apply(result, providers, settings, password_factory=repo.passwords, **options)  # type: ignore[arg-type]
     for item in result.demos:
         loaded = repo.files.get(item.demo_id)
@@ -382,7 +383,8 @@ def test_secret_write_failing_after_the_password_changed_is_retried() -> None:
     world.cluster.fail_on[("apply_secret", A)] = ProviderError(
         "kubernetes", "apply secret", "503 Service Unavailable", demo_id=A, retryable=True
     )
-    _, first = cycle(world, repo)
+    # a cycle that does not ask again within itself: the failure is the cycle's outcome
+    _, first = cycle(world, repo, retries=InCycleRetries(step_attempts=1))
     assert first[0].failed_action == K.WRITE_SECRET
     ref = repo.statuses[A].supabase.projectRef
     assert ref is not None and repo.statuses[A].secretProjectRef is None
