@@ -2,7 +2,8 @@
 
 Owns `Providers`, `apply()` and `Outcome`. Each demo's actions run in order in a
 worker; demos are independent, and a failure stops only that demo's remaining
-actions and is recorded on its Outcome. Does provider calls only: no rendering,
+actions and is recorded on its Outcome (a demo being created first asks again within
+the cycle after a transient failure: `InCycleRetries`). Does provider calls only: no rendering,
 no git, no files (RENDER_* and REMOVE_FILES are marked done for the writer).
 
 Secrets: the database password is made here (by `password_factory`, the one place
