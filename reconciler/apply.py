@@ -2,7 +2,8 @@
 
 Owns `Providers`, `apply()` and `Outcome`. Each demo's actions run in order in a
 worker; demos are independent, and a failure stops only that demo's remaining
-actions and is recorded on its Outcome. Does provider calls only: no rendering,
+actions and is recorded on its Outcome (a demo being created first asks again within
+the cycle after a transient failure: `InCycleRetries`). Does provider calls only: no rendering,
 no git, no files (RENDER_* and REMOVE_FILES are marked done for the writer).
 
 Secrets: the database password is made here (by `password_factory`, the one place
@@ -24,9 +25,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-from reconciler.model import HealthChecks, Settings
+from reconciler.model import HealthChecks, Phase, Settings
 from reconciler.notify import Notices
-from reconciler.plan import Action, ActionKind, DemoPlan, Plan
+from reconciler.plan import Action, ActionKind, DemoPlan, Intent, Plan
 from reconciler.providers.base import (
     SECRET_MIGRATIONS_ANNOTATION,
     SECRET_PROJECT_REF_ANNOTATION,
@@ -51,6 +52,37 @@ log = logging.getLogger(__name__)
 
 # demos worked on at once by default (see loop.CycleOptions)
 DEFAULT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class InCycleRetries:
+    """How a demo being created asks again within its cycle instead of losing the cycle.
+
+    A cycle runs every few minutes (a cron), so a creating demo that meets one transient
+    fault in its last steps, or one probe without a healthy answer in the cycle that could
+    make it ready, waits a whole interval. Under 20 % faults that held a few of 50 new
+    demos back two or three cycles (issue 13).
+
+    `step_attempts`: a provisioning step of a creating demo that failed transiently (a
+    retryable error that is neither a rate limit nor a conflict) is run again, after
+    `step_pause` seconds, up to this many times in all. Each step is idempotent as a step:
+    the project is looked up by name before it is created again, migrations and seed keep
+    their own bookkeeping, DNS and the Secret are ensured, keys are read.
+
+    `probe_rounds`: a creating demo whose cluster and Supabase checks pass but whose HTTP
+    probes do not all pass is probed again, the failing ones only, every `probe_period`
+    seconds, up to this many rounds in all, as a Kubernetes readiness probe probes every
+    `periodSeconds` until its first success (successThreshold 1; kubernetes.io/docs/
+    tasks/configure-pod-container/configure-liveness-readiness-startup-probes/). A ready
+    demo is never probed more: its unhealthy answers still count to failureThreshold.
+
+    The pauses are real seconds through the injected `sleep` (tests pass one that returns).
+    """
+
+    step_attempts: int = 3
+    step_pause: float = 1.0
+    probe_rounds: int = 3
+    probe_period: float = 2.0
 
 
 class MigrateFn(Protocol):
@@ -152,6 +184,9 @@ class _Run:
     found: Outcome
     keys: ApiKeys | None = field(default=None, repr=False)
     project_status: str | None = None  # as the create answered, this run
+    creating: bool = False  # a demo being created: transient failures are tried again
+    may_be_ready: bool = False  # creating, nothing planned waits: this cycle can make it ready
+    look_up_first: bool = False  # a create failed this cycle: look the project up by name
 
     @property
     def ref(self) -> str | None:
@@ -181,9 +216,19 @@ class _Executor:
     password_factory: Callable[[], str]
     wait_until: Callable[[Callable[[], bool]], bool]
     monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    retries: InCycleRetries = InCycleRetries()
 
-    def run(self, actions: tuple[Action, ...], demo_id: str, orphan: bool) -> Outcome:
-        run = _Run(Outcome(demo_id, orphan=orphan))
+    def run(
+        self,
+        actions: tuple[Action, ...],
+        demo_id: str,
+        orphan: bool,
+        *,
+        creating: bool = False,
+        may_be_ready: bool = False,
+    ) -> Outcome:
+        run = _Run(Outcome(demo_id, orphan=orphan), creating=creating, may_be_ready=may_be_ready)
         current: Action | None = None
         started = self.monotonic()
 
@@ -205,7 +250,7 @@ class _Executor:
                 started = self.monotonic()
                 log.debug("%s: %s", demo_id, current)
                 if current.kind not in _NO_CALLS:
-                    _STEPS[current.kind](self, run, current)
+                    self._step(run, current)
                 run.record(done=(*run.found.done, current.kind))
                 timed("ok")
         except _Stop:
@@ -218,12 +263,56 @@ class _Executor:
             return run.finish(**_failure(demo_id, current, exc))
         return run.found
 
+    def _step(self, run: _Run, action: Action) -> None:
+        """One step; a creating demo's transient failure is tried again (`InCycleRetries`)."""
+        step = _STEPS[action.kind]
+        retried = run.creating and action.kind in _RETRIED_STEPS
+        attempts = max(1, self.retries.step_attempts) if retried else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                step(self, run, action)
+                return
+            except ProviderError as exc:
+                if attempt == attempts or not _transient(exc):
+                    raise
+                log.info(
+                    "%s: %s failed, trying again in %.1fs (%d of %d): %s",
+                    action.demo_id,
+                    action.kind.value,
+                    self.retries.step_pause,
+                    attempt + 1,
+                    attempts,
+                    exc,
+                )
+                if action.kind == ActionKind.ENSURE_PROJECT:
+                    run.look_up_first = True
+                self.sleep(self.retries.step_pause)
+
     # --- the provider steps, one per action kind ---------------------------------------
 
     def ensure_project(self, run: _Run, action: Action) -> None:
         """Adopt the project carrying the demo's managed name, or create it."""
         supabase = self.providers.supabase
         name = supabase.project_name(action.demo_id)
+        if run.look_up_first:
+            # A create failed earlier in this cycle and may have gone through with its
+            # answer lost: look by name before creating again, as the next cycle's listing
+            # would. Two of that name: never pick one here, the planner reports them.
+            found = [p for p in supabase.list_projects() if p.name == name and not p.going_down]
+            if len(found) > 1:
+                raise ProviderError(
+                    "supabase",
+                    "create project",
+                    f"{len(found)} projects named {name} after a failed create",
+                    demo_id=action.demo_id,
+                )
+            if found:
+                log.info(
+                    "%s: adopted project %s after a failed create", action.demo_id, found[0].ref
+                )
+                run.project_status = found[0].status
+                run.record(project_ref=found[0].ref)
+                return
         try:
             project = supabase.create_project(action.demo_id, self.password_factory())
         except ProviderError as exc:
@@ -361,6 +450,17 @@ class _Executor:
         }
         for check, url in action.health_urls:
             answers[check] = self.providers.prober.probe(url)
+        rounds = max(1, self.retries.probe_rounds) if run.may_be_ready else 1
+        for _ in range(rounds - 1):
+            # only the probes can keep it from being ready now: probe those again
+            if answers["kubernetes"] is not True or answers["supabase"] is not True:
+                break
+            failing = [(c, u) for c, u in action.health_urls if answers[c] is not True]
+            if not failing:
+                break
+            self.sleep(self.retries.probe_period)
+            for check, url in failing:
+                answers[check] = self.providers.prober.probe(url)
         run.record(
             health=HealthChecks(**{c: bool(answers.get(c)) for c in HealthChecks.model_fields}),
             unanswered=tuple(c for c in HealthChecks.model_fields if answers.get(c) is None),
@@ -391,6 +491,12 @@ def _secret_annotations(run: _Run, action: Action, ref: str) -> dict[str, str]:
             action.demo_type, action.seed_size, action.company_name
         )
     return annotations
+
+
+def _transient(exc: ProviderError) -> bool:
+    """May the same step succeed if run again in a moment? A rate limit is for the loop
+    (the transports already waited out the short ones), a conflict for a human."""
+    return exc.retryable and not isinstance(exc, (RateLimited, Conflict))
 
 
 def _failure(demo_id: str, current: Action | None, exc: Exception) -> dict[str, Any]:
@@ -427,6 +533,17 @@ _NO_CALLS = frozenset(
         ActionKind.REMOVE_FILES,
         ActionKind.REPORT_CONFLICT,
         ActionKind.REPORT_INVALID,
+    }
+)
+# a creating demo's steps that are idempotent as steps (see `InCycleRetries`)
+_RETRIED_STEPS = frozenset(
+    {
+        ActionKind.ENSURE_PROJECT,
+        ActionKind.MIGRATE,
+        ActionKind.SEED,
+        ActionKind.FETCH_KEYS,
+        ActionKind.WRITE_SECRET,
+        ActionKind.ENSURE_DNS,
     }
 )
 _PROJECT_DELETES = frozenset(
@@ -515,15 +632,21 @@ def apply(
     password_factory: Callable[[], str] = strong_password,
     wait_until: Callable[[Callable[[], bool]], bool] = check_once,
     monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    retries: InCycleRetries = InCycleRetries(),
 ) -> list[Outcome]:
     """Run every demo's actions (and the orphan deletions), at most `concurrency` at once.
 
     Returns one Outcome per DemoPlan with actions, then one per orphan action, in
     plan order. Never raises for a demo's failure. `wait_until(check)` decides how
     long WAIT_PROJECT waits (the CLI may poll up to --wait; the default looks once).
-    `monotonic` times each action for the metrics (Outcome.timings).
+    `monotonic` times each action for the metrics (Outcome.timings); `sleep` waits the
+    pauses of `retries` (a demo being created asks again within the cycle).
     """
-    executor = _Executor(providers, settings, password_factory, wait_until, monotonic)
+    executor = _Executor(
+        providers, settings, password_factory, wait_until, monotonic, sleep, retries
+    )
+    creating = {d.demo_id: d for d in plan.demos if _creating(d)}
     units: list[tuple[str, tuple[Action, ...], bool]] = [
         (d.demo_id, d.actions, False) for d in plan.demos if d.actions
     ]
@@ -534,7 +657,14 @@ def apply(
 
     def work(unit: tuple[str, tuple[Action, ...], bool]) -> Outcome:
         demo_id, actions, orphan = unit
-        outcome = executor.run(actions, demo_id, orphan)
+        demo = None if orphan else creating.get(demo_id)
+        outcome = executor.run(
+            actions,
+            demo_id,
+            orphan,
+            creating=demo is not None,
+            may_be_ready=demo is not None and demo.waiting is None,
+        )
         log.info("%s: %s", demo_id, _summary(outcome), extra=_outcome_fields(outcome))
         if on_progress is not None:
             with lock:  # one line at a time
@@ -550,6 +680,14 @@ def apply(
         # each worker runs in a copy of the caller's context: its lines name the cycle
         futures = {i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order}
         return [futures[i].result() for i in range(len(units))]
+
+
+def _creating(demo: DemoPlan) -> bool:
+    """A demo being provisioned that was never ready (not a live demo's routine work)."""
+    return demo.intent is Intent.PROVISION and demo.phase_before in _NOT_YET_READY
+
+
+_NOT_YET_READY = (None, Phase.PENDING, Phase.CREATING)
 
 
 def fair_order(plan: Plan) -> dict[tuple[str, bool], float]:

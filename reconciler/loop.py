@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler import gitstate, logsetup, statuspage
-from reconciler.apply import DEFAULT_CONCURRENCY, Outcome, Providers, apply
+from reconciler.apply import DEFAULT_CONCURRENCY, InCycleRetries, Outcome, Providers, apply
 from reconciler.model import Demo, DemoStatus, Phase, Settings, parse_duration
 from reconciler.notify import Notices
 from reconciler.plan import ActionKind, Intent, Observed, Plan, plan
@@ -69,6 +69,8 @@ class CycleOptions:
     known_migrations: tuple[str, ...] | None = None
     # a repository-relative path (STATUS.md) the cycle keeps the status page in, or None
     status_page: str | None = None
+    # how a demo being created asks again within the cycle (see apply.InCycleRetries)
+    retries: InCycleRetries = field(default_factory=InCycleRetries)
 
 
 @dataclass
@@ -268,11 +270,13 @@ def run_cycle(
     dry_run: bool = False,
     progress: Progress | None = None,
     health_since: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> CycleResult:
     """load -> observe -> plan -> apply -> write + commit. Dry run stops after plan.
 
     `health_since`: the previous cycle's time, when there was one in this process (the
-    routine Supabase health calls are spread from it; see `plan`)."""
+    routine Supabase health calls are spread from it; see `plan`). `sleep` waits the
+    pauses of `options.retries` within the cycle."""
     state = gitstate.load_state(root, now)
     if state.settings is None:
         raise SettingsUnusable(state.settings_problems)
@@ -310,7 +314,13 @@ def run_cycle(
     if dry_run:
         return result
     result.outcomes = apply(
-        the_plan, providers, settings, concurrency=options.concurrency, on_progress=progress
+        the_plan,
+        providers,
+        settings,
+        concurrency=options.concurrency,
+        on_progress=progress,
+        sleep=sleep,
+        retries=options.retries,
     )
     writes, result.changes, result.statuses = write_set(
         state, the_plan, result.outcomes, now, providers.notices
@@ -392,7 +402,13 @@ def run_cycle_and_push(
             lease.check()  # renewed between phases; a lost lock stops us before we act
             results.append(
                 run_cycle(
-                    root, providers, now, options, progress=progress, health_since=health_since
+                    root,
+                    providers,
+                    now,
+                    options,
+                    progress=progress,
+                    health_since=health_since,
+                    sleep=sleep,
                 )
             )
             lease.check()  # and before the commit is pushed
@@ -510,7 +526,13 @@ def run_cycles(
                 )
             else:
                 last = run_cycle(
-                    root, providers, now, options, progress=progress, health_since=health_since
+                    root,
+                    providers,
+                    now,
+                    options,
+                    progress=progress,
+                    health_since=health_since,
+                    sleep=sleep,
                 )
         health_since = now
         if on_cycle_end is not None:

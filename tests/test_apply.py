@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import Outcome, Providers, apply, outcome_for
+from reconciler.apply import InCycleRetries, Outcome, Providers, apply, outcome_for
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.server import Request, Response
 from reconciler.loop import observe
@@ -67,6 +67,7 @@ def cycle(
     providers = providers or world.providers()
     observed = observe(providers)
     result = plan(settings, list(repo.files.values()), {}, repo.statuses, observed, now)
+    options.setdefault("sleep", lambda _: None)  # the in-cycle retries' pauses: no real wait
     outcomes = apply(result, providers, settings, password_factory=repo.passwords, **options)  # type: ignore[arg-type]
     for item in result.demos:
         loaded = repo.files.get(item.demo_id)
@@ -382,7 +383,8 @@ def test_secret_write_failing_after_the_password_changed_is_retried() -> None:
     world.cluster.fail_on[("apply_secret", A)] = ProviderError(
         "kubernetes", "apply secret", "503 Service Unavailable", demo_id=A, retryable=True
     )
-    _, first = cycle(world, repo)
+    # a cycle that does not ask again within itself: the failure is the cycle's outcome
+    _, first = cycle(world, repo, retries=InCycleRetries(step_attempts=1))
     assert first[0].failed_action == K.WRITE_SECRET
     ref = repo.statuses[A].supabase.projectRef
     assert ref is not None and repo.statuses[A].secretProjectRef is None
@@ -739,3 +741,185 @@ def test_every_action_is_timed_with_its_outcome_for_the_metrics() -> None:
     assert K.ENSURE_PROJECT in {t.kind for t in outcome.timings}
     # timings never make two outcomes differ: the status computed from them must not move
     assert replace(outcome, timings=()) == outcome
+
+
+# --- a creating demo asks again within its cycle (issue 13: cycles to converge) --------------
+
+
+@dataclass
+class LosingProber(FakeProber):
+    """Probes of a host get no answer the first `lost[host part]` times, then answer."""
+
+    lost: dict[str, int] = field(default_factory=dict)
+
+    def probe(self, url: str) -> bool | None:
+        answer = super().probe(url)
+        for part, left in self.lost.items():
+            if part in url and left > 0:
+                self.lost[part] = left - 1
+                return None
+        return answer
+
+
+def probes_of(world: World, part: str) -> int:
+    return sum(1 for op, args in world.prober.calls if op == "probe" and part in str(args[0]))
+
+
+def test_a_creating_demo_whose_probe_got_no_answer_is_probed_again_and_ready() -> None:
+    # the cycle that can make it ready: cluster and Supabase pass, the portal's answer is lost
+    world, repo = World(prober=LosingProber(lost={"portal": 2})), Repo()
+    new_demo(world, repo)
+    pauses: list[float] = []
+    retries = InCycleRetries(probe_rounds=3, probe_period=2.0)
+    _, outcomes = cycle(world, repo, retries=retries, sleep=pauses.append)
+    assert repo.statuses[A].phase == Phase.READY, repo.statuses[A].message
+    assert outcomes[0].health is not None and outcomes[0].health.all_passing
+    # readiness-probe style: the failing probe only, every period, until its first success
+    assert probes_of(world, "portal") == 3 and probes_of(world, "candidate") == 1
+    assert pauses == [2.0, 2.0]
+
+
+def test_a_creating_demo_gets_at_most_its_probe_rounds() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    world.prober.failing = {"portal"}  # answers unhealthy every time
+    pauses: list[float] = []
+    cycle(world, repo, retries=InCycleRetries(probe_rounds=3), sleep=pauses.append)
+    assert repo.statuses[A].phase == Phase.CREATING
+    assert repo.statuses[A].message == "waiting for health checks: portal"
+    assert probes_of(world, "portal") == 3 and len(pauses) == 2
+
+
+def test_a_creating_demo_whose_cluster_is_not_healthy_is_not_probed_again() -> None:
+    # its pods are not running: no answer of a probe can make it ready in this cycle
+    world, repo = World(prober=LosingProber(lost={"portal": 1})), Repo()
+    repo.files[A] = file(A)
+    world.cluster.sync(A, healthy=False)
+    pauses: list[float] = []
+    cycle(world, repo, sleep=pauses.append)
+    assert repo.statuses[A].phase == Phase.CREATING
+    assert probes_of(world, "portal") == 1 and pauses == []
+
+
+def test_a_ready_demo_is_probed_once_and_degrades_only_past_the_threshold() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    world.prober.failing = {"portal"}
+    pauses: list[float] = []
+    phases = []
+    for minutes in (5, 6, 7):
+        cycle(world, repo, NOW + timedelta(minutes=minutes), sleep=pauses.append)
+        phases.append(repo.statuses[A].phase)
+    assert phases == [Phase.READY, Phase.READY, Phase.DEGRADED]
+    assert probes_of(world, "portal") == 3 and pauses == []  # one probe a cycle, as before
+
+
+unavailable = ProviderError("provider", "call", "HTTP 503: Service unavailable", retryable=True)
+
+
+@pytest.mark.parametrize(
+    "recorder, operation, kind",
+    [
+        ("supabase", "create_project", K.ENSURE_PROJECT),
+        ("database", "migrate", K.MIGRATE),
+        ("database", "seed", K.SEED),
+        ("supabase", "api_keys", K.FETCH_KEYS),
+        ("cluster", "apply_secret", K.WRITE_SECRET),
+        ("dns", "ensure_records", K.ENSURE_DNS),
+    ],
+)  # fmt: skip
+def test_a_creating_demo_step_failing_transiently_is_tried_again_in_the_cycle(
+    recorder: str, operation: str, kind: ActionKind
+) -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    key = None if operation == "api_keys" else A  # the keys are asked by project ref
+    fake = getattr(world, recorder)
+    pauses: list[float] = []
+
+    def arm() -> None:
+        fake.fail_on[(operation, key or next(iter(world.supabase.projects), ""))] = unavailable
+
+    if key is not None:
+        arm()
+    else:
+        # the project must exist first: fail the call once the create has made it
+        create = world.supabase.create_project
+
+        def create_then_arm(demo_id: str, db_pass: str) -> Project:
+            project = create(demo_id, db_pass)
+            arm()
+            return project
+
+        world.supabase.create_project = create_then_arm  # type: ignore[method-assign]
+    _, outcomes = cycle(world, repo, retries=InCycleRetries(step_pause=1.0), sleep=pauses.append)
+    assert outcomes[0].error is None, outcomes[0].error
+    assert kind in outcomes[0].done and repo.statuses[A].phase == Phase.READY
+    assert pauses == [1.0]
+    assert len(world.supabase.projects) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_adopted_not_repeated() -> None:
+    """The create went through, its answer never came: looked up by name, never created twice."""
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    create = world.supabase.create_project
+
+    def lost_answer(demo_id: str, db_pass: str) -> Project:
+        create(demo_id, db_pass)
+        raise ProviderError("supabase", "create project", "RemoteProtocolError", retryable=True)
+
+    world.supabase.create_project = lost_answer  # type: ignore[method-assign]
+    _, outcomes = cycle(world, repo, sleep=lambda _: None)
+    assert outcomes[0].error is None, outcomes[0].error
+    (project,) = world.supabase.projects.values()
+    assert repo.statuses[A].supabase.projectRef == project.ref
+    assert repo.statuses[A].phase == Phase.READY
+    assert [op for op, _ in world.supabase.calls].count("create_project") == 1
+
+
+def test_two_projects_of_the_name_after_a_failed_create_are_left_to_the_planner() -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+
+    def twice(demo_id: str, db_pass: str) -> Project:
+        # what a create that went through with its answer lost, plus a racing writer, leaves
+        world.supabase.projects["ref-race"] = Project("ref-race", PREFIX + A, "ACTIVE_HEALTHY", A)
+        world.supabase.projects["ref-race2"] = Project("ref-race2", PREFIX + A, "ACTIVE_HEALTHY", A)
+        raise ProviderError("supabase", "create project", "HTTP 503", retryable=True)
+
+    world.supabase.create_project = twice  # type: ignore[method-assign,assignment]
+    _, outcomes = cycle(world, repo, sleep=lambda _: None)
+    assert outcomes[0].failed_action == K.ENSURE_PROJECT
+    assert "2 projects named" in (outcomes[0].error or "")
+    assert outcomes[0].project_ref is None  # neither was picked
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RateLimited("supabase", "run sql", "rate limited (HTTP 429)", retryable=True, retry_after=60),
+        ProviderError("supabase", "run sql", "HTTP 400: syntax error", retryable=False),
+    ],
+    ids=["rate-limited", "not-retryable"],
+)  # fmt: skip
+def test_a_rate_limit_or_a_lasting_error_is_left_for_the_next_cycle(error: ProviderError) -> None:
+    world, repo = World(), Repo()
+    new_demo(world, repo)
+    world.database.fail_on[("migrate", A)] = error
+    pauses: list[float] = []
+    _, outcomes = cycle(world, repo, sleep=pauses.append)
+    assert outcomes[0].failed_action == K.MIGRATE and pauses == []
+    assert [op for op, _ in world.database.calls].count("migrate") == 1
+
+
+def test_a_ready_demos_failed_step_is_not_tried_again_in_the_cycle() -> None:
+    world, repo = World(), Repo()
+    ready(world, repo)
+    ref = repo.statuses[A].supabase.projectRef
+    assert ref is not None
+    world.cluster.namespaces[A] = replace(world.cluster.namespaces[A], secret_present=False)
+    world.cluster.fail_on[("apply_secret", A)] = unavailable
+    pauses: list[float] = []
+    _, outcomes = cycle(world, repo, NOW + timedelta(minutes=5), sleep=pauses.append)
+    assert outcomes[0].failed_action == K.WRITE_SECRET and pauses == []

@@ -186,10 +186,9 @@ def test_fifty_demos_under_twenty_percent_faults(
     )
     assert "exists and is not ours" in conflicts[TAKEN_RECORD], conflicts
     assert "without democtl's mark" in conflicts[TAKEN_NAMESPACE], conflicts
-    if converged_after > 5 or ready_at_end != expected_ready:
-        # Known gap (README: Reliability figures): a listing that failed blinds the cycle
-        # for every demo still creating, and the Kubernetes adapter is single-shot, so at
-        # 20 % faults most cycles have one blind provider. Safety holds (asserted above);
-        # convergence does not yet. Not strict: it passes the day it converges.
-        missing = sorted(expected_ready - ready_at_end)
-        pytest.xfail(f"not converged after {converged_after} cycles; not ready: {missing}")
+    # the target: every demo that can be ready is, within 5 cycles (a creating demo
+    # asks again within its cycle after a transient fault: apply.InCycleRetries)
+    missing = sorted(expected_ready - ready_at_end)
+    assert converged_after <= 5 and ready_at_end == expected_ready, (
+        f"not converged after {converged_after} cycles; not ready: {missing}"
+    )

@@ -122,15 +122,22 @@ def _note_uncommitted(ctx: Context) -> None:
 
 
 def _cycle_options(
-    *, allow_mass_delete: bool = False, concurrency: int = 32, status_page: str | None = None
+    *,
+    allow_mass_delete: bool = False,
+    concurrency: int = 32,
+    status_page: str | None = None,
+    local: bool = False,
 ) -> loop.CycleOptions:
-    from reconciler import database, loop
+    from reconciler import apply, database, loop
 
+    # the emulators answer at once: a tiny pause before asking a creating demo again
+    retries = apply.InCycleRetries(step_pause=0.05, probe_period=0.05) if local else None
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
         concurrency=concurrency,
         status_page=status_page,
         known_migrations=tuple(m.version for m in database.load_migrations()),
+        retries=retries or apply.InCycleRetries(),
     )
 
 
@@ -317,7 +324,10 @@ def reconcile(
         _print_plan(ctx, settings, "text", allow_mass_delete)
         return
     options = _cycle_options(
-        allow_mass_delete=allow_mass_delete, concurrency=concurrency, status_page=status_page
+        allow_mass_delete=allow_mass_delete,
+        concurrency=concurrency,
+        status_page=status_page,
+        local=ctx.local,
     )
     if ctx.local and not push:  # with --push the cycle works on this checkout itself
         _note_uncommitted(ctx)
@@ -492,7 +502,7 @@ def run(
             exporter.serve(metrics_port, metrics_address, unhealthy_after=unhealthy_after)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}", EXIT_USAGE)
-    options = _cycle_options(concurrency=concurrency, status_page=status_page)
+    options = _cycle_options(concurrency=concurrency, status_page=status_page, local=ctx.local)
     repeat = loop.Repeat(push=push, holder=_holder(), writer=_writer())  # one cycle per tick
     previous: list[datetime] = []  # the last tick that ran: routine checks spread from it
     soon: list[float] = []  # when (monotonic) an early re-check is due: a demo is being created
