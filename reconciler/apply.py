@@ -181,6 +181,7 @@ class _Executor:
     password_factory: Callable[[], str]
     wait_until: Callable[[Callable[[], bool]], bool]
     monotonic: Callable[[], float] = time.monotonic
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, actions: tuple[Action, ...], demo_id: str, orphan: bool) -> Outcome:
         run = _Run(Outcome(demo_id, orphan=orphan))
@@ -202,6 +203,8 @@ class _Executor:
 
         try:
             for current in actions:
+                if self.stop.is_set():  # interrupted: no new provider call
+                    raise KeyboardInterrupt
                 started = self.monotonic()
                 log.debug("%s: %s", demo_id, current)
                 if current.kind not in _NO_CALLS:
@@ -515,6 +518,7 @@ def apply(
     password_factory: Callable[[], str] = strong_password,
     wait_until: Callable[[Callable[[], bool]], bool] = check_once,
     monotonic: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
     """Run every demo's actions (and the orphan deletions), at most `concurrency` at once.
 
@@ -522,8 +526,14 @@ def apply(
     plan order. Never raises for a demo's failure. `wait_until(check)` decides how
     long WAIT_PROJECT waits (the CLI may poll up to --wait; the default looks once).
     `monotonic` times each action for the metrics (Outcome.timings).
+
+    Interrupted (a KeyboardInterrupt while waiting, or `stop` set: a Ctrl-C whose
+    exception was swallowed where it landed), no action starts any more: the queued
+    demos are cancelled, those in flight end after their current call (each has its
+    timeout), and KeyboardInterrupt is raised.
     """
-    executor = _Executor(providers, settings, password_factory, wait_until, monotonic)
+    stop = threading.Event() if stop is None else stop
+    executor = _Executor(providers, settings, password_factory, wait_until, monotonic, stop)
     units: list[tuple[str, tuple[Action, ...], bool]] = [
         (d.demo_id, d.actions, False) for d in plan.demos if d.actions
     ]
@@ -548,8 +558,17 @@ def apply(
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
         # started in their turn, so the budgets go to those first; answered in plan order;
         # each worker runs in a copy of the caller's context: its lines name the cycle
-        futures = {i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order}
-        return [futures[i].result() for i in range(len(units))]
+        try:  # an interrupt may land while the first demos run and the rest are submitted
+            futures = {
+                i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order
+            }
+            return [futures[i].result() for i in range(len(units))]
+        except BaseException:
+            # without this, leaving the `with` waited for every queued demo to run: with
+            # hundreds queued, a Ctrl-C took minutes
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def fair_order(plan: Plan) -> dict[tuple[str, bool], float]:
