@@ -218,6 +218,7 @@ class _Executor:
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     retries: InCycleRetries = InCycleRetries()
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def run(
         self,
@@ -247,6 +248,8 @@ class _Executor:
 
         try:
             for current in actions:
+                if self.stop.is_set():  # interrupted: no new provider call
+                    raise KeyboardInterrupt
                 started = self.monotonic()
                 log.debug("%s: %s", demo_id, current)
                 if current.kind not in _NO_CALLS:
@@ -287,6 +290,8 @@ class _Executor:
                 if action.kind == ActionKind.ENSURE_PROJECT:
                     run.look_up_first = True
                 self.sleep(self.retries.step_pause)
+                if self.stop.is_set():  # interrupted while pausing: no new call
+                    raise KeyboardInterrupt from exc
 
     # --- the provider steps, one per action kind ---------------------------------------
 
@@ -459,6 +464,8 @@ class _Executor:
             if not failing:
                 break
             self.sleep(self.retries.probe_period)
+            if self.stop.is_set():
+                raise KeyboardInterrupt
             for check, url in failing:
                 answers[check] = self.providers.prober.probe(url)
         run.record(
@@ -634,6 +641,7 @@ def apply(
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     retries: InCycleRetries = InCycleRetries(),
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
     """Run every demo's actions (and the orphan deletions), at most `concurrency` at once.
 
@@ -642,9 +650,15 @@ def apply(
     long WAIT_PROJECT waits (the CLI may poll up to --wait; the default looks once).
     `monotonic` times each action for the metrics (Outcome.timings); `sleep` waits the
     pauses of `retries` (a demo being created asks again within the cycle).
+
+    Interrupted (a KeyboardInterrupt while waiting, or `stop` set: a Ctrl-C whose
+    exception was swallowed where it landed), no action starts any more: the queued
+    demos are cancelled, those in flight end after their current call (each has its
+    timeout), and KeyboardInterrupt is raised.
     """
+    stop = threading.Event() if stop is None else stop
     executor = _Executor(
-        providers, settings, password_factory, wait_until, monotonic, sleep, retries
+        providers, settings, password_factory, wait_until, monotonic, sleep, retries, stop
     )
     creating = {d.demo_id: d for d in plan.demos if _creating(d)}
     units: list[tuple[str, tuple[Action, ...], bool]] = [
@@ -678,8 +692,17 @@ def apply(
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
         # started in their turn, so the budgets go to those first; answered in plan order;
         # each worker runs in a copy of the caller's context: its lines name the cycle
-        futures = {i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order}
-        return [futures[i].result() for i in range(len(units))]
+        try:  # an interrupt may land while the first demos run and the rest are submitted
+            futures = {
+                i: pool.submit(contextvars.copy_context().run, work, units[i]) for i in order
+            }
+            return [futures[i].result() for i in range(len(units))]
+        except BaseException:
+            # without this, leaving the `with` waited for every queued demo to run: with
+            # hundreds queued, a Ctrl-C took minutes
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _creating(demo: DemoPlan) -> bool:

@@ -13,6 +13,7 @@ module of the package except the CLI, and never imports git itself.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -271,12 +272,14 @@ def run_cycle(
     progress: Progress | None = None,
     health_since: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> CycleResult:
     """load -> observe -> plan -> apply -> write + commit. Dry run stops after plan.
 
     `health_since`: the previous cycle's time, when there was one in this process (the
     routine Supabase health calls are spread from it; see `plan`). `sleep` waits the
-    pauses of `options.retries` within the cycle."""
+    pauses of `options.retries` within the cycle. `stop` set (a Ctrl-C): no action
+    starts any more, and `apply` raises KeyboardInterrupt."""
     state = gitstate.load_state(root, now)
     if state.settings is None:
         raise SettingsUnusable(state.settings_problems)
@@ -321,6 +324,7 @@ def run_cycle(
         on_progress=progress,
         sleep=sleep,
         retries=options.retries,
+        stop=stop,
     )
     writes, result.changes, result.statuses = write_set(
         state, the_plan, result.outcomes, now, providers.notices
@@ -375,6 +379,7 @@ def run_cycle_and_push(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     health_since: datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> CycleResult:
     """A cycle on a checkout of the state repository that pushes its commit.
 
@@ -409,6 +414,7 @@ def run_cycle_and_push(
                     progress=progress,
                     health_since=health_since,
                     sleep=sleep,
+                    stop=stop,
                 )
             )
             lease.check()  # and before the commit is pushed
@@ -487,13 +493,25 @@ def run_cycles(
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     health_since: datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Cycles from `start`, the clock moving with `monotonic`, until settled or `wait` is up.
 
     A provider that answered 429 with Retry-After is not asked again before
     that: the next cycle waits for it, or, when that is longer than `wait`
     allows, the run stops and a later run goes on. Raises what the cycle raises.
+
+    `stop` is the caller's record of a Ctrl-C. Its KeyboardInterrupt lands wherever
+    the main thread is, and where that is a finalizer (GitPython's `Repo.__del__`,
+    run by the garbage collector) Python prints it and carries on: `--wait` went on
+    cycling for its whole duration. So no action starts once `stop` is set, and no
+    cycle after it: KeyboardInterrupt is raised at the next of those points.
     """
+
+    def interrupted() -> None:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+
     began = monotonic()
 
     def elapsed() -> float:
@@ -505,6 +523,7 @@ def run_cycles(
     number = 0
     failed = False
     while True:
+        interrupted()
         number += 1
         now = clock()
         if on_cycle_start is not None:
@@ -523,6 +542,7 @@ def run_cycles(
                     sleep=sleep,
                     monotonic=monotonic,
                     health_since=health_since,
+                    stop=stop,
                 )
             else:
                 last = run_cycle(
@@ -533,11 +553,13 @@ def run_cycles(
                     progress=progress,
                     health_since=health_since,
                     sleep=sleep,
+                    stop=stop,
                 )
         health_since = now
         if on_cycle_end is not None:
             on_cycle_end(number, last)
         failed = failed or last.failed
+        interrupted()  # before a pause that may be a Retry-After's minutes
         if settled(last) or elapsed() >= repeat.wait:
             return RunResult(last, number, failed, clock())
         pause = IDLE_PAUSE if last.commit is None else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -313,6 +314,42 @@ def test_concurrency_bound_is_respected() -> None:
     _, outcomes = cycle(world, repo, concurrency=limit)
     assert peak == limit
     assert len(outcomes) == len(ids) and all(o.error is None for o in outcomes)
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["ctrl-c", "ctrl-c-lost-in-a-finalizer"])
+def test_an_interrupt_starts_no_further_action(lost: bool) -> None:
+    """Ctrl-C while demos wait their turn: leaving the pool waited for every queued demo
+    to run (a minute and more under load). Now the queued are cancelled, the one in
+    flight ends after its call, and KeyboardInterrupt is raised. `lost`: the exception
+    vanished where it landed (a finalizer), only the recorded `stop` is left."""
+    world, repo = World(), Repo()
+    for n in range(8):
+        repo.files[f"demo-n{n:02d}"] = file(f"demo-n{n:02d}")
+    stop, finished = threading.Event(), threading.Event()
+    created: list[str] = []
+    main = threading.main_thread().ident
+    create = world.supabase.create_project
+
+    def interrupting_create(demo_id: str, db_pass: str) -> Project:
+        created.append(demo_id)
+        if lost:
+            stop.set()  # what the CLI's handler records before it raises
+        else:
+            assert main is not None
+            signal.pthread_kill(main, signal.SIGINT)  # as a Ctrl-C reaches the main thread
+            assert stop.wait(timeout=30), "apply never saw the interrupt"
+        try:
+            return create(demo_id, db_pass)
+        finally:
+            finished.set()
+
+    world.supabase.create_project = interrupting_create  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        cycle(world, repo, concurrency=1, stop=stop)
+    # (the interrupt may land in the pool's thread start, after which the pool does
+    # not know its thread: the process still waits for it at exit)
+    assert finished.wait(timeout=30) and len(world.supabase.projects) == 1  # let finish
+    assert len(created) == 1, created
 
 
 def test_no_secret_reaches_outcomes_status_or_logs(caplog: pytest.LogCaptureFixture) -> None:

@@ -127,6 +127,23 @@ def test_history_json(tmp_path: Path) -> None:
     assert "demo-b" in out and "demo-a" in out
 
 
+def test_history_table_shows_a_quoted_file_name_on_one_inert_line(tmp_path: Path) -> None:
+    work = state_repo(tmp_path)
+    odd = {"demos/démo-x.yaml": "x", "demos/demo\tt.yaml": "x", "demos/demo-\x1b[2J.yaml": "x"}
+    commit_as(work, BOB, T1 + timedelta(hours=1), odd, message="odd names")
+    code, out = run("history", "--repo", str(work))
+    assert code == 0, out
+    added = [line.split()[1] for line in out.splitlines() if "Bob Example" in line]
+    assert sorted(added) == ["demo-\\x1b[2J", "demo\\x09t", "démo-x"]
+    assert "\x1b" not in out and "\t" not in out
+    code, out = run("history", "--repo", str(work), "--format", "json")
+    assert {e["demo"] for e in json.loads(out) if e["author"] == "Bob Example"} == {
+        "démo-x",
+        "demo\tt",
+        "demo-\x1b[2J",
+    }
+
+
 def test_history_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     code, out = run("history", "--repo", str(tmp_path))
     assert code == 2

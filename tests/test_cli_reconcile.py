@@ -574,6 +574,27 @@ def test_ctrl_c_during_reconcile_exits_130_with_one_line(tmp_path: Path) -> None
     assert errors == ["democtl: interrupted"], proc.output()
 
 
+def test_a_ctrl_c_lost_in_a_finalizer_is_still_recorded_and_not_printed(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """What made the test above flaky: under load the garbage collector ran GitPython's
+    `Repo.__del__` as the SIGINT arrived, Python printed the KeyboardInterrupt raised in
+    it ("Exception ignored in") and went on, and `--wait 600s` cycled on."""
+    from reconciler.cli.cycle import _interrupt_recorded
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):  # the handler runs at a bytecode boundary in here
+                pass
+
+    with _interrupt_recorded() as interrupted:
+        Finalized()  # collected at once: the interrupt lands in its __del__
+        assert interrupted.is_set()
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # --- production mode without credentials ----------------------------------------------
 
 

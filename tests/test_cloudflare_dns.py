@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from reconciler.local.cloudflare_emulator import CloudflareEmulator
-from reconciler.local.server import Faults
+from reconciler.local.server import Faults, Request, Response
 from reconciler.marks import Owner
 from reconciler.providers.base import (
     Conflict,
@@ -445,6 +446,54 @@ def test_a_429_asking_for_a_short_wait_every_time_ends_rate_limited_within_the_r
         dns.ensure_records("demo-a", desired("demo-a"))
     assert caught.value.retryable and caught.value.retry_after == 0
     assert sum(emulator.requests.values()) == 3  # the first try and two retries, no more
+
+
+def _refuse_with_retry_after(
+    emulator: CloudflareEmulator, monkeypatch: pytest.MonkeyPatch, values: list[str]
+) -> None:
+    """Answer the next requests 429 with these `Retry-After` values, then as the API does."""
+    handler = emulator.server.handler
+    pending = list(values)
+
+    def refusing(request: Request) -> Response:
+        if pending:
+            body = emulator.server.error_body(429, "Too many requests")
+            return Response(429, body, {"Retry-After": pending.pop(0)})
+        return handler(request)
+
+    monkeypatch.setattr(emulator.server, "handler", refusing)
+
+
+def test_a_429_whose_retry_after_is_an_http_date_reports_that_wait(
+    emulator: CloudflareEmulator, dns: CloudflareDns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 9110 10.2.3 allows an HTTP-date; read as seconds only it was no answer at all."""
+    _refuse_with_retry_after(emulator, monkeypatch, [formatdate(time.time() + 300, usegmt=True)])
+    with pytest.raises(RateLimited) as caught:
+        dns.ensure_records("demo-a", desired("demo-a"))
+    # the date has whole seconds and a moment passes before the adapter reads it
+    assert caught.value.retry_after is not None and 290 <= caught.value.retry_after <= 300
+    assert sum(emulator.requests.values()) == 1  # a long wait is not waited out in the call
+
+
+def test_a_429_whose_retry_after_is_a_past_http_date_is_tried_again_at_once(
+    emulator: CloudflareEmulator, dns: CloudflareDns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _refuse_with_retry_after(emulator, monkeypatch, ["Wed, 21 Oct 2015 07:28:00 GMT"])
+    result = dns.ensure_records("demo-a", desired("demo-a"))
+    assert len(result) == 2 and len(emulator.inspect()["records"]) == 2
+    # and the wait of none leaves the next operation free to start
+    assert {r.name for r in dns.list_records()} == {r.name for r in result}
+
+
+def test_a_429_whose_retry_after_is_garbage_has_no_stated_wait(
+    emulator: CloudflareEmulator, dns: CloudflareDns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _refuse_with_retry_after(emulator, monkeypatch, ["soon"])
+    with pytest.raises(RateLimited) as caught:
+        dns.ensure_records("demo-a", desired("demo-a"))
+    assert caught.value.retry_after is None
+    assert sum(emulator.requests.values()) == 1
 
 
 def test_server_errors_are_retried(

@@ -303,6 +303,23 @@ def test_removal_is_one_commit(tmp_path: Path) -> None:
         removal_writes(work, "../etc")
 
 
+def test_removal_takes_rendered_files_whose_names_git_quotes(tmp_path: Path) -> None:
+    """`ls-files` without -z quotes such a name: the removal named a path that is not
+    there, and the tracked file (gone from the work tree) stayed in the commit's tree."""
+    _, work = origin_and_clone(tmp_path)
+    odd = ["rendered/demo-a/café.yaml", "rendered/demo-a/a\tb.yaml", 'rendered/demo-a/"q".yaml']
+    commit_as(
+        work,
+        when=T1,
+        files={"demos/demo-a.yaml": demo_yaml("demo-a"), **dict.fromkeys(odd, "kind: x\n")},
+    )
+    (work / odd[0]).unlink()  # tracked, no longer on disk: only ls-files knows it
+    writes = removal_writes(work, "demo-a")
+    assert writes == dict.fromkeys(["demos/demo-a.yaml", "status/demo-a.yaml", *sorted(odd)])
+    commit_cycle(work, writes, [DemoChange("demo-a", "expired, removed")], when=T2)
+    assert git(work, "ls-files", "-z", "rendered/").split("\0") == [""]
+
+
 # --- sync and push --------------------------------------------------------------------
 
 
@@ -520,6 +537,27 @@ def test_history_tells_the_story(tmp_path: Path) -> None:
     assert gitstate.history(work, "demo-zz") == []
 
 
+# names git writes in quotes with C escapes in `--raw` (core.quotePath is on by default)
+QUOTED_NAMES = ["démo-x", 'demo-"q"', "demo\\back", "demo\ttab", "demo\nline", "demo-\x1b[31m"]
+
+
+def test_history_tells_of_files_whose_names_git_quotes(tmp_path: Path) -> None:
+    """Not demo ids (validate refuses them), yet a person committed them, as the
+    unquoted `demos/demo x.yaml` is told: history said nothing at all of them."""
+    _, work = origin_and_clone(tmp_path)
+    files = {f"demos/{name}.yaml": demo_yaml("demo-a", "2h") for name in QUOTED_NAMES}
+    commit_as(work, when=T1, files=files, message="Add oddly named demos")
+    commit_as(work, BOB, T2, {"demos/démo-x.yaml": demo_yaml("demo-a", "6h")}, message="Extend")
+    commit_as(work, when=T3, files={"demos/demo\ttab.yaml": None}, message="Drop")
+    events = [(e.demo_id, e.action, e.detail) for e in gitstate.history(work)]
+    assert events == [
+        *sorted((name, "added", "ttl 2h") for name in QUOTED_NAMES),  # git's (bytes) order
+        ("démo-x", "extended", "ttl 2h -> ttl 6h"),
+        ("demo\ttab", "deleted", "file removed"),
+    ]
+    assert [e.action for e in gitstate.history(work, "démo-x")] == ["added", "extended"]
+
+
 def test_history_reads_why_from_the_body_line_of_each_change(tmp_path: Path) -> None:
     _, work = origin_and_clone(tmp_path)
     commit_as(work, when=T1, files={"demos/demo-a.yaml": demo_yaml("demo-a", "2h")})
@@ -594,6 +632,26 @@ def test_sync_discards_what_an_interrupted_cycle_left(tmp_path: Path) -> None:
     assert (work / "status/demo-a.yaml").read_bytes() == b"committed\n"
     assert not (work / "rendered").exists()
     assert (work / "scratch.txt").exists()
+
+
+def test_sync_discards_its_own_half_written_files_whose_names_git_quotes(tmp_path: Path) -> None:
+    """`status --porcelain` without -z wrote `"rendered/demo-a/caf\\303\\251.yaml"`:
+    in no folder of democtl's, it was taken for a person's change and sync refused."""
+    _, work = origin_and_clone(tmp_path)
+    rendered = {"rendered/demo-a/café.yaml": b"kind: x\n", "rendered/demo-a/a\tb.yaml": b"y\n"}
+    commit_cycle(work, rendered, [DemoChange("demo-a", "ready")])
+    push(work)
+    gitstate.write_files(work, dict.fromkeys(rendered, b"half\n"))
+    sync(work)
+    assert {p: (work / p).read_bytes() for p in rendered} == rendered
+    (work / "demos").mkdir(exist_ok=True)
+    commit_as(work, when=T1, files={"demos/démo.yaml": "x\n"})
+    push(work)
+    (work / "demos/démo.yaml").write_text("changed by hand\n")
+    with pytest.raises(
+        SyncError, match=r"uncommitted changes to tracked files \(demos/démo\.yaml\)"
+    ):
+        sync(work)
 
 
 def test_committer_identity_comes_from_settings(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from reconciler.local.server import EmulatorServer, Faults, Request, Response
-from reconciler.providers.http import RetryPolicy, make_client, parse_retry_after
+from reconciler.providers.budget import parse_retry_after
+from reconciler.providers.http import RetryPolicy, make_client
 
 
 @dataclass

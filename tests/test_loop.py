@@ -7,9 +7,11 @@ when nothing changed.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reconciler import gitstate
@@ -235,6 +237,30 @@ def rate_limited_dns(world: World, retry_after: float) -> None:
     world.dns.fail_on[("list_records", "")] = RateLimited(
         "cloudflare", "list records", "Too many requests", retryable=True, retry_after=retry_after
     )
+
+
+def test_an_interrupt_whose_exception_was_lost_ends_the_run_before_another_cycle(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C's KeyboardInterrupt that landed in a finalizer is printed and dropped by
+    Python: `reconcile --wait 600s` went on cycling for the ten minutes. Its record
+    (`stop`) ends the run at the cycle's end, before any pause or further cycle."""
+    _, repo = origin_and_clone(tmp_path)
+    add_demo(repo, "demo-acme01")
+    stop = threading.Event()
+    clock = FakeTime()
+    started: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        repeat_cycles(
+            repo,
+            World(),
+            600,
+            clock,
+            stop=stop,
+            on_cycle_start=lambda n, now: started.append(n),
+            on_cycle_end=lambda n, result: stop.set(),
+        )
+    assert started == [1] and clock.sleeps == []
 
 
 def test_a_retry_after_longer_than_the_wait_stops_the_run(tmp_path: Path) -> None:

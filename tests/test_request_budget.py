@@ -76,12 +76,22 @@ def test_the_answers_correct_the_budget_and_a_429_spends_it() -> None:
             0.0,
             id="retry-after-0-over-the-reset",
         ),
+        # RFC 9110 10.2.3: an HTTP-date, measured against the wall clock (2026-11-25T12:00Z)
+        pytest.param(
+            {"Retry-After": "Wed, 25 Nov 2026 12:00:45 GMT"}, 45.0, id="retry-after-a-date"
+        ),
+        pytest.param(
+            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, id="retry-after-a-past-date"
+        ),
+        pytest.param({"Retry-After": "soon"}, 60.0, id="retry-after-garbage-the-window"),
     ],
 )
 def test_a_429_blocks_its_bucket_for_what_it_says(
     headers: dict[str, str], blocked_for: float
 ) -> None:
-    budget = RequestBudget(limit=120, window=60, clock=ManualClock())
+    budget = RequestBudget(
+        limit=120, window=60, clock=ManualClock(), wall_clock=lambda: 1_795_608_000.0
+    )
     budget.take("k")
     budget.observe_headers("k", headers, 429)
     assert budget.refill_in("k") == blocked_for

@@ -9,6 +9,7 @@ import the shared CLI options and output, and those modules.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -18,9 +19,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -356,7 +358,10 @@ def reconcile(
         )
 
     repeat = loop.Repeat(push=push, holder=_holder(), wait=wait, writer=_writer(wait))
-    with providers_or_exit(ctx, workdir, settings, observer=exporter) as providers:
+    with (
+        _interrupt_recorded() as interrupted,
+        providers_or_exit(ctx, workdir, settings, observer=exporter) as providers,
+    ):
         try:
             run = loop.run_cycles(
                 workdir,
@@ -367,6 +372,7 @@ def reconcile(
                 progress=progress,
                 on_cycle_start=cycle_started,
                 on_cycle_end=cycle_ended,
+                stop=interrupted,
             )
         except loop.SettingsUnusable as exc:
             settings_unusable(exc.problems)
@@ -395,6 +401,39 @@ def reconcile(
     # a refused teardown or an invalid file is a check that failed: CI goes red and a
     # person looks (after every other demo was reconciled)
     sys.exit(EXIT_FAILED if run.failed or last.plan.refusals or last.plan.problems else EXIT_OK)
+
+
+@contextlib.contextmanager
+def _interrupt_recorded() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as always, and is also recorded in the event.
+
+    The exception is lost when it lands in a finalizer (Python prints "Exception
+    ignored in" and a traceback, and goes on): the loop and the executor read the
+    event, so the run stops all the same, and that traceback is not printed (the one
+    line is `democtl: interrupted`). Only the main thread can set a handler;
+    elsewhere (a test calling the command from a thread) the event is never set.
+    """
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def unraisable(info: sys.UnraisableHookArgs) -> None:
+        if not (isinstance(info.exc_value, KeyboardInterrupt) and interrupted.is_set()):
+            default(info)
+
+    default = sys.unraisablehook
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable
+    try:
+        yield interrupted
+    finally:
+        sys.unraisablehook = default
+        signal.signal(signal.SIGINT, previous)
 
 
 def _emit_metrics(exporter: metrics.Exporter, path: Path | None, gateway: str | None) -> None:

@@ -27,7 +27,7 @@ from reconciler.cli.options import (
     load_state_or_exit,
     providers_or_exit,
 )
-from reconciler.cli.output import json_records, table
+from reconciler.cli.output import json_records, table, visible
 from reconciler.quantity import display_cpu, display_memory, format_cpu, format_memory
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def history(demo_id: str | None, fmt: str, ctx: Context) -> None:
             + [
                 (
                     e.as_dict()["time"],
-                    e.demo_id,
+                    visible(e.demo_id),
                     e.action,
                     e.detail,
                     f"{e.author} <{e.email}>",

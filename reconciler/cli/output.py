@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     from reconciler.validate import Problem
 
 
+def visible(text: str) -> str:
+    """`text` on one line and inert on a terminal: each control character as `\\xNN`.
+
+    A demo file's name is whatever a person committed (a tab, a newline, an escape
+    sequence); a table cell holding one raw would break the row or drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(

@@ -163,8 +163,40 @@ def _raw_changes(rest: str) -> list[tuple[str, str, str, str]]:
         meta, tab, path = line.partition("\t")
         parts = meta.split(" ")
         if tab and len(parts) == 5 and parts[0].startswith(":") and "\t" not in path:
-            changes.append((parts[4], path, parts[2], parts[3]))
+            changes.append((parts[4], _unquoted(path), parts[2], parts[3]))
     return changes
+
+
+# git's C-style quoting (quote.c, quote_c_style): these letters, else three octal digits
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def _unquoted(path: str) -> str:
+    """The path as committed, from `--raw`'s spelling of it.
+
+    git writes a path holding a byte over 0x7f (core.quotePath, on by default), a
+    control character, `"` or `\\` in double quotes with C escapes: read as it
+    stands, `demos/démo-x.yaml` came out as `"demos/d\\303\\251mo-x.yaml"`, in no
+    folder, and its commits were missing from `history`. Any other path is as it is.
+    """
+    if len(path) < 2 or path[0] != '"' or path[-1] != '"':
+        return path
+    body, out, at = path[1:-1], bytearray(), 0
+    while at < len(body):
+        char = body[at]
+        if char != "\\":
+            out += char.encode("utf-8", "surrogateescape")
+            at += 1
+        elif body[at + 1 : at + 2] in _C_ESCAPES:
+            out.append(_C_ESCAPES[body[at + 1]])
+            at += 2
+        elif len(octal := body[at + 1 : at + 4]) == 3 and all(c in "01234567" for c in octal):
+            out.append(int(octal, 8))
+            at += 4
+        else:
+            return path  # not git's quoting after all
+    # the bytes git had, read as the rest of its output is
+    return out.decode("utf-8", "surrogateescape")
 
 
 def _named(path: str) -> tuple[str, str] | None:

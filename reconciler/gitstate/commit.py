@@ -179,7 +179,9 @@ def removal_writes(root: Path, demo_id: str) -> dict[str, None]:
             if path.is_file() or path.is_symlink():
                 writes[path.relative_to(root).as_posix()] = None
     try:
-        tracked = _repo(root).git.ls_files("--", f"{RENDERED_DIR}/{demo_id}/").split("\n")
+        # -z: else a name with a byte over 0x7f, a control character or a quote comes
+        # quoted, and names a file that is not there
+        tracked = _repo(root).git.ls_files("-z", "--", f"{RENDERED_DIR}/{demo_id}/").split("\0")
     except GitStateError:
         tracked = []
     for rel in tracked:

@@ -36,6 +36,23 @@ from reconciler.gitstate.lock import LOCK_REF
 log = logging.getLogger(__name__)
 
 
+def _dirty_paths(porcelain: str) -> list[str]:
+    """The paths of `git status --porcelain -z`, as committed.
+
+    -z: without it a name with a byte over 0x7f, a control character or a quote comes
+    quoted (`"rendered/demo-a/caf\\303\\251.yaml"`), in none of democtl's folders.
+    """
+    entries, paths, at = porcelain.split("\0"), [], 0
+    while at < len(entries):
+        entry = entries[at]
+        at += 1
+        if len(entry) > 3:
+            paths.append(entry[3:])
+            if "R" in entry[:2] or "C" in entry[:2]:
+                at += 1  # a rename's or copy's source path follows; its new path counts
+    return paths
+
+
 @dataclass(frozen=True)
 class PushResult:
     """What a push did. `replan`: the remote moved; local now equals it, plan again."""
@@ -74,10 +91,7 @@ def sync(
     if status != 0:
         raise SyncError(f"git fetch {remote} {branch} failed: {err.strip()}")
     remote_sha = _must(repo, "rev-parse", "--verify", tracking).strip()
-    dirty = [
-        line[3:]
-        for line in _must(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
-    ]
+    dirty = _dirty_paths(_must(repo, "status", "--porcelain", "-z", "--untracked-files=no"))
     foreign_dirt = [rel for rel in dirty if not rel.startswith(_OWNED_PREFIXES)]
     if foreign_dirt:
         raise SyncError(

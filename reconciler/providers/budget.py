@@ -5,7 +5,8 @@ Supabase's `X-RateLimit-Limit/Remaining/Reset`, Cloudflare's `Ratelimit` and
 `Ratelimit-Policy`; a request the bucket knows will be refused is not sent, and the
 caller leaves it for a later cycle), `BudgetSpent` (that refusal) and `TokenBucket`
 (client-side QPS with a burst, as client-go's `flowcontrol` token bucket, which waits
-instead of refusing). Clocks and sleeps are injected. Standard library only.
+instead of refusing), and `parse_retry_after`, the one reading of `Retry-After` every
+adapter shares. Clocks and sleeps are injected. Standard library only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,24 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        reference = time.time() if now is None else now
+        seconds = when.timestamp() - reference
+    return max(0.0, seconds)
 
 
 class BudgetSpent(Exception):
@@ -53,10 +72,12 @@ class RequestBudget:
         limit: int | None = None,
         window: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.wall_clock = wall_clock  # what a Retry-After HTTP-date is measured against
         self.deferred = 0  # requests not sent because their bucket was spent
         self._buckets: dict[Hashable, _Bucket] = {}
         self._lock = threading.Lock()
@@ -114,16 +135,20 @@ class RequestBudget:
         quota = parse_quota(headers)
         if quota is None:
             if status == 429:
-                retry = _number(headers.get("retry-after"))
+                retry = self._retry_after(headers)
                 # `Retry-After: 0` means now (RFC 9110 10.2.3), not "no answer": not `or`
                 wait = retry if retry is not None else (self.window or 60.0)
                 self.observe(key, remaining=0, reset=wait, refused=True)
             return
         remaining, reset = quota
         if status == 429:
-            retry = _number(headers.get("retry-after"))
+            retry = self._retry_after(headers)
             reset = retry if retry is not None else reset
         self.observe(key, remaining=remaining, reset=reset, refused=status == 429)
+
+    def _retry_after(self, headers: Mapping[str, str]) -> float | None:
+        # an HTTP-date read as no header spent a whole window, even for a date gone by
+        return parse_retry_after(headers.get("retry-after"), now=self.wall_clock())
 
     def _current(self, key: Hashable, now: float) -> _Bucket | None:
         bucket = self._buckets.get(key)

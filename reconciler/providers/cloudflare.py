@@ -50,7 +50,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
-from reconciler.providers.budget import BudgetSpent, RequestBudget
+from reconciler.providers.budget import BudgetSpent, RequestBudget, parse_retry_after
 from reconciler.providers.http import Network, RequestObserver, http_client
 
 log = logging.getLogger(__name__)
@@ -641,8 +641,5 @@ RATE_WINDOW = 300.0
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    # delta-seconds or an HTTP-date (RFC 9110 10.2.3), as the SDK's own backoff reads it
+    return parse_retry_after(response.headers.get("retry-after"))

@@ -8,7 +8,8 @@ plans: it writes the text it is given. Retries live in
 `providers.http.RetryPolicy`, nowhere else. The token never appears in a log
 line or an exception message.
 
-May import: httpx, `reconciler.providers.base`, `reconciler.providers.http`.
+May import: httpx, `reconciler.providers.base`, `reconciler.providers.budget` (its
+`Retry-After` parser), `reconciler.providers.http`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from reconciler.providers.base import ProviderError, RateLimited
-from reconciler.providers.http import RetryPolicy, make_client, parse_retry_after
+from reconciler.providers.budget import parse_retry_after
+from reconciler.providers.http import RetryPolicy, make_client
 
 logger = logging.getLogger(__name__)
 

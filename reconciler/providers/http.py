@@ -11,7 +11,7 @@ and connection errors. Never retried: any other 4xx, which means the request
 itself is wrong. Adapters convert what is left into `ProviderError` at their own
 edge. A `RequestObserver` given to `http_client` hears of every response (metrics);
 it is a separate callback, so the retry path itself knows nothing of it. Imports
-httpx and the standard library only.
+httpx, the standard library and `reconciler.providers.budget` (its `Retry-After` parser).
 """
 
 from __future__ import annotations
@@ -24,34 +24,19 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+
+# the one reading of Retry-After, shared with the budgets and the SDK-based adapters
+from reconciler.providers.budget import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
 
 def is_retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        reference = time.time() if now is None else now
-        seconds = when.timestamp() - reference
-    return max(0.0, seconds)
 
 
 @dataclass(frozen=True)

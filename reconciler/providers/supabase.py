@@ -38,14 +38,13 @@ from reconciler.providers.base import (
     SupabasePreflight,
     SupabaseProvider,
 )
-from reconciler.providers.budget import BudgetSpent, RequestBudget
+from reconciler.providers.budget import BudgetSpent, RequestBudget, parse_retry_after
 from reconciler.providers.http import (
     OPERATION,
     Network,
     RequestObserver,
     RetryPolicy,
     make_client,
-    parse_retry_after,
     retry_status,
 )
 
