@@ -78,6 +78,7 @@ def make_harness(
     faults: Faults | None = None,
     attempts: int = 4,
     prefix: str = "democtl-",
+    spare_databases: int = 0,
 ) -> Harness:
     clock = ManualClock()
     sleeps = Sleeps(clock=clock)
@@ -90,6 +91,7 @@ def make_harness(
         database_lag_seconds=DATABASE_LAG,
         going_down_seconds=GOING_DOWN,
         faults=faults,
+        spare_databases=spare_databases,
     )
     emulator.start()
     clock.settle = emulator.settle

@@ -103,14 +103,16 @@ class ProjectDatabases:
     def _run(self, name: str, done: Done) -> None:
         error: BaseException | None = None
         try:
-            self.make(name)
-        except (psycopg.Error, OSError) as exc:
-            error = exc
+            try:
+                self.make(name)
+            except (psycopg.Error, OSError) as exc:
+                error = exc
+            done(name, error)
         finally:
+            # after `done`: whoever settles sees the outcome recorded, not just made
             with self._cond:
                 self._pending.pop(name, None)
                 self._cond.notify_all()
-        done(name, error)
 
     def make(self, name: str) -> None:
         """`name`'s database, empty, now: a spare renamed when there is one, else made.
