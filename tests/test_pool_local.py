@@ -199,13 +199,8 @@ def test_list_pool_shows_the_members_after_a_reconcile(
     pool_settings(repo, size=2, max_age=6)
     code, out = democtl(repo, "list", "--pool", "--local")
     assert code == 0 and "no pool members" in out, out
-    # The first reconcile creates the members; the emulator makes their databases in the
-    # background (as the real API provisions after answering the create), so they may
-    # still be COMING_UP when its one look comes, and `--wait` waits for demos, not for
-    # the pool: the second migrates what came up (a no-op if the first got there).
-    for _ in range(2):
-        code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
-        assert code == 0, out
+    code, out = democtl(repo, "reconcile", "--local", "--wait", "60s")
+    assert code == 0, out
     code, out = democtl(repo, "list", "--pool", "--local", "--format", "json")
     assert code == 0, out
     rows = json.loads(out)

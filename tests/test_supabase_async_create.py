@@ -26,7 +26,14 @@ from psycopg import sql
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.supabase_databases import ProjectDatabases
 from reconciler.local.supabase_emulator import SupabaseEmulator
-from tests.supabase_support import DATABASE_LAG, ORGANIZATION, TOKEN, Harness, harness_fixture
+from tests.supabase_support import (
+    DATABASE_LAG,
+    ORGANIZATION,
+    TOKEN,
+    Harness,
+    ManualClock,
+    harness_fixture,
+)
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -321,3 +328,32 @@ def test_a_spare_taken_away_underneath_falls_back_to_creating(
     assert spared.emulator.databases.created == 1
     with pytest.raises(psycopg.Error):
         supabase_postgres.rename_database("no_such_spare", "nor_this")
+
+
+def test_a_zero_come_up_time_makes_the_database_before_the_answer(
+    tmp_path: Path, supabase_postgres: LocalPostgres
+) -> None:
+    clock = ManualClock()
+    emulator = SupabaseEmulator(
+        tmp_path / "instant",
+        supabase_postgres,
+        clock=clock,
+        come_up_seconds=0,
+        organizations=(ORGANIZATION,),
+    )
+    with emulator:
+        body = {"name": "democtl-demo-now", "db_pass": "creation-pass-1"}
+        answer = httpx.post(
+            emulator.url + "/v1/projects",
+            headers=HEADERS,
+            json=body | {"organization_slug": ORGANIZATION, "region": "us-east-1"},
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        ref = answer.json()["ref"]
+        # no background work was left: the project is up as soon as any time passes
+        assert ref in supabase_postgres.databases()
+        assert not emulator.databases.pending(ref)
+        clock.now += 0.001
+        assert [p["status"] for p in emulator.inspect()["projects"]] == ["ACTIVE_HEALTHY"]
+    supabase_postgres.drop_database(ref)

@@ -108,6 +108,7 @@ class SupabaseEmulator(ServedEmulator):
         self.database_lag_seconds = database_lag_seconds
         self.limiter = FixedWindowLimiter(rate_limit, RATE_WINDOW, clock)
         self.refused = 0  # 429s answered for an exceeded bucket (not injected faults)
+        self._creating: set[str] = set()  # refs reserved by a create not yet recorded
         self._prepared: set[str] = set()  # databases whose query role is set up
         self._lock = threading.RLock()
         self._state: dict[str, Any] = self._load()
@@ -201,7 +202,7 @@ class SupabaseEmulator(ServedEmulator):
         rng = random.Random(f"{self._state['salt']}:{name}:{self._state['next_id']}")
         while True:
             ref = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(20))
-            if ref not in self._state["projects"]:
+            if ref not in self._state["projects"] and ref not in self._creating:
                 return ref
 
     def _insert(self, ref: str, name: str, org: str, region: str) -> dict[str, Any]:
@@ -407,14 +408,27 @@ class SupabaseEmulator(ServedEmulator):
         # password is not kept to apply later), the record, then the database in the
         # background; the project stays COMING_UP until that database exists. A process
         # killed before it is made leaves the record pending, and the next start makes it.
+        # A come-up time of 0 (tests, `DEMOCTL_LOCAL_COME_UP_SECONDS=0`) asks for a project
+        # that is up when answered, which only a database made first can honour.
+        at_once = self.come_up_seconds <= 0
         with self._lock:
             ref = self._new_ref(body["name"])
+            self._creating.add(ref)  # reserved: creates run side by side
+        try:
+            if at_once:
+                self.databases.make(ref)  # first, the record last: see add_project
             apply_password(self.postgres, ref, body["db_pass"])
-            project = self._insert(ref, body["name"], body["organization_slug"], region)
-            project["database_pending"] = True
-            self._save()
-            project = dict(project)
-        self.databases.submit(ref, self._provisioned)
+            with self._lock:
+                project = self._insert(ref, body["name"], body["organization_slug"], region)
+                if not at_once:
+                    project["database_pending"] = True
+                self._save()
+                project = dict(project)
+        finally:
+            with self._lock:
+                self._creating.discard(ref)
+        if not at_once:
+            self.databases.submit(ref, self._provisioned)
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
 
