@@ -230,7 +230,7 @@ class SupabaseEmulator(ServedEmulator):
             return str(project["forced_status"])
         if project.get("init_failed"):
             # the spec's V1ProjectResponse.status for a project whose provisioning failed;
-            # it never becomes ACTIVE_HEALTHY, and may only be deleted
+            # it never becomes ACTIVE_HEALTHY here; it can be deleted
             return "INIT_FAILED"
         age = self.clock() - float(project["created"])
         if age <= 0:
