@@ -29,11 +29,16 @@ class ManualClock:
     """Seconds since the epoch, moved only by the test."""
 
     now: float = 1_790_000_000.0
+    # called before each move: the emulator's `settle` (the time a test skips is time
+    # the databases being made in the background had)
+    settle: Callable[[], object] | None = None
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        if self.settle is not None:
+            self.settle()
         self.now += seconds
 
 
@@ -73,6 +78,7 @@ def make_harness(
     faults: Faults | None = None,
     attempts: int = 4,
     prefix: str = "democtl-",
+    spare_databases: int = 0,
 ) -> Harness:
     clock = ManualClock()
     sleeps = Sleeps(clock=clock)
@@ -85,8 +91,10 @@ def make_harness(
         database_lag_seconds=DATABASE_LAG,
         going_down_seconds=GOING_DOWN,
         faults=faults,
+        spare_databases=spare_databases,
     )
     emulator.start()
+    clock.settle = emulator.settle
     client = SupabaseManagementClient(
         emulator.url,
         TOKEN,

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -22,8 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from reconciler.local import local_state_dir
+from reconciler.local.postgres import LocalPostgres
 from reconciler.local.stack import LOCAL_TOKEN
 from reconciler.local.world import WORLD_ENV, WORLD_FILE, find_world
 from reconciler.workspace import read_settings
@@ -43,7 +46,9 @@ def democtl_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def served(repo: Path, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+def served(
+    repo: Path, env: Mapping[str, str] | None = None, *extra: str
+) -> Iterator[subprocess.Popen[str]]:
     """`democtl local serve --source repo` running until the block ends (then SIGTERM)."""
     child = subprocess.Popen(
         [
@@ -56,6 +61,7 @@ def served(repo: Path, env: Mapping[str, str] | None = None) -> Iterator[subproc
             "serve",
             "--source",
             str(repo),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -149,6 +155,37 @@ def test_serve_writes_the_world_and_removes_it_on_sigterm(tmp_path: Path) -> Non
         assert "Traceback" not in again.stderr
     assert child.returncode == 0, child.stderr.read() if child.stderr else ""
     assert not (local_state_dir(repo) / WORLD_FILE).exists()
+
+
+def test_serve_makes_its_spare_databases_before_it_announces_the_world(tmp_path: Path) -> None:
+    _, repo = origin_and_clone(tmp_path)
+    env = democtl_env() | {"DEMOCTL_LOCAL_COME_UP_SECONDS": "1"}  # the background create
+    with served(repo, env, "--spare-databases", "2"):
+        world = world_of(repo)
+        postgres = LocalPostgres(local_state_dir(repo)).start()  # attaches to the served one
+        try:
+
+            def spares() -> list[str]:
+                return [d for d in postgres.databases() if d.startswith("spare_")]
+
+            assert len(spares()) == 2  # made before the first line was printed
+            headers = {"Authorization": f"Bearer {LOCAL_TOKEN}"}
+            body = {"name": "democtl-demo-spare", "db_pass": "creation-pass-1"}
+            settings = yaml.safe_load(sample_settings())
+            body |= {"organization_slug": settings["supabase"]["organization"]}
+            created = httpx.post(f"{world['supabase']}/v1/projects", json=body, headers=headers)
+            assert created.status_code == 201, created.text
+            ref = created.json()["ref"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the come-up, then the refill
+                answer = httpx.get(f"{world['supabase']}/v1/projects/{ref}", headers=headers)
+                if answer.json()["status"] == "ACTIVE_HEALTHY" and len(spares()) == 2:
+                    break
+                time.sleep(0.2)
+            assert answer.json()["status"] == "ACTIVE_HEALTHY", answer.text
+            assert ref in postgres.databases() and len(spares()) == 2
+        finally:
+            postgres.stop()
 
 
 def test_commands_of_two_repositories_use_one_served_world(tmp_path: Path) -> None:

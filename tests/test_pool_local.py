@@ -56,6 +56,9 @@ class World:
     def cycle(
         self, after: timedelta = timedelta(0), providers: Providers | None = None
     ) -> CycleResult:
+        if after and self.stack.supabase is not None:
+            # the time skipped is time the databases made in the background had
+            self.stack.supabase.settle()
         self.moment.now += after
         options = CycleOptions(known_migrations=self.known)
         result = run_cycle(self.repo, providers or self.providers, self.moment.now, options)

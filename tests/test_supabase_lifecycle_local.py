@@ -59,6 +59,9 @@ class World:
     previous: datetime | None = None  # the last cycle, as `democtl run` passes it on
 
     def cycle(self, after: timedelta = timedelta(0)) -> CycleResult:
+        if after and self.stack.supabase is not None:
+            # the time skipped is time the databases made in the background had
+            self.stack.supabase.settle()
         self.moment.now += after
         result = run_cycle(
             self.repo, self.providers, self.moment.now, OPTIONS, health_since=self.previous

@@ -284,6 +284,7 @@ class LocalStack:
         going_down_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
         gitops_source: bool = True,
+        spare_databases: int = 0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
@@ -297,6 +298,9 @@ class LocalStack:
         self.database_lag_seconds = database_lag_seconds
         self.going_down_seconds = going_down_seconds
         self.clock = clock  # the Supabase emulator's time (tests drive its life cycle)
+        # blank databases the Supabase emulator keeps made ahead (`local serve
+        # --spare-databases`): a project then costs a rename, not a copy of template1
+        self.spare_databases = spare_databases
         self._exit = ExitStack()
         self.kubernetes: KubernetesEmulator | None = None
         self.postgres: LocalPostgres | None = None
@@ -359,6 +363,7 @@ class LocalStack:
             database_lag_seconds=self.database_lag_seconds,
             going_down_seconds=self.going_down_seconds,
             faults=self.faults,
+            spare_databases=self.spare_databases,
         )
         self.supabase = self._exit.enter_context(emulator)
         log.info("local supabase emulator at %s", emulator.url)

@@ -5,9 +5,11 @@ api-keys, database/query, database/password, and for `doctor` the organisations:
 one with its plan, its projects counted) with the status codes and shapes of
 ../shared/specs (the OpenAPI spec and the recorded real exchanges), the project
 life cycle (UNKNOWN -> COMING_UP -> ACTIVE_HEALTHY by time since creation, read
-from an injected clock; the database takes queries `database_lag_seconds` after
-ACTIVE_HEALTHY, answering 500 before; a deleted project is GOING_DOWN for
-`going_down_seconds`, then gone), the refusals of the real API (403 for an
+from an injected clock, and never ACTIVE_HEALTHY before the project's database
+exists: the create is answered at once and the database made in the background,
+`local.supabase_databases`; INIT_FAILED if it cannot be made; the database takes
+queries `database_lag_seconds` after ACTIVE_HEALTHY, answering 500 before; a deleted
+project is GOING_DOWN for `going_down_seconds`, then gone), the refusals of the real API (403 for an
 organisation the token is not a member of, 400 for values outside the spec's
 enums: `local.supabase_spec`), queries run as a non-superuser role (`local.supabase_sql`),
 the 120/minute rate limit per user, scope and endpoint with X-RateLimit-* headers
@@ -15,8 +17,9 @@ the 120/minute rate limit per user, scope and endpoint with X-RateLimit-* header
 Faults and request counters come from `local.server.EmulatorServer`.
 
 May import: the standard library, psycopg, and `reconciler.local`'s server, ratelimit,
-postgres, supabase_spec and supabase_sql. Stores no secret: database passwords are
-applied to a real role and forgotten; keys derive from the ref and a per-state salt.
+postgres, supabase_databases, supabase_spec and supabase_sql. Stores no secret: database
+passwords are applied to a real role and forgotten; keys derive from the ref and a
+per-state salt.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from psycopg import sql
 from reconciler.local.postgres import LocalPostgres
 from reconciler.local.ratelimit import FixedWindowLimiter
 from reconciler.local.server import EmulatorServer, Faults, Request, Response, ServedEmulator
+from reconciler.local.supabase_databases import ProjectDatabases
 from reconciler.local.supabase_spec import FORBIDDEN, create_body_error, iso, project_keys
 from reconciler.local.supabase_sql import (
     QUERY_ROLE,
@@ -85,6 +89,7 @@ class SupabaseEmulator(ServedEmulator):
         rate_limit: int = RATE_LIMIT,
         port: int = 0,
         tls: ssl.SSLContext | None = None,
+        spare_databases: int = 0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -103,10 +108,14 @@ class SupabaseEmulator(ServedEmulator):
         self.database_lag_seconds = database_lag_seconds
         self.limiter = FixedWindowLimiter(rate_limit, RATE_WINDOW, clock)
         self.refused = 0  # 429s answered for an exceeded bucket (not injected faults)
-        self._creating: set[str] = set()  # refs whose database is being made
+        self._creating: set[str] = set()  # refs reserved by a create not yet recorded
         self._prepared: set[str] = set()  # databases whose query role is set up
         self._lock = threading.RLock()
         self._state: dict[str, Any] = self._load()
+        # blank databases made ahead (`spare_databases`): a create then renames one
+        self.databases = ProjectDatabases(
+            postgres, salt=str(self._state["salt"]), spares=spare_databases
+        )
         self.server = EmulatorServer(
             "supabase", self.handle, faults=faults, route_of=self._route, port=port, tls=tls
         )
@@ -115,6 +124,28 @@ class SupabaseEmulator(ServedEmulator):
 
     def project_url(self, ref: str) -> str:
         return f"{self.url}/project/{ref}"
+
+    def start(self) -> str:
+        self.databases.start()
+        with self._lock:
+            # a previous run stopped (or died) before these projects' databases were made:
+            # their provisioning goes on, as the real service's would after an API restart
+            pending = [
+                ref
+                for ref, p in self._state["projects"].items()
+                if p.get("database_pending") and p.get("deleted") is None
+            ]
+        for ref in pending:
+            self.databases.submit(ref, self._provisioned)
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self.databases.stop()
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait for the databases being made (tests moving an injected clock)."""
+        return self.databases.settle(timeout)
 
     # --- state ----------------------------------------------------------------------
 
@@ -148,7 +179,10 @@ class SupabaseEmulator(ServedEmulator):
         """
         with self._lock:
             ref = self._new_ref(name)
-            self._fresh_database(ref)  # first: see _create
+            # the database first, the record last: a process killed between leaves at most
+            # an unrecorded database, which the next seed of that name (same ref: refs
+            # derive from the state) replaces
+            self.databases.make(ref)
             project = self._insert(ref, name, organization_slug, "us-east-1")
             if created is not None:
                 project["created"] = created
@@ -156,12 +190,6 @@ class SupabaseEmulator(ServedEmulator):
                 project["forced_status"] = status
             self._save()
         return ref
-
-    def _fresh_database(self, ref: str) -> None:
-        """An empty database for a new project, as the real service gives: one left by a
-        creation killed before its record is unrecorded (the ref is free), so dropped."""
-        self.postgres.drop_database(ref)
-        self.postgres.create_database(ref)
 
     def set_status(self, ref: str, status: str | None) -> None:
         """Force a project's status (INIT_FAILED, ...); None returns it to the clock."""
@@ -200,19 +228,31 @@ class SupabaseEmulator(ServedEmulator):
             return "GOING_DOWN"
         if project.get("forced_status"):
             return str(project["forced_status"])
+        if project.get("init_failed"):
+            # the spec's V1ProjectResponse.status for a project whose provisioning failed;
+            # it never becomes ACTIVE_HEALTHY here; it can be deleted
+            return "INIT_FAILED"
         age = self.clock() - float(project["created"])
         if age <= 0:
             return "UNKNOWN"
-        if age < self.come_up_seconds:
+        if age < self.come_up_seconds or project.get("database_pending"):
             return "COMING_UP"
         return "ACTIVE_HEALTHY"
 
+    def _active_since(self, project: dict[str, Any]) -> float:
+        """When the project became ACTIVE_HEALTHY: its come-up time, or when its database
+        was made if that came later (the clock's reading then)."""
+        up = float(project["created"]) + self.come_up_seconds
+        made = project.get("database_made")
+        return max(up, float(made)) if made is not None else up
+
     def database_ready(self, project: dict[str, Any]) -> bool:
         """The database accepts connections a moment after the API says ACTIVE_HEALTHY."""
+        if project.get("database_pending"):
+            return False  # not even a forced status makes a database that is not there
         if project.get("forced_status"):
             return True  # a forced status is a test's statement about the whole project
-        age = self.clock() - float(project["created"])
-        return age >= self.come_up_seconds + self.database_lag_seconds
+        return self.clock() >= self._active_since(project) + self.database_lag_seconds
 
     def _purge(self) -> None:
         """Forget the projects whose GOING_DOWN time is over (their databases went first)."""
@@ -359,25 +399,57 @@ class SupabaseEmulator(ServedEmulator):
             return region
         if body["organization_slug"] not in self._known_organizations():
             return _error(403, FORBIDDEN)
+        # The real API answers the create at once, the project UNKNOWN then COMING_UP
+        # (the recorded exchange ../shared/specs/supabase-recorded/POST_v1_projects: 201,
+        # status UNKNOWN), and provisions it afterwards; clients poll `GET
+        # /v1/projects/{ref}` until ACTIVE_HEALTHY (Supabase's own database.build deploy,
+        # supabase-community/database-build `waitForProjectToBeHealthy`). So here: the
+        # role that carries the password now (catalogue work, milliseconds, and the
+        # password is not kept to apply later), the record, then the database in the
+        # background; the project stays COMING_UP until that database exists. A process
+        # killed before it is made leaves the record pending, and the next start makes it.
+        # A come-up time of 0 (tests, `DEMOCTL_LOCAL_COME_UP_SECONDS=0`) asks for a project
+        # that is up when answered, which only a database made first can honour.
+        at_once = self.come_up_seconds <= 0
         with self._lock:
-            # The database and its role first, the record last: a process killed between
-            # leaves at most an unrecorded database, which the next create of that name
-            # (same ref: refs derive from the state) replaces. The ref is reserved under
-            # the lock; the database is made outside it: creates run side by side.
             ref = self._new_ref(body["name"])
-            self._creating.add(ref)
+            self._creating.add(ref)  # reserved: creates run side by side
         try:
-            self._fresh_database(ref)
+            if at_once:
+                self.databases.make(ref)  # first, the record last: see add_project
             apply_password(self.postgres, ref, body["db_pass"])
             with self._lock:
                 project = self._insert(ref, body["name"], body["organization_slug"], region)
+                if not at_once:
+                    project["database_pending"] = True
                 self._save()
                 project = dict(project)
         finally:
             with self._lock:
                 self._creating.discard(ref)
+        if not at_once:
+            self.databases.submit(ref, self._provisioned)
         logger.info("-: emulated Supabase project %s created (%s)", ref, body["name"])
         return Response(201, self._project_body(project, database=False))
+
+    def _provisioned(self, ref: str, error: BaseException | None) -> None:
+        """A project's database is made (or could not be): record it. A project deleted
+        meanwhile loses the database just made, so that nothing outlives its record."""
+        with self._lock:
+            stored = self._state["projects"].get(ref)
+            gone = stored is None or stored.get("deleted") is not None
+            if not gone and stored is not None:
+                stored.pop("database_pending", None)
+                if error is None:
+                    stored["database_made"] = self.clock()
+                else:
+                    stored["init_failed"] = True
+                self._save()
+        if error is not None:
+            logger.warning("-: emulated Supabase project %s failed to provision: %s", ref, error)
+        elif gone:
+            self.postgres.drop_database(ref)
+            logger.info("-: emulated Supabase project %s was deleted while provisioning", ref)
 
     def _organizations(self, request: Request, slug: str | None, projects: bool) -> Response:
         # GET /v1/organizations (OrganizationResponseV1[]), /v1/organizations/{slug}
@@ -441,13 +513,20 @@ class SupabaseEmulator(ServedEmulator):
         if self.status_of(project) in {"UNKNOWN", "COMING_UP", "GOING_DOWN"}:
             return _error(400, "Project not ready for deletion.")
         ref = project["ref"]
+        with self._lock:
+            # marked before the drop: a database still being made (a forced status lets a
+            # test delete such a project) is dropped by `_provisioned` when it is done
+            pending = bool(self._state["projects"].get(ref, {}).get("database_pending"))
+            if pending:
+                self._state["projects"][ref]["deleted"] = self.clock()
+                self._save()
         self.postgres.drop_database(ref)
         with self.postgres.admin() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"db_{ref}")))
         self._prepared.discard(ref)
         with self._lock:
             stored = self._state["projects"].get(ref)
-            if stored is not None:
+            if stored is not None and not pending:
                 stored["deleted"] = self.clock()
             self._save()
         logger.info("-: emulated Supabase project %s deleted (GOING_DOWN)", ref)
