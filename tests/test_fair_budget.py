@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from reconciler.apply import fair_order
 from reconciler.plan import Action, ActionKind, DemoPlan, Intent, Plan
@@ -67,10 +68,20 @@ def _supabase_due(result: Plan, demo_id: str) -> bool:
     return check.supabase_due
 
 
-def test_a_healthy_unchanged_demo_is_asked_only_in_its_turn() -> None:
+class _Turns(NamedTuple):
+    """Two healthy ready demos a minute after the previous cycle: one not in its turn."""
+
+    waiting: str
+    turn: str
+    since: datetime
+    statuses: dict[str, Any]
+    observed: Any
+    files: list[Any]
+
+
+def _turns() -> _Turns:
     from reconciler.model import HealthChecks
-    from reconciler.plan import plan
-    from tests.test_plan import NOW, SETTINGS, file, status, world
+    from tests.test_plan import NOW, file, status, world
 
     healthy = HealthChecks(
         kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True
@@ -80,8 +91,14 @@ def test_a_healthy_unchanged_demo_is_asked_only_in_its_turn() -> None:
     waiting = next(i for i in ids if not in_turn(i, NOW, since))
     turn = next(i for i in ids if in_turn(i, NOW, since))
     statuses = {i: status(i).model_copy(update={"healthChecks": healthy}) for i in (waiting, turn)}
-    observed = world(waiting, turn)
-    files = [file(waiting), file(turn)]
+    return _Turns(waiting, turn, since, statuses, world(waiting, turn), [file(waiting), file(turn)])
+
+
+def test_a_healthy_unchanged_demo_is_asked_only_in_its_turn() -> None:
+    from reconciler.plan import plan
+    from tests.test_plan import NOW, SETTINGS, status
+
+    waiting, turn, since, statuses, observed, files = _turns()
     spread = plan(SETTINGS, files, {}, statuses, observed, NOW, health_since=since)
     assert not _supabase_due(spread, waiting) and _supabase_due(spread, turn)
     # no previous cycle (a one-shot reconcile): everyone is asked
@@ -108,24 +125,16 @@ def _probed(result: Plan, demo_id: str) -> set[str]:
 
 
 def test_a_healthy_ready_demo_is_probed_only_in_its_turn() -> None:
-    from reconciler.model import HealthChecks, HealthFailure, Phase
+    from reconciler.model import HealthFailure, Phase
     from reconciler.plan import plan
-    from tests.test_plan import NOW, SETTINGS, file, status, world
+    from tests.test_plan import NOW, SETTINGS
 
-    healthy = HealthChecks(
-        kubernetes=True, supabase=True, portal=True, candidate=True, apiGateway=True
-    )
+    waiting, turn, since, statuses, observed, files = _turns()
+    healthy = statuses[waiting].healthChecks
     every = {"portal", "candidate", "apiGateway"}
-    ids = [f"demo-turn{n:02d}" for n in range(30)]
-    since = NOW - timedelta(minutes=1)
-    waiting = next(i for i in ids if not in_turn(i, NOW, since))
-    turn = next(i for i in ids if in_turn(i, NOW, since))
-    statuses = {i: status(i).model_copy(update={"healthChecks": healthy}) for i in (waiting, turn)}
-    observed = world(waiting, turn)
-    files = [file(waiting), file(turn)]
 
-    def probed(given: dict[str, object], at: datetime | None = since) -> set[str]:
-        result = plan(SETTINGS, files, {}, given, observed, NOW, health_since=at)  # type: ignore[arg-type]
+    def probed(given: dict[str, Any], at: datetime | None = since) -> set[str]:
+        result = plan(SETTINGS, files, {}, given, observed, NOW, health_since=at)
         return _probed(result, waiting)
 
     spread = plan(SETTINGS, files, {}, statuses, observed, NOW, health_since=since)
