@@ -289,9 +289,13 @@ class _Executor:
                 )
                 if action.kind == ActionKind.ENSURE_PROJECT:
                     run.look_up_first = True
-                self.sleep(self.retries.step_pause)
-                if self.stop.is_set():  # interrupted while pausing: no new call
-                    raise KeyboardInterrupt from exc
+                self._pause(self.retries.step_pause)
+
+    def _pause(self, seconds: float) -> None:
+        """A pause before asking again; a Ctrl-C meanwhile means no new call."""
+        self.sleep(seconds)
+        if self.stop.is_set():
+            raise KeyboardInterrupt
 
     # --- the provider steps, one per action kind ---------------------------------------
 
@@ -299,11 +303,12 @@ class _Executor:
         """Adopt the project carrying the demo's managed name, or create it."""
         supabase = self.providers.supabase
         name = supabase.project_name(action.demo_id)
+        project: Project | None = None
         if run.look_up_first:
             # A create failed earlier in this cycle and may have gone through with its
             # answer lost: look by name before creating again, as the next cycle's listing
             # would. Two of that name: never pick one here, the planner reports them.
-            found = [p for p in supabase.list_projects() if p.name == name and not p.going_down]
+            found = _live_named(supabase, name)
             if len(found) > 1:
                 raise ProviderError(
                     "supabase",
@@ -312,25 +317,20 @@ class _Executor:
                     demo_id=action.demo_id,
                 )
             if found:
+                project = found[0]
                 log.info(
-                    "%s: adopted project %s after a failed create", action.demo_id, found[0].ref
+                    "%s: adopted project %s after a failed create", action.demo_id, project.ref
                 )
-                run.project_status = found[0].status
-                run.record(project_ref=found[0].ref)
-                return
-        try:
-            project = supabase.create_project(action.demo_id, self.password_factory())
-        except ProviderError as exc:
-            if exc.status_code != 409:
-                raise
-            existing = next(
-                (p for p in supabase.list_projects() if p.name == name and not p.going_down),
-                None,
-            )
-            if existing is None:
-                raise
-            log.info("%s: adopted existing project %s", action.demo_id, existing.ref)
-            project = existing
+        if project is None:
+            try:
+                project = supabase.create_project(action.demo_id, self.password_factory())
+            except ProviderError as exc:
+                if exc.status_code != 409:
+                    raise
+                project = next(iter(_live_named(supabase, name)), None)
+                if project is None:
+                    raise
+                log.info("%s: adopted existing project %s", action.demo_id, project.ref)
         run.project_status = project.status
         run.record(project_ref=project.ref)
 
@@ -463,9 +463,7 @@ class _Executor:
             failing = [(c, u) for c, u in action.health_urls if answers[c] is not True]
             if not failing:
                 break
-            self.sleep(self.retries.probe_period)
-            if self.stop.is_set():
-                raise KeyboardInterrupt
+            self._pause(self.retries.probe_period)
             for check, url in failing:
                 answers[check] = self.providers.prober.probe(url)
         run.record(
@@ -498,6 +496,11 @@ def _secret_annotations(run: _Run, action: Action, ref: str) -> dict[str, str]:
             action.demo_type, action.seed_size, action.company_name
         )
     return annotations
+
+
+def _live_named(supabase: SupabaseProvider, name: str) -> list[Project]:
+    """The listed projects of that name that are not going down."""
+    return [p for p in supabase.list_projects() if p.name == name and not p.going_down]
 
 
 def _transient(exc: ProviderError) -> bool:

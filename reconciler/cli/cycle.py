@@ -133,13 +133,17 @@ def _cycle_options(
     from reconciler import apply, database, loop
 
     # the emulators answer at once: a tiny pause before asking a creating demo again
-    retries = apply.InCycleRetries(step_pause=0.05, probe_period=0.05) if local else None
+    retries = (
+        apply.InCycleRetries(step_pause=0.05, probe_period=0.05)
+        if local
+        else apply.InCycleRetries()
+    )
     return loop.CycleOptions(
         allow_mass_delete=allow_mass_delete,
         concurrency=concurrency,
         status_page=status_page,
         known_migrations=tuple(m.version for m in database.load_migrations()),
-        retries=retries or apply.InCycleRetries(),
+        retries=retries,
     )
 
 
