@@ -65,7 +65,7 @@ from reconciler.providers.base import (
     ProviderError,
     RateLimited,
 )
-from reconciler.providers.budget import TokenBucket
+from reconciler.providers.budget import TokenBucket, parse_retry_after
 from reconciler.quantity import format_cpu, format_memory, parse_quantity
 
 if TYPE_CHECKING:
@@ -109,11 +109,8 @@ GitOps = Literal["flux", "argo"]
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if not headers:
         return None
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    # the one reading of Retry-After the other adapters share (seconds or an HTTP-date)
+    return parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
 
 
 def _upstream_message(exc: ApiException) -> str:
